@@ -1,0 +1,3 @@
+//! Benchmark: engine (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark: plan (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark: sim (being written).
+
+fn main() {}

@@ -1,0 +1,109 @@
+//! The command line: clap derive, one file per subcommand, each with an
+//! `Args` struct whose doc comments are the help text and an `exec` that
+//! returns the exit code. Errors are printed here, exactly once.
+
+mod graph;
+mod plan;
+mod run;
+mod runs;
+mod schema;
+mod sim;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ExitCode};
+
+/// Run YAML playbooks of Alibaba Cloud control-plane steps as a DAG.
+///
+/// Start with a rehearsal against the built-in simulator (no cloud account needed):
+///
+///   runbook plan playbooks/dts-di-cutover.yaml -p project_id=10000 ...
+///   runbook run  playbooks/dts-di-cutover.yaml --sim --yes -p ...
+///
+/// Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or
+/// credentials error, 5 cancelled (resumable), 6 refused (approval, lock or
+/// stale plan), 10 internal (journal).
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, long_about, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check playbooks and report every error with file:line:col (exit 0 or 3).
+    Validate(validate::ValidateArgs),
+    /// Show what a run would do, without calling anything that changes state.
+    Plan(plan::PlanArgs),
+    /// Run a playbook (or a saved plan) and journal every step.
+    Run(run::RunArgs),
+    /// Continue an interrupted or failed run from its journal.
+    Resume(run::ResumeArgs),
+    /// List the runs in the journal.
+    Runs(runs::RunsArgs),
+    /// Show one run from the journal, step by step.
+    Show(runs::ShowArgs),
+    /// Print the step graph as Graphviz dot or Mermaid.
+    Graph(graph::GraphArgs),
+    /// Print the JSON Schema of the playbook language.
+    Schema(schema::SchemaArgs),
+    /// Start the local simulator of the DataWorks and DTS APIs.
+    Sim(sim::SimArgs),
+}
+
+/// Parses the command line, runs the subcommand, prints any error once and
+/// returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    init_tracing();
+    match exec(cli.command) {
+        Ok(code) => code.code(),
+        Err(e) => {
+            let _ = e.render(&mut std::io::stderr().lock());
+            e.exit.code()
+        }
+    }
+}
+
+fn exec(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Validate(args) => args.exec(),
+        Command::Plan(args) => args.exec(),
+        Command::Run(args) => args.exec(),
+        Command::Resume(args) => args.exec(),
+        Command::Runs(args) => args.exec(),
+        Command::Show(args) => args.exec(),
+        Command::Graph(args) => args.exec(),
+        Command::Schema(args) => args.exec(),
+        Command::Sim(args) => args.exec(),
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings only).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A tokio runtime for subcommands that do I/O.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ExitCode::Internal, "failed to start the async runtime").with_source(e))
+}

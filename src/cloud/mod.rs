@@ -1,0 +1,210 @@
+//! Talking to Alibaba Cloud's RPC-style OpenAPI.
+//!
+//! This is the leaf of the crate: it imports nothing else from runbook.
+//! `actions` is the catalogue every other stage checks against; `signer` is
+//! the pure HMAC-SHA1 signature; `client` sends signed requests over HTTPS
+//! (or to the simulator over loopback HTTP) and turns every error shape into
+//! one [`ApiError`]; `credentials` finds the key pair and never shows it.
+
+pub mod actions;
+pub mod client;
+pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod signer;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub use actions::{ActionSpec, Risk};
+pub use endpoint::Endpoints;
+pub use error::{ApiError, ErrorClass};
+
+/// Parameter names whose values never leave the process in clear: not in
+/// plans, logs, the journal, the simulator's call log or error messages.
+pub const REDACTED_PARAMS: &[&str] = &["AccessKeyId", "Signature", "SecurityToken", "AccessKeySecret"];
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "<redacted>";
+
+/// One RPC call, before the common parameters and the signature are added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// Product code (`dataworks`, `dts`, or any other for the generic action).
+    pub product: String,
+    /// API version (`2020-05-18`).
+    pub version: String,
+    /// RPC action name (`StopDISyncInstance`).
+    pub action: String,
+    /// Region the call targets; picks the endpoint.
+    pub region: String,
+    /// API parameters sent in the query string.
+    pub query: BTreeMap<String, String>,
+    /// API parameters sent as a form body.
+    pub body: BTreeMap<String, String>,
+    /// Risk class (drives reconciliation of unknown outcomes).
+    pub risk: Risk,
+}
+
+impl ActionRequest {
+    /// Builds the request of a typed action from already-rendered parameter
+    /// values, putting each where the catalogue says (query or body) and
+    /// adding `RegionId` for APIs that take it. Unknown names go to the query.
+    pub fn typed(spec: &ActionSpec, region: &str, params: BTreeMap<String, String>) -> ActionRequest {
+        let mut query = BTreeMap::new();
+        let mut body = BTreeMap::new();
+        for (name, value) in params {
+            match spec.param(&name).map(|p| p.location) {
+                Some(actions::ParamLocation::Body) => body.insert(name, value),
+                _ => query.insert(name, value),
+            };
+        }
+        if spec.region_param && !region.is_empty() {
+            query.entry("RegionId".to_owned()).or_insert_with(|| region.to_owned());
+        }
+        ActionRequest {
+            product: spec.product.to_owned(),
+            version: spec.version.to_owned(),
+            action: spec.action.to_owned(),
+            region: region.to_owned(),
+            query,
+            body,
+            risk: spec.risk,
+        }
+    }
+
+    /// The typed action this request is an instance of, if any.
+    pub fn spec(&self) -> Option<&'static ActionSpec> {
+        actions::lookup_rpc(&self.product, &self.action)
+    }
+
+    /// What this request looks like on the wire, with secrets redacted and
+    /// the per-attempt values (nonce, timestamp) shown as placeholders.
+    pub fn preview(&self, endpoints: &Endpoints) -> RequestPreview {
+        let base = endpoints.resolve(&self.product, &self.region);
+        let host = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_owned();
+        let mut query: BTreeMap<String, String> = self.query.clone();
+        for (k, v) in [
+            ("Action", self.action.as_str()),
+            ("Version", self.version.as_str()),
+            ("Format", "JSON"),
+            ("AccessKeyId", REDACTED),
+            ("SignatureMethod", signer::SIGNATURE_METHOD),
+            ("SignatureVersion", signer::SIGNATURE_VERSION),
+            ("SignatureNonce", "<per-attempt>"),
+            ("Timestamp", "<per-attempt>"),
+            ("Signature", REDACTED),
+        ] {
+            query.insert(k.to_owned(), v.to_owned());
+        }
+        RequestPreview {
+            method: "POST".to_owned(),
+            url: format!("{base}/"),
+            host,
+            query: redact_query(&signer::canonicalized_query(&query)),
+            body: signer::canonicalized_query(&self.body),
+        }
+    }
+}
+
+/// A request as it would go on the wire, safe to print and store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestPreview {
+    /// HTTP method (always POST, as Alibaba's current SDKs send it).
+    pub method: String,
+    /// Full URL without the query.
+    pub url: String,
+    /// Host the request goes to.
+    pub host: String,
+    /// Canonical (sorted, encoded) query string with secrets redacted.
+    pub query: String,
+    /// Form body (empty when the action has no body parameters).
+    pub body: String,
+}
+
+/// Replaces the values of [`REDACTED_PARAMS`] in an encoded query string.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if REDACTED_PARAMS.contains(&k) => format!("{k}={REDACTED}"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A successful answer: the JSON body is the step's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiResponse {
+    /// The parsed JSON body.
+    pub body: serde_json::Value,
+    /// `RequestId` from the body, when present.
+    pub request_id: Option<String>,
+    /// HTTP status (200 for a success).
+    pub http_status: u16,
+}
+
+/// The future a [`CloudApi`] call returns.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<ApiResponse, ApiError>> + Send + 'a>>;
+
+/// The one side-effect boundary of a run: send a call, get its answer.
+/// `client::RpcClient` implements it over HTTP; unit tests use fakes.
+pub trait CloudApi: Send + Sync {
+    /// Sends one attempt of `req` (signed afresh) and returns its answer.
+    fn call<'a>(&'a self, req: &'a ActionRequest) -> CallFuture<'a>;
+}
+
+/// Reads a dotted path (`Data.Status`, `Items.0.Id`) out of a JSON value.
+pub fn select<'v>(value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, key| match v {
+        serde_json::Value::Object(map) => map.get(key),
+        serde_json::Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_request_places_params_and_region() {
+        let spec = actions::lookup("dataworks.StopDIJob").unwrap();
+        let req = ActionRequest::typed(spec, "cn-shanghai", [("DIJobId".to_owned(), "11668".to_owned())].into());
+        assert!(req.query.is_empty());
+        assert_eq!(req.body["DIJobId"], "11668");
+        let spec = actions::lookup("dts.StopDtsJob").unwrap();
+        let req = ActionRequest::typed(spec, "cn-hangzhou", [("DtsJobId".to_owned(), "j1".to_owned())].into());
+        assert_eq!(req.query["RegionId"], "cn-hangzhou");
+    }
+
+    #[test]
+    fn preview_redacts_credentials() {
+        let spec = actions::lookup("dts.StopDtsJob").unwrap();
+        let req = ActionRequest::typed(spec, "cn-hangzhou", [("DtsJobId".to_owned(), "j1".to_owned())].into());
+        let p = req.preview(&Endpoints::new());
+        assert_eq!(p.host, "dts.cn-hangzhou.aliyuncs.com");
+        assert!(p.query.contains("AccessKeyId=<redacted>"), "{}", p.query);
+        assert!(p.query.contains("Signature=<redacted>"), "{}", p.query);
+        assert!(p.query.starts_with("AccessKeyId="), "sorted: {}", p.query);
+    }
+
+    #[test]
+    fn select_reads_dotted_paths() {
+        let v = serde_json::json!({"Data": {"Status": "RUN", "L": [1, {"X": 2}]}});
+        assert_eq!(select(&v, "Data.Status"), Some(&serde_json::json!("RUN")));
+        assert_eq!(select(&v, "Data.L.1.X"), Some(&serde_json::json!(2)));
+        assert_eq!(select(&v, "Data.Nope"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! runbook: runs YAML playbooks of Alibaba Cloud control-plane steps as a DAG.
+//!
+//! ```text
+//! playbook (YAML) --load+validate--> Playbook --build--> Plan --run--> Run (journal, report)
+//!                                                          |            |
+//!                                                       display      cloud::CloudApi --HTTP--> Alibaba Cloud RPC API
+//!                                                    (dry-run review)                  (or: sim, the local simulator)
+//! ```
+//!
+//! Modules and the one direction their imports point:
+//!
+//! - [`cloud`]: the leaf. Signing, credentials, endpoints, the HTTP client, the
+//!   action catalogue and [`cloud::ApiError`]. Imports nothing else from here.
+//! - [`playbook`]: the language as written: load YAML with positions, validate,
+//!   render diagnostics with `file:line:col`. Uses `cloud::actions`.
+//! - [`plan`]: a validated playbook plus params becomes a [`plan::Plan`]: steps in
+//!   topological order, rendered parameters, requests, risk; display formats.
+//! - [`run`]: executes a `Plan` against a `CloudApi`: scheduler, retries, waits,
+//!   the SQLite journal, resume, events and the terminal report. Never sees a
+//!   `Playbook`.
+//! - [`sim`]: the local simulator of the DataWorks and DTS APIs. Uses only `cloud`.
+//! - [`cli`]: argument parsing and the subcommands; uses everything.
+
+pub mod cli;
+pub mod cloud;
+pub mod error;
+pub mod playbook;
+pub mod plan;
+pub mod run;
+pub mod sim;
+
+pub use error::{Error, ExitCode};

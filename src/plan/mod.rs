@@ -1,0 +1,326 @@
+//! The plan: a validated playbook with its params bound, in the shape the
+//! executor runs and the reviewer reads.
+//!
+//! `Plan::build(&Playbook, &Params)` (in `build.rs`) resolves step ids to a
+//! DAG, orders steps topologically (file order breaks ties), renders every
+//! template that depends only on params (values that depend on earlier
+//! outputs stay templates, shown symbolically as `<steps.x.output.Y>`), and
+//! previews each request. The plan is serializable: `plan -o PLAN.json`
+//! writes it, `run PLAN.json` reads it back and checks its digest.
+//!
+//! Types in this file are the contract between the planner, the displays and
+//! the executor: change them with care (the journal stores plans as JSON).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cloud::{ActionRequest, RequestPreview, Risk};
+
+/// Version of the plan JSON format; bumped on incompatible changes.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A step id, as written in the playbook.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepId(pub String);
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StepId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A whole plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`].
+    pub format: u32,
+    /// Playbook `name`.
+    pub name: String,
+    /// Playbook `description`.
+    pub description: Option<String>,
+    /// Path of the playbook file the plan was built from.
+    pub source: String,
+    /// SHA-256 (hex) of the playbook file's bytes.
+    pub playbook_sha256: String,
+    /// Params after defaults and type coercion.
+    pub params: BTreeMap<String, Value>,
+    /// SHA-256 (hex) over the playbook bytes and the canonical JSON of the
+    /// params: what an approval and `run PLAN.json` are bound to.
+    pub digest: String,
+    /// Steps in flight at once.
+    pub concurrency: usize,
+    /// Every step, in topological order (file order breaks ties). Steps with
+    /// `compensation: true` come last and run only from an `on_failure`.
+    pub steps: Vec<PlannedStep>,
+    /// Steps grouped in levels that can run together (level N needs only
+    /// levels < N). Compensation steps are not in any level.
+    pub levels: Vec<Vec<StepId>>,
+    /// The longest chain by worst-case duration.
+    pub critical_path: Vec<StepId>,
+    /// Sum of worst-case durations along the critical path, in seconds.
+    pub worst_case_secs: u64,
+    /// How many calls of each risk class a full run sends (fan-outs counted
+    /// by item count when it is known from params; unknown counts are
+    /// reported in `unknown_fan_out`).
+    pub blast_radius: BlastRadius,
+}
+
+/// Counts of calls by risk class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlastRadius {
+    /// Read-only calls (not counting wait polls).
+    pub read: usize,
+    /// Mutating calls.
+    pub mutating: usize,
+    /// Irreversible calls.
+    pub irreversible: usize,
+    /// Steps whose fan-out size depends on earlier outputs.
+    pub unknown_fan_out: Vec<StepId>,
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Its id.
+    pub id: StepId,
+    /// `description`, if written.
+    pub description: Option<String>,
+    /// Steps that must be done first.
+    pub needs: Vec<StepId>,
+    /// Run only when this holds (rendered at run time).
+    pub when: Option<When>,
+    /// Fan-out: a template that renders to an array; each item runs the step
+    /// once with `item` bound. `Some` also when the items are known now.
+    pub for_each: Option<ForEach>,
+    /// What the step does.
+    pub kind: StepKind,
+    /// Retry policy for its calls.
+    pub retry: RetryPolicy,
+    /// Whole-step timeout (all attempts, all items), if any.
+    pub timeout_secs: Option<u64>,
+    /// What a failure of this step does to the run.
+    pub on_failure: OnFailure,
+    /// Runs only when named by an `on_failure: { run: [...] }`.
+    pub compensation: bool,
+    /// The highest risk of any call the step makes.
+    pub risk: Risk,
+    /// Region its calls go to.
+    pub region: String,
+    /// 1-based line of the step in the playbook (for messages).
+    pub line: usize,
+}
+
+/// A fan-out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForEach {
+    /// The template as written (`{{params.file_ids}}`).
+    pub template: String,
+    /// The items, when they depend only on params.
+    pub items: Option<Vec<Value>>,
+    /// Items in flight at once for this step (defaults to the run's concurrency).
+    pub concurrency: Option<usize>,
+}
+
+/// The kinds of step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    /// One API call (per item), retried by policy, optionally asserted.
+    Call {
+        /// The call.
+        call: CallPlan,
+        /// Fails the step unless this holds on the response.
+        assert: Option<Condition>,
+    },
+    /// Poll a read-only call until `until` holds.
+    Wait(WaitPlan),
+    /// Sleep for a while.
+    Sleep {
+        /// How long, in milliseconds.
+        millis: u64,
+    },
+    /// Stop for a human's yes (terminal) or `--approve STEP`.
+    Approve {
+        /// What the approver is asked.
+        message: String,
+    },
+}
+
+/// A call as planned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallPlan {
+    /// What the playbook wrote after `call:` (`dts.StopDtsJob` or `api`).
+    pub action: String,
+    /// Product code.
+    pub product: String,
+    /// API version.
+    pub version: String,
+    /// RPC action.
+    pub rpc_action: String,
+    /// Risk class.
+    pub risk: Risk,
+    /// Parameters as written (templates are JSON strings with `{{...}}`).
+    pub with: BTreeMap<String, Value>,
+    /// Parameters rendered as far as params allow; a value that depends on
+    /// an earlier output or `item` is shown as `<steps.x.output.Y>` / `<item>`.
+    pub rendered: BTreeMap<String, String>,
+    /// The request it would send (first item for a fan-out), redacted.
+    pub request: RequestPreview,
+}
+
+/// A polling wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WaitPlan {
+    /// The read-only call to poll.
+    pub call: CallPlan,
+    /// Done when this holds.
+    pub until: Condition,
+    /// Failed at once when this holds.
+    pub fail_if: Option<Condition>,
+    /// Poll interval, in milliseconds.
+    pub every_millis: u64,
+    /// Multiply the interval by this after each poll (1.0: fixed).
+    pub backoff: f64,
+    /// Upper bound of the interval when backing off, in milliseconds.
+    pub max_every_millis: u64,
+    /// Give up after this long, in milliseconds.
+    pub timeout_millis: u64,
+}
+
+/// A test on a JSON value: `select` a dotted path of the response, then match.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Dotted path (`Data.Status`); empty selects the whole response.
+    pub select: String,
+    /// How the selected value must look.
+    pub matcher: Matcher,
+}
+
+/// How a selected value is matched. Strings compare case-insensitively
+/// (Alibaba's status casing varies between APIs), numbers numerically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matcher {
+    /// One of these values.
+    In(Vec<Value>),
+    /// None of these values (a missing value matches).
+    NotIn(Vec<Value>),
+    /// Exactly this value.
+    Equals(Value),
+    /// The path exists (true) or not (false).
+    Exists(bool),
+}
+
+/// A `when:` condition, evaluated at run time against params and outputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// A template that must render to a truthy value (not empty, `false`,
+    /// `0` or `null`).
+    Truthy(String),
+    /// A template whose rendered value must match.
+    Match {
+        /// The template (`{{steps.check.output.Data.Status}}`).
+        value: String,
+        /// How it must look.
+        matcher: Matcher,
+    },
+}
+
+/// Retry policy of a step's calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included (1: no retry).
+    pub attempts: u32,
+    /// How the delay grows.
+    pub backoff: Backoff,
+    /// First delay, in milliseconds.
+    pub delay_millis: u64,
+    /// Largest delay, in milliseconds.
+    pub max_delay_millis: u64,
+    /// Full jitter: each delay is uniform in `[0, delay]`.
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            backoff: Backoff::Exponential,
+            delay_millis: 1_000,
+            max_delay_millis: 30_000,
+            jitter: true,
+        }
+    }
+}
+
+/// How retry delays grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed,
+    /// Doubling from `delay` up to `max_delay`.
+    Exponential,
+}
+
+/// What a failed step does to the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// No new steps start; steps in flight finish; the run fails (default).
+    Abort,
+    /// The run goes on; the step is recorded as failed, its dependents are
+    /// skipped, and the run ends failed.
+    Continue,
+    /// Run these compensation steps (in order), then abort.
+    Compensate(Vec<StepId>),
+}
+
+impl Plan {
+    /// The step called `id`.
+    pub fn step(&self, id: &str) -> Option<&PlannedStep> {
+        self.steps.iter().find(|s| s.id.0 == id)
+    }
+}
+
+impl PlannedStep {
+    /// Worst-case duration of the step, for the critical path.
+    pub fn worst_case(&self) -> Duration {
+        if let Some(t) = self.timeout_secs {
+            return Duration::from_secs(t);
+        }
+        match &self.kind {
+            StepKind::Wait(w) => Duration::from_millis(w.timeout_millis),
+            StepKind::Sleep { millis } => Duration::from_millis(*millis),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Builds the request a call would send once its parameters are rendered.
+pub fn request_for(call: &CallPlan, region: &str, params: BTreeMap<String, String>) -> ActionRequest {
+    match crate::cloud::actions::lookup(&call.action) {
+        Some(spec) => ActionRequest::typed(spec, region, params),
+        None => ActionRequest {
+            product: call.product.clone(),
+            version: call.version.clone(),
+            action: call.rpc_action.clone(),
+            region: region.to_owned(),
+            query: params,
+            body: BTreeMap::new(),
+            risk: call.risk,
+        },
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: a module per topic.
+
+mod client;
+mod plan;
+mod run;
+mod sim;
+mod validate;
