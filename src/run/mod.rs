@@ -1,1 +1,6 @@
-//! run (being written).
+//! The executor (being written).
+
+pub mod event;
+pub mod journal;
+pub mod ratelimit;
+pub mod retry;

@@ -1,0 +1,189 @@
+//! What happens during a run, as data. The runner sends `RunEvent`s to a
+//! sink and never prints; `report` renders them for people, `--output json`
+//! writes one per line for machines, and the journal stores them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cloud::ErrorClass;
+
+/// How a step (or one fan-out item, or the whole run) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done as asked.
+    Succeeded,
+    /// Not run: its `when` was false, or a step it needs failed or was skipped.
+    Skipped,
+    /// Failed (see the error).
+    Failed,
+    /// Stopped by Ctrl-C or a run timeout before it finished.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the lower-case name (journal rows).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "succeeded" => Outcome::Succeeded,
+            "skipped" => Outcome::Skipped,
+            "failed" => Outcome::Failed,
+            "cancelled" => Outcome::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// One thing that happened in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run began (or resumed).
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Playbook name.
+        name: String,
+        /// Plan digest the run is bound to.
+        digest: String,
+        /// Number of steps in the plan.
+        steps: usize,
+        /// Whether this continues an earlier run.
+        resumed: bool,
+    },
+    /// A step started; `items` is the fan-out size.
+    StepStarted {
+        /// Step id.
+        step: String,
+        /// Fan-out size, for `for_each` steps.
+        items: Option<usize>,
+    },
+    /// A call was sent (one attempt).
+    CallSent {
+        /// Step id.
+        step: String,
+        /// Fan-out item index.
+        item: Option<usize>,
+        /// 1-based attempt.
+        attempt: u32,
+        /// RPC action.
+        action: String,
+    },
+    /// An attempt failed; `next_delay_ms` is `None` when no retry follows.
+    AttemptFailed {
+        /// Step id.
+        step: String,
+        /// Fan-out item index.
+        item: Option<usize>,
+        /// 1-based attempt.
+        attempt: u32,
+        /// RPC action.
+        action: String,
+        /// Error code.
+        code: String,
+        /// Error message.
+        message: String,
+        /// Class of the error.
+        class: ErrorClass,
+        /// RequestId of the failed answer.
+        request_id: Option<String>,
+        /// Delay before the next attempt, if any.
+        next_delay_ms: Option<u64>,
+    },
+    /// An unknown outcome was settled through the status call.
+    Reconciled {
+        /// Step id.
+        step: String,
+        /// Fan-out item index.
+        item: Option<usize>,
+        /// The mutating action whose outcome was unknown.
+        action: String,
+        /// Status value observed.
+        observed: Value,
+        /// Whether the call had taken effect (true: it is not sent again).
+        took_effect: bool,
+    },
+    /// A wait polled its status call.
+    Polled {
+        /// Step id.
+        step: String,
+        /// Fan-out item index.
+        item: Option<usize>,
+        /// 1-based poll number.
+        poll: u32,
+        /// Value at the `until` path.
+        value: Value,
+        /// Time since the wait began.
+        elapsed_ms: u64,
+    },
+    /// An approval was given or refused.
+    Approval {
+        /// Step id (`None`: the whole plan).
+        step: Option<String>,
+        /// Who approved (user@host or `--yes`).
+        by: String,
+        /// Given or refused.
+        approved: bool,
+    },
+    /// A fan-out item ended.
+    ItemFinished {
+        /// Step id.
+        step: String,
+        /// Item index.
+        item: usize,
+        /// How it ended.
+        outcome: Outcome,
+        /// Error text when it failed.
+        error: Option<String>,
+    },
+    /// A step ended.
+    StepFinished {
+        /// Step id.
+        step: String,
+        /// How it ended.
+        outcome: Outcome,
+        /// Wall time.
+        elapsed_ms: u64,
+        /// Error text or skip reason.
+        detail: Option<String>,
+    },
+    /// The run ended.
+    RunFinished {
+        /// Run id.
+        run_id: String,
+        /// How it ended.
+        outcome: Outcome,
+        /// Wall time.
+        elapsed_ms: u64,
+    },
+}
+
+/// Where events go.
+pub trait EventSink: Send + Sync {
+    /// Receives one event; must not block for long.
+    fn emit(&self, event: &RunEvent);
+}
+
+/// Sends events into an unbounded channel (the reporter task reads it).
+impl EventSink for tokio::sync::mpsc::UnboundedSender<RunEvent> {
+    fn emit(&self, event: &RunEvent) {
+        let _ = self.send(event.clone());
+    }
+}
+
+/// Drops every event (benchmarks, tests).
+pub struct NoSink;
+
+impl EventSink for NoSink {
+    fn emit(&self, _event: &RunEvent) {}
+}

@@ -1,0 +1,746 @@
+//! The journal: every run, its plan, approvals, each step and fan-out item,
+//! every attempt (request redacted, answer, outcome, timings) and every event,
+//! in one SQLite database under the state directory (`sqlite3` can read it).
+//!
+//! Durability rules the executor relies on:
+//! - an *intent* row is committed before a mutating call is sent, so a run
+//!   killed mid-call knows on resume that the call may have happened;
+//! - a unit's result is committed before any step that needs it starts.
+//!
+//! Writes go through one writer thread that commits whatever is queued in a
+//! single transaction (group commit): a 1,000-item fan-out shares fsyncs
+//! instead of paying one per row, while callers that need durability still
+//! wait for their own commit. Requests hold only API parameters: the common
+//! parameters (AccessKeyId, Signature, SecurityToken) are added by the client
+//! and never reach this module.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::event::Outcome;
+
+/// A journal failure.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite failed.
+    #[error("journal database error at {path}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer thread is gone (an earlier write failed).
+    #[error("the journal writer stopped after a failed write; no further calls are sent")]
+    WriterGone,
+    /// No run with that id.
+    #[error("no run `{0}` in the journal")]
+    NoSuchRun(String),
+    /// A stored row could not be read back.
+    #[error("journal row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    plan_json TEXT NOT NULL,
+    options_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id TEXT NOT NULL,
+    step_id TEXT,
+    approved_by TEXT NOT NULL,
+    method TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    items INTEGER,
+    detail TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE IF NOT EXISTS units (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    item_json TEXT,
+    status TEXT NOT NULL,
+    output_json TEXT,
+    error TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    PRIMARY KEY (run_id, step_id, item)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    risk TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT NOT NULL,
+    error_class TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    request_id TEXT,
+    http_status INTEGER,
+    response_json TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_unit ON attempts (run_id, step_id, item);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    event_json TEXT NOT NULL
+);
+";
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// A write, with an optional acknowledgement once committed.
+struct Op {
+    sql: &'static str,
+    args: Vec<rusqlite::types::Value>,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Handle to the journal: cheap to clone, shared by all step tasks.
+#[derive(Clone)]
+pub struct Journal {
+    path: PathBuf,
+    tx: mpsc::Sender<Op>,
+    failed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The attempt of a call, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRow {
+    /// Step id.
+    pub step_id: String,
+    /// Item index (0 without fan-out).
+    pub item: i64,
+    /// 1-based attempt within its unit.
+    pub attempt: i64,
+    /// `call`, `poll` or `reconcile`.
+    pub kind: String,
+    /// RPC action.
+    pub action: String,
+    /// Risk class name.
+    pub risk: String,
+    /// `pending` (sent, no answer recorded), `ok` or `error`.
+    pub outcome: String,
+    /// Error class name, when it failed.
+    pub error_class: Option<String>,
+    /// Error code.
+    pub error_code: Option<String>,
+    /// Error message.
+    pub error_message: Option<String>,
+    /// RequestId.
+    pub request_id: Option<String>,
+    /// HTTP status.
+    pub http_status: Option<i64>,
+    /// When it was sent.
+    pub sent_at: String,
+    /// When its answer was recorded.
+    pub finished_at: Option<String>,
+    /// The request (API parameters only).
+    pub request_json: String,
+}
+
+/// One unit (a step, or one item of a fan-out step), as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitRow {
+    /// Step id.
+    pub step_id: String,
+    /// Item index (0 without fan-out).
+    pub item: i64,
+    /// The item value, for fan-outs.
+    pub item_json: Option<String>,
+    /// `running`, or an [`Outcome`] name.
+    pub status: String,
+    /// The output (response body), when it succeeded.
+    pub output_json: Option<String>,
+    /// Error text.
+    pub error: Option<String>,
+}
+
+/// One step, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRow {
+    /// Step id.
+    pub step_id: String,
+    /// `running`, or an [`Outcome`] name.
+    pub status: String,
+    /// Fan-out size.
+    pub items: Option<i64>,
+    /// Error text or skip reason.
+    pub detail: Option<String>,
+    /// Start time.
+    pub started_at: Option<String>,
+    /// End time.
+    pub finished_at: Option<String>,
+}
+
+/// A run's header row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Playbook name.
+    pub name: String,
+    /// Playbook path.
+    pub source: String,
+    /// Plan digest.
+    pub digest: String,
+    /// `running`, or an [`Outcome`] name.
+    pub status: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// End time.
+    pub finished_at: Option<String>,
+}
+
+/// An approval, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalRow {
+    /// Step (`None`: the whole plan).
+    pub step_id: Option<String>,
+    /// Who.
+    pub approved_by: String,
+    /// `terminal`, `--yes` or `--approve`.
+    pub method: String,
+    /// Plan digest it is bound to.
+    pub digest: String,
+    /// When.
+    pub at: String,
+}
+
+/// Everything stored about one run.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// Header.
+    pub run: RunRow,
+    /// The plan, as JSON.
+    pub plan_json: String,
+    /// Options the run was started with, as JSON.
+    pub options_json: String,
+    /// Approvals.
+    pub approvals: Vec<ApprovalRow>,
+    /// Steps.
+    pub steps: Vec<StepRow>,
+    /// Units.
+    pub units: Vec<UnitRow>,
+    /// Attempts, in order.
+    pub attempts: Vec<AttemptRow>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) `journal.db` in `state_dir` and starts the
+    /// writer thread.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|source| JournalError::Dir { path: state_dir.to_owned(), source })?;
+        let path = state_dir.join("journal.db");
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA).map_err(|source| JournalError::Sqlite { path: path.clone(), source })?;
+        let (tx, rx) = mpsc::channel::<Op>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&failed);
+        std::thread::Builder::new()
+            .name("journal-writer".to_owned())
+            .spawn(move || writer(conn, &rx, &flag))
+            .map_err(|source| JournalError::Dir { path: state_dir.to_owned(), source })?;
+        Ok(Journal { path, tx, failed })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) {
+        let _ = self.tx.send(Op { sql, args, ack: None });
+    }
+
+    async fn send_acked(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) -> Result<(), JournalError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(JournalError::WriterGone);
+        }
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Op { sql, args, ack: Some(ack) }).map_err(|_| JournalError::WriterGone)?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(JournalError::WriterGone),
+        }
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        self.send_acked("SELECT 1", vec![]).await
+    }
+
+    /// Records a new run with its plan.
+    pub async fn create_run(
+        &self,
+        id: &str,
+        name: &str,
+        source: &str,
+        digest: &str,
+        plan_json: String,
+        options_json: String,
+    ) -> Result<(), JournalError> {
+        let t = now();
+        self.send_acked(
+            "INSERT INTO runs (id, name, source, digest, plan_json, options_json, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7)",
+            vec![id.sv(), name.sv(), source.sv(), digest.sv(), plan_json.sv(), options_json.sv(), t.sv()],
+        )
+        .await
+    }
+
+    /// Sets a run's status (`running` on resume, or its outcome at the end).
+    pub async fn set_run_status(&self, id: &str, status: &str, finished: bool) -> Result<(), JournalError> {
+        let t = now();
+        let fin: rusqlite::types::Value = if finished { t.clone().into() } else { rusqlite::types::Value::Null };
+        self.send_acked(
+            "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
+            vec![id.sv(), status.sv(), t.sv(), fin],
+        )
+        .await
+    }
+
+    /// Records an approval bound to `digest`.
+    pub async fn record_approval(
+        &self,
+        run_id: &str,
+        step_id: Option<&str>,
+        by: &str,
+        method: &str,
+        digest: &str,
+    ) -> Result<(), JournalError> {
+        self.send_acked(
+            "INSERT INTO approvals (run_id, step_id, approved_by, method, digest, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            vec![run_id.sv(), opt(step_id), by.sv(), method.sv(), digest.sv(), now().sv()],
+        )
+        .await
+    }
+
+    /// A step started (or restarted on resume).
+    pub async fn step_started(&self, run_id: &str, step: &str, items: Option<usize>) -> Result<(), JournalError> {
+        let items: rusqlite::types::Value = items.map_or(rusqlite::types::Value::Null, |n| i64::try_from(n).unwrap_or(i64::MAX).into());
+        self.send_acked(
+            "INSERT INTO steps (run_id, step_id, status, items, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = 'running', items = ?3, detail = NULL, finished_at = NULL",
+            vec![run_id.sv(), step.sv(), items, now().sv()],
+        )
+        .await
+    }
+
+    /// A step ended. Committed before its dependents start.
+    pub async fn step_finished(&self, run_id: &str, step: &str, outcome: Outcome, detail: Option<&str>) -> Result<(), JournalError> {
+        self.send_acked(
+            "INSERT INTO steps (run_id, step_id, status, detail, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = ?3, detail = ?4, finished_at = ?5",
+            vec![run_id.sv(), step.sv(), outcome.as_str().sv(), opt(detail), now().sv()],
+        )
+        .await
+    }
+
+    /// A unit started (not awaited: the intent row is what matters for safety).
+    pub fn unit_started(&self, run_id: &str, step: &str, item: usize, item_json: Option<&Value>) {
+        self.send(
+            "INSERT INTO units (run_id, step_id, item, item_json, status, started_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5)
+             ON CONFLICT (run_id, step_id, item) DO UPDATE SET status = 'running', error = NULL",
+            vec![run_id.sv(), step.sv(), idx(item), opt(item_json.map(Value::to_string).as_deref()), now().sv()],
+        );
+    }
+
+    /// A unit ended with its output or error. Committed before dependents start.
+    pub async fn unit_finished(
+        &self,
+        run_id: &str,
+        step: &str,
+        item: usize,
+        outcome: Outcome,
+        output: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.send_acked(
+            "UPDATE units SET status = ?4, output_json = ?5, error = ?6, finished_at = ?7 WHERE run_id = ?1 AND step_id = ?2 AND item = ?3",
+            vec![
+                run_id.sv(),
+                step.sv(),
+                idx(item),
+                outcome.as_str().sv(),
+                opt(output.map(Value::to_string).as_deref()),
+                opt(error),
+                now().sv(),
+            ],
+        )
+        .await
+    }
+
+    /// Records that an attempt is about to be sent. For a mutating call the
+    /// caller awaits this, so the intent is durable before the request leaves.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn attempt_intent(
+        &self,
+        key: &str,
+        run_id: &str,
+        step: &str,
+        item: usize,
+        attempt: u32,
+        kind: &str,
+        action: &str,
+        risk: &str,
+        request_json: String,
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        let sql = "INSERT INTO attempts (key, run_id, step_id, item, attempt, kind, action, risk, request_json, sent_at, outcome)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')";
+        let args = vec![
+            key.sv(),
+            run_id.sv(),
+            step.sv(),
+            idx(item),
+            i64::from(attempt).sv(),
+            kind.sv(),
+            action.sv(),
+            risk.sv(),
+            request_json.sv(),
+            now().sv(),
+        ];
+        if durable {
+            self.send_acked(sql, args).await
+        } else {
+            self.send(sql, args);
+            Ok(())
+        }
+    }
+
+    /// Records an attempt's answer.
+    pub fn attempt_ok(&self, key: &str, request_id: Option<&str>, http_status: u16, response: &Value) {
+        self.send(
+            "UPDATE attempts SET outcome = 'ok', finished_at = ?2, request_id = ?3, http_status = ?4, response_json = ?5 WHERE key = ?1",
+            vec![key.sv(), now().sv(), opt(request_id), i64::from(http_status).sv(), response.to_string().sv()],
+        );
+    }
+
+    /// Records an attempt's failure.
+    pub fn attempt_failed(&self, key: &str, err: &crate::cloud::ApiError) {
+        let class = serde_json::to_value(err.class).ok().and_then(|v| v.as_str().map(str::to_owned));
+        self.send(
+            "UPDATE attempts SET outcome = 'error', finished_at = ?2, error_class = ?3, error_code = ?4, error_message = ?5, request_id = ?6, http_status = ?7 WHERE key = ?1",
+            vec![
+                key.sv(),
+                now().sv(),
+                opt(class.as_deref()),
+                err.code.clone().sv(),
+                err.message.clone().sv(),
+                opt(err.request_id.as_deref()),
+                err.http_status.map_or(rusqlite::types::Value::Null, |s| i64::from(s).sv()),
+            ],
+        );
+    }
+
+    /// Appends an event (not awaited).
+    pub fn event(&self, run_id: &str, event: &super::event::RunEvent) {
+        if let Ok(json) = serde_json::to_string(event) {
+            self.send(
+                "INSERT INTO events (run_id, at, event_json) VALUES (?1, ?2, ?3)",
+                vec![run_id.sv(), now().sv(), json.sv()],
+            );
+        }
+    }
+
+    /// Lists runs, newest first.
+    pub fn list_runs(&self) -> Result<Vec<RunRow>, JournalError> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare("SELECT id, name, source, digest, status, created_at, updated_at, finished_at FROM runs ORDER BY created_at DESC, id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    source: r.get(2)?,
+                    digest: r.get(3)?,
+                    status: r.get(4)?,
+                    created_at: r.get(5)?,
+                    updated_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Everything about one run (a unique prefix of the id is enough).
+    pub fn load_run(&self, id: &str) -> Result<RunRecord, JournalError> {
+        let conn = self.reader()?;
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id")
+            .and_then(|mut s| s.query_map(params![id, format!("{id}%")], |r| r.get(0))?.collect())
+            .map_err(|e| self.sql(e))?;
+        let id = match ids.as_slice() {
+            [one] => one.clone(),
+            _ if ids.iter().any(|i| i == id) => id.to_owned(),
+            _ => return Err(JournalError::NoSuchRun(id.to_owned())),
+        };
+        let (run, plan_json, options_json) = conn
+            .query_row(
+                "SELECT id, name, source, digest, status, created_at, updated_at, finished_at, plan_json, options_json FROM runs WHERE id = ?1",
+                [&id],
+                |r| {
+                    Ok((
+                        RunRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            source: r.get(2)?,
+                            digest: r.get(3)?,
+                            status: r.get(4)?,
+                            created_at: r.get(5)?,
+                            updated_at: r.get(6)?,
+                            finished_at: r.get(7)?,
+                        },
+                        r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
+        let approvals = conn
+            .prepare("SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid")
+            .and_then(|mut s| {
+                s.query_map([&id], |r| {
+                    Ok(ApprovalRow { step_id: r.get(0)?, approved_by: r.get(1)?, method: r.get(2)?, digest: r.get(3)?, at: r.get(4)? })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))?;
+        let steps = conn
+            .prepare("SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid")
+            .and_then(|mut s| {
+                s.query_map([&id], |r| {
+                    Ok(StepRow {
+                        step_id: r.get(0)?,
+                        status: r.get(1)?,
+                        items: r.get(2)?,
+                        detail: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))?;
+        let units = conn
+            .prepare("SELECT step_id, item, item_json, status, output_json, error FROM units WHERE run_id = ?1 ORDER BY step_id, item")
+            .and_then(|mut s| {
+                s.query_map([&id], |r| {
+                    Ok(UnitRow {
+                        step_id: r.get(0)?,
+                        item: r.get(1)?,
+                        item_json: r.get(2)?,
+                        status: r.get(3)?,
+                        output_json: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))?;
+        let attempts = conn
+            .prepare(
+                "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json
+                 FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
+            )
+            .and_then(|mut s| {
+                s.query_map([&id], |r| {
+                    Ok(AttemptRow {
+                        step_id: r.get(0)?,
+                        item: r.get(1)?,
+                        attempt: r.get(2)?,
+                        kind: r.get(3)?,
+                        action: r.get(4)?,
+                        risk: r.get(5)?,
+                        outcome: r.get(6)?,
+                        error_class: r.get(7)?,
+                        error_code: r.get(8)?,
+                        error_message: r.get(9)?,
+                        request_id: r.get(10)?,
+                        http_status: r.get(11)?,
+                        sent_at: r.get(12)?,
+                        finished_at: r.get(13)?,
+                        request_json: r.get(14)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))?;
+        Ok(RunRecord { run, plan_json, options_json, approvals, steps, units, attempts })
+    }
+
+    /// Stored events of a run, in order.
+    pub fn events(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
+        let conn = self.reader()?;
+        conn.prepare("SELECT event_json FROM events WHERE run_id = ?1 ORDER BY seq")
+            .and_then(|mut s| s.query_map([run_id], |r| r.get(0))?.collect())
+            .map_err(|e| self.sql(e))
+    }
+
+    fn reader(&self) -> Result<Connection, JournalError> {
+        open_conn(&self.path)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> JournalError {
+        JournalError::Sqlite { path: self.path.clone(), source }
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, JournalError> {
+    let conn = Connection::open(path).map_err(|source| JournalError::Sqlite { path: path.to_owned(), source })?;
+    // WAL lets `runs`/`show` read while a run writes; FULL syncs each commit
+    // so a power loss cannot drop an intent row that was acknowledged.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+        .map_err(|source| JournalError::Sqlite { path: path.to_owned(), source })?;
+    Ok(conn)
+}
+
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, failed: &AtomicBool) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, &batch);
+        if let Err(e) = &result {
+            tracing::error!("journal write failed: {e}");
+            failed.store(true, Ordering::SeqCst);
+        }
+        for op in batch {
+            if let Some(ack) = op.ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), String> {
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    for op in batch {
+        if op.sql == "SELECT 1" {
+            continue;
+        }
+        let mut stmt = tx.prepare_cached(op.sql).map_err(|e| e.to_string())?;
+        stmt.execute(rusqlite::params_from_iter(op.args.iter())).map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// Converts arguments of journal writes into owned SQLite values.
+trait Sv {
+    fn sv(self) -> rusqlite::types::Value;
+}
+
+impl Sv for &str {
+    fn sv(self) -> rusqlite::types::Value {
+        self.to_owned().into()
+    }
+}
+
+impl Sv for String {
+    fn sv(self) -> rusqlite::types::Value {
+        self.into()
+    }
+}
+
+impl Sv for i64 {
+    fn sv(self) -> rusqlite::types::Value {
+        self.into()
+    }
+}
+
+fn opt(s: Option<&str>) -> rusqlite::types::Value {
+    s.map_or(rusqlite::types::Value::Null, |s| s.to_owned().into())
+}
+
+fn idx(item: usize) -> rusqlite::types::Value {
+    i64::try_from(item).unwrap_or(i64::MAX).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trips_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into()).await.unwrap();
+        j.record_approval("r1", None, "me@host", "--yes", "abc").await.unwrap();
+        j.step_started("r1", "s1", Some(2)).await.unwrap();
+        j.unit_started("r1", "s1", 0, Some(&serde_json::json!(7)));
+        j.attempt_intent("k1", "r1", "s1", 0, 1, "call", "StopDtsJob", "mutating", "{}".into(), true).await.unwrap();
+        j.attempt_failed("k1", &crate::cloud::ApiError::new("InternalError.System", "boom", Some(500)));
+        j.unit_finished("r1", "s1", 0, Outcome::Succeeded, Some(&serde_json::json!({"ok": true})), None).await.unwrap();
+        j.step_finished("r1", "s1", Outcome::Succeeded, None).await.unwrap();
+        j.set_run_status("r1", "succeeded", true).await.unwrap();
+        let rec = j.load_run("r").unwrap();
+        assert_eq!(rec.run.status, "succeeded");
+        assert_eq!(rec.approvals[0].method, "--yes");
+        assert_eq!(rec.units[0].item_json.as_deref(), Some("7"));
+        assert_eq!(rec.attempts[0].error_code.as_deref(), Some("InternalError.System"));
+        assert_eq!(rec.attempts[0].error_class.as_deref(), Some("unknown_outcome"));
+        assert_eq!(rec.steps[0].status, "succeeded");
+        assert!(matches!(j.load_run("zzz"), Err(JournalError::NoSuchRun(_))));
+    }
+}
