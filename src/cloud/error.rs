@@ -32,7 +32,7 @@ impl ErrorClass {
             || code.starts_with("Rejected.Throttling")
             || code == "ServiceUnavailable"
             || code == "SignatureNonceUsed"
-            || code.starts_with("Transport.Connect")
+            || code == "Transport.Connect"
         {
             return ErrorClass::Rejected;
         }
@@ -137,6 +137,7 @@ mod tests {
         assert_eq!(ErrorClass::classify("Whatever", Some(502)), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Timeout", None), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Connect", None), Rejected);
+        assert_eq!(ErrorClass::classify("Transport.ConnectionDropped", None), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Param.Invalid", Some(400)), Permanent);
         assert_eq!(ErrorClass::classify("SignatureDoesNotMatch", Some(400)), Permanent);
         assert_eq!(ErrorClass::classify("Forbidden.Access", Some(403)), Permanent);

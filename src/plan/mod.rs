@@ -11,6 +11,8 @@
 //! Types in this file are the contract between the planner, the displays and
 //! the executor: change them with care (the journal stores plans as JSON).
 
+pub mod render;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -107,7 +109,8 @@ pub struct PlannedStep {
     pub kind: StepKind,
     /// Retry policy for its calls.
     pub retry: RetryPolicy,
-    /// Whole-step timeout (all attempts, all items), if any.
+    /// Whole-step timeout (all attempts, all items), if any. A wait step is
+    /// bounded by the larger of this and its own `timeout`.
     pub timeout_secs: Option<u64>,
     /// What a failure of this step does to the run.
     pub on_failure: OnFailure,
@@ -297,14 +300,15 @@ impl Plan {
 
 impl PlannedStep {
     /// Worst-case duration of the step, for the critical path.
+    ///
+    /// A wait is bounded by its own `timeout` (a step `timeout` shorter than
+    /// that does not cut it short); other steps by the step `timeout`.
     pub fn worst_case(&self) -> Duration {
-        if let Some(t) = self.timeout_secs {
-            return Duration::from_secs(t);
-        }
+        let step = self.timeout_secs.map(Duration::from_secs);
         match &self.kind {
-            StepKind::Wait(w) => Duration::from_millis(w.timeout_millis),
-            StepKind::Sleep { millis } => Duration::from_millis(*millis),
-            _ => Duration::ZERO,
+            StepKind::Wait(w) => Duration::from_millis(w.timeout_millis).max(step.unwrap_or_default()),
+            StepKind::Sleep { millis } => step.unwrap_or(Duration::from_millis(*millis)),
+            _ => step.unwrap_or_default(),
         }
     }
 }

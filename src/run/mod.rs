@@ -1,6 +1,229 @@
-//! The executor (being written).
+//! The executor: runs a [`Plan`](crate::plan::Plan) against a
+//! [`CloudApi`](crate::cloud::CloudApi), journaling every step.
+//!
+//! ```text
+//!   scheduler ──spawns──> step task ──per item──> unit: call (retry, reconcile) | wait (poll) | sleep | approve
+//!       ^                     |                        |
+//!       └── StepDone ─────────┘                        └── journal (intent before a mutating call, result before dependents)
+//!   events ──> EventSink (live view, JSON lines, journal)
+//! ```
+//!
+//! Safety rules, in order of importance:
+//! 1. A mutating call whose outcome is unknown (internal error, timeout,
+//!    dropped connection, or a run killed while it was in flight) is never
+//!    sent again blindly: the action's status call is read first, and the call
+//!    is resent only if the status shows it did not take effect.
+//! 2. The intent of a mutating call is committed to the journal before the
+//!    request leaves, and a unit's result is committed before any step that
+//!    needs it starts.
+//! 3. Cancellation (Ctrl-C, run timeout) starts nothing new and lets calls in
+//!    flight finish, so their outcome is known and journaled.
 
 pub mod event;
 pub mod journal;
 pub mod ratelimit;
+pub mod report;
 pub mod retry;
+mod scheduler;
+mod unit;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::CloudApi;
+use crate::plan::Plan;
+
+pub use event::{EventSink, NoSink, Outcome, RunEvent};
+pub use journal::{Journal, JournalError};
+pub use ratelimit::RateLimits;
+pub use scheduler::Runner;
+
+/// How a run is carried out (beyond the plan itself).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Run id (journal key).
+    pub run_id: String,
+    /// Steps in flight at once (the plan's `concurrency` unless overridden).
+    pub concurrency: usize,
+    /// Fail the run when it takes longer than this.
+    pub run_timeout: Option<Duration>,
+    /// Seed for retry jitter (`None`: random).
+    pub seed: Option<u64>,
+}
+
+/// The decision on an `approve` step (or on the whole plan).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApprovalDecision {
+    /// Go ahead.
+    Approved {
+        /// Who (user@host).
+        by: String,
+        /// How: `terminal`, `--yes` or `--approve`.
+        method: String,
+    },
+    /// Stop here.
+    Refused {
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+/// The future an [`Approver`] returns.
+pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = ApprovalDecision> + Send + 'a>>;
+
+/// Decides `approve` steps: on a terminal it asks; otherwise `--approve STEP`.
+pub trait Approver: Send + Sync {
+    /// Asks for approval of `step`, showing `message`; bound to `digest`.
+    fn approve<'a>(&'a self, step: &'a str, message: &'a str, digest: &'a str) -> ApprovalFuture<'a>;
+}
+
+/// Approves only the steps named on the command line (`--approve STEP`).
+pub struct FlagApprover {
+    /// Approved step ids.
+    pub steps: BTreeSet<String>,
+    /// Who is running (user@host).
+    pub by: String,
+}
+
+impl Approver for FlagApprover {
+    fn approve<'a>(&'a self, step: &'a str, _message: &'a str, _digest: &'a str) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            if self.steps.contains(step) {
+                ApprovalDecision::Approved { by: self.by.clone(), method: "--approve".to_owned() }
+            } else {
+                ApprovalDecision::Refused {
+                    reason: format!("step `{step}` needs an approval: run on a terminal to answer, or pass --approve {step}"),
+                }
+            }
+        })
+    }
+}
+
+/// What is known from an earlier attempt at this run (for `resume`).
+#[derive(Clone, Debug, Default)]
+pub struct Prior {
+    /// Steps already finished as succeeded or skipped (not run again).
+    pub done_steps: HashMap<String, (Outcome, Option<Value>)>,
+    /// Units (step, item) already succeeded, with their outputs.
+    pub done_units: HashMap<(String, usize), Value>,
+    /// Units whose mutating call may have been applied (sent without a
+    /// recorded answer, or answered with an unknown outcome): reconciled
+    /// through the status call before anything is sent again.
+    pub maybe_applied: BTreeSet<(String, usize)>,
+}
+
+impl Prior {
+    /// Rebuilds what a run achieved from its journal record.
+    pub fn from_record(record: &journal::RunRecord, plan: &Plan) -> Prior {
+        let mut prior = Prior::default();
+        for unit in &record.units {
+            if unit.status == Outcome::Succeeded.as_str() {
+                let output = unit
+                    .output_json
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                let item = usize::try_from(unit.item).unwrap_or(usize::MAX);
+                prior.done_units.insert((unit.step_id.clone(), item), output);
+            }
+        }
+        for step in &record.steps {
+            let Some(outcome) = Outcome::parse(&step.status) else { continue };
+            if matches!(outcome, Outcome::Succeeded | Outcome::Skipped) {
+                let output = plan.step(&step.step_id).and_then(|planned| {
+                    if outcome == Outcome::Skipped {
+                        return None;
+                    }
+                    let outputs: BTreeMap<usize, Value> = prior
+                        .done_units
+                        .iter()
+                        .filter(|((s, _), _)| *s == step.step_id)
+                        .map(|((_, i), v)| (*i, v.clone()))
+                        .collect();
+                    if planned.for_each.is_some() {
+                        Some(Value::Array(outputs.into_values().collect()))
+                    } else {
+                        outputs.into_values().next()
+                    }
+                });
+                prior.done_steps.insert(step.step_id.clone(), (outcome, output));
+            }
+        }
+        for a in &record.attempts {
+            if a.kind != "call" || a.risk == "read" {
+                continue;
+            }
+            let item = usize::try_from(a.item).unwrap_or(usize::MAX);
+            let key = (a.step_id.clone(), item);
+            if prior.done_units.contains_key(&key) {
+                continue;
+            }
+            if a.outcome == "pending" || a.error_class.as_deref() == Some("unknown_outcome") {
+                prior.maybe_applied.insert(key);
+            }
+        }
+        prior
+    }
+}
+
+/// How each step ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepSummary {
+    /// Step id.
+    pub id: String,
+    /// Outcome (`None`: never started because the run stopped first).
+    pub outcome: Option<Outcome>,
+    /// Error text or skip reason.
+    pub detail: Option<String>,
+    /// Fan-out size.
+    pub items: Option<usize>,
+    /// Wall time.
+    pub elapsed_ms: u64,
+    /// Whether it was done in an earlier attempt at this run.
+    pub from_journal: bool,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Overall outcome.
+    pub outcome: Outcome,
+    /// Per step, in plan order.
+    pub steps: Vec<StepSummary>,
+    /// Wall time.
+    pub elapsed_ms: u64,
+    /// Why the run stopped early, if it did.
+    pub stopped_because: Option<String>,
+}
+
+/// Everything the step tasks share.
+pub(crate) struct Shared {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) api: Arc<dyn CloudApi>,
+    pub(crate) journal: Journal,
+    pub(crate) sink: Arc<dyn EventSink>,
+    pub(crate) limits: Arc<RateLimits>,
+    pub(crate) approver: Arc<dyn Approver>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) options: RunOptions,
+    pub(crate) prior: Prior,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: RunEvent) {
+        self.journal.event(&self.options.run_id, &event);
+        self.sink.emit(&event);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,528 @@
+//! The scheduler: starts every step whose `needs` are done, up to the run's
+//! concurrency; fans `for_each` steps out under their own limit; applies
+//! `when`, `on_failure` and timeouts; stops starting work on cancellation.
+//!
+//! Concurrency invariants:
+//! - Only this loop changes step states. Step tasks report back through the
+//!   `JoinSet`; they share nothing mutable except the journal handle (a
+//!   channel) and the rate-limit buckets (short std-mutex sections).
+//! - A step's result is committed to the journal inside its task, before the
+//!   task returns, so no dependent can start before its inputs are durable.
+//! - On cancellation, units stop before their next attempt or poll; a call
+//!   already sent is allowed to finish, so its outcome is known.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::unit::{Unit, UnitError, humanize};
+use super::{
+    ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits, RunEvent, RunOptions,
+    RunSummary, Shared, StepSummary,
+};
+use crate::cloud::CloudApi;
+use crate::plan::{OnFailure, Plan, PlannedStep, StepKind, render};
+
+/// Runs a plan.
+pub struct Runner {
+    shared: Arc<Shared>,
+}
+
+/// What a step task reports back.
+struct StepDone {
+    index: usize,
+    outcome: Outcome,
+    output: Option<Value>,
+    detail: Option<String>,
+    items: Option<usize>,
+    elapsed: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done(Outcome),
+    /// Skipped because a step it needs failed or was skipped for that reason.
+    SkippedUpstream,
+}
+
+impl Runner {
+    /// A runner for `plan`; `prior` carries what an earlier attempt achieved
+    /// (empty for a new run).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: Arc<Plan>,
+        api: Arc<dyn CloudApi>,
+        journal: Journal,
+        sink: Arc<dyn EventSink>,
+        limits: Arc<RateLimits>,
+        approver: Arc<dyn Approver>,
+        cancel: CancellationToken,
+        options: RunOptions,
+        prior: Prior,
+    ) -> Runner {
+        Runner { shared: Arc::new(Shared { plan, api, journal, sink, limits, approver, cancel, options, prior }) }
+    }
+
+    /// Runs to the end (or until cancelled) and returns the summary. Errs
+    /// only when the journal fails, in which case nothing more was sent.
+    pub async fn execute(self, resumed: bool) -> Result<RunSummary, JournalError> {
+        let shared = self.shared;
+        let plan = Arc::clone(&shared.plan);
+        let started = Instant::now();
+        let run_id = shared.options.run_id.clone();
+        shared.journal.set_run_status(&run_id, "running", false).await?;
+        shared.emit(RunEvent::RunStarted {
+            run_id: run_id.clone(),
+            name: plan.name.clone(),
+            digest: plan.digest.clone(),
+            steps: plan.steps.len(),
+            resumed,
+        });
+
+        let timed_out = Arc::new(AtomicBool::new(false));
+        if let Some(limit) = shared.options.run_timeout {
+            let cancel = shared.cancel.clone();
+            let flag = Arc::clone(&timed_out);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => { flag.store(true, Ordering::SeqCst); cancel.cancel(); }
+                    () = cancel.cancelled() => {}
+                }
+            });
+        }
+
+        let index: HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let mut state = vec![State::Pending; plan.steps.len()];
+        let mut outputs: HashMap<String, Value> = HashMap::new();
+        let mut summaries: Vec<Option<StepSummary>> = vec![None; plan.steps.len()];
+
+        // Steps finished in an earlier attempt at this run are not repeated.
+        for (i, step) in plan.steps.iter().enumerate() {
+            if let Some((outcome, output)) = shared.prior.done_steps.get(step.id.as_str()) {
+                state[i] = State::Done(*outcome);
+                if let Some(out) = output {
+                    outputs.insert(step.id.0.clone(), out.clone());
+                }
+                summaries[i] = Some(StepSummary {
+                    id: step.id.0.clone(),
+                    outcome: Some(*outcome),
+                    detail: Some("done in an earlier attempt (from the journal)".to_owned()),
+                    items: None,
+                    elapsed_ms: 0,
+                    from_journal: true,
+                });
+            }
+        }
+
+        let mut tasks: JoinSet<Result<StepDone, JournalError>> = JoinSet::new();
+        let mut running = 0usize;
+        let mut stop_reason: Option<String> = None;
+        let mut failed = false;
+        let concurrency = shared.options.concurrency.max(1);
+
+        loop {
+            // Start what is ready, in plan (topological) order.
+            if stop_reason.is_none() && !shared.cancel.is_cancelled() {
+                for i in 0..plan.steps.len() {
+                    let step = &plan.steps[i];
+                    if state[i] != State::Pending || step.compensation {
+                        continue;
+                    }
+                    let needs: Vec<State> = step.needs.iter().filter_map(|n| index.get(n.as_str()).map(|&j| state[j])).collect();
+                    if needs.iter().any(|s| matches!(s, State::SkippedUpstream | State::Done(Outcome::Failed | Outcome::Cancelled))) {
+                        state[i] = State::SkippedUpstream;
+                        let blocker = step
+                            .needs
+                            .iter()
+                            .find(|n| index.get(n.as_str()).is_some_and(|&j| !matches!(state[j], State::Done(Outcome::Succeeded | Outcome::Skipped))))
+                            .map_or_else(String::new, |n| n.0.clone());
+                        let detail = format!("not run: `{blocker}` did not succeed");
+                        shared.journal.step_finished(&run_id, step.id.as_str(), Outcome::Skipped, Some(&detail)).await?;
+                        shared.emit(RunEvent::StepFinished {
+                            step: step.id.0.clone(),
+                            outcome: Outcome::Skipped,
+                            elapsed_ms: 0,
+                            detail: Some(detail.clone()),
+                        });
+                        summaries[i] = Some(StepSummary {
+                            id: step.id.0.clone(),
+                            outcome: Some(Outcome::Skipped),
+                            detail: Some(detail),
+                            items: None,
+                            elapsed_ms: 0,
+                            from_journal: false,
+                        });
+                        continue;
+                    }
+                    if !needs.iter().all(|s| matches!(s, State::Done(Outcome::Succeeded | Outcome::Skipped))) {
+                        continue;
+                    }
+                    if running >= concurrency {
+                        break;
+                    }
+                    state[i] = State::Running;
+                    running += 1;
+                    let ctx = context(&plan, step, &outputs);
+                    let shared = Arc::clone(&shared);
+                    tasks.spawn(async move { run_step(shared, i, ctx).await });
+                }
+            }
+
+            let Some(joined) = tasks.join_next().await else { break };
+            running -= 1;
+            let done = match joined {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => {
+                    // The journal failed: stop everything; nothing more is sent.
+                    shared.cancel.cancel();
+                    while tasks.join_next().await.is_some() {}
+                    return Err(e);
+                }
+                Err(join) => {
+                    shared.cancel.cancel();
+                    while tasks.join_next().await.is_some() {}
+                    return Err(JournalError::Corrupt(format!("a step task ended abnormally: {join}")));
+                }
+            };
+            let step = &plan.steps[done.index];
+            state[done.index] = State::Done(done.outcome);
+            if let Some(out) = &done.output {
+                outputs.insert(step.id.0.clone(), out.clone());
+            }
+            summaries[done.index] = Some(StepSummary {
+                id: step.id.0.clone(),
+                outcome: Some(done.outcome),
+                detail: done.detail.clone(),
+                items: done.items,
+                elapsed_ms: millis(done.elapsed),
+                from_journal: false,
+            });
+            if done.outcome == Outcome::Failed {
+                failed = true;
+                match &step.on_failure {
+                    OnFailure::Continue => {}
+                    OnFailure::Abort => {
+                        stop_reason.get_or_insert_with(|| format!("step `{}` failed (on_failure: abort)", step.id));
+                    }
+                    OnFailure::Compensate(ids) => {
+                        stop_reason.get_or_insert_with(|| format!("step `{}` failed; ran its compensation", step.id));
+                        for id in ids {
+                            let Some(&j) = index.get(id.as_str()) else { continue };
+                            if state[j] != State::Pending {
+                                continue;
+                            }
+                            state[j] = State::Running;
+                            let ctx = context(&plan, &plan.steps[j], &outputs);
+                            let comp = run_step(Arc::clone(&shared), j, ctx).await?;
+                            state[j] = State::Done(comp.outcome);
+                            summaries[j] = Some(StepSummary {
+                                id: id.0.clone(),
+                                outcome: Some(comp.outcome),
+                                detail: comp.detail,
+                                items: comp.items,
+                                elapsed_ms: millis(comp.elapsed),
+                                from_journal: false,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        let cancelled = shared.cancel.is_cancelled();
+        if timed_out.load(Ordering::SeqCst) {
+            let limit = shared.options.run_timeout.map(humanize).unwrap_or_default();
+            stop_reason = Some(format!("the run timed out after {limit}"));
+            failed = true;
+        } else if cancelled && stop_reason.is_none() {
+            stop_reason = Some("cancelled (Ctrl-C)".to_owned());
+        }
+        let any_cancelled = summaries.iter().flatten().any(|s| s.outcome == Some(Outcome::Cancelled));
+        let outcome = if failed {
+            Outcome::Failed
+        } else if cancelled || any_cancelled {
+            Outcome::Cancelled
+        } else if plan.steps.iter().zip(&state).all(|(s, st)| s.compensation || matches!(st, State::Done(Outcome::Succeeded | Outcome::Skipped))) {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        shared.journal.set_run_status(&run_id, outcome.as_str(), true).await?;
+        let elapsed = started.elapsed();
+        shared.emit(RunEvent::RunFinished { run_id: run_id.clone(), outcome, elapsed_ms: millis(elapsed) });
+        shared.journal.flush().await?;
+        let steps = plan
+            .steps
+            .iter()
+            .zip(summaries)
+            .filter(|(step, s)| !step.compensation || s.is_some())
+            .map(|(step, s)| {
+                s.unwrap_or_else(|| StepSummary {
+                    id: step.id.0.clone(),
+                    outcome: None,
+                    detail: Some("not started".to_owned()),
+                    items: None,
+                    elapsed_ms: 0,
+                    from_journal: false,
+                })
+            })
+            .collect();
+        Ok(RunSummary { run_id, outcome, steps, elapsed_ms: millis(elapsed), stopped_because: stop_reason })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The render context of a step: params and the outputs of the steps its
+/// templates reference (only those, so a big fan-out does not copy every
+/// earlier output into every item's context).
+fn context(plan: &Plan, step: &PlannedStep, outputs: &HashMap<String, Value>) -> Value {
+    let text = serde_json::to_string(&(&step.kind, &step.when, &step.for_each)).unwrap_or_default();
+    let mut steps = Map::new();
+    for other in &plan.steps {
+        let id = other.id.as_str();
+        if let Some(out) = outputs.get(id)
+            && references(&text, id)
+        {
+            steps.insert(id.to_owned(), json!({ "output": out }));
+        }
+    }
+    json!({ "params": plan.params, "steps": steps })
+}
+
+/// Whether `text` mentions `steps.<id>` as a whole id.
+fn references(text: &str, id: &str) -> bool {
+    let needle = format!("steps.{id}");
+    text.match_indices(&needle).any(|(at, _)| {
+        let next = text[at + needle.len()..].chars().next();
+        !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+/// Runs one step to its end, journaling it; the `Err` case is a journal failure.
+async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepDone, JournalError> {
+    let started = Instant::now();
+    let step = &shared.plan.steps[index];
+    let run_id = shared.options.run_id.clone();
+
+    let finish = |outcome: Outcome, output: Option<Value>, detail: Option<String>, items: Option<usize>| {
+        let shared = Arc::clone(&shared);
+        let run_id = run_id.clone();
+        async move {
+            let step = &shared.plan.steps[index];
+            shared.journal.step_finished(&run_id, step.id.as_str(), outcome, detail.as_deref()).await?;
+            let elapsed = started.elapsed();
+            shared.emit(RunEvent::StepFinished {
+                step: step.id.0.clone(),
+                outcome,
+                elapsed_ms: millis(elapsed),
+                detail: detail.clone(),
+            });
+            Ok(StepDone { index, outcome, output, detail, items, elapsed })
+        }
+    };
+
+    if let Some(when) = &step.when {
+        match when.eval(&ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
+                return finish(Outcome::Skipped, None, Some("skipped: `when` is false".to_owned()), None).await;
+            }
+            Err(e) => {
+                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
+                return finish(Outcome::Failed, None, Some(format!("cannot evaluate `when`: {e}")), None).await;
+            }
+        }
+    }
+
+    let items: Option<Vec<Value>> = match &step.for_each {
+        None => None,
+        Some(fe) => match render::render_value(&Value::String(fe.template.clone()), &ctx) {
+            Ok(Value::Array(items)) => Some(items),
+            Ok(other) => {
+                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
+                let detail = format!("`for_each: {}` rendered to {other}, not an array", fe.template);
+                return finish(Outcome::Failed, None, Some(detail), None).await;
+            }
+            Err(e) => {
+                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
+                return finish(Outcome::Failed, None, Some(format!("cannot render `for_each`: {e}")), None).await;
+            }
+        },
+    };
+    let n_items = items.as_ref().map(Vec::len);
+    shared.journal.step_started(&run_id, step.id.as_str(), n_items).await?;
+    shared.emit(RunEvent::StepStarted { step: step.id.0.clone(), items: n_items });
+
+    let body = run_units(Arc::clone(&shared), index, ctx, items);
+    let effective_timeout = step.timeout_secs.map(|t| {
+        let t = Duration::from_secs(t);
+        match &step.kind {
+            StepKind::Wait(w) => t.max(Duration::from_millis(w.timeout_millis) + Duration::from_secs(5)),
+            _ => t,
+        }
+    });
+    let result = match effective_timeout {
+        Some(limit) => match tokio::time::timeout(limit, body).await {
+            Ok(r) => r,
+            Err(_) => Ok((Outcome::Failed, None, Some(format!("step timed out after {}", humanize(limit))))),
+        },
+        None => body.await,
+    };
+    let (outcome, output, detail) = result?;
+    finish(outcome, output, detail, n_items).await
+}
+
+type UnitsResult = Result<(Outcome, Option<Value>, Option<String>), JournalError>;
+
+/// Runs every unit of a step (one, or one per item) and folds their results.
+async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<Vec<Value>>) -> UnitsResult {
+    let step = &shared.plan.steps[index];
+    let Some(items) = items else {
+        let (outcome, output, error) = run_unit(Arc::clone(&shared), index, 0, false, ctx).await?;
+        return Ok((outcome, output, error));
+    };
+    let limit = step
+        .for_each
+        .as_ref()
+        .and_then(|fe| fe.concurrency)
+        .unwrap_or(shared.options.concurrency)
+        .max(1);
+    let semaphore = Arc::new(Semaphore::new(limit));
+    let stop_items = Arc::new(AtomicBool::new(false));
+    let keep_going = step.on_failure == OnFailure::Continue;
+    let mut set = JoinSet::new();
+    let n = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { break };
+        if stop_items.load(Ordering::SeqCst) || shared.cancel.is_cancelled() {
+            break;
+        }
+        let mut item_ctx = ctx.clone();
+        if let Value::Object(map) = &mut item_ctx {
+            map.insert("item".to_owned(), item);
+        }
+        let shared = Arc::clone(&shared);
+        let stop_items = Arc::clone(&stop_items);
+        set.spawn(async move {
+            let result = run_unit(shared, index, i, true, item_ctx).await;
+            if matches!(&result, Ok((Outcome::Failed, ..))) && !keep_going {
+                stop_items.store(true, Ordering::SeqCst);
+            }
+            drop(permit);
+            (i, result)
+        });
+    }
+    let mut outputs: Vec<Value> = vec![Value::Null; n];
+    let mut finished = BTreeSet::new();
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut cancelled = 0usize;
+    while let Some(joined) = set.join_next().await {
+        let Ok((i, result)) = joined else { continue };
+        let (outcome, output, error) = result?;
+        finished.insert(i);
+        match outcome {
+            Outcome::Succeeded | Outcome::Skipped => outputs[i] = output.unwrap_or(Value::Null),
+            Outcome::Failed => failures.push((i, error.unwrap_or_default())),
+            Outcome::Cancelled => cancelled += 1,
+        }
+    }
+    failures.sort_by_key(|(i, _)| *i);
+    let not_started = n - finished.len();
+    if let Some((first, why)) = failures.first() {
+        let mut detail = format!("{} of {n} items failed; item {first}: {why}", failures.len());
+        if not_started > 0 {
+            detail.push_str(&format!("; {not_started} items not started"));
+        }
+        return Ok((Outcome::Failed, Some(Value::Array(outputs)), Some(detail)));
+    }
+    if cancelled > 0 || not_started > 0 {
+        return Ok((Outcome::Cancelled, None, Some(format!("{} of {n} items done before the run stopped", n - cancelled - not_started))));
+    }
+    Ok((Outcome::Succeeded, Some(Value::Array(outputs)), None))
+}
+
+/// Runs one unit, journaling its start and result.
+async fn run_unit(shared: Arc<Shared>, index: usize, item: usize, fan_out: bool, ctx: Value) -> UnitsResult {
+    let step = &shared.plan.steps[index];
+    let run_id = &shared.options.run_id;
+    if let Some(output) = shared.prior.done_units.get(&(step.id.0.clone(), item)) {
+        return Ok((Outcome::Succeeded, Some(output.clone()), None));
+    }
+    let item_value = fan_out.then(|| ctx.get("item").cloned()).flatten();
+    shared.journal.unit_started(run_id, step.id.as_str(), item, item_value.as_ref());
+    let seed = shared.options.seed.unwrap_or_else(rand::random).wrapping_add((index as u64) << 32 | item as u64);
+    let unit = Unit { shared: &shared, step, item, fan_out, ctx: &ctx, seed };
+    let result = match &step.kind {
+        StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
+        StepKind::Wait(wait) => unit.wait(wait).await,
+        StepKind::Sleep { millis } => {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(*millis)) => Ok(Value::Null),
+                () = shared.cancel.cancelled() => Err(UnitError::Cancelled),
+            }
+        }
+        StepKind::Approve { message } => approve(&shared, step.id.as_str(), message).await,
+    };
+    let (outcome, output, error) = match result {
+        Ok(v) => (Outcome::Succeeded, Some(v), None),
+        Err(UnitError::Failed(why)) => (Outcome::Failed, None, Some(why)),
+        Err(UnitError::Cancelled) => (Outcome::Cancelled, None, Some("cancelled".to_owned())),
+        Err(UnitError::Journal(e)) => return Err(e),
+    };
+    if outcome != Outcome::Cancelled {
+        // A cancelled unit stays `running` in the journal: resume re-checks it.
+        shared.journal.unit_finished(run_id, step.id.as_str(), item, outcome, output.as_ref(), error.as_deref()).await?;
+    }
+    if fan_out {
+        shared.emit(RunEvent::ItemFinished { step: step.id.0.clone(), item, outcome, error: error.clone() });
+    }
+    Ok((outcome, output, error))
+}
+
+async fn approve(shared: &Shared, step: &str, message: &str) -> Result<Value, UnitError> {
+    let approver: &dyn Approver = shared.approver.as_ref();
+    let decision = tokio::select! {
+        d = approver.approve(step, message, &shared.plan.digest) => d,
+        () = shared.cancel.cancelled() => return Err(UnitError::Cancelled),
+    };
+    match decision {
+        ApprovalDecision::Approved { by, method } => {
+            shared
+                .journal
+                .record_approval(&shared.options.run_id, Some(step), &by, &method, &shared.plan.digest)
+                .await?;
+            shared.emit(RunEvent::Approval { step: Some(step.to_owned()), by: by.clone(), approved: true });
+            Ok(json!({ "ApprovedBy": by, "Method": method }))
+        }
+        ApprovalDecision::Refused { reason } => {
+            shared.emit(RunEvent::Approval { step: Some(step.to_owned()), by: String::new(), approved: false });
+            Err(UnitError::Failed(reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::references;
+
+    #[test]
+    fn references_match_whole_ids() {
+        assert!(references("{{steps.stop.output.X}}", "stop"));
+        assert!(!references("{{steps.stop-2.output.X}}", "stop"));
+        assert!(references("{{steps.stop-2.output.X}}", "stop-2"));
+        assert!(!references("{{params.stop}}", "stop"));
+    }
+}

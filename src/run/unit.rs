@@ -1,0 +1,327 @@
+//! One unit of work: a step, or one item of a fan-out step. Calls are retried
+//! by policy and reconciled when their outcome is unknown; waits poll until
+//! their condition holds, fails, or the deadline passes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::retry::Backoff;
+use super::{JournalError, RunEvent, Shared};
+use crate::cloud::{self, ActionRequest, ApiError};
+use crate::plan::{CallPlan, Condition, PlannedStep, WaitPlan, render};
+
+/// Why a unit did not succeed.
+#[derive(Debug)]
+pub(crate) enum UnitError {
+    /// It failed; the text says what, where and what to do.
+    Failed(String),
+    /// The run was cancelled before it finished.
+    Cancelled,
+    /// The journal could not record it: nothing more may be sent.
+    Journal(JournalError),
+}
+
+impl From<JournalError> for UnitError {
+    fn from(e: JournalError) -> UnitError {
+        UnitError::Journal(e)
+    }
+}
+
+/// What the status call said about a mutating call whose outcome was unknown.
+enum Settled {
+    /// It took effect: do not send it again. Holds the status response.
+    TookEffect(Value),
+    /// It did not take effect: safe to send.
+    NotApplied,
+    /// The status call failed too.
+    Unknown(String),
+}
+
+/// A unit being run.
+pub(crate) struct Unit<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) step: &'a PlannedStep,
+    /// Item index (0 without fan-out).
+    pub(crate) item: usize,
+    /// Whether the step fans out (events then carry the index).
+    pub(crate) fan_out: bool,
+    /// Render context: params, referenced outputs, item.
+    pub(crate) ctx: &'a Value,
+    /// Seed for this unit's jitter.
+    pub(crate) seed: u64,
+}
+
+impl Unit<'_> {
+    fn item_label(&self) -> Option<usize> {
+        self.fan_out.then_some(self.item)
+    }
+
+    fn run_id(&self) -> &str {
+        &self.shared.options.run_id
+    }
+
+    async fn sleep(&self, d: Duration) -> Result<(), UnitError> {
+        tokio::select! {
+            () = tokio::time::sleep(d) => Ok(()),
+            () = self.shared.cancel.cancelled() => Err(UnitError::Cancelled),
+        }
+    }
+
+    fn render_request(&self, call: &CallPlan) -> Result<ActionRequest, UnitError> {
+        let params = render::render_params(&call.with, self.ctx)
+            .map_err(|e| UnitError::Failed(format!("cannot render the parameters of {}: {e}", call.action)))?;
+        Ok(crate::plan::request_for(call, &self.step.region, params))
+    }
+
+    /// Sends one attempt, journaling it (durably first when it mutates).
+    async fn send(&self, req: &ActionRequest, kind: &str, attempt: u32) -> Result<Result<cloud::ApiResponse, ApiError>, UnitError> {
+        self.shared.limits.acquire(&req.product).await;
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        let request_json = serde_json::to_string(req).unwrap_or_default();
+        let durable = kind == "call" && req.risk.mutates();
+        self.shared
+            .journal
+            .attempt_intent(&key, self.run_id(), self.step.id.as_str(), self.item, attempt, kind, &req.action, req.risk.as_str(), request_json, durable)
+            .await?;
+        if kind == "call" {
+            self.shared.emit(RunEvent::CallSent {
+                step: self.step.id.0.clone(),
+                item: self.item_label(),
+                attempt,
+                action: req.action.clone(),
+            });
+        }
+        let result = self.shared.api.call(req).await;
+        match &result {
+            Ok(resp) => self.shared.journal.attempt_ok(&key, resp.request_id.as_deref(), resp.http_status, &resp.body),
+            Err(e) => self.shared.journal.attempt_failed(&key, e),
+        }
+        Ok(result)
+    }
+
+    fn attempt_failed(&self, req: &ActionRequest, attempt: u32, e: &ApiError, next: Option<Duration>) {
+        self.shared.emit(RunEvent::AttemptFailed {
+            step: self.step.id.0.clone(),
+            item: self.item_label(),
+            attempt,
+            action: req.action.clone(),
+            code: e.code.clone(),
+            message: e.message.clone(),
+            class: e.class,
+            request_id: e.request_id.clone(),
+            next_delay_ms: next.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        });
+    }
+
+    /// Runs a call with retries; returns the response body.
+    pub(crate) async fn call(&self, call: &CallPlan, assert: Option<&Condition>) -> Result<Value, UnitError> {
+        let req = self.render_request(call)?;
+        let mut backoff = Backoff::seeded(&self.step.retry, self.seed);
+        let key = (self.step.id.0.clone(), self.item);
+        let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
+        let mut attempt = 0u32;
+        loop {
+            if self.shared.cancel.is_cancelled() {
+                return Err(UnitError::Cancelled);
+            }
+            if reconcile_first {
+                match self.reconcile(&req).await? {
+                    Settled::TookEffect(body) => return Ok(body),
+                    Settled::NotApplied => reconcile_first = false,
+                    Settled::Unknown(why) => {
+                        let Some(delay) = backoff.next() else {
+                            return Err(UnitError::Failed(format!(
+                                "{} may have been applied and its status could not be read ({why}); not sending it again. Check the resource, then resume",
+                                req.action
+                            )));
+                        };
+                        self.sleep(delay).await?;
+                        continue;
+                    }
+                }
+            }
+            attempt += 1;
+            let e = match self.send(&req, "call", attempt).await? {
+                Ok(resp) => {
+                    if let Some(cond) = assert
+                        && !cond.eval(&resp.body)
+                    {
+                        let got = cloud::select(&resp.body, &cond.select).map_or_else(|| "missing".to_owned(), Value::to_string);
+                        return Err(UnitError::Failed(format!(
+                            "assert failed: `{}` is {got}, expected {}{}",
+                            cond.select,
+                            describe_matcher(cond),
+                            resp.request_id.as_ref().map(|r| format!(" (RequestId {r})")).unwrap_or_default()
+                        )));
+                    }
+                    return Ok(resp.body);
+                }
+                Err(e) => e,
+            };
+            if !e.retryable() {
+                self.attempt_failed(&req, attempt, &e, None);
+                return Err(UnitError::Failed(format!("{} failed: {e}", req.action)));
+            }
+            if e.outcome_unknown() && req.risk.mutates() {
+                if req.spec().and_then(|s| s.effect.as_ref()).is_none() {
+                    self.attempt_failed(&req, attempt, &e, None);
+                    return Err(UnitError::Failed(format!(
+                        "{} may have been applied ({e}) and it has no status call to check: not sending it again. Check the resource by hand",
+                        req.action
+                    )));
+                }
+                reconcile_first = true;
+            }
+            let Some(mut delay) = backoff.next() else {
+                self.attempt_failed(&req, attempt, &e, None);
+                return Err(UnitError::Failed(format!("{} failed after {attempt} attempts: {e}", req.action)));
+            };
+            if let Some(after) = e.retry_after {
+                delay = delay.max(after);
+            }
+            self.attempt_failed(&req, attempt, &e, Some(delay));
+            self.sleep(delay).await?;
+        }
+    }
+
+    /// Reads the status call of a mutating request to learn whether it took effect.
+    async fn reconcile(&self, req: &ActionRequest) -> Result<Settled, UnitError> {
+        let Some(effect) = req.spec().and_then(|s| s.effect.as_ref()) else {
+            return Ok(Settled::Unknown(format!("{} has no status call", req.action)));
+        };
+        let Some(status_spec) = cloud::actions::lookup(effect.status_action) else {
+            return Ok(Settled::Unknown(format!("unknown status action {}", effect.status_action)));
+        };
+        let mut carried = BTreeMap::new();
+        for (from, to) in effect.carry {
+            if let Some(v) = req.query.get(*from).or_else(|| req.body.get(*from)) {
+                carried.insert((*to).to_owned(), v.clone());
+            }
+        }
+        let status_req = ActionRequest::typed(status_spec, &req.region, carried);
+        match self.send(&status_req, "reconcile", 1).await? {
+            Ok(resp) => {
+                let observed = cloud::select(&resp.body, effect.select).cloned().unwrap_or(Value::Null);
+                let took_effect = observed
+                    .as_str()
+                    .is_some_and(|s| effect.done.iter().any(|d| d.eq_ignore_ascii_case(s)));
+                self.shared.emit(RunEvent::Reconciled {
+                    step: self.step.id.0.clone(),
+                    item: self.item_label(),
+                    action: req.action.clone(),
+                    observed,
+                    took_effect,
+                });
+                if took_effect {
+                    let mut body = resp.body;
+                    if let Value::Object(map) = &mut body {
+                        map.insert("ReconciledBy".to_owned(), Value::String(status_spec.action.to_owned()));
+                    }
+                    Ok(Settled::TookEffect(body))
+                } else {
+                    Ok(Settled::NotApplied)
+                }
+            }
+            Err(e) => Ok(Settled::Unknown(e.to_string())),
+        }
+    }
+
+    /// Polls until `until` holds; fails at once on `fail_if`, or at the deadline.
+    pub(crate) async fn wait(&self, wait: &WaitPlan) -> Result<Value, UnitError> {
+        let req = self.render_request(&wait.call)?;
+        let start = Instant::now();
+        let timeout = Duration::from_millis(wait.timeout_millis);
+        let deadline = start + timeout;
+        let max_every = Duration::from_millis(wait.max_every_millis.max(wait.every_millis));
+        let mut interval = Duration::from_millis(wait.every_millis);
+        let mut failures_in_a_row = 0u32;
+        let mut last: Option<Value> = None;
+        let mut poll = 0u32;
+        loop {
+            if self.shared.cancel.is_cancelled() {
+                return Err(UnitError::Cancelled);
+            }
+            poll += 1;
+            match self.send(&req, "poll", poll).await? {
+                Ok(resp) => {
+                    failures_in_a_row = 0;
+                    let value = cloud::select(&resp.body, &wait.until.select).cloned().unwrap_or(Value::Null);
+                    self.shared.emit(RunEvent::Polled {
+                        step: self.step.id.0.clone(),
+                        item: self.item_label(),
+                        poll,
+                        value: value.clone(),
+                        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    });
+                    if let Some(fail) = &wait.fail_if
+                        && fail.eval(&resp.body)
+                    {
+                        let got = cloud::select(&resp.body, &fail.select).map_or_else(|| "missing".to_owned(), Value::to_string);
+                        return Err(UnitError::Failed(format!(
+                            "fail_if held: `{}` is {got} (fails on {}){}",
+                            fail.select,
+                            describe_matcher(fail),
+                            resp.request_id.as_ref().map(|r| format!(", RequestId {r}")).unwrap_or_default()
+                        )));
+                    }
+                    if wait.until.eval(&resp.body) {
+                        return Ok(resp.body);
+                    }
+                    last = Some(value);
+                }
+                Err(e) => {
+                    failures_in_a_row += 1;
+                    if !e.retryable() || failures_in_a_row >= self.step.retry.attempts.max(1) {
+                        self.attempt_failed(&req, poll, &e, None);
+                        return Err(UnitError::Failed(format!("status call {} failed: {e}", req.action)));
+                    }
+                    self.attempt_failed(&req, poll, &e, Some(interval));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(UnitError::Failed(format!(
+                    "timed out after {} waiting for `{}` to be {}; last value: {}",
+                    humanize(timeout),
+                    wait.until.select,
+                    describe_matcher(&wait.until),
+                    last.map_or_else(|| "none (no successful poll)".to_owned(), |v| v.to_string())
+                )));
+            }
+            self.sleep(interval.min(deadline - now)).await?;
+            interval = interval.mul_f64(wait.backoff.max(1.0)).min(max_every);
+        }
+    }
+}
+
+/// `in [Finished]`, `not in [..]`, `= v`, `present`.
+pub(crate) fn describe_matcher(cond: &Condition) -> String {
+    use crate::plan::Matcher;
+    let list = |vs: &[Value]| vs.iter().map(Value::to_string).collect::<Vec<_>>().join(", ");
+    match &cond.matcher {
+        Matcher::In(vs) => format!("one of [{}]", list(vs)),
+        Matcher::NotIn(vs) => format!("none of [{}]", list(vs)),
+        Matcher::Equals(v) => format!("{v}"),
+        Matcher::Exists(true) => "present".to_owned(),
+        Matcher::Exists(false) => "absent".to_owned(),
+    }
+}
+
+/// `1m 30s`, `250ms`.
+pub(crate) fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
