@@ -112,5 +112,13 @@ impl std::error::Error for Error {
     }
 }
 
+/// Missing or unusable credentials: exit code 4, with what to do about it.
+impl From<crate::cloud::credentials::CredentialsError> for Error {
+    fn from(e: crate::cloud::credentials::CredentialsError) -> Error {
+        let hint = e.hint();
+        Error::new(ExitCode::Api, e.to_string()).with_hint(hint)
+    }
+}
+
 /// Result alias for subcommands.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
