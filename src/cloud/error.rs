@@ -43,7 +43,9 @@ impl ErrorClass {
             return ErrorClass::UnknownOutcome;
         }
         match http_status {
-            Some(503) => ErrorClass::Rejected,
+            // 429 Too Many Requests without a `Throttling*` code is still
+            // throttling: refused before it was processed.
+            Some(429 | 503) => ErrorClass::Rejected,
             Some(500 | 502 | 504) => ErrorClass::UnknownOutcome,
             _ => ErrorClass::Permanent,
         }
@@ -93,6 +95,29 @@ impl ApiError {
         self
     }
 
+    /// Sets how long the service asked the caller to wait (`x-acs-retry-after`).
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> ApiError {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Sets the service's diagnosis link (`Recommend`).
+    #[must_use]
+    pub fn with_recommend(mut self, recommend: Option<String>) -> ApiError {
+        self.recommend = recommend;
+        self
+    }
+
+    /// Overrides the class derived from the code and status, where the
+    /// answer itself says more (a business `fail` is permanent whatever its
+    /// status; a garbled 200 may have been applied).
+    #[must_use]
+    pub fn with_class(mut self, class: ErrorClass) -> ApiError {
+        self.class = class;
+        self
+    }
+
     /// Whether sending it again can help (rejected or unknown outcome).
     pub fn retryable(&self) -> bool {
         self.class != ErrorClass::Permanent
@@ -135,6 +160,10 @@ mod tests {
         assert_eq!(ErrorClass::classify("SignatureNonceUsed", Some(400)), Rejected);
         assert_eq!(ErrorClass::classify("InternalError.System", Some(500)), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Whatever", Some(502)), UnknownOutcome);
+        assert_eq!(ErrorClass::classify("Http.429", Some(429)), Rejected);
+        assert_eq!(ErrorClass::classify("Http.503", Some(503)), Rejected);
+        assert_eq!(ErrorClass::classify("InvalidResponse", Some(404)), Permanent);
+        assert_eq!(ErrorClass::classify("UnknownError", Some(400)), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Timeout", None), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Connect", None), Rejected);
         assert_eq!(ErrorClass::classify("Param.Invalid", Some(400)), Permanent);
