@@ -32,7 +32,7 @@ impl ErrorClass {
             || code.starts_with("Rejected.Throttling")
             || code == "ServiceUnavailable"
             || code == "SignatureNonceUsed"
-            || code.starts_with("Transport.Connect")
+            || code == "Transport.Connect"
         {
             return ErrorClass::Rejected;
         }
@@ -160,15 +160,22 @@ mod tests {
         assert_eq!(ErrorClass::classify("SignatureNonceUsed", Some(400)), Rejected);
         assert_eq!(ErrorClass::classify("InternalError.System", Some(500)), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Whatever", Some(502)), UnknownOutcome);
-        assert_eq!(ErrorClass::classify("Http.429", Some(429)), Rejected);
-        assert_eq!(ErrorClass::classify("Http.503", Some(503)), Rejected);
-        assert_eq!(ErrorClass::classify("InvalidResponse", Some(404)), Permanent);
-        assert_eq!(ErrorClass::classify("UnknownError", Some(400)), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Timeout", None), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Transport.Connect", None), Rejected);
+        assert_eq!(ErrorClass::classify("Transport.ConnectionDropped", None), UnknownOutcome);
         assert_eq!(ErrorClass::classify("Param.Invalid", Some(400)), Permanent);
         assert_eq!(ErrorClass::classify("SignatureDoesNotMatch", Some(400)), Permanent);
         assert_eq!(ErrorClass::classify("Forbidden.Access", Some(403)), Permanent);
         assert_eq!(ErrorClass::classify("InvalidAccessKeyId.NotFound", Some(404)), Permanent);
+    }
+
+    #[test]
+    fn codeless_answers_classify_by_status() {
+        use ErrorClass::*;
+        assert_eq!(ErrorClass::classify("Http.429", Some(429)), Rejected);
+        assert_eq!(ErrorClass::classify("Http.503", Some(503)), Rejected);
+        assert_eq!(ErrorClass::classify("Http.504", Some(504)), UnknownOutcome);
+        assert_eq!(ErrorClass::classify("InvalidResponse", Some(404)), Permanent);
+        assert_eq!(ErrorClass::classify("UnknownError", Some(400)), UnknownOutcome);
     }
 }
