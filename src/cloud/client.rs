@@ -1,1 +1,995 @@
-//! The HTTP client (being written).
+//! [`RpcClient`]: sends one attempt of an [`ActionRequest`] to Alibaba Cloud's
+//! RPC OpenAPI (or to the simulator) and turns the answer into an
+//! [`ApiResponse`] or an [`ApiError`].
+//!
+//! # On the wire
+//!
+//! Requests go out as Alibaba's current SDKs send them: `POST <base>/?<query>`
+//! with the common parameters, the query parameters and `Signature` in the
+//! query string, and body parameters (such as `StopDIJob.DIJobId`) as an
+//! `application/x-www-form-urlencoded` body. The signature covers query and
+//! body merged (as both SDK generations sign), and every attempt is signed
+//! afresh with a new `SignatureNonce` (UUID v4) and `Timestamp`, so a resend is
+//! never refused as a replay. Both the query and the body are encoded with
+//! Alibaba's percent-encoding (space as `%20`), which any form decoder reads.
+//! [`build_signed`] is the pure part (nonce and clock passed in), so tests
+//! compare the exact bytes with the SDK-computed vectors.
+//!
+//! Plain-HTTP endpoints are for the simulator: the client skips any proxy
+//! for loopback hosts (so a CI proxy cannot capture them) and warns once per
+//! host when credentials would travel in clear to any other host. Redirects
+//! are not followed: an RPC endpoint never redirects, and following one would
+//! hand a signed URL to another host.
+//!
+//! # Answers
+//!
+//! [`interpret`] reads every documented shape into one [`ApiError`]:
+//!
+//! | answer | code | class |
+//! |---|---|---|
+//! | HTTP 4xx/5xx with `Code`/`Message`/`RequestId`/`Recommend` (JSON, or the XML `<Error>` form) | `Code` (else `Http.<status>`) | by code prefix, then status |
+//! | 200 with `Success: false` (DTS `ErrCode`/`ErrMessage`/`DynamicMessage`, DataWorks `ErrorCode`/`ErrorMessage`) | the body's code, else `OperationFailed` | by code, then the body's `HttpStatusCode` |
+//! | 200 from a mutating DataWorks call with `Data.Status: fail` | the body's code, else `OperationFailed`; message `Data.Message` | permanent |
+//! | a body that is not a JSON object | `InvalidResponse` | by status; unknown outcome for a 2xx |
+//! | no connection | `Transport.Connect` | rejected (nothing was sent) |
+//! | no answer in time | `Transport.Timeout` | unknown outcome |
+//! | connection closed or reset after sending, body cut short | `Transport.ConnectionDropped` | unknown outcome |
+//!
+//! `Data.Status` is only a verdict for mutating DataWorks calls: in a read
+//! (`GetDISyncInstanceInfo` of a `DI_SOLUTION`) `fail` is the state of the
+//! resource, which a playbook's `wait` wants to see rather than an error.
+//! DTS's `%s` placeholders in `ErrMessage` are filled from `DynamicMessage`.
+//! `x-acs-retry-after` (milliseconds) becomes [`ApiError::retry_after`],
+//! capped at 120 s as darabonba caps it. A `SignatureDoesNotMatch` whose
+//! message quotes the very string-to-sign this client signed becomes
+//! `InvalidAccessKeySecret`, as Alibaba's SDK reports it: the request was
+//! built right, so the secret is wrong.
+//!
+//! # Secrets
+//!
+//! The AccessKeyId, SecurityToken and Signature are in every URL, so the URL
+//! is never logged and reqwest's errors are stripped of it. Error messages and
+//! `Recommend` links come from the service, which may echo its string-to-sign
+//! (holding the AccessKeyId and token): they are scrubbed of those values, raw
+//! or percent-encoded, before they leave this module.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::credentials::{Credentials, Secret};
+use super::endpoint::{Endpoints, is_loopback};
+use super::error::{ApiError, ErrorClass};
+use super::signer::{self, CommonParams};
+use super::{ActionRequest, ApiResponse, CallFuture, CloudApi, REDACTED, actions, redact_query};
+
+/// The response header in which the service says how long to back off, in
+/// milliseconds.
+pub const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
+/// The longest back-off honoured from [`RETRY_AFTER_HEADER`] (darabonba's cap).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// The response header that carries the RequestId when the body does not.
+pub const REQUEST_ID_HEADER: &str = "x-acs-request-id";
+/// The HTTP method of every RPC call (as Alibaba's current SDKs send them).
+pub const METHOD: &str = "POST";
+/// Content type of a non-empty body.
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// Names the client sets itself; a body parameter of the same name is dropped
+/// so it can neither override nor duplicate them.
+const COMMON_PARAM_NAMES: &[&str] = &[
+    "Action",
+    "Version",
+    "Format",
+    "AccessKeyId",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "SecurityToken",
+    "Signature",
+];
+
+/// Code of a business failure that names no code of its own.
+pub const OPERATION_FAILED: &str = "OperationFailed";
+/// Code of an answer that cannot be read.
+pub const INVALID_RESPONSE: &str = "InvalidResponse";
+
+/// Timeouts of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long to wait for the TCP (and TLS) connection. A failure here is
+    /// `Transport.Connect`: nothing was sent, so it is safe to resend.
+    pub connect_timeout: Duration,
+    /// How long the whole attempt may take, connection to last byte of the
+    /// answer. A failure here is `Transport.Timeout`: the call may have been
+    /// applied.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    /// 5 s to connect (the SDKs' default) and 30 s per attempt (DTS reads can
+    /// take a few seconds; the step's own timeout bounds the retries).
+    fn default() -> ClientOptions {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The HTTP stack could not be set up (for example, no TLS backend).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client")]
+pub struct ClientError(#[source] reqwest::Error);
+
+/// One attempt, signed and encoded, exactly as it goes on the wire.
+///
+/// The URL holds the AccessKeyId, the SecurityToken and the Signature: read it
+/// with [`SignedRequest::url`] only to send it. `Debug` and
+/// [`SignedRequest::redacted_url`] hide them.
+pub struct SignedRequest {
+    url: String,
+    query_start: usize,
+    body: String,
+    nonce: String,
+    string_to_sign: String,
+    signature: String,
+}
+
+impl SignedRequest {
+    /// The HTTP method (always `POST`).
+    pub fn method(&self) -> &'static str {
+        METHOD
+    }
+
+    /// The full URL: `<base>/?<query>&Signature=...`. Holds credentials;
+    /// never print or log it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The query string on the wire (common and query parameters sorted by
+    /// name, then `Signature`). Holds credentials.
+    pub fn query(&self) -> &str {
+        &self.url[self.query_start..]
+    }
+
+    /// The URL with the AccessKeyId, SecurityToken and Signature replaced by
+    /// `<redacted>`: safe to show.
+    pub fn redacted_url(&self) -> String {
+        format!(
+            "{}{}",
+            &self.url[..self.query_start],
+            redact_query(self.query())
+        )
+    }
+
+    /// The form body (empty when the action has no body parameters).
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The `SignatureNonce` of this attempt.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// The string that was signed (holds the AccessKeyId and token).
+    pub fn string_to_sign(&self) -> &str {
+        &self.string_to_sign
+    }
+
+    /// The signature (before URL encoding).
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
+}
+
+impl fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("method", &METHOD)
+            .field("url", &self.redacted_url())
+            .field("body", &self.body)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signs one attempt of `req` for the endpoint `base_url` (scheme and host,
+/// e.g. `https://dts.cn-hangzhou.aliyuncs.com`). Pure: the nonce and the
+/// timestamp are passed in.
+pub fn build_signed(
+    req: &ActionRequest,
+    base_url: &str,
+    credentials: &Credentials,
+    nonce: &str,
+    timestamp: jiff::Timestamp,
+) -> SignedRequest {
+    let mut query = req.query.clone();
+    query.remove("Signature");
+    CommonParams {
+        action: &req.action,
+        version: &req.version,
+        access_key_id: credentials.access_key_id(),
+        security_token: credentials.security_token().map(Secret::expose),
+        nonce,
+        timestamp,
+    }
+    .apply(&mut query);
+    let body: BTreeMap<String, String> = req
+        .body
+        .iter()
+        .filter(|(name, _)| !COMMON_PARAM_NAMES.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+
+    let wire_query = signer::canonicalized_query(&query);
+    // The signature covers query and body merged; a body value wins over a
+    // query value of the same name, as the SDKs merge them.
+    let string_to_sign = if body.is_empty() {
+        signer::string_to_sign(METHOD, &wire_query)
+    } else {
+        let mut all = query;
+        all.extend(body.iter().map(|(k, v)| (k.clone(), v.clone())));
+        signer::string_to_sign(METHOD, &signer::canonicalized_query(&all))
+    };
+    let signature = signer::signature(&string_to_sign, credentials.access_key_secret().expose());
+
+    let base = base_url.trim_end_matches('/');
+    let encoded_signature = signer::percent_encode(&signature);
+    let mut url =
+        String::with_capacity(base.len() + wire_query.len() + encoded_signature.len() + 14);
+    url.push_str(base);
+    url.push_str("/?");
+    let query_start = url.len();
+    url.push_str(&wire_query);
+    url.push_str("&Signature=");
+    url.push_str(&encoded_signature);
+
+    SignedRequest {
+        url,
+        query_start,
+        body: signer::canonicalized_query(&body),
+        nonce: nonce.to_owned(),
+        string_to_sign,
+        signature,
+    }
+}
+
+/// The Alibaba Cloud RPC client: one [`CloudApi::call`] is one signed attempt.
+/// Retries, back-off and reconciliation are the runner's job; this client
+/// only says, through [`ApiError::class`], what a failure allows.
+pub struct RpcClient {
+    credentials: Credentials,
+    endpoints: Endpoints,
+    options: ClientOptions,
+    /// For loopback endpoints: never through a proxy.
+    direct: reqwest::Client,
+    /// For everything else: honours `HTTPS_PROXY` and friends.
+    proxied: reqwest::Client,
+    /// Hosts already warned about plain HTTP (warn once per host).
+    warned_plain_http: Mutex<BTreeSet<String>>,
+}
+
+impl RpcClient {
+    /// A client that signs with `credentials` and sends each product's calls
+    /// where `endpoints` says.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP stack could not be built.
+    pub fn new(
+        credentials: Credentials,
+        endpoints: Endpoints,
+        options: ClientOptions,
+    ) -> Result<RpcClient, ClientError> {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .timeout(options.request_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(RpcClient {
+            direct: builder().no_proxy().build().map_err(ClientError)?,
+            proxied: builder().build().map_err(ClientError)?,
+            credentials,
+            endpoints,
+            options,
+            warned_plain_http: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The credentials it signs with.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Where it sends each product's calls.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Its timeouts.
+    pub fn options(&self) -> ClientOptions {
+        self.options
+    }
+
+    /// Signs `req` for its endpoint with the given nonce and timestamp, as
+    /// [`CloudApi::call`] does with fresh ones.
+    pub fn sign(
+        &self,
+        req: &ActionRequest,
+        nonce: &str,
+        timestamp: jiff::Timestamp,
+    ) -> SignedRequest {
+        build_signed(
+            req,
+            &self.endpoints.resolve(&req.product, &req.region),
+            &self.credentials,
+            nonce,
+            timestamp,
+        )
+    }
+
+    async fn send(&self, req: &ActionRequest) -> Result<ApiResponse, ApiError> {
+        let base = self.endpoints.resolve(&req.product, &req.region);
+        let host = host_of(&base).to_owned();
+        let loopback = is_loopback(&base);
+        if !loopback && base.starts_with("http://") {
+            self.warn_plain_http(&host);
+        }
+
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let mut signed = build_signed(
+            req,
+            &base,
+            &self.credentials,
+            &nonce,
+            jiff::Timestamp::now(),
+        );
+        let url = reqwest::Url::parse(signed.url()).map_err(|e| {
+            ApiError::new(
+                "InvalidEndpoint",
+                format!(
+                    "the endpoint `{base}` for product `{}` is not a valid URL ({e})",
+                    req.product
+                ),
+                None,
+            )
+        })?;
+        let http = if loopback {
+            &self.direct
+        } else {
+            &self.proxied
+        };
+        let mut builder = http
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let body = std::mem::take(&mut signed.body);
+        if !body.is_empty() {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+                .body(body);
+        }
+
+        tracing::debug!(product = %req.product, action = %req.action, %host, nonce = %signed.nonce, "sending request");
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(self.finish_error(transport_error(&e, &host, self.options), &signed));
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = header_value(response.headers(), RETRY_AFTER_HEADER);
+        let header_request_id = header_value(response.headers(), REQUEST_ID_HEADER);
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Err(self.finish_error(body_error(&e, &host, status, self.options), &signed));
+            }
+        };
+        let answer = RawAnswer {
+            status,
+            retry_after: retry_after.as_deref(),
+            request_id: header_request_id.as_deref(),
+            body: &bytes,
+        };
+        match interpret(&answer, verdict_in_data_status(req)) {
+            Ok(response) => {
+                tracing::debug!(action = %req.action, status, request_id = ?response.request_id, "answer");
+                Ok(response)
+            }
+            Err(e) => Err(self.finish_error(e, &signed)),
+        }
+    }
+
+    /// Last touches on every error: the SDK's reading of a signature mismatch,
+    /// and no credential value in what the service echoed back.
+    fn finish_error(&self, mut error: ApiError, signed: &SignedRequest) -> ApiError {
+        if error.code == "SignatureDoesNotMatch" && error.message.contains(signed.string_to_sign())
+        {
+            error.code = "InvalidAccessKeySecret".to_owned();
+            error.message =
+                "the AccessKeySecret is incorrect: the service computed the same string to sign \
+                             but a different signature"
+                    .to_owned();
+            error.class = ErrorClass::Permanent;
+        }
+        let secrets = [
+            Some(self.credentials.access_key_id()),
+            Some(self.credentials.access_key_secret().expose()),
+            self.credentials.security_token().map(Secret::expose),
+            Some(signed.signature()),
+        ];
+        let secrets: Vec<&str> = secrets
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        error.message = scrub(&error.message, &secrets);
+        error.recommend = error.recommend.map(|r| scrub(&r, &secrets));
+        tracing::debug!(code = %error.code, class = ?error.class, request_id = ?error.request_id, "call failed");
+        error
+    }
+
+    fn warn_plain_http(&self, host: &str) {
+        let first = self
+            .warned_plain_http
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(host.to_owned());
+        if first {
+            tracing::warn!(
+                %host,
+                "credentials are sent over plain HTTP to a host that is not this machine; \
+                 use an https:// endpoint unless this network is trusted"
+            );
+        }
+    }
+}
+
+impl CloudApi for RpcClient {
+    fn call<'a>(&'a self, req: &'a ActionRequest) -> CallFuture<'a> {
+        Box::pin(self.send(req))
+    }
+}
+
+/// Shows the endpoints, the timeouts and which key is in use; never a secret.
+impl fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("credentials", &self.credentials)
+            .field("endpoints", &self.endpoints)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP answer as received, before it is read as JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct RawAnswer<'a> {
+    /// HTTP status.
+    pub status: u16,
+    /// The `x-acs-retry-after` header, if any.
+    pub retry_after: Option<&'a str>,
+    /// The `x-acs-request-id` header, if any (used when the body has none).
+    pub request_id: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Whether a 200's `Data.Status: fail` is the verdict on `req` (mutating
+/// DataWorks calls) rather than the state of a resource (reads).
+pub fn verdict_in_data_status(req: &ActionRequest) -> bool {
+    req.product == actions::DATAWORKS && req.risk.mutates()
+}
+
+/// Reads an answer into the step's output or one [`ApiError`] (see the
+/// module docs for every shape). `data_status_verdict` is
+/// [`verdict_in_data_status`] of the request.
+///
+/// # Errors
+///
+/// Every answer that is not a success.
+pub fn interpret(
+    answer: &RawAnswer<'_>,
+    data_status_verdict: bool,
+) -> Result<ApiResponse, ApiError> {
+    let ok = (200..300).contains(&answer.status);
+    let retry_after = parse_retry_after(answer.retry_after);
+    let header_request_id = answer
+        .request_id
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    match serde_json::from_slice::<Value>(answer.body) {
+        Ok(Value::Object(obj)) => {
+            let request_id = text_field(&obj, &["RequestId", "requestId"]).or(header_request_id);
+            let failure = if ok {
+                business_failure(&obj, answer.status, data_status_verdict)
+            } else {
+                Some(error_answer(&obj, answer.status))
+            };
+            match failure {
+                Some(error) => Err(error
+                    .with_request_id(request_id)
+                    .with_retry_after(retry_after)),
+                None => Ok(ApiResponse {
+                    body: Value::Object(obj),
+                    request_id,
+                    http_status: answer.status,
+                }),
+            }
+        }
+        // A 2xx whose body is JSON but not an object: nothing says it failed.
+        Ok(other) if ok => Ok(ApiResponse {
+            body: other,
+            request_id: header_request_id,
+            http_status: answer.status,
+        }),
+        _ => {
+            let error = unreadable_answer(answer);
+            let request_id = error.request_id.clone().or(header_request_id);
+            Err(error
+                .with_request_id(request_id)
+                .with_retry_after(retry_after))
+        }
+    }
+}
+
+/// `x-acs-retry-after`: a positive number of milliseconds, capped at
+/// [`MAX_RETRY_AFTER`]. Anything else is ignored.
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    let millis: u64 = value?.trim().parse().ok()?;
+    (millis > 0).then(|| Duration::from_millis(millis).min(MAX_RETRY_AFTER))
+}
+
+/// An HTTP 4xx/5xx with a JSON body.
+fn error_answer(obj: &Map<String, Value>, status: u16) -> ApiError {
+    let code = code_field(obj).unwrap_or_else(|| format!("Http.{status}"));
+    let message = message_field(obj)
+        .unwrap_or_else(|| format!("the service answered HTTP {status} without a message"));
+    ApiError::new(code, message, Some(status))
+        .with_recommend(text_field(obj, &["Recommend", "recommend"]))
+}
+
+/// A failure reported inside a 2xx answer, if there is one.
+fn business_failure(
+    obj: &Map<String, Value>,
+    status: u16,
+    data_status_verdict: bool,
+) -> Option<ApiError> {
+    let success_false = match obj.get("Success").or_else(|| obj.get("success")) {
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
+        _ => false,
+    };
+    if success_false {
+        let code = code_field(obj).unwrap_or_else(|| OPERATION_FAILED.to_owned());
+        let message = message_field(obj)
+            .or_else(|| data_message(obj))
+            .unwrap_or_else(|| {
+                "the service reported `Success: false` without a message".to_owned()
+            });
+        // DTS states the status it means in the body (`HttpStatusCode`).
+        let meant = number_field(obj, "HttpStatusCode").unwrap_or(status);
+        let class = ErrorClass::classify(&code, Some(meant));
+        return Some(ApiError::new(code, message, Some(status)).with_class(class));
+    }
+    let data_failed = obj
+        .get("Data")
+        .and_then(|data| data.get("Status"))
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("fail"));
+    if data_status_verdict && data_failed {
+        let code = code_field(obj)
+            .or_else(|| {
+                obj.get("Data")
+                    .and_then(Value::as_object)
+                    .and_then(code_field)
+            })
+            .unwrap_or_else(|| OPERATION_FAILED.to_owned());
+        let message = data_message(obj)
+            .or_else(|| message_field(obj))
+            .unwrap_or_else(|| {
+                "the service reported `Data.Status: fail` without a message".to_owned()
+            });
+        return Some(ApiError::new(code, message, Some(status)).with_class(ErrorClass::Permanent));
+    }
+    None
+}
+
+/// A body that is not a JSON object: the gateway's XML `<Error>` form when it
+/// is one, else `InvalidResponse`.
+fn unreadable_answer(answer: &RawAnswer<'_>) -> ApiError {
+    let text = String::from_utf8_lossy(answer.body);
+    let ok = (200..300).contains(&answer.status);
+    if !ok {
+        if let Some(code) = xml_tag(&text, "Code") {
+            let message = xml_tag(&text, "Message").unwrap_or_else(|| {
+                format!(
+                    "the service answered HTTP {} without a message",
+                    answer.status
+                )
+            });
+            return ApiError::new(code, message, Some(answer.status))
+                .with_request_id(xml_tag(&text, "RequestId"))
+                .with_recommend(xml_tag(&text, "Recommend"));
+        }
+    }
+    let message = if text.trim().is_empty() {
+        format!(
+            "the service answered HTTP {} with an empty body",
+            answer.status
+        )
+    } else {
+        format!(
+            "the service answered HTTP {} with a body that is not a JSON object: {}",
+            answer.status,
+            snippet(&text, 160)
+        )
+    };
+    let error = ApiError::new(INVALID_RESPONSE, message, Some(answer.status));
+    if ok {
+        // The service took the call and something garbled the answer: it
+        // may well have been applied.
+        error.with_class(ErrorClass::UnknownOutcome)
+    } else {
+        error
+    }
+}
+
+/// The error code of a body: `Code` (gateway), `ErrCode` (DTS, with `%s`
+/// filled from `DynamicCode`) or `ErrorCode` (DataWorks).
+fn code_field(obj: &Map<String, Value>) -> Option<String> {
+    if let Some(code) = text_field(obj, &["ErrCode"]) {
+        return Some(fill_placeholders(&code, text_field(obj, &["DynamicCode"])));
+    }
+    text_field(obj, &["Code", "code", "ErrorCode", "errorCode"])
+}
+
+/// The error message of a body: DTS's `ErrMessage` (with `%s` filled from
+/// `DynamicMessage`), or `Message` / `ErrorMessage`.
+fn message_field(obj: &Map<String, Value>) -> Option<String> {
+    if let Some(message) = text_field(obj, &["ErrMessage"]) {
+        return Some(fill_placeholders(
+            &message,
+            text_field(obj, &["DynamicMessage"]),
+        ));
+    }
+    text_field(obj, &["Message", "message", "ErrorMessage", "errorMessage"])
+}
+
+fn data_message(obj: &Map<String, Value>) -> Option<String> {
+    obj.get("Data")
+        .and_then(Value::as_object)
+        .and_then(|data| text_field(data, &["Message", "message"]))
+}
+
+/// `The Value of Input Parameter %s is not valid.` + `DtsJobId`. Without a
+/// placeholder, a dynamic part is appended so it is not lost.
+fn fill_placeholders(template: &str, dynamic: Option<String>) -> String {
+    match dynamic {
+        Some(dynamic) if template.contains("%s") => template.replace("%s", &dynamic),
+        Some(dynamic) if dynamic != template => format!("{template} ({dynamic})"),
+        _ => template.to_owned(),
+    }
+}
+
+/// The first of `names` that holds a non-empty string (or a number).
+fn text_field(obj: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| match obj.get(*name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn number_field(obj: &Map<String, Value>, name: &str) -> Option<u16> {
+    match obj.get(name)? {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The text of the first `<tag>...</tag>`, for the gateway's XML errors.
+fn xml_tag(text: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&close)?;
+    let value = text[start..start + len].trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// At most `max` characters of `text`, on one line.
+fn snippet(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > max {
+        let cut: String = one_line.chars().take(max).collect();
+        format!("{cut}...")
+    } else {
+        one_line
+    }
+}
+
+/// Replaces every occurrence of each secret, raw or percent-encoded once or
+/// twice (as in a string-to-sign), with `<redacted>`.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        let once = signer::percent_encode(secret);
+        let twice = signer::percent_encode(&once);
+        // Longest first, so a raw value inside an encoded one is not half-replaced.
+        for form in [twice, once, (*secret).to_owned()] {
+            if out.contains(&form) {
+                out = out.replace(&form, REDACTED);
+            }
+        }
+    }
+    out
+}
+
+/// `host[:port]` of a base URL.
+fn host_of(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+fn header_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A failure before any answer arrived.
+fn transport_error(e: &reqwest::Error, host: &str, options: ClientOptions) -> ApiError {
+    let cause = cause_chain(e);
+    if e.is_connect() {
+        ApiError::new(
+            "Transport.Connect",
+            format!("could not connect to {host}: {cause}"),
+            None,
+        )
+    } else if e.is_timeout() {
+        ApiError::new(
+            "Transport.Timeout",
+            format!(
+                "no answer from {host} within {}s",
+                options.request_timeout.as_secs_f64()
+            ),
+            None,
+        )
+    } else {
+        ApiError::new(
+            "Transport.ConnectionDropped",
+            format!("the connection to {host} closed before an answer arrived: {cause}"),
+            None,
+        )
+    }
+}
+
+/// A failure while reading the body of an answer.
+fn body_error(e: &reqwest::Error, host: &str, status: u16, options: ClientOptions) -> ApiError {
+    if e.is_timeout() {
+        ApiError::new(
+            "Transport.Timeout",
+            format!(
+                "the answer from {host} (HTTP {status}) did not finish within {}s",
+                options.request_timeout.as_secs_f64()
+            ),
+            Some(status),
+        )
+    } else {
+        ApiError::new(
+            "Transport.ConnectionDropped",
+            format!(
+                "the answer from {host} (HTTP {status}) was cut short: {}",
+                cause_chain(e)
+            ),
+            Some(status),
+        )
+    }
+}
+
+/// The causes under a reqwest error, without its own text (which holds the
+/// URL, and so the credentials).
+fn cause_chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p == &text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        "no further detail".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> RawAnswer<'_> {
+        RawAnswer {
+            status,
+            retry_after: None,
+            request_id: None,
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn success_keeps_the_body_and_request_id() {
+        let ok = interpret(
+            &answer(
+                200,
+                r#"{"RequestId":"R1","Success":true,"Data":{"Status":"RUN"}}"#,
+            ),
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.request_id.as_deref(), Some("R1"));
+        assert_eq!(ok.body["Data"]["Status"], "RUN");
+        assert_eq!(ok.http_status, 200);
+    }
+
+    #[test]
+    fn gateway_errors_classify_by_code_then_status() {
+        let body = r#"{"RequestId":"R2","HostId":"dts.aliyuncs.com","Code":"Throttling.User","Message":"Request was denied due to user flow control.","Recommend":"https://api.alibabacloud.com/troubleshoot?q=Throttling.User"}"#;
+        let e = interpret(&answer(400, body), false).unwrap_err();
+        assert_eq!(e.code, "Throttling.User");
+        assert_eq!(e.class, ErrorClass::Rejected);
+        assert_eq!(e.request_id.as_deref(), Some("R2"));
+        assert_eq!(e.http_status, Some(400));
+        assert_eq!(
+            e.recommend.as_deref(),
+            Some("https://api.alibabacloud.com/troubleshoot?q=Throttling.User")
+        );
+
+        let e = interpret(&answer(502, r#"{"error":"bad gateway"}"#), false).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            ("Http.502", ErrorClass::UnknownOutcome)
+        );
+        let e = interpret(&answer(429, "{}"), false).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            ("Http.429", ErrorClass::Rejected)
+        );
+    }
+
+    #[test]
+    fn xml_and_garbled_bodies() {
+        let xml = "<?xml version='1.0'?><Error><RequestId>R3</RequestId><HostId>h</HostId><Code>InvalidApi.NotFound</Code><Message>Specified api is not found.</Message></Error>";
+        let e = interpret(&answer(404, xml), false).unwrap_err();
+        assert_eq!(e.code, "InvalidApi.NotFound");
+        assert_eq!(e.message, "Specified api is not found.");
+        assert_eq!(e.request_id.as_deref(), Some("R3"));
+        assert_eq!(e.class, ErrorClass::Permanent);
+
+        let e = interpret(
+            &answer(502, "<html>\n  <body>502 Bad Gateway</body></html>"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, INVALID_RESPONSE);
+        assert_eq!(e.class, ErrorClass::UnknownOutcome);
+        assert!(
+            e.message.contains("<html> <body>502 Bad Gateway"),
+            "{}",
+            e.message
+        );
+
+        let e = interpret(&answer(200, "not json"), true).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            (INVALID_RESPONSE, ErrorClass::UnknownOutcome)
+        );
+        let e = interpret(&answer(400, ""), true).unwrap_err();
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert!(e.message.ends_with("with an empty body"), "{}", e.message);
+    }
+
+    #[test]
+    fn dts_business_failure_fills_the_placeholder() {
+        let body = r#"{"RequestId":"R4","HttpStatusCode":400,"Success":false,"ErrCode":"InvalidParameter","ErrMessage":"The Value of Input Parameter %s is not valid.","DynamicMessage":"DtsJobId","DynamicCode":""}"#;
+        let e = interpret(&answer(200, body), false).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert_eq!(
+            e.message,
+            "The Value of Input Parameter DtsJobId is not valid."
+        );
+        assert_eq!(e.http_status, Some(200));
+        assert_eq!(e.class, ErrorClass::Permanent);
+
+        let body = r#"{"Success":false,"ErrCode":"InternalError","ErrMessage":"oops","HttpStatusCode":500}"#;
+        assert_eq!(
+            interpret(&answer(200, body), false).unwrap_err().class,
+            ErrorClass::UnknownOutcome
+        );
+        let body = r#"{"Success":"false","HttpStatusCode":"503"}"#;
+        let e = interpret(&answer(200, body), false).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            (OPERATION_FAILED, ErrorClass::Rejected)
+        );
+    }
+
+    #[test]
+    fn data_status_fail_is_a_verdict_only_for_mutating_dataworks_calls() {
+        let body = r#"{"RequestId":"R5","Success":true,"Data":{"Status":"fail","Message":"fileId:[100] is invalid."}}"#;
+        let e = interpret(&answer(200, body), true).unwrap_err();
+        assert_eq!(e.code, OPERATION_FAILED);
+        assert_eq!(e.message, "fileId:[100] is invalid.");
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(e.request_id.as_deref(), Some("R5"));
+        // In a read, `fail` is the state of a DI solution: the step's output.
+        let ok = interpret(&answer(200, body), false).unwrap();
+        assert_eq!(ok.body["Data"]["Status"], "fail");
+    }
+
+    #[test]
+    fn retry_after_is_milliseconds_and_capped() {
+        assert_eq!(
+            parse_retry_after(Some("1500")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_retry_after(Some(" 200000 ")), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(Some("0")), None);
+        assert_eq!(parse_retry_after(Some("soon")), None);
+        assert_eq!(parse_retry_after(None), None);
+        let a = RawAnswer {
+            retry_after: Some("250"),
+            ..answer(429, r#"{"Code":"Throttling.Api","Message":"m"}"#)
+        };
+        assert_eq!(
+            interpret(&a, false).unwrap_err().retry_after,
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn request_id_falls_back_to_the_header() {
+        let a = RawAnswer {
+            request_id: Some("H1"),
+            ..answer(500, r#"{"Code":"InternalError.System","Message":"m"}"#)
+        };
+        assert_eq!(
+            interpret(&a, false).unwrap_err().request_id.as_deref(),
+            Some("H1")
+        );
+    }
+
+    #[test]
+    fn scrub_removes_raw_and_encoded_values() {
+        let token = "CAIS+tok/en=";
+        let text = format!(
+            "string to sign is:POST&%2F&SecurityToken%3D{}%26x and {} and {}",
+            signer::percent_encode(&signer::percent_encode(token)),
+            signer::percent_encode(token),
+            token
+        );
+        let out = scrub(&text, &[token]);
+        assert!(!out.contains("tok"), "{out}");
+        assert_eq!(out.matches(REDACTED).count(), 3, "{out}");
+    }
+
+    #[test]
+    fn host_of_base_urls() {
+        assert_eq!(host_of("https://dts.aliyuncs.com"), "dts.aliyuncs.com");
+        assert_eq!(host_of("http://127.0.0.1:9000/x"), "127.0.0.1:9000");
+    }
+}

@@ -43,7 +43,9 @@ impl ErrorClass {
             return ErrorClass::UnknownOutcome;
         }
         match http_status {
-            Some(503) => ErrorClass::Rejected,
+            // 429 Too Many Requests without a `Throttling*` code is still
+            // throttling: refused before it was processed.
+            Some(429 | 503) => ErrorClass::Rejected,
             Some(500 | 502 | 504) => ErrorClass::UnknownOutcome,
             _ => ErrorClass::Permanent,
         }
@@ -90,6 +92,29 @@ impl ApiError {
     #[must_use]
     pub fn with_request_id(mut self, request_id: Option<String>) -> ApiError {
         self.request_id = request_id;
+        self
+    }
+
+    /// Sets how long the service asked the caller to wait (`x-acs-retry-after`).
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> ApiError {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Sets the service's diagnosis link (`Recommend`).
+    #[must_use]
+    pub fn with_recommend(mut self, recommend: Option<String>) -> ApiError {
+        self.recommend = recommend;
+        self
+    }
+
+    /// Overrides the class derived from the code and status, where the
+    /// answer itself says more (a business `fail` is permanent whatever its
+    /// status; a garbled 200 may have been applied).
+    #[must_use]
+    pub fn with_class(mut self, class: ErrorClass) -> ApiError {
+        self.class = class;
         self
     }
 
@@ -142,5 +167,15 @@ mod tests {
         assert_eq!(ErrorClass::classify("SignatureDoesNotMatch", Some(400)), Permanent);
         assert_eq!(ErrorClass::classify("Forbidden.Access", Some(403)), Permanent);
         assert_eq!(ErrorClass::classify("InvalidAccessKeyId.NotFound", Some(404)), Permanent);
+    }
+
+    #[test]
+    fn codeless_answers_classify_by_status() {
+        use ErrorClass::*;
+        assert_eq!(ErrorClass::classify("Http.429", Some(429)), Rejected);
+        assert_eq!(ErrorClass::classify("Http.503", Some(503)), Rejected);
+        assert_eq!(ErrorClass::classify("Http.504", Some(504)), UnknownOutcome);
+        assert_eq!(ErrorClass::classify("InvalidResponse", Some(404)), Permanent);
+        assert_eq!(ErrorClass::classify("UnknownError", Some(400)), UnknownOutcome);
     }
 }
