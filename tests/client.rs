@@ -258,7 +258,7 @@ async fn every_typed_action_round_trips() {
             );
         }
         assert_eq!(
-            seen.query.get("RegionId").is_some(),
+            seen.query.contains_key("RegionId"),
             spec.region_param,
             "{}: RegionId",
             spec.name
