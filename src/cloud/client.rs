@@ -487,7 +487,9 @@ pub struct RawAnswer<'a> {
 /// Whether a 200's `Data.Status: fail` is the verdict on `req` (mutating
 /// DataWorks calls) rather than the state of a resource (reads).
 pub fn verdict_in_data_status(req: &ActionRequest) -> bool {
-    req.product == actions::DATAWORKS && req.risk.mutates()
+    // The generic `api` action may spell the product as its API code.
+    let dataworks = req.product == actions::DATAWORKS || req.product == "dataworks-public";
+    dataworks && req.risk.mutates()
 }
 
 /// Reads an answer into the step's output or one [`ApiError`] (see the
@@ -609,18 +611,16 @@ fn business_failure(
 fn unreadable_answer(answer: &RawAnswer<'_>) -> ApiError {
     let text = String::from_utf8_lossy(answer.body);
     let ok = (200..300).contains(&answer.status);
-    if !ok {
-        if let Some(code) = xml_tag(&text, "Code") {
-            let message = xml_tag(&text, "Message").unwrap_or_else(|| {
-                format!(
-                    "the service answered HTTP {} without a message",
-                    answer.status
-                )
-            });
-            return ApiError::new(code, message, Some(answer.status))
-                .with_request_id(xml_tag(&text, "RequestId"))
-                .with_recommend(xml_tag(&text, "Recommend"));
-        }
+    if !ok && let Some(code) = xml_tag(&text, "Code") {
+        let message = xml_tag(&text, "Message").unwrap_or_else(|| {
+            format!(
+                "the service answered HTTP {} without a message",
+                answer.status
+            )
+        });
+        return ApiError::new(code, message, Some(answer.status))
+            .with_request_id(xml_tag(&text, "RequestId"))
+            .with_recommend(xml_tag(&text, "Recommend"));
     }
     let message = if text.trim().is_empty() {
         format!(
@@ -985,6 +985,23 @@ mod tests {
         let out = scrub(&text, &[token]);
         assert!(!out.contains("tok"), "{out}");
         assert_eq!(out.matches(REDACTED).count(), 3, "{out}");
+    }
+
+    #[test]
+    fn data_status_verdict_applies_to_mutating_dataworks_calls() {
+        let typed =
+            |name: &str| ActionRequest::typed(actions::lookup(name).unwrap(), "", BTreeMap::new());
+        let terminate = typed("dataworks.TerminateDISyncInstance");
+        assert!(verdict_in_data_status(&terminate));
+        assert!(!verdict_in_data_status(&typed(
+            "dataworks.GetDISyncInstanceInfo"
+        )));
+        assert!(!verdict_in_data_status(&typed("dts.StopDtsJob")));
+        let generic = ActionRequest {
+            product: "dataworks-public".into(),
+            ..terminate
+        };
+        assert!(verdict_in_data_status(&generic));
     }
 
     #[test]

@@ -285,12 +285,12 @@ impl Credentials {
             field,
         };
         let access_key_id =
-            non_empty(&found.access_key_id).ok_or_else(|| incomplete("access_key_id"))?;
-        let access_key_secret =
-            non_empty(&found.access_key_secret).ok_or_else(|| incomplete("access_key_secret"))?;
+            non_empty(found.access_key_id.as_deref()).ok_or_else(|| incomplete("access_key_id"))?;
+        let access_key_secret = non_empty(found.access_key_secret.as_deref())
+            .ok_or_else(|| incomplete("access_key_secret"))?;
         let security_token = if temporary {
             Some(Secret::new(
-                non_empty(&found.sts_token).ok_or_else(|| incomplete("sts_token"))?,
+                non_empty(found.sts_token.as_deref()).ok_or_else(|| incomplete("sts_token"))?,
             ))
         } else {
             None
@@ -478,8 +478,8 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-fn non_empty(value: &Option<String>) -> Option<String> {
-    value.clone().filter(|v| !v.is_empty())
+fn non_empty(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
 fn env_var(name: &str) -> Option<String> {
