@@ -88,7 +88,10 @@ impl CallRecord {
     /// Whether the call reached the service and was processed (answered 200,
     /// or applied and then dropped): what "sent exactly once" is about.
     pub fn processed(&self) -> bool {
-        matches!(self.outcome, Outcome::Ok | Outcome::Failed | Outcome::AppliedThenDropped)
+        matches!(
+            self.outcome,
+            Outcome::Ok | Outcome::Failed | Outcome::AppliedThenDropped
+        )
     }
 
     /// One line for `runbook sim -v`.
@@ -98,7 +101,9 @@ impl CallRecord {
             .filter_map(|k| self.params.get(*k).map(|v| format!("{k}={v}")))
             .collect();
         ids.sort();
-        let status = self.http_status.map_or_else(|| "---".to_owned(), |s| s.to_string());
+        let status = self
+            .http_status
+            .map_or_else(|| "---".to_owned(), |s| s.to_string());
         let mut line = format!(
             "{} {} {} {} -> {status} {}",
             self.time.strftime("%H:%M:%S%.3f"),
@@ -128,7 +133,11 @@ pub(crate) fn redact(params: &BTreeMap<String, String>) -> BTreeMap<String, Stri
     params
         .iter()
         .map(|(k, v)| {
-            let v = if REDACTED_PARAMS.contains(&k.as_str()) { REDACTED.to_owned() } else { v.clone() };
+            let v = if REDACTED_PARAMS.contains(&k.as_str()) {
+                REDACTED.to_owned()
+            } else {
+                v.clone()
+            };
             (k.clone(), v)
         })
         .collect()
@@ -150,11 +159,18 @@ impl CallLog {
     pub(crate) fn new(path: Option<&Path>, echo: bool) -> std::io::Result<CallLog> {
         let file = match path {
             Some(path) => Some(Mutex::new(LineWriter::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
             ))),
             None => None,
         };
-        Ok(CallLog { records: Mutex::new(VecDeque::new()), file, echo })
+        Ok(CallLog {
+            records: Mutex::new(VecDeque::new()),
+            file,
+            echo,
+        })
     }
 
     /// Records one call. A failing log file is reported once per failure on
@@ -163,7 +179,9 @@ impl CallLog {
         if let Some(file) = &self.file {
             match serde_json::to_string(&record) {
                 Ok(line) => {
-                    let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut file = file
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if let Err(e) = writeln!(file, "{line}") {
                         tracing::error!("cannot write the call log: {e}");
                     }
@@ -174,7 +192,10 @@ impl CallLog {
         if self.echo {
             eprintln!("{}", record.summary());
         }
-        let mut records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if records.len() == MEMORY_LIMIT {
             records.pop_front();
         }
@@ -183,7 +204,10 @@ impl CallLog {
 
     /// A copy of the records kept in memory, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<CallRecord> {
-        let records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out: Vec<CallRecord> = records.iter().cloned().collect();
         // Records are pushed after the state lock is released, so two
         // concurrent calls can land out of order; `seq` is the arrival order.
@@ -205,10 +229,15 @@ mod tests {
             version: Some("2020-01-01".to_owned()),
             action: Some("StopDtsJob".to_owned()),
             params: redact(
-                &[("DtsJobId", "j1"), ("Signature", "c2lnbg=="), ("SecurityToken", "tok"), ("AccessKeyId", "ak")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
+                &[
+                    ("DtsJobId", "j1"),
+                    ("Signature", "c2lnbg=="),
+                    ("SecurityToken", "tok"),
+                    ("AccessKeyId", "ak"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             ),
             outcome: Outcome::AppliedThenDropped,
             code: None,
@@ -227,7 +256,10 @@ mod tests {
         for secret in ["c2lnbg==", "tok", "\"ak\""] {
             assert!(!line.contains(secret), "{line}");
         }
-        assert!(line.contains(r#""outcome":"applied_then_dropped""#), "{line}");
+        assert!(
+            line.contains(r#""outcome":"applied_then_dropped""#),
+            "{line}"
+        );
         assert!(line.contains(r#""faults":["applied_drop"]"#), "{line}");
         assert_eq!(serde_json::from_str::<CallRecord>(&line).unwrap(), r);
         assert!(r.processed());
@@ -247,6 +279,9 @@ mod tests {
         log.push(CallRecord { seq: 2, ..record() });
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert_eq!(log.snapshot().iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            log.snapshot().iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 }

@@ -43,13 +43,22 @@ impl axum::serve::Listener for SimListener {
                 Ok((stream, addr)) => {
                     // Small request/response exchanges: do not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    return (ConnIo { stream, killed: Arc::new(AtomicBool::new(false)) }, addr);
+                    return (
+                        ConnIo {
+                            stream,
+                            killed: Arc::new(AtomicBool::new(false)),
+                        },
+                        addr,
+                    );
                 }
                 // A client that gave up before we accepted: not our problem.
-                Err(e) if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
-                ) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionRefused
+                    ) => {}
                 // Out of file descriptors and the like: back off, then retry.
                 Err(e) => {
                     tracing::error!("simulator: accept failed: {e}");
@@ -71,11 +80,18 @@ pub(crate) struct ConnIo {
 }
 
 fn killed() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by fault injection")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dropped by fault injection",
+    )
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.killed.load(Ordering::Acquire) {
             return Poll::Ready(Err(killed()));
         }
@@ -84,7 +100,11 @@ impl AsyncRead for ConnIo {
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.killed.load(Ordering::Acquire) {
             return Poll::Ready(Err(killed()));
         }
@@ -134,6 +154,8 @@ impl Conn {
 
 impl Connected<IncomingStream<'_, SimListener>> for Conn {
     fn connect_info(stream: IncomingStream<'_, SimListener>) -> Conn {
-        Conn { killed: Arc::clone(&stream.io().killed) }
+        Conn {
+            killed: Arc::clone(&stream.io().killed),
+        }
     }
 }

@@ -88,7 +88,13 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule hitting `share` of all calls.
     pub fn new(kind: FaultKind, share: f64) -> FaultRule {
-        FaultRule { kind, share, delay: Duration::ZERO, action: None, limit: None }
+        FaultRule {
+            kind,
+            share,
+            delay: Duration::ZERO,
+            action: None,
+            limit: None,
+        }
     }
 
     /// Limits the rule to calls of one RPC action.
@@ -155,7 +161,10 @@ impl FaultSpec {
         let whole = || self.to_string();
         for rule in &self.rules {
             let item = rule_text(rule);
-            let err = |reason: String| FaultSpecError { item: item.clone(), reason };
+            let err = |reason: String| FaultSpecError {
+                item: item.clone(),
+                reason,
+            };
             if rule.kind == FaultKind::Qps {
                 return Err(err("qps limits go in `qps`, not in a rule".to_owned()));
             }
@@ -166,7 +175,10 @@ impl FaultSpec {
                 && !served::served().any(|s| s.action == action)
             {
                 let known: Vec<_> = served::served().map(|s| s.action).collect();
-                return Err(err(format!("unknown action `{action}` (known: {})", known.join(", "))));
+                return Err(err(format!(
+                    "unknown action `{action}` (known: {})",
+                    known.join(", ")
+                )));
             }
         }
         for (product, limit) in &self.qps {
@@ -194,10 +206,16 @@ impl FaultSpec {
                     .map(|r| r.share)
                     .sum();
                 if total > 1.0 + 1e-9 {
-                    let what = if slow { "slow" } else { "throttle, error, drop and applied_drop" };
+                    let what = if slow {
+                        "slow"
+                    } else {
+                        "throttle, error, drop and applied_drop"
+                    };
                     return Err(FaultSpecError {
                         item: whole(),
-                        reason: format!("the {what} shares for {action} add up to {total}, more than 1"),
+                        reason: format!(
+                            "the {what} shares for {action} add up to {total}, more than 1"
+                        ),
                     });
                 }
             }
@@ -249,20 +267,30 @@ impl FromStr for FaultSpec {
     fn from_str(text: &str) -> Result<FaultSpec, FaultSpecError> {
         let mut spec = FaultSpec::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let err = |reason: &str| FaultSpecError { item: item.to_owned(), reason: reason.to_owned() };
-            let (key, value) = item.split_once('=').ok_or_else(|| err("expected KIND=VALUE"))?;
+            let err = |reason: &str| FaultSpecError {
+                item: item.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| err("expected KIND=VALUE"))?;
             let (kind, action) = match key.split_once('@') {
                 Some((kind, action)) => (kind.trim(), Some(action.trim().to_owned())),
                 None => (key.trim(), None),
             };
             if kind == "qps" {
                 if action.is_some() {
-                    return Err(err("a qps limit applies to a whole product, not to one action"));
+                    return Err(err(
+                        "a qps limit applies to a whole product, not to one action",
+                    ));
                 }
                 let (product, limit) = value
                     .split_once(':')
                     .ok_or_else(|| err("expected qps=PRODUCT:N, e.g. qps=dataworks:20"))?;
-                let limit: u32 = limit.trim().parse().map_err(|_| err("the limit must be a whole number"))?;
+                let limit: u32 = limit
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("the limit must be a whole number"))?;
                 spec.qps.insert(product.trim().to_ascii_lowercase(), limit);
                 continue;
             }
@@ -272,11 +300,18 @@ impl FromStr for FaultSpec {
                 "drop" => FaultKind::Drop,
                 "applied_drop" => FaultKind::AppliedDrop,
                 "slow" => FaultKind::Slow,
-                _ => return Err(err("unknown kind (expected throttle, error, drop, applied_drop, slow or qps)")),
+                _ => {
+                    return Err(err(
+                        "unknown kind (expected throttle, error, drop, applied_drop, slow or qps)",
+                    ));
+                }
             };
             let (value, limit) = match value.split_once('#') {
                 Some((v, n)) => {
-                    let n: u64 = n.trim().parse().map_err(|_| err("`#N` needs a whole number"))?;
+                    let n: u64 = n
+                        .trim()
+                        .parse()
+                        .map_err(|_| err("`#N` needs a whole number"))?;
                     (v, Some(n))
                 }
                 None => (value, None),
@@ -285,7 +320,8 @@ impl FromStr for FaultSpec {
                 let (share, delay) = value
                     .split_once(':')
                     .ok_or_else(|| err("expected slow=SHARE:DURATION, e.g. slow=0.1:2s"))?;
-                let delay = super::fixtures::parse_duration(delay).map_err(|reason| err(&reason))?;
+                let delay =
+                    super::fixtures::parse_duration(delay).map_err(|reason| err(&reason))?;
                 (share, delay)
             } else {
                 (value, Duration::ZERO)
@@ -297,7 +333,13 @@ impl FromStr for FaultSpec {
             if !share.is_finite() {
                 return Err(err("the share must be a number between 0 and 1"));
             }
-            spec.rules.push(FaultRule { kind, share, delay, action, limit });
+            spec.rules.push(FaultRule {
+                kind,
+                share,
+                delay,
+                action,
+                limit,
+            });
         }
         spec.validate()?;
         Ok(spec)
@@ -386,7 +428,11 @@ struct Bucket {
 impl Bucket {
     fn new(rate: u32, now: Instant) -> Bucket {
         let rate = f64::from(rate);
-        Bucket { rate, tokens: rate, last: now }
+        Bucket {
+            rate,
+            tokens: rate,
+            last: now,
+        }
     }
 
     fn take(&mut self, now: Instant) -> Result<(), Duration> {
@@ -409,20 +455,32 @@ mod tests {
     #[test]
     fn parses_the_documented_example() {
         let spec: FaultSpec =
-            "throttle=0.2,error=0.05,slow=0.1:2s,drop=0.02,applied_drop=0.05,qps=dataworks:20".parse().unwrap();
+            "throttle=0.2,error=0.05,slow=0.1:2s,drop=0.02,applied_drop=0.05,qps=dataworks:20"
+                .parse()
+                .unwrap();
         assert_eq!(spec.rules.len(), 5);
         assert_eq!(spec.rules[2].kind, FaultKind::Slow);
         assert_eq!(spec.rules[2].delay, Duration::from_secs(2));
         assert_eq!(spec.qps["dataworks"], 20);
-        assert_eq!(spec.to_string(), "throttle=0.2,error=0.05,slow=0.1:2s,drop=0.02,applied_drop=0.05,qps=dataworks:20");
+        assert_eq!(
+            spec.to_string(),
+            "throttle=0.2,error=0.05,slow=0.1:2s,drop=0.02,applied_drop=0.05,qps=dataworks:20"
+        );
         let round: FaultSpec = spec.to_string().parse().unwrap();
         assert_eq!(round, spec);
     }
 
     #[test]
     fn parses_scoped_and_limited_rules() {
-        let spec: FaultSpec = "applied_drop@TerminateDISyncInstance=1#1, throttle@StopDtsJob=1".parse().unwrap();
-        assert_eq!(spec.rules[0], FaultRule::new(FaultKind::AppliedDrop, 1.0).on("TerminateDISyncInstance").times(1));
+        let spec: FaultSpec = "applied_drop@TerminateDISyncInstance=1#1, throttle@StopDtsJob=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            spec.rules[0],
+            FaultRule::new(FaultKind::AppliedDrop, 1.0)
+                .on("TerminateDISyncInstance")
+                .times(1)
+        );
         assert_eq!(spec.rules[1].action.as_deref(), Some("StopDtsJob"));
         assert!("".parse::<FaultSpec>().unwrap().is_empty());
     }
@@ -455,7 +513,9 @@ mod tests {
         let spec: FaultSpec = "drop=0.5".parse().unwrap();
         let run = |seed| {
             let mut f = Faults::new(&spec, seed, Instant::now());
-            (0..64).map(|_| f.draw("StopDtsJob").outcome.is_some()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| f.draw("StopDtsJob").outcome.is_some())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -481,7 +541,10 @@ mod tests {
         }
         let wait = f.admit("dts", start).unwrap_err();
         assert_eq!(wait, Duration::from_millis(250));
-        assert!(f.admit("dataworks", start).is_ok(), "no limit for dataworks");
+        assert!(
+            f.admit("dataworks", start).is_ok(),
+            "no limit for dataworks"
+        );
         assert!(f.admit("dts", start + Duration::from_millis(260)).is_ok());
         assert!(f.admit("dts", start + Duration::from_millis(260)).is_err());
     }

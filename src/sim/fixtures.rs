@@ -134,7 +134,12 @@ pub struct DiNodeFixture {
 impl DiNodeFixture {
     /// A node in `RUN`.
     pub fn running(project_id: i64, file_id: i64) -> DiNodeFixture {
-        DiNodeFixture { project_id, file_id, name: None, status: "RUN".to_owned() }
+        DiNodeFixture {
+            project_id,
+            file_id,
+            name: None,
+            status: "RUN".to_owned(),
+        }
     }
 }
 
@@ -193,7 +198,11 @@ pub struct FixtureError {
 
 fn location_prefix(path: Option<&Path>, line: u64, column: u64) -> String {
     let file = path.map_or_else(|| "<fixtures>".to_owned(), |p| p.display().to_string());
-    if line == 0 { format!("{file}: ") } else { format!("{file}:{line}:{column}: ") }
+    if line == 0 {
+        format!("{file}: ")
+    } else {
+        format!("{file}:{line}:{column}: ")
+    }
 }
 
 impl Fixtures {
@@ -205,7 +214,10 @@ impl Fixtures {
             column: 0,
             message: format!("cannot read the fixtures file: {e}"),
         })?;
-        Fixtures::from_yaml(&text).map_err(|e| FixtureError { path: Some(path.to_owned()), ..e })
+        Fixtures::from_yaml(&text).map_err(|e| FixtureError {
+            path: Some(path.to_owned()),
+            ..e
+        })
     }
 
     /// Parses and checks fixtures written as YAML.
@@ -218,7 +230,12 @@ impl Fixtures {
                 Some((prefix, rest)) if prefix.contains("line ") => rest.to_owned(),
                 _ => message,
             };
-            FixtureError { path: None, line, column, message }
+            FixtureError {
+                path: None,
+                line,
+                column,
+                message,
+            }
         })?;
         raw.check()
     }
@@ -308,7 +325,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("invalid duration `{text}` (expected e.g. 250ms, 2s, 1m30s)"))?;
-    Duration::try_from(parsed).map_err(|_| format!("invalid duration `{text}`: must not be negative"))
+    Duration::try_from(parsed)
+        .map_err(|_| format!("invalid duration `{text}`: must not be negative"))
 }
 
 fn status(
@@ -317,15 +335,20 @@ fn status(
     allowed: &[&str],
     what: &str,
 ) -> Result<String, FixtureError> {
-    let Some(value) = value else { return Ok(default.to_owned()) };
+    let Some(value) = value else {
+        return Ok(default.to_owned());
+    };
     if allowed.contains(&value.value.as_str()) {
         Ok(value.value.clone())
     } else {
-        Err(at(value, format!(
-            "unknown {what} status `{}` (expected one of: {})",
-            value.value,
-            allowed.join(", ")
-        )))
+        Err(at(
+            value,
+            format!(
+                "unknown {what} status `{}` (expected one of: {})",
+                value.value,
+                allowed.join(", ")
+            ),
+        ))
     }
 }
 
@@ -414,11 +437,22 @@ impl RawFixtures {
             di_solutions.push(DiSolutionFixture {
                 project_id: solution.project_id,
                 file_id: solution.file_id.value,
-                status: status(solution.status.as_ref(), "run", DI_SOLUTION_STATUSES, "DI solution")?,
+                status: status(
+                    solution.status.as_ref(),
+                    "run",
+                    DI_SOLUTION_STATUSES,
+                    "DI solution",
+                )?,
             });
         }
 
-        Ok(Fixtures { delays, dts_jobs, di_nodes, di_jobs, di_solutions })
+        Ok(Fixtures {
+            delays,
+            dts_jobs,
+            di_nodes,
+            di_jobs,
+            di_solutions,
+        })
     }
 }
 
@@ -449,14 +483,23 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_value() {
-        let e = Fixtures::from_yaml("di_nodes:\n  - { project_id: 1, file_id: 7, status: RUNNING }\n").unwrap_err();
+        let e =
+            Fixtures::from_yaml("di_nodes:\n  - { project_id: 1, file_id: 7, status: RUNNING }\n")
+                .unwrap_err();
         assert_eq!((e.line, e.column), (2, 42), "{e}");
-        assert!(e.message.contains("unknown DI node status `RUNNING`"), "{e}");
+        assert!(
+            e.message.contains("unknown DI node status `RUNNING`"),
+            "{e}"
+        );
         assert!(e.message.contains("KILLING"), "{e}");
 
         let e = Fixtures::from_yaml("delays:\n  dts_stop: soon\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 13), "{e}");
-        assert!(e.to_string().starts_with("<fixtures>:2:13: invalid duration `soon`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("<fixtures>:2:13: invalid duration `soon`"),
+            "{e}"
+        );
 
         let e = Fixtures::from_yaml("dts_jobs:\n  - id: a\n  - id: a\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");

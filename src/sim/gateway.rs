@@ -23,12 +23,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::Shared;
 use super::calllog::{CallRecord, Outcome, redact};
 use super::faults::FaultKind;
 use super::handlers::{Ctx, Reply, gateway_error, handle};
 use super::served;
 use super::state::Now;
-use super::Shared;
 use crate::cloud::actions::{ActionSpec, DATAWORKS, ParamType};
 use crate::cloud::signer;
 
@@ -54,23 +54,34 @@ pub(crate) struct Processed {
 /// How long a `Timestamp` may differ from the simulator's clock.
 pub(crate) const TIMESTAMP_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-const COMMON: &[&str] = &["AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp", "Signature"];
+const COMMON: &[&str] = &[
+    "AccessKeyId",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "Signature",
+];
 
 fn missing(ctx: &Ctx<'_>, name: &str) -> Reply {
     gateway_error(
         ctx,
         400,
         "MissingParameter",
-        format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        format!(
+            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+        ),
     )
 }
 
 /// The parameters of a request: query string and form body, decoded and merged.
 pub(crate) fn parameters(raw: &RawRequest<'_>) -> BTreeMap<String, String> {
     let mut params: BTreeMap<String, String> = signer::parse_form(raw.query).into_iter().collect();
-    let is_form = raw
-        .content_type
-        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let is_form = raw.content_type.is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
     if is_form && !raw.body.is_empty() {
         params.extend(signer::parse_form(&String::from_utf8_lossy(raw.body)));
     }
@@ -78,6 +89,10 @@ pub(crate) fn parameters(raw: &RawRequest<'_>) -> BTreeMap<String, String> {
 }
 
 /// Steps 2 to 5: everything that needs no shared state.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, moved once per refused request"
+)]
 fn authenticate(
     shared: &Shared,
     raw: &RawRequest<'_>,
@@ -89,16 +104,29 @@ fn authenticate(
             ctx,
             400,
             "UnsupportedHTTPMethod",
-            format!("The HTTP method {} is not supported; RPC APIs take GET or POST.", raw.method),
+            format!(
+                "The HTTP method {} is not supported; RPC APIs take GET or POST.",
+                raw.method
+            ),
         ));
     }
-    let get = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let get = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let action = get("Action").ok_or_else(|| missing(ctx, "Action"))?;
     let version = get("Version").ok_or_else(|| missing(ctx, "Version"))?;
     let spec = served::lookup(version, action)
         .filter(|_| raw.path == "/")
         .ok_or_else(|| {
-            gateway_error(ctx, 404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.".to_owned())
+            gateway_error(
+                ctx,
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.".to_owned(),
+            )
         })?;
     for name in COMMON {
         if get(name).is_none() {
@@ -112,11 +140,18 @@ fn authenticate(
             ctx,
             400,
             "InvalidParameter",
-            format!("Specified parameter Format is not valid: the simulator answers JSON only, got \"{format}\"."),
+            format!(
+                "Specified parameter Format is not valid: the simulator answers JSON only, got \"{format}\"."
+            ),
         ));
     }
     if get("SignatureMethod") != Some(signer::SIGNATURE_METHOD) {
-        return Err(gateway_error(ctx, 400, "InvalidSignatureMethod", "Specified signature method is not valid.".to_owned()));
+        return Err(gateway_error(
+            ctx,
+            400,
+            "InvalidSignatureMethod",
+            "Specified signature method is not valid.".to_owned(),
+        ));
     }
     if get("SignatureVersion") != Some(signer::SIGNATURE_VERSION) {
         return Err(gateway_error(
@@ -126,14 +161,15 @@ fn authenticate(
             "The request signature does not conform to Aliyun standards: SignatureVersion must be 1.0.".to_owned(),
         ));
     }
-    let timestamp: jiff::Timestamp = get("Timestamp").unwrap_or_default().parse().map_err(|_| {
-        gateway_error(
-            ctx,
-            400,
-            "InvalidTimeStamp.Format",
-            "Specified time stamp or date value is not well formatted.".to_owned(),
-        )
-    })?;
+    let timestamp: jiff::Timestamp =
+        get("Timestamp").unwrap_or_default().parse().map_err(|_| {
+            gateway_error(
+                ctx,
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.".to_owned(),
+            )
+        })?;
     let skew = ctx.now.wall.duration_since(timestamp).unsigned_abs();
     if skew > TIMESTAMP_WINDOW {
         return Err(gateway_error(
@@ -149,7 +185,12 @@ fn authenticate(
     }
     let key_id = get("AccessKeyId").unwrap_or_default();
     let Some(secret) = shared.credentials.get(key_id) else {
-        return Err(gateway_error(ctx, 404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.".to_owned()));
+        return Err(gateway_error(
+            ctx,
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.".to_owned(),
+        ));
     };
     let mut signed = params.clone();
     let given = signed.remove("Signature").unwrap_or_default();
@@ -157,19 +198,30 @@ fn authenticate(
     if !signer::signatures_equal(&expected, &given) {
         // Like the cloud, say what was signed, so a client can diff its own
         // canonicalization; the key id and token are redacted.
-        let shown = signer::string_to_sign(raw.method, &signer::canonicalized_query(&redact(&signed)));
+        let shown =
+            signer::string_to_sign(raw.method, &signer::canonicalized_query(&redact(&signed)));
         return Err(gateway_error(
             ctx,
             400,
             "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{shown}"),
+            format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{shown}"
+            ),
         ));
     }
     Ok(spec)
 }
 
 /// Step 8: the API's own parameters.
-fn validate(spec: &ActionSpec, params: &BTreeMap<String, String>, ctx: &Ctx<'_>) -> Result<(), Reply> {
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, moved once per refused request"
+)]
+fn validate(
+    spec: &ActionSpec,
+    params: &BTreeMap<String, String>,
+    ctx: &Ctx<'_>,
+) -> Result<(), Reply> {
     for p in spec.params {
         let value = params.get(p.name).map_or("", String::as_str);
         if value.is_empty() {
@@ -179,8 +231,12 @@ fn validate(spec: &ActionSpec, params: &BTreeMap<String, String>, ctx: &Ctx<'_>)
             continue;
         }
         let problem = match p.ty {
-            ParamType::Integer if value.parse::<i64>().is_err() => Some("must be an integer".to_owned()),
-            ParamType::Boolean if !matches!(value, "true" | "false") => Some("must be true or false".to_owned()),
+            ParamType::Integer if value.parse::<i64>().is_err() => {
+                Some("must be an integer".to_owned())
+            }
+            ParamType::Boolean if !matches!(value, "true" | "false") => {
+                Some("must be true or false".to_owned())
+            }
             _ if !p.allowed.is_empty() && !p.allowed.contains(&value) => {
                 Some(format!("must be one of {}", p.allowed.join(", ")))
             }
@@ -188,13 +244,24 @@ fn validate(spec: &ActionSpec, params: &BTreeMap<String, String>, ctx: &Ctx<'_>)
         };
         if let Some(problem) = problem {
             return Err(if spec.product == DATAWORKS {
-                gateway_error(ctx, 400, "Param.Invalid", format!("The parameter is invalid: {} {problem}, got \"{value}\".", p.name))
+                gateway_error(
+                    ctx,
+                    400,
+                    "Param.Invalid",
+                    format!(
+                        "The parameter is invalid: {} {problem}, got \"{value}\".",
+                        p.name
+                    ),
+                )
             } else {
                 gateway_error(
                     ctx,
                     400,
                     "InvalidParameter",
-                    format!("Specified parameter {} is not valid: {problem}, got \"{value}\".", p.name),
+                    format!(
+                        "Specified parameter {} is not valid: {problem}, got \"{value}\".",
+                        p.name
+                    ),
                 )
             });
         }
@@ -205,16 +272,26 @@ fn validate(spec: &ActionSpec, params: &BTreeMap<String, String>, ctx: &Ctx<'_>)
 fn throttled(ctx: &Ctx<'_>, product: &str) -> Reply {
     // DataWorks documents 429; the gateway tables (and so DTS) say 400.
     if product == DATAWORKS {
-        gateway_error(ctx, 429, "Throttling.User", "Your request is too frequent. Try again later.".to_owned())
+        gateway_error(
+            ctx,
+            429,
+            "Throttling.User",
+            "Your request is too frequent. Try again later.".to_owned(),
+        )
     } else {
-        gateway_error(ctx, 400, "Throttling.User", "Request was denied due to user flow control.".to_owned())
+        gateway_error(
+            ctx,
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.".to_owned(),
+        )
     }
 }
 
 /// Runs one request through the gateway and the service, records it, and
 /// says how to answer.
 pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
-    let now = Now::now();
+    let now = Now::current();
     let request_id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
     let params = parameters(raw);
     let version = params.get("Version").cloned();
@@ -225,7 +302,12 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
         Some(product) => crate::cloud::endpoint::default_host(product, region),
         None => raw.host.unwrap_or("localhost").to_owned(),
     };
-    let ctx = Ctx { request_id: &request_id, host_id: &host_id, product, now };
+    let ctx = Ctx {
+        request_id: &request_id,
+        host_id: &host_id,
+        product,
+        now,
+    };
 
     let mut faults = Vec::new();
     let mut delay = None;
@@ -235,14 +317,25 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
         Ok(spec) => {
             let checked = validate(spec, &params, &ctx);
             let nonce = params.get("SignatureNonce").map_or("", String::as_str);
-            let mut state = shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = shared
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Taken under the state lock, so `seq` is the order calls were applied in.
             let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
             let reply = if !state.nonces.insert(nonce, now.mono) {
-                gateway_error(&ctx, 400, "SignatureNonceUsed", "Specified signature nonce was used already.".to_owned())
+                gateway_error(
+                    &ctx,
+                    400,
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.".to_owned(),
+                )
             } else if let Err(wait) = state.faults.admit(spec.product, now.mono) {
                 faults.push(FaultKind::Qps);
-                Reply { retry_after: Some(wait), ..throttled(&ctx, spec.product) }
+                Reply {
+                    retry_after: Some(wait),
+                    ..throttled(&ctx, spec.product)
+                }
             } else {
                 let draw = state.faults.draw(spec.action);
                 if let Some(slow) = draw.slow {
@@ -256,7 +349,12 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
                     (Some(FaultKind::Throttle), _) => throttled(&ctx, spec.product),
                     (_, Err(invalid)) => {
                         // The gateway refuses bad parameters before any backend fault.
-                        faults.retain(|k| !matches!(k, FaultKind::Error | FaultKind::Drop | FaultKind::AppliedDrop));
+                        faults.retain(|k| {
+                            !matches!(
+                                k,
+                                FaultKind::Error | FaultKind::Drop | FaultKind::AppliedDrop
+                            )
+                        });
                         invalid
                     }
                     (Some(FaultKind::Error), Ok(())) => gateway_error(
@@ -267,11 +365,17 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
                     ),
                     (Some(FaultKind::Drop), Ok(())) => {
                         drop = true;
-                        Reply { outcome: Outcome::Dropped, ..gateway_error(&ctx, 500, "Dropped", String::new()) }
+                        Reply {
+                            outcome: Outcome::Dropped,
+                            ..gateway_error(&ctx, 500, "Dropped", String::new())
+                        }
                     }
                     (Some(FaultKind::AppliedDrop), Ok(())) => {
                         drop = true;
-                        Reply { outcome: Outcome::AppliedThenDropped, ..handle(&mut state, spec, &params, &ctx) }
+                        Reply {
+                            outcome: Outcome::AppliedThenDropped,
+                            ..handle(&mut state, spec, &params, &ctx)
+                        }
                     }
                     (_, Ok(())) => handle(&mut state, spec, &params, &ctx),
                 }
@@ -296,7 +400,12 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
         changed: reply.changed,
         faults,
     });
-    Processed { reply, request_id, delay, drop }
+    Processed {
+        reply,
+        request_id,
+        delay,
+        drop,
+    }
 }
 
 #[cfg(test)]
@@ -318,7 +427,13 @@ mod tests {
         assert_eq!(p["Note"], "x y+z");
         assert_eq!(p["DIJobId"], "11668");
         assert_eq!(p["Name"], "body", "the body wins");
-        let json = RawRequest { content_type: Some("application/json"), ..raw };
-        assert!(!parameters(&json).contains_key("DIJobId"), "only form bodies are parameters");
+        let json = RawRequest {
+            content_type: Some("application/json"),
+            ..raw
+        };
+        assert!(
+            !parameters(&json).contains_key("DIJobId"),
+            "only form bodies are parameters"
+        );
     }
 }

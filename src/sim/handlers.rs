@@ -39,7 +39,15 @@ pub(crate) struct Reply {
 
 impl Reply {
     fn ok(body: Value, changed: bool) -> Reply {
-        Reply { http: 200, body, outcome: Outcome::Ok, code: None, message: None, changed, retry_after: None }
+        Reply {
+            http: 200,
+            body,
+            outcome: Outcome::Ok,
+            code: None,
+            message: None,
+            changed,
+            retry_after: None,
+        }
     }
 }
 
@@ -85,15 +93,26 @@ type Params = BTreeMap<String, String>;
 
 fn int(params: &Params, name: &str) -> i64 {
     // The gateway has already checked that integer parameters parse.
-    params.get(name).and_then(|v| v.trim().parse().ok()).unwrap_or_default()
+    params
+        .get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default()
 }
 
 fn text<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
-    params.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
 /// Runs an action that passed the gateway.
-pub(crate) fn handle(state: &mut State, spec: &ActionSpec, params: &Params, ctx: &Ctx<'_>) -> Reply {
+pub(crate) fn handle(
+    state: &mut State,
+    spec: &ActionSpec,
+    params: &Params,
+    ctx: &Ctx<'_>,
+) -> Reply {
     match (spec.product, spec.action) {
         (DATAWORKS, "StopDISyncInstance") => di_stop(state, params, ctx),
         (DATAWORKS, "TerminateDISyncInstance") => di_terminate(state, params, ctx),
@@ -107,14 +126,22 @@ pub(crate) fn handle(state: &mut State, spec: &ActionSpec, params: &Params, ctx:
         (DTS, "DescribeDtsJobDetail") => dts_describe(state, params, ctx),
         // Every served action has an arm above (a test checks it); this is
         // what the cloud says for an API it routes but cannot run.
-        _ => gateway_error(ctx, 404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.".to_owned()),
+        _ => gateway_error(
+            ctx,
+            404,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.".to_owned(),
+        ),
     }
 }
 
 // ---- DataWorks: DI real-time nodes -------------------------------------------------
 
 fn di_ok(ctx: &Ctx<'_>, changed: bool) -> Reply {
-    Reply::ok(json!({"RequestId": ctx.request_id, "Success": true, "Data": {"Status": "success", "Message": null}}), changed)
+    Reply::ok(
+        json!({"RequestId": ctx.request_id, "Success": true, "Data": {"Status": "success", "Message": null}}),
+        changed,
+    )
 }
 
 fn di_fail(ctx: &Ctx<'_>, message: String) -> Reply {
@@ -131,15 +158,26 @@ fn di_fail(ctx: &Ctx<'_>, message: String) -> Reply {
 
 /// The node a request names, created as running under `--auto-create`. A
 /// node is found by `FileId` and must belong to the `ProjectId` given.
-fn di_node<'s>(state: &'s mut State, params: &Params, ctx: &Ctx<'_>) -> Result<&'s mut DiNode, Reply> {
+fn di_node<'s>(
+    state: &'s mut State,
+    params: &Params,
+    ctx: &Ctx<'_>,
+) -> Result<&'s mut DiNode, Box<Reply>> {
     let (project_id, file_id) = (int(params, "ProjectId"), int(params, "FileId"));
     if state.auto_create && !state.nodes.contains_key(&file_id) {
-        let node = DiNode::new(&DiNodeFixture::running(project_id, file_id), &state.delays, ctx.now);
+        let node = DiNode::new(
+            &DiNodeFixture::running(project_id, file_id),
+            &state.delays,
+            ctx.now,
+        );
         state.nodes.insert(file_id, node);
     }
     match state.nodes.get_mut(&file_id) {
         Some(node) if node.project_id == project_id => Ok(node),
-        _ => Err(di_fail(ctx, format!("fileId:[{file_id}] is invalid."))),
+        _ => Err(Box::new(di_fail(
+            ctx,
+            format!("fileId:[{file_id}] is invalid."),
+        ))),
     }
 }
 
@@ -147,7 +185,7 @@ fn di_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.di_stop;
     let node = match di_node(state, params, ctx) {
         Ok(node) => node,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let file_id = node.file_id;
     let m = &mut node.machine;
@@ -158,7 +196,10 @@ fn di_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
         }
         // Already stopping, stopped: a no-op success, as a repeated stop should be.
         "KILLING" | "PAUSE" => di_ok(ctx, false),
-        status => di_fail(ctx, format!("fileId:[{file_id}] is not deployed (status {status}) and cannot be stopped.")),
+        status => di_fail(
+            ctx,
+            format!("fileId:[{file_id}] is not deployed (status {status}) and cannot be stopped."),
+        ),
     }
 }
 
@@ -166,7 +207,7 @@ fn di_terminate(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.di_terminate;
     let node = match di_node(state, params, ctx) {
         Ok(node) => node,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let file_id = node.file_id;
     let m = &mut node.machine;
@@ -184,7 +225,12 @@ fn di_terminate(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
             m.set("NORUN", ctx.now);
             di_ok(ctx, true)
         }
-        _ => di_fail(ctx, format!("fileId:[{file_id}] is already offline (status NORUN); terminate cannot be repeated.")),
+        _ => di_fail(
+            ctx,
+            format!(
+                "fileId:[{file_id}] is already offline (status NORUN); terminate cannot be repeated."
+            ),
+        ),
     }
 }
 
@@ -196,13 +242,13 @@ fn di_start(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
                 solution.machine.set("run", ctx.now);
                 di_ok(ctx, changed)
             }
-            Err(reply) => reply,
+            Err(reply) => *reply,
         };
     }
     let delay = state.delays.di_start;
     let node = match di_node(state, params, ctx) {
         Ok(node) => node,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let file_id = node.file_id;
     let m = &mut node.machine;
@@ -212,20 +258,39 @@ fn di_start(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
             di_ok(ctx, true)
         }
         "RUN" | "WAIT" => di_ok(ctx, false),
-        "KILLING" => di_fail(ctx, format!("fileId:[{file_id}] is being stopped; try again when it is PAUSE.")),
-        status => di_fail(ctx, format!("fileId:[{file_id}] is not deployed (status {status}) and cannot be started.")),
+        "KILLING" => di_fail(
+            ctx,
+            format!("fileId:[{file_id}] is being stopped; try again when it is PAUSE."),
+        ),
+        status => di_fail(
+            ctx,
+            format!("fileId:[{file_id}] is not deployed (status {status}) and cannot be started."),
+        ),
     }
 }
 
-fn di_solution<'s>(state: &'s mut State, params: &Params, ctx: &Ctx<'_>) -> Result<&'s mut DiSolution, Reply> {
+fn di_solution<'s>(
+    state: &'s mut State,
+    params: &Params,
+    ctx: &Ctx<'_>,
+) -> Result<&'s mut DiSolution, Box<Reply>> {
     let (project_id, file_id) = (int(params, "ProjectId"), int(params, "FileId"));
     if state.auto_create && !state.solutions.contains_key(&file_id) {
-        let fixture = DiSolutionFixture { project_id, file_id, status: "run".to_owned() };
-        state.solutions.insert(file_id, DiSolution::new(&fixture, ctx.now));
+        let fixture = DiSolutionFixture {
+            project_id,
+            file_id,
+            status: "run".to_owned(),
+        };
+        state
+            .solutions
+            .insert(file_id, DiSolution::new(&fixture, ctx.now));
     }
     match state.solutions.get_mut(&file_id) {
         Some(solution) if solution.project_id == project_id => Ok(solution),
-        _ => Err(di_fail(ctx, format!("fileId:[{file_id}] is invalid."))),
+        _ => Err(Box::new(di_fail(
+            ctx,
+            format!("fileId:[{file_id}] is invalid."),
+        ))),
     }
 }
 
@@ -254,7 +319,7 @@ fn di_info(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
                     false,
                 )
             }
-            Err(reply) => reply,
+            Err(reply) => *reply,
         };
     }
     match di_node(state, params, ctx) {
@@ -269,20 +334,34 @@ fn di_info(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
                 false,
             )
         }
-        Err(reply) => reply,
+        Err(reply) => *reply,
     }
 }
 
 // ---- DataWorks: new-style DI jobs ----------------------------------------------------
 
-fn di_job<'s>(state: &'s mut State, params: &Params, ctx: &Ctx<'_>) -> Result<&'s mut DiJob, Reply> {
+fn di_job<'s>(
+    state: &'s mut State,
+    params: &Params,
+    ctx: &Ctx<'_>,
+) -> Result<&'s mut DiJob, Box<Reply>> {
     let id = int(params, "DIJobId");
     if state.auto_create && !state.di_jobs.contains_key(&id) {
-        let fixture = DiJobFixture { id, project_id: None, name: None, status: "Running".to_owned() };
+        let fixture = DiJobFixture {
+            id,
+            project_id: None,
+            name: None,
+            status: "Running".to_owned(),
+        };
         state.di_jobs.insert(id, DiJob::new(&fixture, ctx.now));
     }
     state.di_jobs.get_mut(&id).ok_or_else(|| {
-        gateway_error(ctx, 400, "Param.Invalid", format!("The parameter is invalid: DIJobId {id} does not exist."))
+        Box::new(gateway_error(
+            ctx,
+            400,
+            "Param.Invalid",
+            format!("The parameter is invalid: DIJobId {id} does not exist."),
+        ))
     })
 }
 
@@ -290,7 +369,7 @@ fn di_job_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.di_job_stop;
     let job = match di_job(state, params, ctx) {
         Ok(job) => job,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let changed = job.machine.target(ctx.now) == "Running";
     if changed {
@@ -303,7 +382,7 @@ fn di_job_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
 fn di_job_get(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let job = match di_job(state, params, ctx) {
         Ok(job) => job,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let status = job.machine.status(ctx.now).to_owned();
     Reply::ok(
@@ -374,24 +453,47 @@ fn dts_machine<'s>(
     params: &Params,
     ctx: &Ctx<'_>,
     instance_param: &str,
-) -> Result<(&'s mut DtsJob, bool), Reply> {
+) -> Result<(&'s mut DtsJob, bool), Box<Reply>> {
     let id = text(params, "DtsJobId").unwrap_or_default();
     let instance = text(params, instance_param);
     let reverse = text(params, "SynchronizationDirection") == Some("Reverse");
     let auto_create = state.auto_create;
     if auto_create && !state.dts.contains_key(id) {
-        let fixture = DtsJobFixture { instance_id: instance.map(str::to_owned), ..DtsJobFixture::running(id) };
-        state.dts.insert(id.to_owned(), DtsJob::new(&fixture, ctx.now));
+        let fixture = DtsJobFixture {
+            instance_id: instance.map(str::to_owned),
+            ..DtsJobFixture::running(id)
+        };
+        state
+            .dts
+            .insert(id.to_owned(), DtsJob::new(&fixture, ctx.now));
     }
     let Some(job) = state.dts.get_mut(id) else {
-        return Err(dts_fail(ctx, 404, "InvalidParameter", INVALID_INPUT, "DtsJobId"));
+        return Err(Box::new(dts_fail(
+            ctx,
+            404,
+            "InvalidParameter",
+            INVALID_INPUT,
+            "DtsJobId",
+        )));
     };
     if instance.is_some_and(|i| i != job.instance_id) {
-        return Err(dts_fail(ctx, 400, "InvalidParameter", INVALID_INPUT, instance_param));
+        return Err(Box::new(dts_fail(
+            ctx,
+            400,
+            "InvalidParameter",
+            INVALID_INPUT,
+            instance_param,
+        )));
     }
     if reverse && job.reverse.is_none() {
         if !auto_create {
-            return Err(dts_fail(ctx, 400, "InvalidParameter", INVALID_INPUT, "SynchronizationDirection"));
+            return Err(Box::new(dts_fail(
+                ctx,
+                400,
+                "InvalidParameter",
+                INVALID_INPUT,
+                "SynchronizationDirection",
+            )));
         }
         job.reverse = Some(Machine::new("Synchronizing", ctx.now));
     }
@@ -402,9 +504,11 @@ fn dts_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.dts_stop;
     let (job, reverse) = match dts_machine(state, params, ctx, "DtsInstanceId") {
         Ok(found) => found,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
-    let Some(m) = job.direction(reverse) else { return dts_ok(ctx, false) };
+    let Some(m) = job.direction(reverse) else {
+        return dts_ok(ctx, false);
+    };
     if m.target(ctx.now) == "Finished" {
         // Ending a task that has ended (or is ending) is a no-op success.
         return dts_ok(ctx, false);
@@ -418,15 +522,23 @@ fn dts_suspend(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.dts_suspend;
     let (job, reverse) = match dts_machine(state, params, ctx, "DtsInstanceId") {
         Ok(found) => found,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
-    let Some(m) = job.direction(reverse) else { return dts_ok(ctx, false) };
+    let Some(m) = job.direction(reverse) else {
+        return dts_ok(ctx, false);
+    };
     let target = m.target(ctx.now).to_owned();
     if target == "Suspending" {
         return dts_ok(ctx, false);
     }
     if !DTS_RUNNING.contains(&target.as_str()) {
-        return dts_fail(ctx, 403, "OperationDenied.JobStatus", "The task is %s and cannot be suspended.", &target);
+        return dts_fail(
+            ctx,
+            403,
+            "OperationDenied.JobStatus",
+            "The task is %s and cannot be suspended.",
+            &target,
+        );
     }
     let shown = m.status(ctx.now).to_owned();
     m.go(ctx.now, &shown, "Suspending", delay);
@@ -437,15 +549,26 @@ fn dts_start(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let delay = state.delays.dts_start;
     let (job, reverse) = match dts_machine(state, params, ctx, "DtsInstanceId") {
         Ok(found) => found,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
-    let Some(m) = job.direction(reverse) else { return dts_ok(ctx, false) };
+    let Some(m) = job.direction(reverse) else {
+        return dts_ok(ctx, false);
+    };
     let target = m.target(ctx.now).to_owned();
     if DTS_RUNNING.contains(&target.as_str()) {
         return dts_ok(ctx, false);
     }
-    if !matches!(target.as_str(), "Suspending" | "NotStarted" | "PreCheckPass") {
-        return dts_fail(ctx, 403, "OperationDenied.JobStatus", "The task is %s and cannot be started.", &target);
+    if !matches!(
+        target.as_str(),
+        "Suspending" | "NotStarted" | "PreCheckPass"
+    ) {
+        return dts_fail(
+            ctx,
+            403,
+            "OperationDenied.JobStatus",
+            "The task is %s and cannot be started.",
+            &target,
+        );
     }
     let shown = m.status(ctx.now).to_owned();
     m.go(ctx.now, &shown, "Synchronizing", delay);
@@ -465,11 +588,18 @@ fn sync_sub_status(status: &str) -> &'static str {
 fn dts_describe(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     let (job, reverse) = match dts_machine(state, params, ctx, "DtsInstanceID") {
         Ok(found) => found,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
-    let (id, instance_id, name, created) = (job.id.clone(), job.instance_id.clone(), job.name.clone(), job.created);
+    let (id, instance_id, name, created) = (
+        job.id.clone(),
+        job.instance_id.clone(),
+        job.name.clone(),
+        job.created,
+    );
     let error_message = job.error_message.clone();
-    let Some(m) = job.direction(reverse) else { return dts_ok(ctx, false) };
+    let Some(m) = job.direction(reverse) else {
+        return dts_ok(ctx, false);
+    };
     let status = m.status(ctx.now).to_owned();
     let since = m.since;
     let failed = sync_sub_status(&status) == "Failed";
@@ -505,7 +635,10 @@ fn dts_describe(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     if status == "Finished"
         && let Some(map) = body.as_object_mut()
     {
-        map.insert("FinishTime".to_owned(), Value::from(since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        map.insert(
+            "FinishTime".to_owned(),
+            Value::from(since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        );
     }
     Reply::ok(body, false)
 }
@@ -518,18 +651,36 @@ mod tests {
     use crate::sim::served;
 
     fn state(auto_create: bool) -> State {
-        let fixtures = Fixtures { delays: Delays::uniform(Duration::ZERO), ..Fixtures::default() };
-        State::new(&fixtures, &FaultSpec::default(), 0, auto_create, Duration::from_secs(60), Now::now())
+        let fixtures = Fixtures {
+            delays: Delays::uniform(Duration::ZERO),
+            ..Fixtures::default()
+        };
+        State::new(
+            &fixtures,
+            &FaultSpec::default(),
+            0,
+            auto_create,
+            Duration::from_secs(60),
+            Now::current(),
+        )
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn every_served_action_has_a_handler() {
         let mut s = state(true);
-        let ctx = Ctx { request_id: "R", host_id: "h", product: None, now: Now::now() };
+        let ctx = Ctx {
+            request_id: "R",
+            host_id: "h",
+            product: None,
+            now: Now::current(),
+        };
         let p = params(&[
             ("ProjectId", "1"),
             ("FileId", "2"),
@@ -539,21 +690,51 @@ mod tests {
         ]);
         for spec in served::served() {
             let reply = handle(&mut s, spec, &p, &ctx);
-            assert_ne!(reply.code.as_deref(), Some("InvalidAction.NotFound"), "{}", spec.name);
+            assert_ne!(
+                reply.code.as_deref(),
+                Some("InvalidAction.NotFound"),
+                "{}",
+                spec.name
+            );
         }
     }
 
     #[test]
     fn unknown_resources_answer_in_each_products_shape() {
         let mut s = state(false);
-        let ctx = Ctx { request_id: "R", host_id: "h", product: Some(DTS), now: Now::now() };
-        let r = di_info(&mut s, &params(&[("ProjectId", "1"), ("FileId", "100"), ("TaskType", "DI_REALTIME")]), &ctx);
+        let ctx = Ctx {
+            request_id: "R",
+            host_id: "h",
+            product: Some(DTS),
+            now: Now::current(),
+        };
+        let r = di_info(
+            &mut s,
+            &params(&[
+                ("ProjectId", "1"),
+                ("FileId", "100"),
+                ("TaskType", "DI_REALTIME"),
+            ]),
+            &ctx,
+        );
         assert_eq!(r.http, 200);
         assert_eq!(r.body["Data"]["Message"], "fileId:[100] is invalid.");
         let r = dts_describe(&mut s, &params(&[("DtsJobId", "nope")]), &ctx);
-        assert_eq!((r.http, r.body["Success"].clone(), r.body["DynamicMessage"].clone()), (200, json!(false), json!("DtsJobId")));
+        assert_eq!(
+            (
+                r.http,
+                r.body["Success"].clone(),
+                r.body["DynamicMessage"].clone()
+            ),
+            (200, json!(false), json!("DtsJobId"))
+        );
         let r = di_job_get(&mut s, &params(&[("DIJobId", "5")]), &ctx);
         assert_eq!((r.http, r.code.as_deref()), (400, Some("Param.Invalid")));
-        assert!(r.body["Recommend"].as_str().unwrap().contains("product=Dts"));
+        assert!(
+            r.body["Recommend"]
+                .as_str()
+                .unwrap()
+                .contains("product=Dts")
+        );
     }
 }

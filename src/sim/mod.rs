@@ -158,7 +158,11 @@ impl Default for SimConfig {
 
 impl fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<_> = self.credentials.iter().map(|(id, _)| format!("{id}:***")).collect();
+        let keys: Vec<_> = self
+            .credentials
+            .iter()
+            .map(|(id, _)| format!("{id}:***"))
+            .collect();
         f.debug_struct("SimConfig")
             .field("credentials", &keys)
             .field("fixtures", &self.fixtures)
@@ -175,8 +179,18 @@ impl SimConfig {
     /// The `run --sim` setup: one freshly generated key pair (returned too,
     /// for the client to sign with), `--auto-create`, default delays.
     pub fn with_generated_credentials() -> (SimConfig, (String, String)) {
-        let id = format!("SIM{}", uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase());
-        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let id = format!(
+            "SIM{}",
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .to_ascii_uppercase()
+        );
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let config = SimConfig {
             credentials: vec![(id.clone(), secret.clone())],
             auto_create: true,
@@ -223,7 +237,7 @@ impl Simulator {
             config.seed,
             config.auto_create,
             gateway::TIMESTAMP_WINDOW * 2,
-            Now::now(),
+            Now::current(),
         );
         Ok(Simulator {
             shared: Arc::new(Shared {
@@ -243,18 +257,26 @@ impl Simulator {
     /// The status a status call would report for a resource now, or `None`
     /// when the simulator does not have it.
     pub fn resource_status(&self, kind: ResourceKind, id: &str) -> Option<String> {
-        self.lock().status(kind, id, Now::now())
+        self.lock().status(kind, id, Now::current())
     }
 
     /// Puts a resource into `status` at once, creating it if needed: for
     /// tests that need a task to fail mid-run. Transient DI statuses move on
     /// (`KILLING` to `PAUSE`, `WAIT` to `RUN`) after their delays.
-    pub fn set_status(&self, kind: ResourceKind, id: &str, status: &str) -> Result<(), StatusError> {
-        self.lock().set_status(kind, id, status, Now::now())
+    pub fn set_status(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        status: &str,
+    ) -> Result<(), StatusError> {
+        self.lock().set_status(kind, id, status, Now::current())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -266,9 +288,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new().fallback(rpc).with_state(sim);
-    axum::serve(SimListener::new(listener), app.into_make_service_with_connect_info::<Conn>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        SimListener::new(listener),
+        app.into_make_service_with_connect_info::<Conn>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Every request, whatever its path and method: the gateway decides.
@@ -280,7 +305,11 @@ async fn rpc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     let raw = gateway::RawRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -305,7 +334,10 @@ async fn rpc(
     let body = serde_json::to_vec(&reply.body).unwrap_or_default();
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
     if let Ok(id) = HeaderValue::from_str(&processed.request_id) {
         headers.insert("x-acs-request-id", id);
     }
@@ -332,7 +364,12 @@ pub async fn spawn_on(listener: TcpListener, config: SimConfig) -> std::io::Resu
         // Resolves on `shutdown()` or when the handle is dropped.
         let _ = stopped.await;
     }));
-    Ok(SimHandle { addr, sim, stop, task })
+    Ok(SimHandle {
+        addr,
+        sim,
+        stop,
+        task,
+    })
 }
 
 /// A running simulator. Dropping the handle stops it too (without waiting).
@@ -371,7 +408,12 @@ impl SimHandle {
     }
 
     /// Puts a resource into `status` at once (see [`Simulator::set_status`]).
-    pub fn set_status(&self, kind: ResourceKind, id: &str, status: &str) -> Result<(), StatusError> {
+    pub fn set_status(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        status: &str,
+    ) -> Result<(), StatusError> {
         self.sim.set_status(kind, id, status)
     }
 

@@ -18,12 +18,25 @@ const fn param(
     allowed: &'static [&'static str],
     description: &'static str,
 ) -> ParamSpec {
-    ParamSpec { name, ty, required, location: ParamLocation::Query, allowed, description }
+    ParamSpec {
+        name,
+        ty,
+        required,
+        location: ParamLocation::Query,
+        allowed,
+        description,
+    }
 }
 
 const DTS_JOB_PARAMS: &[ParamSpec] = &[
     param("DtsJobId", ParamType::String, true, &[], "DTS task id"),
-    param("DtsInstanceId", ParamType::String, false, &[], "DTS instance id"),
+    param(
+        "DtsInstanceId",
+        ParamType::String,
+        false,
+        &[],
+        "DTS instance id",
+    ),
     param(
         "SynchronizationDirection",
         ParamType::String,
@@ -31,8 +44,20 @@ const DTS_JOB_PARAMS: &[ParamSpec] = &[
         &["Forward", "Reverse"],
         "direction of a two-way sync; Forward by default",
     ),
-    param("ResourceGroupId", ParamType::String, false, &[], "resource group id"),
-    param("ZeroEtlJob", ParamType::Boolean, false, &[], "whether the task is a zero-ETL task"),
+    param(
+        "ResourceGroupId",
+        ParamType::String,
+        false,
+        &[],
+        "resource group id",
+    ),
+    param(
+        "ZeroEtlJob",
+        ParamType::Boolean,
+        false,
+        &[],
+        "whether the task is a zero-ETL task",
+    ),
 ];
 
 const DTS_STATUS_CARRY: &[(&str, &str)] = &[
@@ -51,8 +76,20 @@ pub(crate) static EXTRAS: &[ActionSpec] = &[
         risk: Risk::Mutating,
         region_param: false,
         params: &[
-            param("ProjectId", ParamType::Integer, true, &[], "DataWorks workspace id"),
-            param("FileId", ParamType::Integer, true, &[], "id of the sync node (file)"),
+            param(
+                "ProjectId",
+                ParamType::Integer,
+                true,
+                &[],
+                "DataWorks workspace id",
+            ),
+            param(
+                "FileId",
+                ParamType::Integer,
+                true,
+                &[],
+                "id of the sync node (file)",
+            ),
             param(
                 "TaskType",
                 ParamType::String,
@@ -60,11 +97,21 @@ pub(crate) static EXTRAS: &[ActionSpec] = &[
                 &["DI_REALTIME", "DI_SOLUTION"],
                 "DI_REALTIME for a node, DI_SOLUTION for a solution",
             ),
-            param("StartParam", ParamType::String, false, &[], "start parameters (ignored)"),
+            param(
+                "StartParam",
+                ParamType::String,
+                false,
+                &[],
+                "start parameters (ignored)",
+            ),
         ],
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[("ProjectId", "ProjectId"), ("FileId", "FileId"), ("TaskType", "TaskType")],
+            carry: &[
+                ("ProjectId", "ProjectId"),
+                ("FileId", "FileId"),
+                ("TaskType", "TaskType"),
+            ],
             select: "Data.Status",
             done: &["WAIT", "RUN"],
         }),

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::faults::{FaultSpec, Faults};
-use super::fixtures::{Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, Fixtures};
+use super::fixtures::{
+    Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, Fixtures,
+};
 
 /// DTS task statuses a fixture may use (alibaba-api.md §4.2: sync and migration tasks).
 pub(crate) const DTS_STATUSES: &[&str] = &[
@@ -103,8 +105,11 @@ pub(crate) struct Now {
 }
 
 impl Now {
-    pub(crate) fn now() -> Now {
-        Now { mono: Instant::now(), wall: jiff::Timestamp::now() }
+    pub(crate) fn current() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: jiff::Timestamp::now(),
+        }
     }
 }
 
@@ -124,7 +129,11 @@ pub(crate) struct Machine {
 
 impl Machine {
     pub(crate) fn new(status: &str, now: Now) -> Machine {
-        Machine { status: status.to_owned(), pending: None, since: now.wall }
+        Machine {
+            status: status.to_owned(),
+            pending: None,
+            since: now.wall,
+        }
     }
 
     /// Applies a due transition.
@@ -162,9 +171,18 @@ impl Machine {
             self.status = shown.to_owned();
             self.since = now.wall;
         }
-        let at_wall = now.wall + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
-        let at_wall = if at_wall < now.wall { now.wall } else { at_wall };
-        self.pending = Some(Pending { at: now.mono + delay, at_wall, then: then.to_owned() });
+        let at_wall =
+            now.wall + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
+        let at_wall = if at_wall < now.wall {
+            now.wall
+        } else {
+            at_wall
+        };
+        self.pending = Some(Pending {
+            at: now.mono + delay,
+            at_wall,
+            then: then.to_owned(),
+        });
     }
 
     /// Moves to `status` at once, dropping any pending transition.
@@ -192,21 +210,27 @@ impl DtsJob {
     pub(crate) fn new(f: &DtsJobFixture, now: Now) -> DtsJob {
         DtsJob {
             id: f.id.clone(),
-            instance_id: f.instance_id.clone().unwrap_or_else(|| format!("dts{}", f.id)),
+            instance_id: f
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| format!("dts{}", f.id)),
             name: f.name.clone().unwrap_or_else(|| f.id.clone()),
             forward: Machine::new(&f.status, now),
             reverse: f.reverse_status.as_deref().map(|s| Machine::new(s, now)),
-            error_message: f
-                .error_message
-                .clone()
-                .unwrap_or_else(|| "The task failed: the source database is unreachable (simulated).".to_owned()),
+            error_message: f.error_message.clone().unwrap_or_else(|| {
+                "The task failed: the source database is unreachable (simulated).".to_owned()
+            }),
             created: now.wall,
         }
     }
 
     /// The machine of one direction, if the task has it.
     pub(crate) fn direction(&mut self, reverse: bool) -> Option<&mut Machine> {
-        if reverse { self.reverse.as_mut() } else { Some(&mut self.forward) }
+        if reverse {
+            self.reverse.as_mut()
+        } else {
+            Some(&mut self.forward)
+        }
     }
 }
 
@@ -223,7 +247,10 @@ impl DiNode {
         let mut node = DiNode {
             project_id: f.project_id,
             file_id: f.file_id,
-            name: f.name.clone().unwrap_or_else(|| format!("node_{}", f.file_id)),
+            name: f
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("node_{}", f.file_id)),
             machine: Machine::new("RUN", now),
         };
         node.place(&f.status, delays, now);
@@ -234,8 +261,18 @@ impl DiNode {
     /// after a stop (`KILLING` -> `PAUSE`) or a start (`WAIT` -> `RUN`).
     pub(crate) fn place(&mut self, status: &str, delays: &Delays, now: Now) {
         match status {
-            "KILLING" => self.machine.go(now, "KILLING", "PAUSE", delays.di_stop.max(Duration::from_millis(1))),
-            "WAIT" => self.machine.go(now, "WAIT", "RUN", delays.di_start.max(Duration::from_millis(1))),
+            "KILLING" => self.machine.go(
+                now,
+                "KILLING",
+                "PAUSE",
+                delays.di_stop.max(Duration::from_millis(1)),
+            ),
+            "WAIT" => self.machine.go(
+                now,
+                "WAIT",
+                "RUN",
+                delays.di_start.max(Duration::from_millis(1)),
+            ),
             other => self.machine.set(other, now),
         }
     }
@@ -269,7 +306,11 @@ pub(crate) struct DiSolution {
 
 impl DiSolution {
     pub(crate) fn new(f: &DiSolutionFixture, now: Now) -> DiSolution {
-        DiSolution { project_id: f.project_id, file_id: f.file_id, machine: Machine::new(&f.status, now) }
+        DiSolution {
+            project_id: f.project_id,
+            file_id: f.file_id,
+            machine: Machine::new(&f.status, now),
+        }
     }
 }
 
@@ -284,7 +325,11 @@ pub(crate) struct NonceCache {
 
 impl NonceCache {
     pub(crate) fn new(ttl: Duration) -> NonceCache {
-        NonceCache { seen: HashSet::new(), order: VecDeque::new(), ttl }
+        NonceCache {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            ttl,
+        }
     }
 
     /// Remembers `nonce`; false when it was already used.
@@ -328,14 +373,26 @@ impl State {
         now: Now,
     ) -> State {
         State {
-            dts: fixtures.dts_jobs.iter().map(|f| (f.id.clone(), DtsJob::new(f, now))).collect(),
+            dts: fixtures
+                .dts_jobs
+                .iter()
+                .map(|f| (f.id.clone(), DtsJob::new(f, now)))
+                .collect(),
             nodes: fixtures
                 .di_nodes
                 .iter()
                 .map(|f| (f.file_id, DiNode::new(f, &fixtures.delays, now)))
                 .collect(),
-            di_jobs: fixtures.di_jobs.iter().map(|f| (f.id, DiJob::new(f, now))).collect(),
-            solutions: fixtures.di_solutions.iter().map(|f| (f.file_id, DiSolution::new(f, now))).collect(),
+            di_jobs: fixtures
+                .di_jobs
+                .iter()
+                .map(|f| (f.id, DiJob::new(f, now)))
+                .collect(),
+            solutions: fixtures
+                .di_solutions
+                .iter()
+                .map(|f| (f.file_id, DiSolution::new(f, now)))
+                .collect(),
             delays: fixtures.delays.clone(),
             auto_create,
             nonces: NonceCache::new(nonce_ttl),
@@ -365,19 +422,35 @@ impl State {
         now: Now,
     ) -> Result<(), StatusError> {
         if !kind.statuses().contains(&status) {
-            return Err(StatusError::UnknownStatus { kind, status: status.to_owned() });
+            return Err(StatusError::UnknownStatus {
+                kind,
+                status: status.to_owned(),
+            });
         }
-        let int_id = || id.parse::<i64>().map_err(|_| StatusError::InvalidId { kind, id: id.to_owned() });
+        let int_id = || {
+            id.parse::<i64>().map_err(|_| StatusError::InvalidId {
+                kind,
+                id: id.to_owned(),
+            })
+        };
         match kind {
             ResourceKind::DtsJob | ResourceKind::DtsReverseJob => {
                 if id.is_empty() {
-                    return Err(StatusError::InvalidId { kind, id: id.to_owned() });
+                    return Err(StatusError::InvalidId {
+                        kind,
+                        id: id.to_owned(),
+                    });
                 }
-                let job = self.dts.entry(id.to_owned()).or_insert_with(|| DtsJob::new(&DtsJobFixture::running(id), now));
+                let job = self
+                    .dts
+                    .entry(id.to_owned())
+                    .or_insert_with(|| DtsJob::new(&DtsJobFixture::running(id), now));
                 if kind == ResourceKind::DtsJob {
                     job.forward.set(status, now);
                 } else {
-                    job.reverse.get_or_insert_with(|| Machine::new(status, now)).set(status, now);
+                    job.reverse
+                        .get_or_insert_with(|| Machine::new(status, now))
+                        .set(status, now);
                 }
             }
             ResourceKind::DiNode => {
@@ -385,7 +458,9 @@ impl State {
                 let delays = self.delays.clone();
                 self.nodes
                     .entry(file_id)
-                    .or_insert_with(|| DiNode::new(&DiNodeFixture::running(0, file_id), &delays, now))
+                    .or_insert_with(|| {
+                        DiNode::new(&DiNodeFixture::running(0, file_id), &delays, now)
+                    })
                     .place(status, &delays, now);
             }
             ResourceKind::DiJob => {
@@ -393,7 +468,15 @@ impl State {
                 self.di_jobs
                     .entry(job_id)
                     .or_insert_with(|| {
-                        DiJob::new(&DiJobFixture { id: job_id, project_id: None, name: None, status: status.to_owned() }, now)
+                        DiJob::new(
+                            &DiJobFixture {
+                                id: job_id,
+                                project_id: None,
+                                name: None,
+                                status: status.to_owned(),
+                            },
+                            now,
+                        )
                     })
                     .machine
                     .set(status, now);
@@ -403,7 +486,14 @@ impl State {
                 self.solutions
                     .entry(file_id)
                     .or_insert_with(|| {
-                        DiSolution::new(&DiSolutionFixture { project_id: 0, file_id, status: status.to_owned() }, now)
+                        DiSolution::new(
+                            &DiSolutionFixture {
+                                project_id: 0,
+                                file_id,
+                                status: status.to_owned(),
+                            },
+                            now,
+                        )
                     })
                     .machine
                     .set(status, now);
@@ -426,7 +516,7 @@ mod tests {
 
     #[test]
     fn machine_shows_the_transient_status_until_the_deadline() {
-        let t0 = Now::now();
+        let t0 = Now::current();
         let mut m = Machine::new("RUN", t0);
         m.go(t0, "KILLING", "PAUSE", Duration::from_millis(100));
         assert_eq!(m.status(at(t0, 99)), "KILLING");
@@ -450,19 +540,45 @@ mod tests {
 
     #[test]
     fn set_status_checks_the_value_and_places_transients() {
-        let t0 = Now::now();
-        let mut s = State::new(&Fixtures::default(), &FaultSpec::default(), 0, false, Duration::from_secs(1), t0);
-        assert_eq!(s.set_status(ResourceKind::DiNode, "7", "KILLING", t0), Ok(()));
-        assert_eq!(s.status(ResourceKind::DiNode, "7", t0).as_deref(), Some("KILLING"));
-        assert_eq!(s.status(ResourceKind::DiNode, "7", at(t0, 1000)).as_deref(), Some("PAUSE"));
+        let t0 = Now::current();
+        let mut s = State::new(
+            &Fixtures::default(),
+            &FaultSpec::default(),
+            0,
+            false,
+            Duration::from_secs(1),
+            t0,
+        );
+        assert_eq!(
+            s.set_status(ResourceKind::DiNode, "7", "KILLING", t0),
+            Ok(())
+        );
+        assert_eq!(
+            s.status(ResourceKind::DiNode, "7", t0).as_deref(),
+            Some("KILLING")
+        );
+        assert_eq!(
+            s.status(ResourceKind::DiNode, "7", at(t0, 1000)).as_deref(),
+            Some("PAUSE")
+        );
         assert!(matches!(
             s.set_status(ResourceKind::DiNode, "7", "Running", t0),
             Err(StatusError::UnknownStatus { .. })
         ));
-        assert!(matches!(s.set_status(ResourceKind::DiJob, "x", "Running", t0), Err(StatusError::InvalidId { .. })));
-        s.set_status(ResourceKind::DtsReverseJob, "j", "Suspending", t0).unwrap();
-        assert_eq!(s.status(ResourceKind::DtsJob, "j", t0).as_deref(), Some("Synchronizing"));
-        assert_eq!(s.status(ResourceKind::DtsReverseJob, "j", t0).as_deref(), Some("Suspending"));
+        assert!(matches!(
+            s.set_status(ResourceKind::DiJob, "x", "Running", t0),
+            Err(StatusError::InvalidId { .. })
+        ));
+        s.set_status(ResourceKind::DtsReverseJob, "j", "Suspending", t0)
+            .unwrap();
+        assert_eq!(
+            s.status(ResourceKind::DtsJob, "j", t0).as_deref(),
+            Some("Synchronizing")
+        );
+        assert_eq!(
+            s.status(ResourceKind::DtsReverseJob, "j", t0).as_deref(),
+            Some("Suspending")
+        );
         assert_eq!(s.status(ResourceKind::DiSolution, "1", t0), None);
     }
 }
