@@ -148,6 +148,9 @@ pub(crate) fn redact(params: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 pub(crate) const MEMORY_LIMIT: usize = 200_000;
 
 /// Where records go: memory, an optional JSON-lines file, optional stderr echo.
+/// Under concurrent calls, file lines can be a few places out of `seq` order
+/// (records are written after the state lock is released); `seq` is the order
+/// in which calls were applied.
 pub(crate) struct CallLog {
     records: Mutex<VecDeque<CallRecord>>,
     file: Option<Mutex<LineWriter<File>>>,

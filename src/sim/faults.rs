@@ -483,6 +483,9 @@ mod tests {
         );
         assert_eq!(spec.rules[1].action.as_deref(), Some("StopDtsJob"));
         assert!("".parse::<FaultSpec>().unwrap().is_empty());
+        let slow: FaultSpec = "slow=0.5:1500ms".parse().unwrap();
+        assert_eq!(slow.to_string(), "slow=0.5:1.5s");
+        assert_eq!(slow.to_string().parse::<FaultSpec>().unwrap(), slow);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! `SignatureType=` is signed too). Gateway errors answer with an HTTP status
 //! and `{RequestId, HostId, Code, Message, Recommend}`; every answer carries a
 //! fresh upper-case UUID `RequestId` (also in the `x-acs-request-id` header).
-//! See [`gateway`](self) steps in `gateway.rs` for the order of the checks.
+//! The order of the checks is listed in `gateway.rs`.
 //!
 //! # Choices where the docs are silent
 //!
