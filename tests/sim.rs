@@ -781,7 +781,7 @@ async fn unknown_resources_answer_as_each_product_does() {
 
 // ---- every state transition --------------------------------------------------------------
 
-const DELAY: Duration = Duration::from_millis(150);
+const DELAY: Duration = Duration::from_millis(250);
 
 #[tokio::test]
 async fn dts_stop_reports_the_old_status_until_the_delay_then_finished() {
@@ -1271,14 +1271,14 @@ async fn limited_rules_fire_n_times_and_seeds_repeat() {
 
 #[tokio::test]
 async fn qps_limit_throttles_one_product_and_says_when_to_retry() {
-    let (sim, api) = start(config(fixtures(Duration::ZERO), faults("qps=dts:5"))).await;
+    let (sim, api) = start(config(fixtures(Duration::ZERO), faults("qps=dts:3"))).await;
     let mut answers = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..10 {
         answers.push(api.call("DescribeDtsJobDetail", JOB).await);
     }
     let ok = answers.iter().filter(|a| a.status == 200).count();
-    assert!((5..=6).contains(&ok), "{ok} of 12 passed a 5/s limit");
-    assert!(answers[..5].iter().all(|a| a.status == 200));
+    assert!((3..=4).contains(&ok), "{ok} of 10 passed a 3/s limit");
+    assert!(answers[..3].iter().all(|a| a.status == 200));
     let throttled = answers.last().unwrap();
     assert_gateway_error(throttled, 400, "Throttling.User");
     let retry_after: u64 = throttled.headers["x-acs-retry-after"]
@@ -1286,7 +1286,7 @@ async fn qps_limit_throttles_one_product_and_says_when_to_retry() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=200).contains(&retry_after), "{retry_after} ms");
+    assert!((1..=334).contains(&retry_after), "{retry_after} ms");
     // DataWorks has no limit here.
     for _ in 0..8 {
         assert_eq!(api.call("GetDISyncInstanceInfo", NODE).await.status, 200);
@@ -1302,7 +1302,7 @@ async fn qps_limit_throttles_one_product_and_says_when_to_retry() {
         .iter()
         .filter(|c| c.faults == [FaultKind::Qps])
         .count();
-    assert_eq!(qps, 12 - ok);
+    assert_eq!(qps, 10 - ok);
     sim.shutdown().await.unwrap();
 }
 
