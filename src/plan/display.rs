@@ -1,0 +1,1 @@
+//! Plan displays (being written).
