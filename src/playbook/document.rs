@@ -36,6 +36,8 @@ pub(crate) struct Assembled {
     pub(crate) broken_ids: Vec<String>,
     /// Names of params whose declaration failed to load.
     pub(crate) broken_params: Vec<String>,
+    /// Whether `defaults` failed to load (checks that depend on it are skipped).
+    pub(crate) broken_defaults: bool,
 }
 
 /// Builds the playbook from `root`, reporting every structural error; the
@@ -66,6 +68,7 @@ pub(crate) fn assemble(
     let mut ok = true;
     let mut broken_ids = Vec::new();
     let mut broken_params = Vec::new();
+    let mut broken_defaults = false;
 
     for (key, value) in entries {
         let Some(k) = key.as_str() else {
@@ -87,7 +90,9 @@ pub(crate) fn assemble(
             "description" => take(de(value).map(|v| description = v)),
             "concurrency" => take(de(value).map(|v| concurrency = v)),
             "defaults" => {
-                take(de::<Option<Defaults>>(value).map(|v| defaults = v.unwrap_or_default()))
+                let r = de::<Option<Defaults>>(value).map(|v| defaults = v.unwrap_or_default());
+                broken_defaults = r.is_err();
+                take(r);
             }
             "params" => ok &= read_params(value, &mut params, &mut broken_params, diags),
             "steps" => {
@@ -140,6 +145,7 @@ pub(crate) fn assemble(
         complete: ok,
         broken_ids,
         broken_params,
+        broken_defaults,
     })
 }
 

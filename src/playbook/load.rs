@@ -227,6 +227,10 @@ impl<'de> Visitor<'de> for RawVisitor {
 /// [`NodeDe`] for the position of the value it wraps.
 pub(crate) const LOCATED_MARKER: &str = "$runbook::private::Located";
 
+/// Separates a message from its hint in `de::Error::custom` text, so the
+/// model's visitors can give hints.
+pub(crate) const HINT_SEPARATOR: &str = "\n= hint: ";
+
 /// An error while deserializing a model type from a [`Node`]: a message, a
 /// hint, and the position of the innermost node it arose in.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,8 +280,13 @@ impl fmt::Display for DeError {
 impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
+    /// A message may carry its hint after [`HINT_SEPARATOR`].
     fn custom<T: fmt::Display>(msg: T) -> DeError {
-        DeError::new(msg.to_string(), None)
+        let text = msg.to_string();
+        match text.split_once(HINT_SEPARATOR) {
+            Some((m, h)) => DeError::new(m.to_owned(), Some(h.to_owned())),
+            None => DeError::new(text, None),
+        }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> DeError {

@@ -79,12 +79,12 @@ impl Playbook {
         };
         // Semantic checks run on whatever loaded, so one `validate` shows
         // structural and semantic errors together.
-        validate::validate(
-            &doc.playbook,
-            &doc.broken_ids,
-            &doc.broken_params,
-            &mut diags,
-        );
+        let broken = validate::Broken {
+            ids: &doc.broken_ids,
+            params: &doc.broken_params,
+            defaults: doc.broken_defaults,
+        };
+        validate::validate(&doc.playbook, &broken, &mut diags);
         if doc.complete {
             diags.into_result().map(|()| doc.playbook)
         } else {

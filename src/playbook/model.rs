@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::load::LOCATED_MARKER;
+use super::load::{HINT_SEPARATOR, LOCATED_MARKER};
 use super::source::{Loc, Source};
 
 /// A value and the place in the playbook it was written.
@@ -510,7 +510,8 @@ impl<'de> Deserialize<'de> for DurationSpec {
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationSpec, E> {
-                DurationSpec::parse(v).map_err(|m| E::custom(format!("{m} ({DURATION_HINT})")))
+                DurationSpec::parse(v)
+                    .map_err(|m| E::custom(format!("{m}{HINT_SEPARATOR}{DURATION_HINT}")))
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationSpec, E> {

@@ -36,17 +36,24 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Default `concurrency`.
 pub const DEFAULT_CONCURRENCY: u32 = 8;
 
+/// Parts of a playbook that failed to load; checks that would only repeat
+/// that failure (an unknown step that is really a broken one) are skipped.
+#[derive(Debug, Default)]
+pub(crate) struct Broken<'a> {
+    /// Ids of steps that failed to load.
+    pub(crate) ids: &'a [String],
+    /// Names of params whose declaration failed to load.
+    pub(crate) params: &'a [String],
+    /// Whether `defaults` failed to load.
+    pub(crate) defaults: bool,
+}
+
 /// Runs every semantic check on `pb`, adding what it finds to `diags`.
-/// References to `broken` ids (steps that failed to load) are not reported.
-pub(crate) fn validate(
-    pb: &Playbook,
-    broken: &[String],
-    broken_params: &[String],
-    diags: &mut Diagnostics,
-) {
+pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnostics) {
     let mut c = Checker::new(pb, diags);
-    c.broken = broken;
-    c.broken_params = broken_params;
+    c.broken = broken.ids;
+    c.broken_params = broken.params;
+    c.broken_defaults = broken.defaults;
     c.params();
     c.ids();
     c.needs();
@@ -85,6 +92,8 @@ struct Checker<'a> {
     broken: &'a [String],
     /// Names of params whose declaration failed to load.
     broken_params: &'a [String],
+    /// Whether `defaults` failed to load.
+    broken_defaults: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -113,6 +122,7 @@ impl<'a> Checker<'a> {
             stamp: 0,
             broken: &[],
             broken_params: &[],
+            broken_defaults: false,
         }
     }
 
@@ -640,7 +650,7 @@ impl<'a> Checker<'a> {
     }
 
     fn region_required(&mut self, s: &Step) {
-        if s.region.is_none() && self.pb.defaults.region.is_none() {
+        if s.region.is_none() && self.pb.defaults.region.is_none() && !self.broken_defaults {
             self.push(
                 Diagnostic::new(format!("step `{}` calls an API but has no region", s.id.value), s.id.loc)
                     .hint("add `region:` to `defaults` (e.g. `region: \"{{params.region}}\"`) or to the step"),
