@@ -1,23 +1,550 @@
-//! `runbook run` and `runbook resume` (being written).
+//! `runbook run` and `runbook resume`: the parts that change the cloud.
+//!
+//! Both share one path: credentials and endpoints (or the in-process
+//! simulator), the approval gate bound to the plan digest, the lock that
+//! keeps two runs of the same playbook and params apart, the journal, the
+//! runner, the live view and the summary.
 
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::client::{ClientOptions, RpcClient};
+use crate::cloud::credentials::Credentials;
+use crate::cloud::{CloudApi, Endpoints};
 use crate::error::{Error, ExitCode};
+use crate::plan::Plan;
+use crate::run::report::{self, ReportMode};
+use crate::run::{
+    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Outcome, Prior, RateLimits, RunOptions,
+    RunSummary, Runner, ratelimit,
+};
 
-/// (being written)
-#[derive(Debug, clap::Args)]
-pub(crate) struct RunArgs {}
+/// Output format of `run` and `resume`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// A live view on a terminal (plain lines otherwise) and a summary.
+    Text,
+    /// One JSON event per line on stdout, for machines.
+    Json,
+}
 
-impl RunArgs {
-    pub(crate) fn exec(self) -> Result<ExitCode, Error> {
-        Err(Error::new(ExitCode::Internal, "`runbook run` is not built yet"))
+/// Where the journal lives.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StateArgs {
+    /// Directory of the journal (`journal.db`) and run locks.
+    /// Default: $XDG_STATE_HOME/runbook, else ~/.local/state/runbook.
+    #[arg(long, value_name = "DIR", env = "RUNBOOK_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub(crate) fn dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("XDG_STATE_HOME")
+            .map(|d| d.join("runbook"))
+            .or_else(|| env("HOME").map(|h| h.join(".local/state/runbook")))
+            .unwrap_or_else(|| PathBuf::from(".runbook"))
+    }
+
+    pub(crate) fn journal(&self) -> Result<Journal, Error> {
+        let dir = self.dir();
+        Journal::open(&dir).map_err(|e| {
+            Error::new(ExitCode::Internal, format!("cannot open the journal in {}", dir.display()))
+                .with_source(e)
+                .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory")
+        })
     }
 }
 
-/// (being written)
+/// Where calls go and how they are signed.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TargetArgs {
+    /// Send PRODUCT's calls to URL instead of its public endpoint, e.g.
+    /// `--endpoint dts=http://127.0.0.1:9000` (repeatable).
+    #[arg(long = "endpoint", value_name = "PRODUCT=URL")]
+    pub(crate) endpoints: Vec<String>,
+    /// Run against the built-in simulator, started in-process on a free
+    /// loopback port with generated credentials; every resource the playbook
+    /// names exists and is running. No cloud account needed.
+    #[arg(long)]
+    pub(crate) sim: bool,
+    /// Faults for the simulator (with --sim), e.g.
+    /// `throttle=0.2,error=0.05,drop=0.02,applied_drop=0.05`.
+    #[arg(long, value_name = "SPEC", requires = "sim")]
+    pub(crate) sim_faults: Option<String>,
+    /// Seed of the simulator's faults (with --sim), for a reproducible rehearsal.
+    #[arg(long, value_name = "N", requires = "sim", default_value_t = 1)]
+    pub(crate) sim_seed: u64,
+    /// Profile of ~/.aliyun/config.json to sign with (default: the env vars
+    /// ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN, else the file's current profile).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Client-side rate limit per product in calls per second, e.g.
+    /// `--qps dataworks=20` (repeatable; 0 = unlimited). Default: 20/s for
+    /// dataworks and dts against the cloud, unlimited against the simulator.
+    #[arg(long = "qps", value_name = "PRODUCT=N")]
+    pub(crate) qps: Vec<String>,
+}
+
+/// How the run proceeds.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Approve the plan non-interactively (for scheduled runs). Without it a
+    /// playbook that changes anything asks on a terminal, and refuses without one.
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Approve the `approve` step STEP non-interactively (repeatable).
+    #[arg(long = "approve", value_name = "STEP")]
+    pub(crate) approve: Vec<String>,
+    /// Steps in flight at once (default: the playbook's `concurrency`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: Option<u16>,
+    /// `text` (live view and summary) or `json` (one event per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) output: OutputFormat,
+    /// Fail the whole run if it takes longer than this (e.g. `30m`).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) run_timeout: Option<String>,
+    /// Seed for retry jitter (default: random).
+    #[arg(long, value_name = "N", hide = true)]
+    pub(crate) jitter_seed: Option<u64>,
+}
+
+/// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
+///
+/// Examples:
+///   runbook run playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
+///   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # review, then:
+///   runbook run plan.json --yes
 #[derive(Debug, clap::Args)]
-pub(crate) struct ResumeArgs {}
+pub(crate) struct RunArgs {
+    /// A playbook (YAML) or a plan written by `runbook plan -o PLAN.json`
+    /// (runs exactly that plan; refused if its playbook or params changed).
+    #[arg(value_name = "PLAYBOOK|PLAN.json")]
+    target: PathBuf,
+    /// A param value, `KEY=VALUE` (repeatable; arrays as `[1,2]` or `1,2`).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Params from a YAML or JSON file (a map of name to value).
+    #[arg(long = "params", value_name = "FILE")]
+    params_file: Option<PathBuf>,
+    #[command(flatten)]
+    target_args: TargetArgs,
+    #[command(flatten)]
+    exec: ExecArgs,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// Continue an interrupted, cancelled or failed run from its journal.
+///
+/// Steps that finished are not repeated; a mutating call that was in flight
+/// when the run stopped is first re-checked through its status call, so an
+/// irreversible call is never sent twice. The journaled plan is run, not the
+/// playbook file as it is now.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ResumeArgs {
+    /// The run id (or a unique prefix), from `runbook runs`.
+    run_id: String,
+    #[command(flatten)]
+    target_args: TargetArgs,
+    #[command(flatten)]
+    exec: ExecArgs,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// What a run records about how it was started (the journal's options_json),
+/// so `resume` can go on the same way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredOptions {
+    endpoints: Vec<String>,
+    sim: bool,
+    sim_faults: Option<String>,
+    profile: Option<String>,
+    qps: Vec<String>,
+    concurrency: usize,
+}
+
+impl RunArgs {
+    pub(crate) fn exec(self) -> Result<ExitCode, Error> {
+        let rt = super::runtime()?;
+        rt.block_on(async move {
+            let target = Target::connect(&self.target_args, None).await?;
+            let is_plan = self.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+            let plan = if is_plan {
+                if !self.params.is_empty() || self.params_file.is_some() {
+                    return Err(Error::usage("a saved plan carries its own params: drop -p/--params, or run the playbook instead"));
+                }
+                let plan = Plan::load_json(&self.target)?;
+                plan.check_fresh()?;
+                plan
+            } else {
+                let raw = parse_params(&self.params)?;
+                crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref(), &target.endpoints)?
+            };
+            let stored = StoredOptions {
+                endpoints: self.target_args.endpoints.clone(),
+                sim: self.target_args.sim,
+                sim_faults: self.target_args.sim_faults.clone(),
+                profile: self.target_args.profile.clone(),
+                qps: self.target_args.qps.clone(),
+                concurrency: self.exec.concurrency.map_or(plan.concurrency, usize::from),
+            };
+            let journal = self.state.journal()?;
+            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            let approval = approve_plan(&plan, &self.exec)?;
+            let run_id = new_run_id();
+            journal
+                .create_run(
+                    &run_id,
+                    &plan.name,
+                    &plan.source,
+                    &plan.digest,
+                    serde_json::to_string(&plan).unwrap_or_default(),
+                    serde_json::to_string(&stored).unwrap_or_default(),
+                )
+                .await
+                .map_err(journal_error)?;
+            if let Some(ApprovalDecision::Approved { by, method }) = &approval {
+                journal.record_approval(&run_id, None, by, method, &plan.digest).await.map_err(journal_error)?;
+            }
+            execute(plan, target, journal, &self.exec, stored.concurrency, run_id, Prior::default(), false).await
+        })
+    }
+}
 
 impl ResumeArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
-        Err(Error::new(ExitCode::Internal, "`runbook resume` is not built yet"))
+        let rt = super::runtime()?;
+        rt.block_on(async move {
+            let journal = self.state.journal()?;
+            let record = journal.load_run(&self.run_id).map_err(|e| {
+                Error::new(ExitCode::Usage, e.to_string()).with_hint("`runbook runs` lists the runs in the journal")
+            })?;
+            if record.run.status == Outcome::Succeeded.as_str() {
+                println!("run {} already succeeded; nothing to resume", record.run.id);
+                return Ok(ExitCode::Ok);
+            }
+            let plan: Plan = serde_json::from_str(&record.plan_json)
+                .map_err(|e| Error::new(ExitCode::Internal, format!("the plan of run {} cannot be read back", record.run.id)).with_source(e))?;
+            let stored: StoredOptions = serde_json::from_str(&record.options_json).unwrap_or_default();
+            let mut target_args = self.target_args.clone();
+            if target_args.endpoints.is_empty() && !target_args.sim {
+                if stored.sim {
+                    return Err(Error::new(
+                        ExitCode::Usage,
+                        format!("run {} ran against the in-process simulator, whose state ended with that process", record.run.id),
+                    )
+                    .with_hint("pass --sim to resume against a fresh simulator, or --endpoint PRODUCT=URL to point at a running `runbook sim`"));
+                }
+                target_args.endpoints.clone_from(&stored.endpoints);
+                if target_args.profile.is_none() {
+                    target_args.profile.clone_from(&stored.profile);
+                }
+                if target_args.qps.is_empty() {
+                    target_args.qps.clone_from(&stored.qps);
+                }
+            }
+            let target = Target::connect(&target_args, None).await?;
+            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            let approved = record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
+            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
+                journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
+            }
+            let prior = Prior::from_record(&record, &plan);
+            let concurrency = self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from);
+            execute(plan, target, journal, &self.exec, concurrency, record.run.id.clone(), prior, true).await
+        })
+    }
+}
+
+/// The API to call and how.
+struct Target {
+    api: Arc<dyn CloudApi>,
+    endpoints: Endpoints,
+    limits: RateLimits,
+    _sim: Option<crate::sim::SimHandle>,
+}
+
+impl Target {
+    async fn connect(args: &TargetArgs, _unused: Option<()>) -> Result<Target, Error> {
+        let mut endpoints = Endpoints::new();
+        for e in &args.endpoints {
+            endpoints.add_flag(e).map_err(|e| Error::usage(e.to_string()))?;
+        }
+        let mut limits: Vec<(String, f64)> = Vec::new();
+        let (credentials, sim) = if args.sim {
+            let faults = match &args.sim_faults {
+                Some(spec) => spec.parse::<crate::sim::FaultSpec>().map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
+                None => crate::sim::FaultSpec::default(),
+            };
+            let (mut config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
+            config.auto_create = true;
+            config.faults = faults;
+            config.seed = args.sim_seed;
+            let handle = crate::sim::spawn(config)
+                .await
+                .map_err(|e| Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e))?;
+            for product in ["dataworks", "dts"] {
+                endpoints.set_override(product, &handle.base_url());
+            }
+            (Credentials::new(id, secret, None), Some(handle))
+        } else {
+            limits.extend([("dataworks".to_owned(), 20.0), ("dts".to_owned(), 20.0)]);
+            (Credentials::resolve(args.profile.as_deref())?, None)
+        };
+        for q in &args.qps {
+            let (product, rate) = ratelimit::parse_limit(q).map_err(Error::usage)?;
+            limits.retain(|(p, _)| *p != product);
+            limits.push((product, rate));
+        }
+        let client = RpcClient::new(credentials, endpoints.clone(), ClientOptions::default())
+            .map_err(|e| Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e))?;
+        Ok(Target { api: Arc::new(client), endpoints, limits: RateLimits::new(limits), _sim: sim })
+    }
+}
+
+/// Parses `KEY=VALUE` flags.
+pub(crate) fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, Error> {
+    raw.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| Error::usage(format!("invalid param `{p}`: expected KEY=VALUE, e.g. -p project_id=10000")))
+        })
+        .collect()
+}
+
+fn new_run_id() -> String {
+    let t = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{t}-{}", &rand[..6])
+}
+
+fn journal_error(e: crate::run::JournalError) -> Error {
+    Error::new(ExitCode::Internal, "the journal could not record the run; nothing was sent").with_source(e)
+}
+
+/// `user@host`, for approvals.
+pub(crate) fn who() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{user}@{host}")
+}
+
+fn is_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The approval of the whole plan: needed when it changes anything.
+fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>, Error> {
+    let mutating: Vec<&crate::plan::PlannedStep> = plan.steps.iter().filter(|s| s.risk.mutates()).collect();
+    if mutating.is_empty() {
+        return Ok(None);
+    }
+    let short = &plan.digest[..plan.digest.len().min(12)];
+    if exec.yes {
+        return Ok(Some(ApprovalDecision::Approved { by: who(), method: "--yes".to_owned() }));
+    }
+    if !is_terminal() {
+        return Err(Error::new(
+            ExitCode::Refused,
+            format!("plan {short} of `{}` changes cloud resources and needs an approval, but there is no terminal to ask on", plan.name),
+        )
+        .with_hint("review it with `runbook plan`, then pass --yes to approve it non-interactively"));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
+    for s in &mutating {
+        let mark = if s.risk == crate::cloud::Risk::Irreversible { "IRREVERSIBLE" } else { "mutating" };
+        let items = s.for_each.as_ref().and_then(|f| f.items.as_ref()).map(|i| format!(" x{}", i.len())).unwrap_or_default();
+        let action = match &s.kind {
+            crate::plan::StepKind::Call { call, .. } => call.action.clone(),
+            _ => String::new(),
+        };
+        let _ = writeln!(err, "  [{mark:>12}] {}{items}  {action}", s.id);
+    }
+    let b = &plan.blast_radius;
+    let _ = write!(
+        err,
+        "{} mutating and {} irreversible calls. Type `yes` to run: ",
+        b.mutating, b.irreversible
+    );
+    let _ = err.flush();
+    drop(err);
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if answer.trim().eq_ignore_ascii_case("yes") {
+        Ok(Some(ApprovalDecision::Approved { by: who(), method: "terminal".to_owned() }))
+    } else {
+        Err(Error::new(ExitCode::Refused, "not approved; nothing was sent"))
+    }
+}
+
+/// `approve` steps: `--approve STEP`, else a question on the terminal.
+struct StepApprover {
+    flags: FlagApprover,
+    multi: indicatif::MultiProgress,
+    interactive: bool,
+}
+
+impl Approver for StepApprover {
+    fn approve<'a>(&'a self, step: &'a str, message: &'a str, digest: &'a str) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            if self.flags.steps.contains(step) || !self.interactive {
+                return self.flags.approve(step, message, digest).await;
+            }
+            let multi = self.multi.clone();
+            let (step_s, message_s) = (step.to_owned(), message.to_owned());
+            let by = self.flags.by.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                multi.suspend(|| {
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "approve step `{step_s}`: {message_s}\nType `yes` to continue: ");
+                    let _ = err.flush();
+                    let mut answer = String::new();
+                    let _ = std::io::stdin().read_line(&mut answer);
+                    answer
+                })
+            })
+            .await
+            .unwrap_or_default();
+            if answer.trim().eq_ignore_ascii_case("yes") {
+                ApprovalDecision::Approved { by, method: "terminal".to_owned() }
+            } else {
+                ApprovalDecision::Refused { reason: format!("step `{step}` was not approved") }
+            }
+        })
+    }
+}
+
+/// Runs the plan and prints the outcome; shared by `run` and `resume`.
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    plan: Plan,
+    target: Target,
+    journal: Journal,
+    exec: &ExecArgs,
+    concurrency: usize,
+    run_id: String,
+    prior: Prior,
+    resumed: bool,
+) -> Result<ExitCode, Error> {
+    let run_timeout = exec
+        .run_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
+    let mode = match exec.output {
+        OutputFormat::Json => ReportMode::Json,
+        OutputFormat::Text if std::io::stderr().is_terminal() => ReportMode::Live,
+        OutputFormat::Text => ReportMode::Plain,
+    };
+    let multi = if mode == ReportMode::Live { indicatif::MultiProgress::new() } else { report::hidden() };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report::report(mode, rx, multi.clone()));
+    let approver = StepApprover {
+        flags: FlagApprover { steps: exec.approve.iter().cloned().collect::<BTreeSet<_>>(), by: who() },
+        multi,
+        interactive: is_terminal() && mode != ReportMode::Json,
+    };
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling: no new calls; waiting for calls in flight (Ctrl-C again to quit at once; `runbook resume` continues)");
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(ExitCode::Cancelled.code());
+            }
+        }
+    });
+    let runner = Runner::new(
+        Arc::new(plan),
+        target.api,
+        journal,
+        Arc::new(tx),
+        Arc::new(target.limits),
+        Arc::new(approver),
+        cancel,
+        RunOptions { run_id: run_id.clone(), concurrency, run_timeout, seed: exec.jitter_seed },
+        prior,
+    );
+    let summary = runner.execute(resumed).await;
+    let _ = reporter.await;
+    let summary: RunSummary = summary.map_err(journal_error)?;
+    if exec.output == OutputFormat::Text {
+        let _ = report::summary(&summary, &mut std::io::stdout().lock());
+        if summary.outcome != Outcome::Succeeded {
+            println!("continue with: runbook resume {run_id}");
+        }
+    }
+    Ok(match summary.outcome {
+        Outcome::Succeeded | Outcome::Skipped => ExitCode::Ok,
+        Outcome::Failed => ExitCode::StepFailed,
+        Outcome::Cancelled => ExitCode::Cancelled,
+    })
+}
+
+/// `30s`, `2m`, `1h 30m`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let span: jiff::SignedDuration = s
+        .parse()
+        .map_err(|_| Error::usage(format!("invalid duration `{s}`: use e.g. 30s, 2m, 1h 30m")))?;
+    Duration::try_from(span).map_err(|_| Error::usage(format!("invalid duration `{s}`: must not be negative")))
+}
+
+/// Keeps two runs of the same plan digest apart; released when the process
+/// ends, however it ends (an OS file lock).
+struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    fn acquire(state_dir: &Path, digest: &str) -> Result<RunLock, Error> {
+        let dir = state_dir.join("locks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::new(ExitCode::Internal, format!("cannot create {}", dir.display())).with_source(e))?;
+        let path = dir.join(format!("{digest}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::new(ExitCode::Internal, format!("cannot open {}", path.display())).with_source(e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = (&file).write_all(format!("pid {}\n", std::process::id()).as_bytes());
+                Ok(RunLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(Error::new(
+                    ExitCode::Refused,
+                    format!("another run of this playbook with these params is in progress ({})", holder.trim()),
+                )
+                .with_hint("wait for it to finish, or stop it (Ctrl-C) and `runbook resume` it"))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::new(ExitCode::Internal, format!("cannot lock {}", path.display())).with_source(e))
+            }
+        }
     }
 }

@@ -10,10 +10,20 @@
 //!
 //! Types in this file are the contract between the planner, the displays and
 //! the executor: change them with care (the journal stores plans as JSON).
+//!
+//! Files: `build.rs` (playbook + params -> plan), `params.rs` (binding `-p`
+//! and `--params`), `render.rs` (run-time templates and conditions, for the
+//! executor), `graph.rs` (order, levels, critical path, dot/Mermaid),
+//! `display.rs` (text, markdown and JSON plans).
 
+mod build;
+pub mod display;
+pub mod graph;
+pub mod params;
 pub mod render;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -326,5 +336,133 @@ pub fn request_for(call: &CallPlan, region: &str, params: BTreeMap<String, Strin
             body: BTreeMap::new(),
             risk: call.risk,
         },
+    }
+}
+
+/// SHA-256 (hex) over the playbook's bytes, a newline, and the canonical
+/// JSON of the params (keys sorted): what a plan file and an approval are
+/// bound to.
+pub fn digest(playbook: &[u8], params: &BTreeMap<String, Value>) -> String {
+    let mut bytes = Vec::with_capacity(playbook.len() + 64);
+    bytes.extend_from_slice(playbook);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(serde_json::to_string(params).unwrap_or_default().as_bytes());
+    crate::playbook::source::sha256_hex(&bytes)
+}
+
+/// Loads the playbook at `path`, binds params (`--params FILE`, then `-p`
+/// pairs) and builds the plan: the one entry `plan`, `run` and `graph` use.
+///
+/// Exit codes: an invalid playbook, or a plan that cannot be built from it
+/// (a rendered value that does not fit its action), is 3; a problem with
+/// the params themselves (unknown, missing, ill-typed, not allowed, an
+/// unreadable params file) is a usage error, 2.
+pub fn load_and_build(
+    path: &Path,
+    raw_params: &[(String, String)],
+    params_file: Option<&Path>,
+    endpoints: &crate::cloud::Endpoints,
+) -> Result<Plan, crate::Error> {
+    let pb = load_playbook(path)?;
+    let params = params::bind(&pb, raw_params, params_file)?;
+    Plan::build(&pb, &params, endpoints).map_err(diagnostics_error)
+}
+
+/// Loads and checks a playbook, turning its diagnostics into an exit-3 error.
+pub fn load_playbook(path: &Path) -> Result<crate::playbook::Playbook, crate::Error> {
+    crate::playbook::Playbook::load(path).map_err(diagnostics_error)
+}
+
+/// Rendered diagnostics as the top-level error (exit 3).
+pub fn diagnostics_error(d: crate::playbook::Diagnostics) -> crate::Error {
+    crate::Error::rendered(crate::ExitCode::InvalidPlaybook, d.summary(), d.render())
+}
+
+impl Plan {
+    /// Reads a plan written by `runbook plan -o PLAN.json`.
+    pub fn load_json(path: &Path) -> Result<Plan, crate::Error> {
+        use crate::{Error, ExitCode};
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ExitCode::InvalidPlaybook,
+                format!("cannot read plan `{shown}`"),
+            )
+            .with_source(e)
+        })?;
+        let probe: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::new(
+                ExitCode::InvalidPlaybook,
+                format!(
+                    "plan `{shown}` is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        let format = probe.get("format").and_then(Value::as_u64);
+        if format != Some(u64::from(PLAN_FORMAT)) {
+            return Err(Error::new(
+                ExitCode::InvalidPlaybook,
+                format!(
+                    "plan `{shown}` has format {}, this runbook reads format {PLAN_FORMAT}",
+                    format.map_or("none".to_owned(), |f| f.to_string())
+                ),
+            )
+            .with_hint(
+                "write the plan again with this version: `runbook plan PLAYBOOK -o PLAN.json`",
+            ));
+        }
+        serde_json::from_value(probe).map_err(|e| {
+            Error::new(
+                ExitCode::InvalidPlaybook,
+                format!("plan `{shown}` is not a runbook plan: {e}"),
+            )
+            .with_hint("write it with `runbook plan PLAYBOOK -o PLAN.json`")
+        })
+    }
+
+    /// Refuses (exit 6) a plan whose playbook changed since it was written:
+    /// re-reads the playbook at `source` and recomputes the digest with the
+    /// plan's params.
+    pub fn check_fresh(&self) -> Result<(), crate::Error> {
+        use crate::{Error, ExitCode};
+        let bytes = std::fs::read(&self.source).map_err(|e| {
+            Error::new(
+                ExitCode::Refused,
+                format!(
+                    "cannot re-read playbook `{}` to check the plan is current",
+                    self.source
+                ),
+            )
+            .with_source(e)
+            .with_hint("run the plan from the directory it was written in, or plan again")
+        })?;
+        let sha = crate::playbook::source::sha256_hex(&bytes);
+        if sha != self.playbook_sha256 {
+            return Err(Error::new(
+                ExitCode::Refused,
+                format!(
+                    "playbook `{}` changed since this plan was written",
+                    self.source
+                ),
+            )
+            .with_hint(format!(
+                "review the change and plan again: `runbook plan {} -o PLAN.json`",
+                self.source
+            )));
+        }
+        let digest = digest(&bytes, &self.params);
+        if digest != self.digest {
+            return Err(Error::new(
+                ExitCode::Refused,
+                format!(
+                    "plan digest does not match playbook `{}` and the plan's params",
+                    self.source
+                ),
+            )
+            .with_hint("the plan file was edited; plan again instead of editing it"));
+        }
+        Ok(())
     }
 }

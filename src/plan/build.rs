@@ -1,0 +1,683 @@
+//! `Plan::build`: a valid playbook plus bound params becomes a [`Plan`].
+//!
+//! Everything that depends only on params is rendered now, so the reviewer
+//! sees the real values: regions, call parameters, fan-out items, the
+//! request each call would send. What depends on an earlier step's output or
+//! on `item` is shown as a placeholder (`<steps.dts-stopped.output.Status>`,
+//! `<item>`) and rendered by the executor at run time. Typed action
+//! parameters whose value is known are checked against the catalogue here
+//! (an integer parameter given `abc` through a param is an error with the
+//! step and the template).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::cloud::{Endpoints, Risk};
+use crate::playbook::action::{self, Target};
+use crate::playbook::diagnostic::{Diagnostic, Diagnostics};
+use crate::playbook::template::{self, Root};
+use crate::playbook::validate::{
+    self, DEFAULT_CONCURRENCY, DEFAULT_WAIT_EVERY, DEFAULT_WAIT_TIMEOUT, wire_value,
+};
+use crate::playbook::{
+    BackoffSpec, ConditionSpec, Located, MatcherSpec, OnFailureSpec, Params, Playbook, Step,
+    StepAction, WhenSpec,
+};
+
+use super::render::{Scope, lookup, wire_text};
+use super::{
+    Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
+    PlannedStep, RetryPolicy, StepId, StepKind, WaitPlan, When, graph, request_for,
+};
+
+impl Plan {
+    /// Builds the plan of `pb` with bound `params` (see [`super::params::bind`]).
+    /// Hosts in request previews follow `endpoints`. Errors carry the
+    /// playbook position of the value that failed.
+    pub fn build(
+        pb: &Playbook,
+        params: &BTreeMap<String, Value>,
+        endpoints: &Endpoints,
+    ) -> Result<Plan, Diagnostics> {
+        let mut b = Builder {
+            pb,
+            params: Value::Object(
+                params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Map<_, _>>(),
+            ),
+            endpoints,
+            diags: Diagnostics::new(std::sync::Arc::clone(&pb.source)),
+        };
+        let steps: Vec<PlannedStep> = pb.steps.iter().filter_map(|s| b.step(s)).collect();
+        if !b.diags.is_empty() {
+            return Err(b.diags);
+        }
+
+        let shape = graph::shape(&steps);
+        let ids = |v: &[usize]| v.iter().map(|&i| steps[i].id.clone()).collect::<Vec<_>>();
+        let levels = shape.levels.iter().map(|l| ids(l)).collect();
+        let critical_path = ids(&shape.critical);
+        let blast_radius = blast_radius(&steps);
+        let mut by_index: Vec<Option<PlannedStep>> = steps.into_iter().map(Some).collect();
+        let ordered: Vec<PlannedStep> = shape
+            .order
+            .iter()
+            .filter_map(|&i| by_index[i].take())
+            .collect();
+
+        let worst_case_secs = u64::try_from(shape.worst_case_ms.div_ceil(1000)).unwrap_or(u64::MAX);
+        Ok(Plan {
+            format: PLAN_FORMAT,
+            name: pb.name.value.clone(),
+            description: pb.description.clone(),
+            source: pb.source.name().to_owned(),
+            playbook_sha256: pb.source.sha256().to_owned(),
+            digest: super::digest(pb.source.text().as_bytes(), params),
+            params: params.clone(),
+            concurrency: pb
+                .concurrency
+                .as_ref()
+                .map_or(DEFAULT_CONCURRENCY, |c| c.value) as usize,
+            steps: ordered,
+            levels,
+            critical_path,
+            worst_case_secs,
+            blast_radius,
+        })
+    }
+}
+
+fn blast_radius(steps: &[PlannedStep]) -> BlastRadius {
+    let mut b = BlastRadius::default();
+    for s in steps
+        .iter()
+        .filter(|s| !s.compensation && graph::is_call(s))
+    {
+        let n = match &s.for_each {
+            None => 1,
+            Some(ForEach {
+                items: Some(items), ..
+            }) => items.len(),
+            Some(ForEach { items: None, .. }) => {
+                b.unknown_fan_out.push(s.id.clone());
+                1
+            }
+        };
+        match s.risk {
+            Risk::Read => b.read += n,
+            Risk::Mutating => b.mutating += n,
+            Risk::Irreversible => b.irreversible += n,
+        }
+    }
+    b
+}
+
+struct Builder<'a> {
+    pb: &'a Playbook,
+    params: Value,
+    endpoints: &'a Endpoints,
+    diags: Diagnostics,
+}
+
+/// A value rendered as far as params allow.
+struct Symbolic {
+    value: Value,
+    /// Whether no placeholder is left.
+    known: bool,
+}
+
+impl Builder<'_> {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            params: Some(&self.params),
+            steps: None,
+            item: None,
+        }
+    }
+
+    fn fail(&mut self, step: &Step, message: String, loc: crate::playbook::Loc) {
+        let message = format!("step `{}`: {message}", step.id.value);
+        self.diags.push(Diagnostic::new(
+            message,
+            if loc.is_known() { loc } else { step.loc },
+        ));
+    }
+
+    /// Renders `v`, leaving placeholders for outputs and `item`.
+    fn symbolic(&mut self, step: &Step, v: &Located<Value>) -> Option<Symbolic> {
+        match symbolic(&v.value, self.scope()) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                self.fail(step, m, v.loc);
+                None
+            }
+        }
+    }
+
+    fn step(&mut self, s: &Step) -> Option<PlannedStep> {
+        let pb = self.pb;
+        let region = self.region(s)?;
+        let for_each = self.for_each(s)?;
+        let first_item = for_each
+            .as_ref()
+            .and_then(|f| f.items.as_ref())
+            .and_then(|i| i.first().cloned());
+        let (kind, risk) = match s.action()? {
+            StepAction::Call(call) => {
+                let (plan, risk) =
+                    self.call(s, call, s.with.as_ref(), &region, first_item.as_ref())?;
+                let assert = s.assert.as_ref().map(|a| condition(&a.value));
+                (StepKind::Call { call: plan, assert }, risk)
+            }
+            StepAction::Wait(w) => {
+                let w = &w.value;
+                let (call, _) =
+                    self.call(s, &w.call, w.with.as_ref(), &region, first_item.as_ref())?;
+                let until = condition(&w.until.as_ref()?.value);
+                let every = w.every.as_ref().map_or(DEFAULT_WAIT_EVERY, |e| e.value.0);
+                let backoff = w.backoff.as_ref().map_or(1.0, |b| b.value);
+                let max_every = w
+                    .max_every
+                    .as_ref()
+                    .map_or(if backoff > 1.0 { every * 10 } else { every }, |m| {
+                        m.value.0
+                    });
+                let timeout = w
+                    .timeout
+                    .as_ref()
+                    .map_or(DEFAULT_WAIT_TIMEOUT, |t| t.value.0);
+                let plan = WaitPlan {
+                    call,
+                    until,
+                    fail_if: w.fail_if.as_ref().map(|c| condition(&c.value)),
+                    every_millis: millis(every),
+                    backoff,
+                    max_every_millis: millis(max_every),
+                    timeout_millis: millis(timeout),
+                };
+                (StepKind::Wait(plan), Risk::Read)
+            }
+            StepAction::Sleep(d) => (
+                StepKind::Sleep {
+                    millis: millis(d.value.0),
+                },
+                Risk::Read,
+            ),
+            StepAction::Approve(a) => {
+                let text = self.symbolic(
+                    s,
+                    &Located {
+                        value: Value::String(a.value.clone()),
+                        loc: a.loc,
+                    },
+                )?;
+                let message = wire_text(&text.value).unwrap_or_default();
+                (StepKind::Approve { message }, Risk::Read)
+            }
+        };
+        let when = s.when.as_ref().map(|w| match &w.value {
+            WhenSpec::Truthy(t) => When::Truthy(t.clone()),
+            WhenSpec::Match { value, matcher } => When::Match {
+                value: value.clone(),
+                matcher: matcher_of(matcher),
+            },
+        });
+        let spec = validate::merged_retry(pb, s);
+        let base = RetryPolicy::default();
+        let delay = spec.delay.map_or(base.delay_millis, |d| millis(d.0));
+        let retry = RetryPolicy {
+            attempts: spec.attempts.unwrap_or(base.attempts),
+            backoff: match spec.backoff {
+                Some(BackoffSpec::Fixed) => Backoff::Fixed,
+                Some(BackoffSpec::Exponential) => Backoff::Exponential,
+                None => base.backoff,
+            },
+            delay_millis: delay,
+            // The built-in ceiling never undercuts an explicit first delay.
+            max_delay_millis: spec
+                .max_delay
+                .map_or(base.max_delay_millis.max(delay), |d| millis(d.0)),
+            jitter: spec.jitter.unwrap_or(base.jitter),
+        };
+        // `defaults.timeout` bounds call steps only: a wait has its own
+        // `wait.timeout`, and an approval waits for a human.
+        let timeout = s.timeout.as_ref().map(|t| t.value.0).or_else(|| {
+            if s.call.is_some() {
+                pb.defaults.timeout.as_ref().map(|t| t.value.0)
+            } else {
+                None
+            }
+        });
+        let on_failure = match s
+            .on_failure
+            .as_ref()
+            .or(pb.defaults.on_failure.as_ref())
+            .map(|o| &o.value)
+        {
+            None | Some(OnFailureSpec::Abort) => OnFailure::Abort,
+            Some(OnFailureSpec::Continue) => OnFailure::Continue,
+            Some(OnFailureSpec::Run(ids)) => {
+                OnFailure::Compensate(ids.iter().map(|i| StepId(i.value.clone())).collect())
+            }
+        };
+        Some(PlannedStep {
+            id: StepId(s.id.value.clone()),
+            description: s.description.clone(),
+            needs: s.needs_ids().map(|n| StepId(n.to_owned())).collect(),
+            when,
+            for_each,
+            kind,
+            retry,
+            timeout_secs: timeout
+                .map(|t| t.as_millis().div_ceil(1000))
+                .map(|t| u64::try_from(t).unwrap_or(u64::MAX)),
+            on_failure,
+            compensation: s.compensation,
+            risk,
+            region,
+            line: s.loc.line as usize,
+        })
+    }
+
+    fn region(&mut self, s: &Step) -> Option<String> {
+        let Some(r) = s.region.as_ref().or(self.pb.defaults.region.as_ref()) else {
+            return Some(String::new());
+        };
+        let v = self.symbolic(
+            s,
+            &Located {
+                value: Value::String(r.value.clone()),
+                loc: r.loc,
+            },
+        )?;
+        match v.value {
+            Value::String(region) if v.known && !region.trim().is_empty() => {
+                Some(region.trim().to_owned())
+            }
+            other => {
+                self.fail(
+                    s,
+                    format!(
+                        "region `{}` rendered to {}",
+                        r.value,
+                        validate::value_words(&other)
+                    ),
+                    r.loc,
+                );
+                None
+            }
+        }
+    }
+
+    fn for_each(&mut self, s: &Step) -> Option<Option<ForEach>> {
+        let Some(fe) = &s.for_each else {
+            return Some(None);
+        };
+        let concurrency = s
+            .for_each_concurrency
+            .as_ref()
+            .or(self.pb.defaults.for_each_concurrency.as_ref())
+            .map(|c| c.value as usize);
+        let template = match &fe.value {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        let v = self.symbolic(s, fe)?;
+        let items = match v.value {
+            Value::Array(items) if v.known => Some(items),
+            Value::Array(_) => None,
+            Value::String(p) if !v.known && p.starts_with('<') => None,
+            other => {
+                self.fail(
+                    s,
+                    format!(
+                        "`for_each` rendered to {}, not a list",
+                        validate::value_words(&other)
+                    ),
+                    fe.loc,
+                );
+                return None;
+            }
+        };
+        Some(Some(ForEach {
+            template,
+            items,
+            concurrency,
+        }))
+    }
+
+    fn call(
+        &mut self,
+        s: &Step,
+        call: &Located<String>,
+        with: Option<&Params>,
+        region: &str,
+        first_item: Option<&Value>,
+    ) -> Option<(CallPlan, Risk)> {
+        let target = match action::resolve(call, with) {
+            Ok(t) => t,
+            Err(ds) => {
+                for d in ds {
+                    self.diags.push(d);
+                }
+                return None;
+            }
+        };
+        let empty = Params::default();
+        let api_params = target.params(with.unwrap_or(&empty)).clone();
+        let mut rendered = BTreeMap::new();
+        let mut for_request = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in &api_params.0 {
+            let Some(sym) = self.symbolic(s, v) else {
+                ok = false;
+                continue;
+            };
+            let text = match wire_text(&sym.value) {
+                Some(t) => t,
+                None => {
+                    self.fail(
+                        s,
+                        format!("parameter `{}` rendered to null", k.value),
+                        v.loc,
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if sym.known
+                && let Target::Typed(spec) = &target
+                && let Some(p) = spec.param(&k.value)
+                && let Err((m, _)) = wire_value(p.ty, p.allowed, &sym.value)
+            {
+                let from = if v.value.as_str().is_some_and(template::has_template) {
+                    format!(
+                        " (rendered from `{}`)",
+                        v.value.as_str().unwrap_or_default()
+                    )
+                } else {
+                    String::new()
+                };
+                self.fail(
+                    s,
+                    format!("parameter `{}` of `{}` {m}{from}", k.value, spec.name),
+                    v.loc,
+                );
+                ok = false;
+                continue;
+            }
+            // The request preview shows the first item's real values.
+            let request_text = match first_item {
+                Some(item) if !sym.known => {
+                    match super::render::render_value_in(&v.value, self.scope().with_item(item))
+                        .ok()
+                        .as_ref()
+                        .and_then(wire_text)
+                    {
+                        Some(t) => t,
+                        None => text.clone(),
+                    }
+                }
+                _ => text.clone(),
+            };
+            rendered.insert(k.value.clone(), text);
+            for_request.insert(k.value.clone(), request_text);
+        }
+        if !ok {
+            return None;
+        }
+        let (product, version, rpc_action) = match &target {
+            Target::Typed(spec) => (
+                spec.product.to_owned(),
+                spec.version.to_owned(),
+                spec.action.to_owned(),
+            ),
+            Target::Generic(g) => (g.product.clone(), g.version.clone(), g.action.clone()),
+        };
+        let mut plan = CallPlan {
+            action: call.value.clone(),
+            product,
+            version,
+            rpc_action,
+            risk: target.risk(),
+            with: api_params.to_map(),
+            rendered,
+            request: crate::cloud::RequestPreview {
+                method: String::new(),
+                url: String::new(),
+                host: String::new(),
+                query: String::new(),
+                body: String::new(),
+            },
+        };
+        let mut request = request_for(&plan, region, for_request).preview(self.endpoints);
+        request.query = readable_placeholders(&request.query);
+        request.body = readable_placeholders(&request.body);
+        plan.request = request;
+        Some((plan, target.risk()))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn matcher_of(m: &MatcherSpec) -> Matcher {
+    match m {
+        MatcherSpec::In(v) => Matcher::In(v.clone()),
+        MatcherSpec::NotIn(v) => Matcher::NotIn(v.clone()),
+        MatcherSpec::Equals(v) => Matcher::Equals(v.clone()),
+        MatcherSpec::Exists(b) => Matcher::Exists(*b),
+    }
+}
+
+fn condition(c: &ConditionSpec) -> Condition {
+    Condition {
+        select: c.select.clone(),
+        matcher: matcher_of(&c.matcher),
+    }
+}
+
+/// Renders what params allow; expressions over `steps` or `item` become
+/// placeholders (`<steps.x.output.Status>`). A missing param is an error.
+fn symbolic(v: &Value, scope: Scope<'_>) -> Result<Symbolic, String> {
+    match v {
+        Value::String(s) if template::has_template(s) => symbolic_str(s, scope),
+        Value::Array(items) => {
+            let mut known = true;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let r = symbolic(item, scope)?;
+                known &= r.known;
+                out.push(r.value);
+            }
+            Ok(Symbolic {
+                value: Value::Array(out),
+                known,
+            })
+        }
+        Value::Object(map) => {
+            let mut known = true;
+            let mut out = Map::new();
+            for (k, item) in map {
+                let r = symbolic(item, scope)?;
+                known &= r.known;
+                out.insert(k.clone(), r.value);
+            }
+            Ok(Symbolic {
+                value: Value::Object(out),
+                known,
+            })
+        }
+        other => Ok(Symbolic {
+            value: other.clone(),
+            known: true,
+        }),
+    }
+}
+
+fn symbolic_str(s: &str, scope: Scope<'_>) -> Result<Symbolic, String> {
+    let t = template::parse(s).map_err(|e| format!("invalid template `{s}`: {}", e.message))?;
+    let resolve = |e: &template::Expr| -> Result<Option<Value>, String> {
+        match e.root() {
+            Ok(Root::Param(_)) => lookup(e, scope).cloned().map(Some).map_err(|m| {
+                format!("cannot render `{s}`: {m} (the param has no value and no default)")
+            }),
+            Ok(_) => Ok(None),
+            Err(err) => Err(format!("cannot render `{s}`: {err}")),
+        }
+    };
+    if t.single {
+        return Ok(match resolve(&t.exprs[0])? {
+            Some(v) => Symbolic {
+                value: v,
+                known: true,
+            },
+            None => Symbolic {
+                value: Value::String(template::placeholder(&t.exprs[0])),
+                known: false,
+            },
+        });
+    }
+    let mut out = String::new();
+    let mut known = true;
+    let mut at = 0;
+    for e in &t.exprs {
+        out.push_str(&s[at..e.offset].replace("\\{{", "{{"));
+        match resolve(e)? {
+            Some(Value::Array(_) | Value::Object(_)) => {
+                return Err(format!(
+                    "cannot render `{s}`: `{}` is a list or mapping and cannot be part of a text",
+                    e.text
+                ));
+            }
+            Some(v) => out.push_str(&wire_text(&v).unwrap_or_default()),
+            None => {
+                known = false;
+                out.push_str(&template::placeholder(e));
+            }
+        }
+        at = e.offset + e.len;
+    }
+    out.push_str(&s[at..].replace("\\{{", "{{"));
+    Ok(Symbolic {
+        value: Value::String(out),
+        known,
+    })
+}
+
+/// Undoes the percent-encoding of `<...>` placeholders in a previewed query,
+/// so `FileId=<item>` reads as written rather than `FileId=%3Citem%3E`.
+fn readable_placeholders(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    let mut rest = q;
+    while let Some(start) = rest.find("%3C") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 3..];
+        match after.find("%3E") {
+            Some(end)
+                if !after[..end].is_empty()
+                    && after[..end].chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~')
+                    }) =>
+            {
+                out.push('<');
+                out.push_str(&after[..end]);
+                out.push('>');
+                rest = &after[end + 3..];
+            }
+            _ => {
+                out.push_str("%3C");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_readable() {
+        assert_eq!(
+            readable_placeholders("A=1&FileId=%3Citem%3E&Nonce=%3Cper-attempt%3E&X=%3Ca%20b%3E"),
+            "A=1&FileId=<item>&Nonce=<per-attempt>&X=%3Ca%20b%3E"
+        );
+    }
+
+    #[test]
+    fn symbolic_rendering() {
+        let params = serde_json::json!({"p": 7, "ids": [1, 2]});
+        let scope = Scope {
+            params: Some(&params),
+            steps: None,
+            item: None,
+        };
+        let r = symbolic(&Value::from("{{params.p}}"), scope).unwrap();
+        assert_eq!((r.value, r.known), (Value::from(7), true));
+        let r = symbolic(&Value::from("{{steps.a.output.Data.Status}}"), scope).unwrap();
+        assert_eq!(
+            (r.value, r.known),
+            (Value::from("<steps.a.output.Data.Status>"), false)
+        );
+        let r = symbolic(&Value::from("p{{params.p}}-{{item}}"), scope).unwrap();
+        assert_eq!((r.value, r.known), (Value::from("p7-<item>"), false));
+        let e = symbolic(&Value::from("{{params.q}}"), scope).err().unwrap();
+        assert!(e.contains("`params` has no `q`"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn design_sketch_plans() {
+        let pb = Playbook::load(std::path::Path::new("playbooks/dts-di-cutover.yaml"))
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let raw = vec![
+            ("project_id".to_owned(), "10000".to_owned()),
+            ("dts_job_id".to_owned(), "l3m1213ye7l".to_owned()),
+            ("file_ids".to_owned(), "101,102".to_owned()),
+        ];
+        let params = super::super::params::bind(&pb, &raw, None).unwrap();
+        let plan = Plan::build(&pb, &params, &Endpoints::new())
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let order: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            order,
+            ["stop-dts-forward", "dts-stopped", "terminate-di", "report"]
+        );
+        assert_eq!(plan.critical_path.len(), 4);
+        // 2m (call timeout) + 15m (wait) + 2m + 2m.
+        assert_eq!(plan.worst_case_secs, 21 * 60);
+        assert_eq!(
+            (
+                plan.blast_radius.read,
+                plan.blast_radius.mutating,
+                plan.blast_radius.irreversible
+            ),
+            (1, 1, 2)
+        );
+        let StepKind::Call { call, .. } = &plan.steps[2].kind else {
+            panic!("terminate-di is a call")
+        };
+        assert_eq!(call.rendered["FileId"], "<item>");
+        assert!(
+            call.request.query.contains("FileId=101&"),
+            "{}",
+            call.request.query
+        );
+        assert_eq!(
+            plan.digest,
+            super::super::digest(pb.source.text().as_bytes(), &params)
+        );
+    }
+}

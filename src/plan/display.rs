@@ -1,0 +1,585 @@
+//! Plan displays: human text for the terminal, markdown for a change ticket,
+//! and the stable JSON (`serde_json::to_string_pretty(&plan)`).
+//!
+//! All three are pure functions of the plan (sorted maps, the plan's own
+//! step order), so the same playbook and params always print the same
+//! bytes: a reviewer can diff two plans, and tests snapshot them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{
+    Backoff, Condition, Matcher, OnFailure, Plan, PlannedStep, RetryPolicy, StepKind, When,
+};
+use crate::cloud::Risk;
+use crate::playbook::format_duration;
+
+/// Output formats of `runbook plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a terminal and a reviewer.
+    Text,
+    /// For a change ticket: tables and a checklist.
+    Markdown,
+    /// Stable, machine-readable: the plan file's format.
+    Json,
+}
+
+/// Renders the plan in `format`.
+pub fn render(plan: &Plan, format: Format) -> String {
+    match format {
+        Format::Text => text(plan),
+        Format::Markdown => markdown(plan),
+        Format::Json => json(plan),
+    }
+}
+
+/// The plan as pretty JSON (what `-o PLAN.json` writes), with a final newline.
+pub fn json(plan: &Plan) -> String {
+    let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn ms(m: u64) -> String {
+    format_duration(Duration::from_millis(m))
+}
+
+fn secs(s: u64) -> String {
+    format_duration(Duration::from_secs(s))
+}
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn values(vs: &[Value]) -> String {
+    vs.iter().map(value).collect::<Vec<_>>().join(", ")
+}
+
+fn matcher(m: &Matcher) -> String {
+    match m {
+        Matcher::In(v) => format!("in [{}]", values(v)),
+        Matcher::NotIn(v) => format!("not in [{}]", values(v)),
+        Matcher::Equals(v) => format!("= {}", value(v)),
+        Matcher::Exists(true) => "exists".to_owned(),
+        Matcher::Exists(false) => "does not exist".to_owned(),
+    }
+}
+
+fn condition(c: &Condition) -> String {
+    let path = if c.select.is_empty() {
+        "(response)"
+    } else {
+        c.select.as_str()
+    };
+    format!("{path} {}", matcher(&c.matcher))
+}
+
+fn when(w: &When) -> String {
+    match w {
+        When::Truthy(t) => format!("{t} is true"),
+        When::Match { value, matcher: m } => format!("{value} {}", matcher(m)),
+    }
+}
+
+fn retry(r: &RetryPolicy) -> String {
+    if r.attempts <= 1 {
+        return "no retry (1 attempt)".to_owned();
+    }
+    let growth = match r.backoff {
+        Backoff::Fixed => format!("fixed {}", ms(r.delay_millis)),
+        Backoff::Exponential => format!(
+            "exponential {}..{}",
+            ms(r.delay_millis),
+            ms(r.max_delay_millis)
+        ),
+    };
+    let jitter = if r.jitter { ", jitter" } else { "" };
+    format!("{} attempts, {growth}{jitter}", r.attempts)
+}
+
+fn on_failure(o: &OnFailure) -> String {
+    match o {
+        OnFailure::Abort => "abort the run".to_owned(),
+        OnFailure::Continue => "continue (dependents are skipped)".to_owned(),
+        OnFailure::Compensate(ids) => {
+            format!(
+                "run {} then abort",
+                ids.iter()
+                    .map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+}
+
+fn badge(r: Risk) -> &'static str {
+    match r {
+        Risk::Read => "[read]",
+        Risk::Mutating => "[mutating]",
+        Risk::Irreversible => "[irreversible]",
+    }
+}
+
+fn kind_line(s: &PlannedStep) -> String {
+    match &s.kind {
+        StepKind::Call { call, .. } => {
+            let name = if call.action == "api" {
+                format!("api {}.{}", call.product, call.rpc_action)
+            } else {
+                call.action.clone()
+            };
+            format!("call {name}")
+        }
+        StepKind::Wait(w) => format!("wait {}", w.call.action),
+        StepKind::Sleep { millis } => format!("sleep {}", ms(*millis)),
+        StepKind::Approve { .. } => "approve".to_owned(),
+    }
+}
+
+/// How many calls, by class: "1 mutating call, 3 irreversible calls (point
+/// of no return), 1 read".
+pub fn blast_radius_line(plan: &Plan) -> String {
+    let b = &plan.blast_radius;
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut parts = Vec::new();
+    if b.mutating > 0 {
+        parts.push(plural(b.mutating, "mutating call", "mutating calls"));
+    }
+    if b.irreversible > 0 {
+        parts.push(format!(
+            "{} (point of no return)",
+            plural(b.irreversible, "irreversible call", "irreversible calls")
+        ));
+    }
+    if b.read > 0 || parts.is_empty() {
+        parts.push(plural(b.read, "read", "reads"));
+    }
+    let mut line = parts.join(", ");
+    if !b.unknown_fan_out.is_empty() {
+        let ids: Vec<&str> = b.unknown_fan_out.iter().map(|i| i.as_str()).collect();
+        let _ = write!(
+            line,
+            "; fan-out known only at run time: {} (counted once)",
+            ids.join(", ")
+        );
+    }
+    line
+}
+
+fn params_line(plan: &Plan) -> String {
+    if plan.params.is_empty() {
+        return "(none)".to_owned();
+    }
+    plan.params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value(v)))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+fn critical_line(plan: &Plan) -> String {
+    plan.critical_path
+        .iter()
+        .map(|i| i.as_str())
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+/// The plan for a terminal: header, blast radius, levels, then each step
+/// with everything it would do, then the critical path.
+pub fn text(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "plan: {}", plan.name);
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "  {d}");
+    }
+    let _ = writeln!(
+        o,
+        "playbook:     {} (sha256 {})",
+        plan.source,
+        short(&plan.playbook_sha256)
+    );
+    let _ = writeln!(o, "digest:       {}", plan.digest);
+    let _ = writeln!(o, "params:       {}", params_line(plan));
+    let _ = writeln!(o, "blast radius: {}", blast_radius_line(plan));
+    let _ = writeln!(
+        o,
+        "worst case:   {} along the critical path",
+        secs(plan.worst_case_secs)
+    );
+    let _ = writeln!(o, "concurrency:  {}", plan.concurrency);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "levels (steps on one level can run together):");
+    for (n, level) in plan.levels.iter().enumerate() {
+        let ids: Vec<&str> = level.iter().map(|i| i.as_str()).collect();
+        let _ = writeln!(o, "  {}. {}", n + 1, ids.join(", "));
+    }
+    let (main, comp): (Vec<&PlannedStep>, Vec<&PlannedStep>) =
+        plan.steps.iter().partition(|s| !s.compensation);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "steps:");
+    for (n, s) in main.iter().enumerate() {
+        let _ = writeln!(o);
+        text_step(&mut o, n + 1, s);
+    }
+    if !comp.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "compensation steps (run only from an on_failure):");
+        for (n, s) in comp.iter().enumerate() {
+            let _ = writeln!(o);
+            text_step(&mut o, n + 1, s);
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "critical path: {} (worst case {})",
+        critical_line(plan),
+        secs(plan.worst_case_secs)
+    );
+    o
+}
+
+fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
+    let fan = match &s.for_each {
+        Some(f) => match &f.items {
+            Some(items) => format!(" x{}", items.len()),
+            None => " x?".to_owned(),
+        },
+        None => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "[{n}] {}  {}  {}{fan}",
+        s.id,
+        kind_line(s),
+        badge(s.risk)
+    );
+    let field = |o: &mut String, name: &str, text: &str| {
+        let _ = writeln!(o, "    {:<11} {text}", format!("{name}:"));
+    };
+    let more = |o: &mut String, text: &str| {
+        let _ = writeln!(o, "    {:<11} {text}", "");
+    };
+    if let Some(d) = &s.description {
+        field(o, "about", d);
+    }
+    field(o, "line", &s.line.to_string());
+    if !s.needs.is_empty() {
+        field(
+            o,
+            "needs",
+            &s.needs
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    if let Some(w) = &s.when {
+        field(o, "when", &when(w));
+    }
+    if let Some(f) = &s.for_each {
+        let items = match &f.items {
+            Some(items) => format!("{} items: {}", items.len(), values(items)),
+            None => "items known at run time".to_owned(),
+        };
+        field(o, "for each", &format!("{} -> {items}", f.template));
+        if let Some(c) = f.concurrency {
+            more(o, &format!("{c} items in flight at once"));
+        }
+    }
+    let call = match &s.kind {
+        StepKind::Call { call, assert } => {
+            if let Some(a) = assert {
+                field(o, "assert", &condition(a));
+            }
+            Some(call)
+        }
+        StepKind::Wait(w) => {
+            field(o, "until", &condition(&w.until));
+            if let Some(f) = &w.fail_if {
+                field(o, "fail if", &condition(f));
+            }
+            let growth = if w.backoff > 1.0 {
+                format!(
+                    "every {} x{} up to {}",
+                    ms(w.every_millis),
+                    w.backoff,
+                    ms(w.max_every_millis)
+                )
+            } else {
+                format!("every {}", ms(w.every_millis))
+            };
+            field(
+                o,
+                "poll",
+                &format!("{growth}, give up after {}", ms(w.timeout_millis)),
+            );
+            Some(&w.call)
+        }
+        StepKind::Sleep { .. } => None,
+        StepKind::Approve { message } => {
+            field(o, "asks", message);
+            more(
+                o,
+                &format!("(non-interactive runs need --approve {})", s.id),
+            );
+            None
+        }
+    };
+    if let Some(call) = call {
+        let mut first = true;
+        for (k, v) in &call.rendered {
+            if first {
+                field(o, "params", &format!("{k} = {v}"));
+                first = false;
+            } else {
+                more(o, &format!("{k} = {v}"));
+            }
+        }
+        let item_note = if s.for_each.as_ref().is_some_and(|f| f.items.is_some()) {
+            " (first item)"
+        } else {
+            ""
+        };
+        field(
+            o,
+            "request",
+            &format!("{} {}{item_note}", call.request.method, call.request.host),
+        );
+        more(o, &call.request.query);
+        if !call.request.body.is_empty() {
+            more(o, &format!("body: {}", call.request.body));
+        }
+        field(o, "region", &s.region);
+        field(o, "retry", &retry(&s.retry));
+    }
+    if let Some(t) = s.timeout_secs {
+        field(o, "timeout", &secs(t));
+    }
+    field(o, "on failure", &on_failure(&s.on_failure));
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The plan for a change ticket: summary table, params, a step table, a
+/// checklist to tick during the window, and the exact requests.
+pub fn markdown(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Plan: {}", plan.name);
+    let _ = writeln!(o);
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "> {}", md_escape(d));
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "| | |");
+    let _ = writeln!(o, "|---|---|");
+    let _ = writeln!(
+        o,
+        "| Playbook | `{}` (sha256 `{}`) |",
+        plan.source,
+        short(&plan.playbook_sha256)
+    );
+    let _ = writeln!(o, "| Digest | `{}` |", plan.digest);
+    let _ = writeln!(
+        o,
+        "| Blast radius | {} |",
+        md_escape(&blast_radius_line(plan))
+    );
+    let _ = writeln!(o, "| Worst case | {} |", secs(plan.worst_case_secs));
+    let _ = writeln!(
+        o,
+        "| Critical path | {} |",
+        plan.critical_path
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    );
+    let _ = writeln!(o, "| Concurrency | {} |", plan.concurrency);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "## Params");
+    let _ = writeln!(o);
+    if plan.params.is_empty() {
+        let _ = writeln!(o, "None.");
+    } else {
+        let _ = writeln!(o, "| Param | Value |");
+        let _ = writeln!(o, "|---|---|");
+        for (k, v) in &plan.params {
+            let _ = writeln!(o, "| `{k}` | `{}` |", md_escape(&value(v)));
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "## Steps");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "| # | Step | Does | Risk | Calls | Needs | Retry | Timeout |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for (n, s) in plan.steps.iter().enumerate() {
+        let calls = match (&s.kind, &s.for_each) {
+            (StepKind::Call { .. }, Some(f)) => f
+                .items
+                .as_ref()
+                .map_or("per item (run time)".to_owned(), |i| i.len().to_string()),
+            (StepKind::Call { .. }, None) => "1".to_owned(),
+            (StepKind::Wait(_), _) => "polls".to_owned(),
+            _ => "0".to_owned(),
+        };
+        let risk = match s.risk {
+            Risk::Irreversible => "**irreversible**",
+            Risk::Mutating => "mutating",
+            Risk::Read => "read",
+        };
+        let needs = if s.needs.is_empty() {
+            "—".to_owned()
+        } else {
+            s.needs
+                .iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let comp = if s.compensation {
+            " (compensation)"
+        } else {
+            ""
+        };
+        let retry_text = if matches!(s.kind, StepKind::Call { .. } | StepKind::Wait(_)) {
+            retry(&s.retry)
+        } else {
+            "—".to_owned()
+        };
+        let _ = writeln!(
+            o,
+            "| {} | `{}`{comp} | {} | {risk} | {calls} | {needs} | {} | {} |",
+            n + 1,
+            s.id,
+            md_escape(&kind_line(s)),
+            retry_text,
+            s.timeout_secs.map_or("—".to_owned(), secs)
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "## Checklist");
+    let _ = writeln!(o);
+    for s in plan.steps.iter().filter(|s| !s.compensation) {
+        let _ = writeln!(
+            o,
+            "- [ ] `{}`: {}{}",
+            s.id,
+            md_escape(&checklist_text(s)),
+            risk_note(s.risk)
+        );
+    }
+    let comp: Vec<&PlannedStep> = plan.steps.iter().filter(|s| s.compensation).collect();
+    if !comp.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "If a step fails, its `on_failure` runs:");
+        let _ = writeln!(o);
+        for s in comp {
+            let _ = writeln!(
+                o,
+                "- `{}`: {}{}",
+                s.id,
+                md_escape(&checklist_text(s)),
+                risk_note(s.risk)
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "## Requests");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Signature, AccessKeyId and SecurityToken are redacted; nonce and timestamp are set per attempt."
+    );
+    for s in &plan.steps {
+        let call = match &s.kind {
+            StepKind::Call { call, .. } => call,
+            StepKind::Wait(w) => &w.call,
+            _ => continue,
+        };
+        let _ = writeln!(o);
+        let _ = writeln!(o, "### `{}`", s.id);
+        let _ = writeln!(o);
+        let _ = writeln!(o, "```text");
+        let _ = writeln!(o, "{} {}", call.request.method, call.request.url);
+        let _ = writeln!(o, "{}", call.request.query);
+        if !call.request.body.is_empty() {
+            let _ = writeln!(o, "body: {}", call.request.body);
+        }
+        let _ = writeln!(o, "```");
+    }
+    o
+}
+
+fn risk_note(r: Risk) -> &'static str {
+    match r {
+        Risk::Irreversible => " **(irreversible: point of no return)**",
+        Risk::Mutating => " (mutating)",
+        Risk::Read => "",
+    }
+}
+
+fn checklist_text(s: &PlannedStep) -> String {
+    let mut t = match &s.kind {
+        StepKind::Call { call, assert } => {
+            let params: Vec<String> = call
+                .rendered
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let mut t = format!("{} `{}`", kind_line(s), params.join(" "));
+            if let Some(a) = assert {
+                let _ = write!(t, "; check {}", condition(a));
+            }
+            t
+        }
+        StepKind::Wait(w) => format!(
+            "{} until {} (every {}, up to {})",
+            kind_line(s),
+            condition(&w.until),
+            ms(w.every_millis),
+            ms(w.timeout_millis)
+        ),
+        StepKind::Sleep { .. } => kind_line(s),
+        StepKind::Approve { message } => format!("approve: {message}"),
+    };
+    if let Some(f) = &s.for_each {
+        match &f.items {
+            Some(items) => {
+                let _ = write!(t, ", for each of {}", values(items));
+            }
+            None => {
+                let _ = write!(t, ", for each of `{}`", f.template);
+            }
+        }
+    }
+    if let Some(w) = &s.when {
+        let _ = write!(t, ", only when {}", when(w));
+    }
+    t
+}

@@ -1,0 +1,260 @@
+//! Diagnostics: what is wrong, where (`file:line:col` and the source line
+//! with a caret), and what to do about it.
+//!
+//! The format follows just and rustc:
+//!
+//! ```text
+//! error: step `attach-disk` needs unknown step `create-dsk`
+//!   --> playbooks/ecs.yaml:14:12
+//!    |
+//! 14 |     needs: [create-dsk]
+//!    |            ^^^^^^^^^^
+//!    = hint: did you mean `create-disk`?
+//! ```
+//!
+//! Loading and planning collect every error they find into [`Diagnostics`]
+//! instead of stopping at the first, so one `runbook validate` shows them all.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::source::{Loc, Source};
+
+/// One problem in a playbook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// What is wrong: a lower-case fragment that reads well after `error: `.
+    pub message: String,
+    /// Where, when known.
+    pub loc: Option<Loc>,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic at `loc` (an unknown `loc` renders without a snippet).
+    pub fn new(message: impl Into<String>, loc: Loc) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            loc: loc.is_known().then_some(loc),
+            hint: None,
+        }
+    }
+
+    /// A diagnostic about the file as a whole.
+    pub fn whole_file(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            loc: None,
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a hint when there is one.
+    #[must_use]
+    pub fn maybe_hint(mut self, hint: Option<String>) -> Diagnostic {
+        if hint.is_some() {
+            self.hint = hint;
+        }
+        self
+    }
+}
+
+/// Every problem found in one playbook, with its source for rendering.
+#[derive(Clone, Debug)]
+pub struct Diagnostics {
+    source: Arc<Source>,
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// An empty set for `source`.
+    pub fn new(source: Arc<Source>) -> Diagnostics {
+        Diagnostics {
+            source,
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds one.
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.items.push(diagnostic);
+    }
+
+    /// Whether none was found.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// How many were found.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The diagnostics in file order (position, then the order found).
+    pub fn items(&self) -> Vec<&Diagnostic> {
+        let mut items: Vec<&Diagnostic> = self.items.iter().collect();
+        items.sort_by_key(|d| d.loc.map_or((0, 0), |l| (l.line, l.col)));
+        items
+    }
+
+    /// The source they refer to.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// `Ok(())` when empty, else `Err(self)`.
+    pub fn into_result(self) -> Result<(), Diagnostics> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    /// Renders every diagnostic in file order, separated by blank lines,
+    /// followed by a count when there is more than one.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (i, d) in self.items().into_iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            render_one(&mut out, &self.source, d);
+        }
+        if self.items.len() > 1 {
+            let _ = writeln!(
+                out,
+                "\nerror: `{}` has {} errors",
+                self.source.name(),
+                self.items.len()
+            );
+        }
+        out
+    }
+
+    /// A one-line summary for `crate::Error::message`.
+    pub fn summary(&self) -> String {
+        match self.items().first() {
+            Some(d) if self.items.len() == 1 => format!("{}: {}", self.source.name(), d.message),
+            _ => format!("`{}` has {} errors", self.source.name(), self.items.len()),
+        }
+    }
+}
+
+fn render_one(out: &mut String, source: &Source, d: &Diagnostic) {
+    let _ = writeln!(out, "error: {}", d.message);
+    let Some(loc) = d.loc else {
+        let _ = writeln!(out, "  --> {}", source.name());
+        if let Some(hint) = &d.hint {
+            let _ = writeln!(out, "  = hint: {hint}");
+        }
+        return;
+    };
+    let number = loc.line.to_string();
+    let pad = " ".repeat(number.len());
+    let _ = writeln!(out, "{pad}--> {}:{}:{}", source.name(), loc.line, loc.col);
+    if let Some(line) = source.line(loc.line) {
+        let _ = writeln!(out, "{pad} |");
+        let _ = writeln!(out, "{number} | {line}");
+        let width = line.chars().count();
+        let col = usize::try_from(loc.col.max(1) - 1).unwrap_or(0);
+        // Underline the value, but never past the end of its first line.
+        let len = usize::try_from(loc.len).unwrap_or(1).max(1);
+        let len = len.min(width.saturating_sub(col).max(1));
+        let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(len));
+    }
+    if let Some(hint) = &d.hint {
+        let _ = writeln!(out, "{pad} = hint: {hint}");
+    }
+}
+
+/// The closest of `candidates` to `name`, if it is close enough to be a
+/// likely typo ("did you mean ...").
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name_lower = name.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(&name_lower, &c.to_ascii_lowercase()), c))
+        .filter(|&(d, c)| d <= (c.chars().count().max(name.chars().count()) / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// A "did you mean" hint for `name`, if a candidate is close.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
+}
+
+/// Edit distance counting a swap of two neighbours as one edit (typos like
+/// `nmae` for `name` are that kind).
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_snippet_with_caret_and_hint() {
+        let src = Arc::new(Source::new(
+            "p.yaml",
+            "steps:\n  - id: a\n    needs: [create-dsk]\n",
+        ));
+        let mut ds = Diagnostics::new(src);
+        ds.push(
+            Diagnostic::new(
+                "step `a` needs unknown step `create-dsk`",
+                Loc {
+                    line: 3,
+                    col: 13,
+                    len: 10,
+                },
+            )
+            .hint("did you mean `create-disk`?"),
+        );
+        assert_eq!(
+            ds.render(),
+            "error: step `a` needs unknown step `create-dsk`\n \
+             --> p.yaml:3:13\n  |\n3 |     needs: [create-dsk]\n  |             ^^^^^^^^^^\n  = hint: did you mean `create-disk`?\n"
+        );
+    }
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        assert_eq!(
+            suggest("create-dsk", ["create-disk", "attach"]),
+            Some("create-disk")
+        );
+        assert_eq!(suggest("zzz", ["create-disk", "attach"]), None);
+        assert_eq!(suggest("neds", ["needs", "id"]), Some("needs"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Assembles a [`Playbook`] from the located YAML tree, one section at a
+//! time, so that an error in one step does not hide errors in the others.
+//!
+//! The top-level keys are read here by hand (they are few and each is
+//! deserialized with the strict model type); a unit test keeps this list in
+//! step with [`PlaybookDoc`](super::model::PlaybookDoc), which the schema is
+//! generated from.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::load::{DeError, Kind, Node, NodeDe};
+use super::model::{Defaults, Located, Param, ParamDecl, Playbook, Step};
+use super::source::{Loc, Source};
+
+/// The top-level keys of a playbook, in documentation order.
+pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "params",
+    "defaults",
+    "concurrency",
+    "steps",
+];
+
+/// What the loader made of the tree.
+pub(crate) struct Assembled {
+    /// The playbook, possibly missing the sections that failed to load.
+    pub(crate) playbook: Playbook,
+    /// Whether every section loaded.
+    pub(crate) complete: bool,
+    /// Ids of steps that failed to load (references to them are not errors
+    /// of their own).
+    pub(crate) broken_ids: Vec<String>,
+    /// Names of params whose declaration failed to load.
+    pub(crate) broken_params: Vec<String>,
+    /// Whether `defaults` failed to load (checks that depend on it are skipped).
+    pub(crate) broken_defaults: bool,
+}
+
+/// Builds the playbook from `root`, reporting every structural error; the
+/// sections that did load are kept so semantic checks can still run on them.
+pub(crate) fn assemble(
+    source: &Arc<Source>,
+    root: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Assembled> {
+    let Kind::Map(entries) = &root.kind else {
+        diags.push(
+            Diagnostic::new(
+                format!("a playbook must be a mapping, found {}", root.describe()),
+                root.loc.with_len(1),
+            )
+            .hint("start with `name:` and `steps:`"),
+        );
+        return None;
+    };
+
+    let mut name: Option<Located<String>> = None;
+    let mut description = None;
+    let mut params = Vec::new();
+    let mut defaults = Defaults::default();
+    let mut concurrency = None;
+    let mut steps = Vec::new();
+    let mut saw_steps = false;
+    let mut ok = true;
+    let mut broken_ids = Vec::new();
+    let mut broken_params = Vec::new();
+    let mut broken_defaults = false;
+
+    for (key, value) in entries {
+        let Some(k) = key.as_str() else {
+            diags.push(Diagnostic::new(
+                format!("expected a field name, found {}", key.describe()),
+                key.loc,
+            ));
+            ok = false;
+            continue;
+        };
+        let mut take = |r: Result<(), DeError>| {
+            if let Err(e) = r {
+                diags.push(e.into_diagnostic());
+                ok = false;
+            }
+        };
+        match k {
+            "name" => take(de(value).map(|v| name = Some(v))),
+            "description" => take(de(value).map(|v| description = v)),
+            "concurrency" => take(de(value).map(|v| concurrency = v)),
+            "defaults" => {
+                let r = de::<Option<Defaults>>(value).map(|v| defaults = v.unwrap_or_default());
+                broken_defaults = r.is_err();
+                take(r);
+            }
+            "params" => ok &= read_params(value, &mut params, &mut broken_params, diags),
+            "steps" => {
+                saw_steps = true;
+                ok &= read_steps(value, &mut steps, &mut broken_ids, diags);
+            }
+            other => {
+                let hint =
+                    did_you_mean(other, TOP_LEVEL_KEYS.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "the top level has {}",
+                            super::load::backticked(TOP_LEVEL_KEYS)
+                        )
+                    });
+                diags.push(
+                    Diagnostic::new(format!("unknown field `{other}` at the top level"), key.loc)
+                        .hint(hint),
+                );
+                ok = false;
+            }
+        }
+    }
+
+    if name.is_none() {
+        diags.push(
+            Diagnostic::new("missing field `name`", Loc::at(1, 1).with_len(1))
+                .hint("add `name: <playbook-name>` at the top"),
+        );
+        ok = false;
+    }
+    if !saw_steps {
+        diags.push(
+            Diagnostic::new("missing field `steps`", Loc::at(1, 1).with_len(1))
+                .hint("add `steps:` with at least one step"),
+        );
+        ok = false;
+    }
+    let name = name.unwrap_or_else(|| Located::unlocated(String::new()));
+    let playbook = Playbook {
+        source: Arc::clone(source),
+        name,
+        description,
+        params,
+        defaults,
+        concurrency,
+        steps,
+    };
+    Some(Assembled {
+        playbook,
+        complete: ok,
+        broken_ids,
+        broken_params,
+        broken_defaults,
+    })
+}
+
+fn de<T: for<'a> Deserialize<'a>>(node: &Node) -> Result<T, DeError> {
+    T::deserialize(NodeDe(node))
+}
+
+fn read_params(
+    node: &Node,
+    out: &mut Vec<Param>,
+    broken: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) -> bool {
+    let entries = match &node.kind {
+        Kind::Map(entries) => entries,
+        Kind::Null => return true,
+        _ => {
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "`params` must be a mapping of names to declarations, found {}",
+                        node.describe()
+                    ),
+                    node.loc,
+                )
+                .hint("write `params: { project_id: { type: integer } }`"),
+            );
+            return false;
+        }
+    };
+    let mut ok = true;
+    for (key, value) in entries {
+        let name = match de::<Located<String>>(key) {
+            Ok(n) => n,
+            Err(e) => {
+                diags.push(e.into_diagnostic());
+                ok = false;
+                continue;
+            }
+        };
+        match de::<ParamDecl>(value) {
+            Ok(decl) => out.push(Param { name, decl }),
+            Err(e) => {
+                diags.push(
+                    e.in_context(&format!("in param `{}`", name.value))
+                        .into_diagnostic(),
+                );
+                broken.push(name.value);
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+fn read_steps(
+    node: &Node,
+    out: &mut Vec<Step>,
+    broken: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) -> bool {
+    let Kind::Seq(items) = &node.kind else {
+        diags.push(
+            Diagnostic::new(
+                format!("`steps` must be a list, found {}", node.describe()),
+                node.loc,
+            )
+            .hint("write each step as `- id: ...`"),
+        );
+        return false;
+    };
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match de::<Step>(item) {
+            Ok(mut step) => {
+                step.loc = item.loc;
+                out.push(step);
+            }
+            Err(e) => {
+                let context = match item.get("id").and_then(Node::as_str) {
+                    Some(id) => {
+                        broken.push(id.to_owned());
+                        format!("in step `{id}`")
+                    }
+                    None => format!("in steps[{i}]"),
+                };
+                diags.push(e.in_context(&context).into_diagnostic());
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_keys_match_the_schema() {
+        let schema = schemars::schema_for!(super::super::model::PlaybookDoc);
+        let props = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .expect("root properties");
+        let mut from_schema: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut from_loader = TOP_LEVEL_KEYS.to_vec();
+        from_schema.sort_unstable();
+        from_loader.sort_unstable();
+        assert_eq!(from_schema, from_loader);
+    }
+}

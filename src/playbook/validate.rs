@@ -1,0 +1,1351 @@
+//! The checks a schema can't do, all run on every load and all reported at
+//! once: unique and well-formed ids, `needs` that exist (with "did you
+//! mean"), dependency cycles (the whole loop), one kind per step, actions
+//! and their parameters against the catalogue, templates that name declared
+//! params and steps this step (transitively) needs, `item` only in a
+//! `for_each`, param declarations whose defaults fit their type, waits that
+//! poll a read-only call, compensation steps wired through `on_failure`.
+//!
+//! Everything here is static: it needs no param values and no network.
+//! Checks that need values (a rendered `ProjectId` that is not an integer)
+//! happen when the plan is built.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::Value;
+
+use crate::cloud::Risk;
+use crate::cloud::actions::{ActionSpec, ParamType as ApiType};
+
+use super::action::{self, Target};
+use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::load::backticked;
+use super::model::{
+    ItemType, Located, OnFailureSpec, ParamDecl, ParamType, Params, Playbook, RetrySpec, Step,
+    StepAction, WhenSpec,
+};
+use super::source::Loc;
+use super::template::{self, Expr, Root, RootError};
+
+/// Default poll interval of a `wait`.
+pub const DEFAULT_WAIT_EVERY: Duration = Duration::from_secs(10);
+/// Default timeout of a `wait`.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default `concurrency`.
+pub const DEFAULT_CONCURRENCY: u32 = 8;
+
+/// Parts of a playbook that failed to load; checks that would only repeat
+/// that failure (an unknown step that is really a broken one) are skipped.
+#[derive(Debug, Default)]
+pub(crate) struct Broken<'a> {
+    /// Ids of steps that failed to load.
+    pub(crate) ids: &'a [String],
+    /// Names of params whose declaration failed to load.
+    pub(crate) params: &'a [String],
+    /// Whether `defaults` failed to load.
+    pub(crate) defaults: bool,
+}
+
+/// Runs every semantic check on `pb`, adding what it finds to `diags`.
+pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnostics) {
+    let mut c = Checker::new(pb, diags);
+    c.broken = broken.ids;
+    c.broken_params = broken.params;
+    c.broken_defaults = broken.defaults;
+    c.params();
+    c.ids();
+    c.needs();
+    c.cycles();
+    c.defaults();
+    for i in 0..pb.steps.len() {
+        c.step(i);
+    }
+    c.compensations();
+}
+
+/// Where a template may look.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    /// The step the template belongs to (for `needs` and `item`).
+    step: Option<usize>,
+    /// Whether `item` is bound here.
+    item: bool,
+    /// Whether `steps.*` may be read here.
+    steps: bool,
+    /// Where the template is, for messages (`with.FileId`, `region`).
+    place: &'s str,
+}
+
+struct Checker<'a> {
+    pb: &'a Playbook,
+    diags: &'a mut Diagnostics,
+    /// Step id -> index of its first definition.
+    index: HashMap<&'a str, usize>,
+    /// Resolved `needs` of each step (unknown ids left out).
+    needs: Vec<Vec<usize>>,
+    /// Scratch marks for the ancestor search (a stamp per search).
+    marks: Vec<u32>,
+    stamp: u32,
+    /// Ids of steps that failed to load.
+    broken: &'a [String],
+    /// Names of params whose declaration failed to load.
+    broken_params: &'a [String],
+    /// Whether `defaults` failed to load.
+    broken_defaults: bool,
+}
+
+impl<'a> Checker<'a> {
+    fn new(pb: &'a Playbook, diags: &'a mut Diagnostics) -> Checker<'a> {
+        let mut index = HashMap::with_capacity(pb.steps.len());
+        for (i, s) in pb.steps.iter().enumerate() {
+            index.entry(s.id.value.as_str()).or_insert(i);
+        }
+        let needs = pb
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.needs_ids()
+                    .filter_map(|n| index.get(n).copied())
+                    .filter(|&j| j != i)
+                    .collect()
+            })
+            .collect();
+        Checker {
+            pb,
+            diags,
+            index,
+            needs,
+            marks: vec![0; pb.steps.len()],
+            stamp: 0,
+            broken: &[],
+            broken_params: &[],
+            broken_defaults: false,
+        }
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn is_broken(&self, id: &str) -> bool {
+        self.broken.iter().any(|b| b == id)
+    }
+
+    fn ids_hint(&self, id: &str) -> Option<String> {
+        did_you_mean(id, self.pb.steps.iter().map(|s| s.id.value.as_str()))
+    }
+
+    // ---- params -------------------------------------------------------
+
+    fn params(&mut self) {
+        let pb = self.pb;
+        for p in &pb.params {
+            let name = &p.name;
+            if !is_param_name(&name.value) {
+                self.push(
+                    Diagnostic::new(format!("invalid param name `{}`", name.value), name.loc)
+                        .hint("use letters, digits and `_`, starting with a letter or `_`"),
+                );
+            }
+            self.param_decl(&name.value, &p.decl);
+        }
+    }
+
+    fn param_decl(&mut self, name: &str, decl: &ParamDecl) {
+        let ty = decl.ty.value;
+        if let Some(items) = &decl.items
+            && ty != ParamType::Array
+        {
+            self.push(
+                Diagnostic::new(
+                    format!(
+                        "`items` only applies to `type: array`, but param `{name}` is a {}",
+                        ty.as_str()
+                    ),
+                    items.loc,
+                )
+                .hint("remove `items`, or make the param `type: array`"),
+            );
+        }
+        let items = decl.items.as_ref().map_or(ItemType::String, |i| i.value);
+        if let Some(allowed) = &decl.allowed {
+            for v in &allowed.value {
+                if let Err(m) = item_fits(element_type(ty, items), v) {
+                    self.push(Diagnostic::new(
+                        format!("allowed value of param `{name}` {m}"),
+                        allowed.loc,
+                    ));
+                }
+            }
+        }
+        if let Some(default) = &decl.default {
+            match value_fits(ty, items, &default.value) {
+                Err(m) => self.push(
+                    Diagnostic::new(format!("default of param `{name}` {m}"), default.loc)
+                        .hint(format!("the param is declared `type: {}`", ty.as_str())),
+                ),
+                Ok(()) => {
+                    if let Some(allowed) = &decl.allowed
+                        && let Err(m) = in_allowed(&default.value, &allowed.value)
+                    {
+                        self.push(Diagnostic::new(
+                            format!("default of param `{name}` {m}"),
+                            default.loc,
+                        ));
+                    }
+                }
+            }
+            if let Some(req) = &decl.required
+                && req.value
+            {
+                self.push(
+                    Diagnostic::new(
+                        format!("param `{name}` is `required: true` but has a default"),
+                        req.loc,
+                    )
+                    .hint("a default makes a param optional; remove one of them"),
+                );
+            }
+        }
+    }
+
+    fn param_decl_of(&self, name: &str) -> Option<&'a ParamDecl> {
+        self.pb.param(name).map(|p| &p.decl)
+    }
+
+    // ---- ids and needs --------------------------------------------------
+
+    fn ids(&mut self) {
+        let pb = self.pb;
+        for (i, s) in pb.steps.iter().enumerate() {
+            let id = &s.id;
+            if !is_step_id(&id.value) {
+                self.push(
+                    Diagnostic::new(format!("invalid step id `{}`", id.value), id.loc)
+                        .hint("use lower-case letters, digits, `-` and `_`, starting with a letter or digit (`stop-dts`)"),
+                );
+            }
+            let first = self.index[id.value.as_str()];
+            if first != i {
+                let line = pb.steps[first].id.loc.line;
+                self.push(
+                    Diagnostic::new(format!("duplicate step id `{}`", id.value), id.loc).hint(
+                        format!(
+                            "the first step with this id is on line {line}; ids must be unique"
+                        ),
+                    ),
+                );
+            }
+        }
+    }
+
+    fn needs(&mut self) {
+        let pb = self.pb;
+        for (i, s) in pb.steps.iter().enumerate() {
+            let mut seen: Vec<&str> = Vec::new();
+            for n in &s.needs.0 {
+                let id = n.value.as_str();
+                if seen.contains(&id) {
+                    self.push(Diagnostic::new(
+                        format!("step `{}` needs `{id}` twice", s.id.value),
+                        n.loc,
+                    ));
+                    continue;
+                }
+                seen.push(id);
+                match self.index.get(id) {
+                    None if self.is_broken(id) => {}
+                    None => {
+                        let hint = self.ids_hint(id);
+                        self.push(
+                            Diagnostic::new(
+                                format!("step `{}` needs unknown step `{id}`", s.id.value),
+                                n.loc,
+                            )
+                            .maybe_hint(hint),
+                        );
+                    }
+                    Some(&j) if j == i => {
+                        self.push(
+                            Diagnostic::new(format!("step `{}` needs itself", s.id.value), n.loc)
+                                .hint("remove it from `needs`"),
+                        );
+                    }
+                    Some(&j) if pb.steps[j].compensation && !s.compensation => {
+                        self.push(
+                            Diagnostic::new(
+                                format!("step `{}` needs compensation step `{id}`", s.id.value),
+                                n.loc,
+                            )
+                            .hint("compensation steps run only from `on_failure: { run: [...] }`"),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Reports each dependency cycle once, as the whole loop.
+    fn cycles(&mut self) {
+        let n = self.pb.steps.len();
+        let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(n, n);
+        for i in 0..n {
+            g.add_node(i);
+        }
+        for (i, needs) in self.needs.iter().enumerate() {
+            for &j in needs {
+                g.add_edge(NodeIndex::new(i), NodeIndex::new(j), ());
+            }
+        }
+        let mut sccs: Vec<Vec<usize>> = petgraph::algo::tarjan_scc(&g)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .map(|c| {
+                let mut v: Vec<usize> = c.into_iter().map(NodeIndex::index).collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        sccs.sort();
+        for scc in sccs {
+            let cycle = self.cycle_through(&scc);
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| self.pb.steps[i].id.value.as_str())
+                .collect();
+            let first = &self.pb.steps[cycle[0]];
+            let next = names.get(1).copied().unwrap_or_default();
+            let loc = first
+                .needs
+                .0
+                .iter()
+                .find(|n| n.value == next)
+                .map_or(first.id.loc, |n| n.loc);
+            self.push(
+                Diagnostic::new(format!("dependency cycle: {}", names.join(" -> ")), loc).hint(
+                    "each step waits for the next one in the loop; remove one of these `needs`",
+                ),
+            );
+        }
+    }
+
+    /// A shortest loop from the first member of a strongly connected
+    /// component back to itself, following `needs`.
+    fn cycle_through(&self, scc: &[usize]) -> Vec<usize> {
+        let start = scc[0];
+        let mut prev: HashMap<usize, usize> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        while let Some(cur) = queue.pop_front() {
+            for &nx in &self.needs[cur] {
+                if scc.binary_search(&nx).is_err() {
+                    continue;
+                }
+                if nx == start {
+                    // Walk the predecessor chain back to `start`, then read it forwards.
+                    let mut chain = vec![cur];
+                    let mut at = cur;
+                    while at != start {
+                        at = prev[&at];
+                        chain.push(at);
+                    }
+                    chain.reverse();
+                    chain.push(start);
+                    return chain;
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(nx) {
+                    e.insert(cur);
+                    queue.push_back(nx);
+                }
+            }
+        }
+        vec![start, start]
+    }
+
+    /// Whether `target` is among the steps `step` needs, directly or not.
+    fn is_ancestor(&mut self, step: usize, target: usize) -> bool {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.stamp = 1;
+        }
+        let mut stack: Vec<usize> = self.needs[step].clone();
+        while let Some(cur) = stack.pop() {
+            if cur == target {
+                return true;
+            }
+            if self.marks[cur] == self.stamp {
+                continue;
+            }
+            self.marks[cur] = self.stamp;
+            stack.extend(
+                self.needs[cur]
+                    .iter()
+                    .copied()
+                    .filter(|&j| self.marks[j] != self.stamp),
+            );
+        }
+        false
+    }
+
+    // ---- defaults -------------------------------------------------------
+
+    fn defaults(&mut self) {
+        let pb = self.pb;
+        let d = &pb.defaults;
+        if let Some(c) = &pb.concurrency
+            && c.value == 0
+        {
+            self.push(Diagnostic::new("`concurrency` must be at least 1", c.loc));
+        }
+        if let Some(c) = &d.for_each_concurrency
+            && c.value == 0
+        {
+            self.push(Diagnostic::new(
+                "`for_each_concurrency` must be at least 1",
+                c.loc,
+            ));
+        }
+        if let Some(t) = &d.timeout
+            && t.value.0.is_zero()
+        {
+            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        }
+        if let Some(r) = &d.region {
+            let scope = Scope {
+                step: None,
+                item: false,
+                steps: false,
+                place: "`defaults.region`",
+            };
+            self.template_str(&r.value, r.loc, scope);
+        }
+        if let Some(of) = &d.on_failure {
+            self.on_failure_targets(&of.value);
+        }
+    }
+
+    fn on_failure_targets(&mut self, of: &OnFailureSpec) {
+        let OnFailureSpec::Run(ids) = of else { return };
+        for id in ids {
+            match self.index.get(id.value.as_str()) {
+                None if self.is_broken(&id.value) => {}
+                None => {
+                    let hint = self.ids_hint(&id.value);
+                    self.push(
+                        Diagnostic::new(
+                            format!("`on_failure` runs unknown step `{}`", id.value),
+                            id.loc,
+                        )
+                        .maybe_hint(hint),
+                    );
+                }
+                Some(&j) if !self.pb.steps[j].compensation => {
+                    self.push(
+                        Diagnostic::new(
+                            format!(
+                                "`on_failure` runs `{}`, which is not a compensation step",
+                                id.value
+                            ),
+                            id.loc,
+                        )
+                        .hint(format!("add `compensation: true` to step `{}`", id.value)),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn compensations(&mut self) {
+        let pb = self.pb;
+        let mut named: Vec<&str> = Vec::new();
+        let mut collect = |of: Option<&'a Located<OnFailureSpec>>| {
+            if let Some(Located {
+                value: OnFailureSpec::Run(ids),
+                ..
+            }) = of
+            {
+                named.extend(ids.iter().map(|i| i.value.as_str()));
+            }
+        };
+        collect(pb.defaults.on_failure.as_ref());
+        for s in &pb.steps {
+            collect(s.on_failure.as_ref());
+        }
+        for s in &pb.steps {
+            if !s.compensation {
+                continue;
+            }
+            if let Some(n) = s.needs.0.first() {
+                self.push(
+                    Diagnostic::new(
+                        format!("compensation step `{}` cannot have `needs`", s.id.value),
+                        n.loc,
+                    )
+                    .hint(
+                        "it runs right after the step that failed, from that step's `on_failure`",
+                    ),
+                );
+            }
+            if !named.contains(&s.id.value.as_str()) {
+                self.push(
+                    Diagnostic::new(format!("compensation step `{}` is never run", s.id.value), s.id.loc)
+                        .hint(format!("name it in an `on_failure: {{ run: [{}] }}`, or remove `compensation: true`", s.id.value)),
+                );
+            }
+        }
+    }
+
+    // ---- steps ----------------------------------------------------------
+
+    fn step(&mut self, i: usize) {
+        let pb = self.pb;
+        let s = &pb.steps[i];
+        let id = s.id.value.as_str();
+        let kinds = s.kinds_written();
+        match kinds.len() {
+            0 => self.push(
+                Diagnostic::new(format!("step `{id}` does nothing"), s.id.loc)
+                    .hint("give it exactly one of `call`, `wait`, `sleep` or `approve`"),
+            ),
+            1 => {}
+            _ => self.push(
+                Diagnostic::new(
+                    format!("step `{id}` has both `{}` and `{}`", kinds[0].0, kinds[1].0),
+                    kinds[1].1,
+                )
+                .hint("a step does one thing: split it into steps and connect them with `needs`"),
+            ),
+        }
+        if s.call.is_none() {
+            if let Some((k, _)) = s.with.as_ref().and_then(|w| w.0.first()) {
+                let hint = if s.wait.is_some() {
+                    "for a wait, put `with` inside `wait:`"
+                } else {
+                    "`with` gives the parameters of a `call`"
+                };
+                self.push(
+                    Diagnostic::new(format!("step `{id}` has `with` but no `call`"), k.loc)
+                        .hint(hint),
+                );
+            }
+            if let Some(a) = &s.assert {
+                self.push(
+                    Diagnostic::new(format!("step `{id}` has `assert` but no `call`"), a.loc)
+                        .hint("`assert` checks the response of the step's `call`; a `wait` has `until` and `fail_if`"),
+                );
+            }
+        }
+        if s.for_each.is_none()
+            && let Some(c) = &s.for_each_concurrency
+        {
+            self.push(Diagnostic::new(
+                format!("step `{id}` has `for_each_concurrency` but no `for_each`"),
+                c.loc,
+            ));
+        }
+        if let Some(c) = &s.for_each_concurrency
+            && c.value == 0
+        {
+            self.push(Diagnostic::new(
+                "`for_each_concurrency` must be at least 1",
+                c.loc,
+            ));
+        }
+        if let Some(t) = &s.timeout
+            && t.value.0.is_zero()
+        {
+            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        }
+        if let Some(r) = &s.retry {
+            let base = pb
+                .defaults
+                .retry
+                .as_ref()
+                .map(|r| r.value.clone())
+                .unwrap_or_default();
+            if let Err(m) = r.value.over(&base).check() {
+                self.push(Diagnostic::new(
+                    format!("{m} (after merging `defaults.retry`)"),
+                    r.loc,
+                ));
+            }
+        }
+        if let Some(of) = &s.on_failure {
+            self.on_failure_targets(&of.value);
+        }
+        let base = Scope {
+            step: Some(i),
+            item: s.for_each.is_some(),
+            steps: !s.compensation,
+            place: "",
+        };
+        if let Some(fe) = &s.for_each {
+            self.for_each(i, fe);
+        }
+        if let Some(w) = &s.when {
+            let place = "`when`";
+            self.template_str(
+                w.value.template(),
+                w.loc,
+                Scope {
+                    item: false,
+                    place,
+                    ..base
+                },
+            );
+            if let WhenSpec::Truthy(t) = &w.value
+                && !template::has_template(t)
+            {
+                self.push(
+                    Diagnostic::new(format!("`when` of step `{id}` is a constant"), w.loc)
+                        .hint("write a template, like `when: \"{{params.dry_run}}\"`"),
+                );
+            }
+        }
+        if let Some(r) = &s.region {
+            self.template_str(
+                &r.value,
+                r.loc,
+                Scope {
+                    item: false,
+                    steps: false,
+                    place: "`region`",
+                    ..base
+                },
+            );
+        }
+        match s.action() {
+            Some(StepAction::Call(call)) => {
+                self.region_required(s);
+                self.call(i, call, s.with.as_ref(), base, false);
+            }
+            Some(StepAction::Wait(w)) => {
+                self.region_required(s);
+                self.call(i, &w.value.call, w.value.with.as_ref(), base, true);
+                self.wait_policy(i);
+            }
+            Some(StepAction::Approve(a)) => {
+                self.template_str(
+                    &a.value,
+                    a.loc,
+                    Scope {
+                        place: "`approve`",
+                        ..base
+                    },
+                );
+                if a.value.trim().is_empty() {
+                    self.push(
+                        Diagnostic::new(format!("`approve` of step `{id}` is empty"), a.loc)
+                            .hint("write the question the approver answers"),
+                    );
+                }
+            }
+            Some(StepAction::Sleep(_)) | None => {}
+        }
+    }
+
+    fn region_required(&mut self, s: &Step) {
+        if s.region.is_none() && self.pb.defaults.region.is_none() && !self.broken_defaults {
+            self.push(
+                Diagnostic::new(format!("step `{}` calls an API but has no region", s.id.value), s.id.loc)
+                    .hint("add `region:` to `defaults` (e.g. `region: \"{{params.region}}\"`) or to the step"),
+            );
+        }
+    }
+
+    fn wait_policy(&mut self, i: usize) {
+        let s = &self.pb.steps[i];
+        let Some(w) = &s.wait else { return };
+        let id = s.id.value.as_str();
+        let w = &w.value;
+        if w.until.is_none() {
+            self.push(
+                Diagnostic::new(format!("`wait` of step `{id}` has no `until`"), s.wait.as_ref().map_or(s.id.loc, |w| w.loc))
+                    .hint("add the condition that ends the wait, e.g. `until: { select: Status, in: [Finished] }`"),
+            );
+        }
+        let every = w.every.as_ref().map_or(DEFAULT_WAIT_EVERY, |e| e.value.0);
+        if let Some(e) = &w.every
+            && e.value.0.is_zero()
+        {
+            self.push(Diagnostic::new("`every` must be longer than 0s", e.loc));
+        }
+        if let Some(t) = &w.timeout
+            && t.value.0.is_zero()
+        {
+            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        }
+        if let Some(b) = &w.backoff
+            && !(b.value.is_finite() && b.value >= 1.0)
+        {
+            self.push(
+                Diagnostic::new(
+                    format!("wait `backoff` must be at least 1.0, found {}", b.value),
+                    b.loc,
+                )
+                .hint("1.0 polls at a fixed interval; 2.0 doubles it after each poll"),
+            );
+        }
+        if let Some(m) = &w.max_every
+            && m.value.0 < every
+        {
+            self.push(Diagnostic::new(
+                format!(
+                    "`max_every` ({}) is shorter than `every` ({})",
+                    super::model::format_duration(m.value.0),
+                    super::model::format_duration(every)
+                ),
+                m.loc,
+            ));
+        }
+    }
+
+    fn call(
+        &mut self,
+        i: usize,
+        call: &Located<String>,
+        with: Option<&Params>,
+        scope: Scope<'_>,
+        is_wait: bool,
+    ) {
+        let s = &self.pb.steps[i];
+        let id = s.id.value.as_str();
+        let target = match action::resolve(call, with) {
+            Ok(t) => t,
+            Err(ds) => {
+                for d in ds {
+                    self.push(d);
+                }
+                // Still check the templates, so their errors show too.
+                if let Some(w) = with {
+                    for (k, v) in &w.0 {
+                        self.template_value(
+                            &v.value,
+                            v.loc,
+                            Scope {
+                                place: &format!("`with.{}`", k.value),
+                                ..scope
+                            },
+                        );
+                    }
+                }
+                return;
+            }
+        };
+        if is_wait && target.risk() != Risk::Read {
+            let hint = match &target {
+                Target::Typed(spec) => match &spec.effect {
+                    Some(e) => format!(
+                        "call `{}` in its own step, then wait on `{}`",
+                        spec.name, e.status_action
+                    ),
+                    None => format!("call `{}` in its own step", spec.name),
+                },
+                Target::Generic(_) => {
+                    "if the action only reads, add `risk: read` under `with`".to_owned()
+                }
+            };
+            self.push(
+                Diagnostic::new(
+                    format!(
+                        "a wait polls a read-only action, but `{}` is {}",
+                        target.display_name(),
+                        target.risk().as_str()
+                    ),
+                    call.loc,
+                )
+                .hint(hint),
+            );
+        }
+        let empty = Params::default();
+        let with = with.unwrap_or(&empty);
+        if let Target::Typed(spec) = &target {
+            self.typed_params(id, spec, call.loc, with);
+        }
+        for (k, v) in &target.params(with).0 {
+            let place = format!("`with.{}`", k.value);
+            self.template_value(
+                &v.value,
+                v.loc,
+                Scope {
+                    place: &place,
+                    ..scope
+                },
+            );
+        }
+    }
+
+    fn typed_params(&mut self, id: &str, spec: &'static ActionSpec, call_loc: Loc, with: &Params) {
+        for (k, v) in &with.0 {
+            let Some(p) = spec.param(&k.value) else {
+                let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+                let hint = if k.value == "RegionId" && spec.region_param {
+                    "set `region:` on the step or in `defaults`; runbook adds `RegionId` from it"
+                        .to_owned()
+                } else {
+                    did_you_mean(&k.value, names.iter().copied())
+                        .unwrap_or_else(|| format!("`{}` takes {}", spec.name, backticked(&names)))
+                };
+                self.push(
+                    Diagnostic::new(
+                        format!("unknown parameter `{}` for `{}`", k.value, spec.name),
+                        k.loc,
+                    )
+                    .hint(hint),
+                );
+                continue;
+            };
+            if let Err((m, hint)) = self.typed_value(p.ty, p.allowed, &v.value) {
+                self.push(
+                    Diagnostic::new(
+                        format!("parameter `{}` of `{}` {m}", p.name, spec.name),
+                        v.loc,
+                    )
+                    .maybe_hint(hint),
+                );
+            }
+        }
+        for p in spec.params.iter().filter(|p| p.required) {
+            if with.get(p.name).is_none() {
+                self.push(
+                    Diagnostic::new(
+                        format!("step `{id}`: `{}` needs parameter `{}`", spec.name, p.name),
+                        call_loc,
+                    )
+                    .hint(format!(
+                        "add `{}: ...` under `with` ({})",
+                        p.name, p.description
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Checks a literal against an API parameter's type and allowed values;
+    /// for a template that is one `{{params.X}}`, checks X's declared type.
+    fn typed_value(
+        &self,
+        ty: ApiType,
+        allowed: &[&str],
+        v: &Value,
+    ) -> Result<(), (String, Option<String>)> {
+        if let Value::String(s) = v
+            && template::has_template(s)
+        {
+            let Ok(t) = template::parse(s) else {
+                return Ok(());
+            };
+            if !t.single {
+                return Ok(());
+            }
+            if let (Ok(Root::Param(p)), true) = (t.exprs[0].root(), t.exprs[0].rest().is_empty())
+                && let Some(decl) = self.param_decl_of(p)
+            {
+                let pty = decl.ty.value;
+                let bad = match (ty, pty) {
+                    (_, ParamType::Array) => true,
+                    (ApiType::Integer, ParamType::Boolean)
+                    | (ApiType::Boolean, ParamType::Integer) => true,
+                    _ => false,
+                };
+                if bad {
+                    return Err((
+                        format!(
+                            "must be {}, but param `{p}` is declared `type: {}`",
+                            api_type_words(ty),
+                            pty.as_str()
+                        ),
+                        (pty == ParamType::Array).then(|| {
+                            "pick one item (`{{params.X.[0]}}`) or fan out with `for_each`"
+                                .to_owned()
+                        }),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        wire_value(ty, allowed, v)
+    }
+
+    fn for_each(&mut self, i: usize, fe: &Located<Value>) {
+        let id = self.pb.steps[i].id.value.as_str();
+        match &fe.value {
+            Value::Array(items) => {
+                for item in items {
+                    if !matches!(
+                        item,
+                        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Object(_)
+                    ) {
+                        self.push(Diagnostic::new(
+                            format!("`for_each` of step `{id}` has an empty item"),
+                            fe.loc,
+                        ));
+                        break;
+                    }
+                }
+                let scope = Scope {
+                    step: Some(i),
+                    item: false,
+                    steps: true,
+                    place: "`for_each`",
+                };
+                self.template_value(&fe.value, fe.loc, scope);
+            }
+            Value::String(s) => {
+                let t = match template::parse(s) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let loc = self.sub_loc(fe.loc, s, e.offset, e.len);
+                        self.push(Diagnostic::new(
+                            format!("invalid template: {}", e.message),
+                            loc,
+                        ));
+                        return;
+                    }
+                };
+                if !t.single {
+                    self.push(
+                        Diagnostic::new(format!("`for_each` of step `{id}` must be one `{{{{...}}}}` that gives a list"), fe.loc)
+                            .hint("write `for_each: \"{{params.file_ids}}\"` or a literal list"),
+                    );
+                    return;
+                }
+                let scope = Scope {
+                    step: Some(i),
+                    item: false,
+                    steps: !self.pb.steps[i].compensation,
+                    place: "`for_each`",
+                };
+                if !self.template_str(s, fe.loc, scope) {
+                    return;
+                }
+                let e = &t.exprs[0];
+                if let (Ok(Root::Param(p)), true) = (e.root(), e.rest().is_empty())
+                    && let Some(decl) = self.param_decl_of(p)
+                    && decl.ty.value != ParamType::Array
+                {
+                    let loc = self.expr_loc(fe.loc, s, e);
+                    self.push(
+                        Diagnostic::new(
+                            format!("`for_each` over a non-array: param `{p}` is declared `type: {}`", decl.ty.value.as_str()),
+                            loc,
+                        )
+                        .hint(format!("declare it `type: array` (e.g. `{p}: {{ type: array, items: integer }}`)")),
+                    );
+                }
+            }
+            other => {
+                self.push(
+                    Diagnostic::new(
+                        format!(
+                            "`for_each` of step `{id}` needs a list, found {}",
+                            value_words(other)
+                        ),
+                        fe.loc,
+                    )
+                    .hint("write `for_each: \"{{params.file_ids}}\"` or a literal list"),
+                );
+            }
+        }
+    }
+
+    // ---- templates ------------------------------------------------------
+
+    fn template_value(&mut self, v: &Value, loc: Loc, scope: Scope<'_>) {
+        match v {
+            Value::String(s) => {
+                self.template_str(s, loc, scope);
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.template_value(item, loc, scope);
+                }
+            }
+            Value::Object(map) => {
+                for item in map.values() {
+                    self.template_value(item, loc, scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks one template string; returns whether it is fine.
+    fn template_str(&mut self, s: &str, loc: Loc, scope: Scope<'_>) -> bool {
+        if !template::has_template(s) {
+            return true;
+        }
+        let t = match template::parse(s) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = self.sub_loc(loc, s, e.offset, e.len);
+                self.push(Diagnostic::new(
+                    format!("invalid template in {}: {}", scope.place, e.message),
+                    at,
+                ));
+                return false;
+            }
+        };
+        let mut ok = true;
+        for e in &t.exprs {
+            ok &= self.expr(s, loc, e, scope);
+        }
+        ok
+    }
+
+    fn expr(&mut self, s: &str, loc: Loc, e: &Expr, scope: Scope<'_>) -> bool {
+        let at = self.expr_loc(loc, s, e);
+        let step_id = scope.step.map(|i| self.pb.steps[i].id.value.as_str());
+        let whose = step_id.map_or(String::new(), |id| format!(" of step `{id}`"));
+        match e.root() {
+            Err(err) => {
+                let hint = match &err {
+                    RootError::Unknown(r) => did_you_mean(r, ["params", "steps", "item"]),
+                    _ => None,
+                }
+                .unwrap_or_else(|| {
+                    "templates read `params.NAME`, `steps.ID.output.PATH` or `item`".to_owned()
+                });
+                self.push(
+                    Diagnostic::new(format!("{err} in {}{whose}", scope.place), at).hint(hint),
+                );
+                false
+            }
+            Ok(Root::Param(p)) => {
+                if self.pb.param(p).is_some() || self.broken_params.iter().any(|b| b == p) {
+                    return true;
+                }
+                let hint = did_you_mean(p, self.pb.params.iter().map(|p| p.name.value.as_str()))
+                    .unwrap_or_else(|| {
+                        format!("declare it under `params:` (e.g. `{p}: {{ type: string }}`)")
+                    });
+                self.push(
+                    Diagnostic::new(format!("unknown param `{p}` in {}{whose}", scope.place), at)
+                        .hint(hint),
+                );
+                false
+            }
+            Ok(Root::Item) => {
+                if scope.item {
+                    return true;
+                }
+                let message = match scope.step {
+                    Some(i) if self.pb.steps[i].for_each.is_some() => {
+                        format!("`item` is not bound in {}{whose}", scope.place)
+                    }
+                    _ => format!(
+                        "`item` is only defined in a `for_each` step, but {} is not in one",
+                        scope.place
+                    ),
+                };
+                let hint = if scope.place == "`for_each`"
+                    || scope.place == "`when`"
+                    || scope.place == "`region`"
+                {
+                    format!(
+                        "{} is evaluated once for the whole step, before the fan-out",
+                        scope.place
+                    )
+                } else {
+                    "add `for_each:` to the step, or read a param instead".to_owned()
+                };
+                self.push(Diagnostic::new(message, at).hint(hint));
+                false
+            }
+            Ok(Root::StepOutput(target)) => self.step_ref(scope, target, at, &whose),
+        }
+    }
+
+    fn step_ref(&mut self, scope: Scope<'_>, target: &str, at: Loc, whose: &str) -> bool {
+        if !scope.steps {
+            let why = match scope.step {
+                Some(i) if self.pb.steps[i].compensation => {
+                    "a compensation step can read only `params`".to_owned()
+                }
+                _ => format!(
+                    "{} is known before any step runs, so it can read only `params`",
+                    scope.place
+                ),
+            };
+            self.push(
+                Diagnostic::new(
+                    format!("{} cannot read `steps.{target}`{whose}", scope.place),
+                    at,
+                )
+                .hint(why),
+            );
+            return false;
+        }
+        let Some(&j) = self.index.get(target) else {
+            if self.is_broken(target) {
+                return true;
+            }
+            let hint = self.ids_hint(target);
+            self.push(
+                Diagnostic::new(
+                    format!("{}{whose} reads unknown step `{target}`", scope.place),
+                    at,
+                )
+                .maybe_hint(hint),
+            );
+            return false;
+        };
+        let Some(i) = scope.step else { return true };
+        let pb = self.pb;
+        let id = pb.steps[i].id.value.as_str();
+        if i == j {
+            self.push(
+                Diagnostic::new(format!("step `{id}` reads its own output"), at).hint(
+                    "a step's output exists only after it finishes; read it from a later step",
+                ),
+            );
+            return false;
+        }
+        if !pb.steps[j].has_output() {
+            self.push(Diagnostic::new(
+                format!("step `{target}` has no output (only `call` and `wait` steps do)"),
+                at,
+            ));
+            return false;
+        }
+        if !self.is_ancestor(i, j) {
+            self.push(
+                Diagnostic::new(
+                    format!("step `{id}` reads `steps.{target}` but does not need `{target}`"),
+                    at,
+                )
+                .hint(format!(
+                    "add `{target}` to the `needs` of `{id}` so that it runs first"
+                )),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Where the expression `e` of template `s` (a scalar at `loc`) is,
+    /// when the text at `loc` is the template as written.
+    fn expr_loc(&self, loc: Loc, s: &str, e: &Expr) -> Loc {
+        self.sub_loc(loc, s, e.offset, e.len)
+    }
+
+    fn sub_loc(&self, loc: Loc, s: &str, offset: usize, len: usize) -> Loc {
+        let Some(line) = self.pb.source.line(loc.line) else {
+            return loc;
+        };
+        let col0 = usize::try_from(loc.col.saturating_sub(1)).unwrap_or(0);
+        let Some((start, _)) = line.char_indices().nth(col0) else {
+            return loc;
+        };
+        let rest = &line[start..];
+        let quoted = rest.starts_with(['"', '\'']);
+        let body = if quoted { &rest[1..] } else { rest };
+        let (Some(prefix), Some(part)) = (s.get(..offset), s.get(offset..offset + len)) else {
+            return loc;
+        };
+        if body.starts_with(prefix) && body[prefix.len()..].starts_with(part) {
+            let shift = u32::from(quoted) + u32::try_from(prefix.chars().count()).unwrap_or(0);
+            return loc.shifted(shift, u32::try_from(part.chars().count()).unwrap_or(1));
+        }
+        loc
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]*`.
+pub fn is_step_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_param_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn element_type(ty: ParamType, items: ItemType) -> ItemType {
+    match ty {
+        ParamType::String => ItemType::String,
+        ParamType::Integer => ItemType::Integer,
+        ParamType::Boolean => ItemType::Boolean,
+        ParamType::Array => items,
+    }
+}
+
+/// How a JSON value reads in a message.
+pub fn value_words(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("the boolean `{b}`"),
+        Value::Number(n) => format!("the number `{n}`"),
+        Value::String(s) => format!("the string `{s}`"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a mapping".to_owned(),
+    }
+}
+
+/// Whether `v` is a value of a scalar param type (declarations are strict:
+/// a string param's default must be a string).
+pub fn item_fits(ty: ItemType, v: &Value) -> Result<(), String> {
+    let ok = match ty {
+        ItemType::String => v.is_string(),
+        ItemType::Integer => v.as_i64().is_some(),
+        ItemType::Boolean => v.is_boolean(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be {}, found {}",
+            item_words(ty),
+            value_words(v)
+        ))
+    }
+}
+
+/// Whether `v` is a value of the declared type.
+pub fn value_fits(ty: ParamType, items: ItemType, v: &Value) -> Result<(), String> {
+    match ty {
+        ParamType::Array => match v {
+            Value::Array(xs) => xs
+                .iter()
+                .try_for_each(|x| item_fits(items, x).map_err(|m| format!("has an item that {m}"))),
+            other => Err(format!("must be a list, found {}", value_words(other))),
+        },
+        other => item_fits(element_type(other, items), v),
+    }
+}
+
+/// Whether `v` (or each item of it) is one of `allowed`.
+pub fn in_allowed(v: &Value, allowed: &[Value]) -> Result<(), String> {
+    let check = |x: &Value| {
+        if allowed.contains(x) {
+            Ok(())
+        } else {
+            let list: Vec<String> = allowed
+                .iter()
+                .map(|a| a.to_string().trim_matches('"').to_owned())
+                .collect();
+            Err(format!(
+                "is `{}`, which is not allowed (allowed: {})",
+                x.to_string().trim_matches('"'),
+                list.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    };
+    match v {
+        Value::Array(xs) => xs.iter().try_for_each(check),
+        x => check(x),
+    }
+}
+
+fn item_words(ty: ItemType) -> &'static str {
+    match ty {
+        ItemType::String => "a string",
+        ItemType::Integer => "an integer",
+        ItemType::Boolean => "a boolean",
+    }
+}
+
+fn api_type_words(ty: ApiType) -> &'static str {
+    match ty {
+        ApiType::String => "a string",
+        ApiType::Integer => "an integer",
+        ApiType::Boolean => "`true` or `false`",
+    }
+}
+
+/// Checks a concrete value against an API parameter's wire type and
+/// allowed values; the error carries a hint when a close allowed value exists.
+pub fn wire_value(
+    ty: ApiType,
+    allowed: &[&str],
+    v: &Value,
+) -> Result<(), (String, Option<String>)> {
+    let text = match (ty, v) {
+        (ApiType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        (ApiType::Integer, Value::String(s)) if s.trim().parse::<i64>().is_ok() => {
+            s.trim().to_owned()
+        }
+        (ApiType::Boolean, Value::Bool(b)) => b.to_string(),
+        (ApiType::Boolean, Value::String(s)) if s == "true" || s == "false" => s.clone(),
+        (ApiType::String, Value::String(s)) => s.clone(),
+        (ApiType::String, Value::Number(n)) => n.to_string(),
+        (ApiType::String, Value::Bool(b)) => b.to_string(),
+        (ty, other) => {
+            return Err((
+                format!(
+                    "must be {}, found {}",
+                    api_type_words(ty),
+                    value_words(other)
+                ),
+                None,
+            ));
+        }
+    };
+    if !allowed.is_empty() && !allowed.contains(&text.as_str()) {
+        let hint = did_you_mean(&text, allowed.iter().copied())
+            .or_else(|| Some(format!("allowed: {}", backticked(allowed))));
+        return Err((
+            format!("must be one of {}, found `{text}`", backticked(allowed)),
+            hint,
+        ));
+    }
+    Ok(())
+}
+
+/// The retry spec a step ends up with (its own over the defaults).
+pub fn merged_retry(pb: &Playbook, s: &Step) -> RetrySpec {
+    let base = pb
+        .defaults
+        .retry
+        .as_ref()
+        .map(|r| r.value.clone())
+        .unwrap_or_default();
+    s.retry
+        .as_ref()
+        .map_or(base.clone(), |r| r.value.over(&base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(is_step_id("stop-dts_1"));
+        assert!(is_step_id("1st"));
+        assert!(!is_step_id("Stop"));
+        assert!(!is_step_id("-x"));
+        assert!(!is_step_id(""));
+    }
+
+    #[test]
+    fn wire_values() {
+        assert!(wire_value(ApiType::Integer, &[], &Value::from("10000")).is_ok());
+        assert!(wire_value(ApiType::Integer, &[], &Value::from(10000)).is_ok());
+        let (m, _) = wire_value(ApiType::Integer, &[], &Value::from("abc")).unwrap_err();
+        assert_eq!(m, "must be an integer, found the string `abc`");
+        let (m, h) = wire_value(
+            ApiType::String,
+            &["DI_REALTIME"],
+            &Value::from("DI_REALTIM"),
+        )
+        .unwrap_err();
+        assert_eq!(m, "must be one of `DI_REALTIME`, found `DI_REALTIM`");
+        assert_eq!(h.as_deref(), Some("did you mean `DI_REALTIME`?"));
+    }
+}
