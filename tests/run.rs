@@ -1,1 +1,520 @@
-//! Integration tests: run (being written).
+//! Integration tests of `runbook run` / `resume` / `runs` / `show`: the binary
+//! runs as a separate process against the simulator over real HTTP with real
+//! signatures, and every test asserts on the simulator's call log and final
+//! resource states (not only on what runbook says about itself).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use runbook::sim::{self, CallRecord, Delays, DtsJobFixture, FaultSpec, ResourceKind, SimConfig, SimHandle};
+use serde_json::Value;
+
+const ID: &str = "LTAItestRUNid";
+const SECRET: &str = "run-secret-0123456789abcdef";
+
+/// A simulator in this process and a state dir; runbook runs as a child.
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    sim: Option<SimHandle>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(faults: &str, delay: Duration) -> Rig {
+        Rig::with(faults, delay, |_| {})
+    }
+
+    fn with(faults: &str, delay: Duration, tweak: impl FnOnce(&mut SimConfig)) -> Rig {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut config = SimConfig {
+            credentials: vec![(ID.to_owned(), SECRET.to_owned())],
+            auto_create: true,
+            seed: 7,
+            faults: if faults.is_empty() { FaultSpec::default() } else { faults.parse().unwrap() },
+            ..SimConfig::default()
+        };
+        config.fixtures.delays = Delays::uniform(delay);
+        tweak(&mut config);
+        let sim = rt.block_on(sim::spawn(config)).unwrap();
+        Rig { rt, sim: Some(sim), dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().unwrap()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `runbook ARGS` with credentials, the state dir and both endpoints set.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args);
+        if matches!(args.first(), Some(&"run" | &"resume" | &"runs" | &"show")) {
+            cmd.arg("--state-dir").arg(self.state());
+        }
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        if matches!(args.first(), Some(&"run" | &"resume")) {
+            let url = self.sim().base_url();
+            cmd.args(["--endpoint", &format!("dataworks={url}"), "--endpoint", &format!("dts={url}")]);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn playbook(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn calls(&self) -> Vec<CallRecord> {
+        self.sim().calls()
+    }
+
+    /// Calls of `action` that reached the service, by the value of `key`.
+    fn processed(&self, action: &str, key: &str) -> BTreeMap<String, usize> {
+        let mut by = BTreeMap::new();
+        for c in self.calls() {
+            if c.action.as_deref() == Some(action) && c.processed() {
+                *by.entry(c.param(key).unwrap_or("").to_owned()).or_default() += 1;
+            }
+        }
+        by
+    }
+
+    fn status(&self, kind: ResourceKind, id: &str) -> Option<String> {
+        self.sim().resource_status(kind, id)
+    }
+
+    fn last_run_id(&self) -> String {
+        let out = self.run(&["runs", "--json"]);
+        let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        runs[0]["id"].as_str().unwrap().to_owned()
+    }
+
+    fn show(&self, run_id: &str) -> Value {
+        let out = self.run(&["show", run_id, "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            let _ = self.rt.block_on(sim.shutdown());
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).to_string_lossy().into_owned()
+}
+
+/// Stop, wait until stopped, terminate, wait until gone: the fan-out shape.
+const FAN_OUT: &str = r#"
+name: fan-out
+params:
+  project_id: { type: integer, default: 10000 }
+  file_ids: { type: array, items: integer, default: [11, 12, 13, 14, 15, 16] }
+defaults:
+  region: cn-shanghai
+  retry: { attempts: 8, backoff: exponential, delay: 20ms, max_delay: 200ms, jitter: true }
+concurrency: 4
+steps:
+  - id: stop
+    for_each: "{{params.file_ids}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: "{{params.project_id}}", FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: stopped
+    needs: [stop]
+    for_each: "{{params.file_ids}}"
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: "{{params.project_id}}", FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [PAUSE] }
+      every: 20ms
+      timeout: 20s
+  - id: terminate
+    needs: [stopped]
+    for_each: "{{params.file_ids}}"
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: "{{params.project_id}}", FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: gone
+    needs: [terminate]
+    for_each: "{{params.file_ids}}"
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: "{{params.project_id}}", FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [NORUN] }
+      every: 20ms
+      timeout: 20s
+"#;
+
+const FILE_IDS: [&str; 6] = ["11", "12", "13", "14", "15", "16"];
+
+#[test]
+fn readme_main_command_completes_against_the_built_in_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", &repo("playbooks/dts-di-cutover.yaml"), "--params", &repo("playbooks/params/dts-di-cutover.yaml")])
+        .args(["--sim", "--yes", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": succeeded"), "{all}");
+    for step in ["stop-dts-forward", "dts-stopped", "terminate-di", "di-terminated", "report"] {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(step)).unwrap_or_else(|| panic!("{step} missing: {all}"));
+        assert!(line.contains("succeeded"), "{line}");
+    }
+}
+
+#[test]
+fn fan_out_completes_with_the_right_final_states_and_one_call_per_node() {
+    let rig = Rig::new("", Duration::from_millis(50));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for id in FILE_IDS {
+        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+    }
+    let stops = rig.processed("StopDISyncInstance", "FileId");
+    let terms = rig.processed("TerminateDISyncInstance", "FileId");
+    assert_eq!(stops.len(), FILE_IDS.len());
+    assert!(stops.values().chain(terms.values()).all(|&n| n == 1), "stops {stops:?} terminates {terms:?}");
+    // The journal has the whole story.
+    let run = rig.show(&rig.last_run_id());
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["approvals"][0]["method"], "--yes");
+    let polls = run["attempts"].as_array().unwrap().iter().filter(|a| a["kind"] == "poll").count();
+    assert!(polls >= 2 * FILE_IDS.len(), "waits polled: {polls}");
+}
+
+#[test]
+fn under_faults_it_completes_and_never_resends_a_mutating_call_that_took_effect() {
+    let rig = Rig::new("throttle=0.3,error=0.1,drop=0.05,applied_drop=0.05", Duration::from_millis(30));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let out = rig.run(&["run", &pb, "--yes", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for id in FILE_IDS {
+        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+    }
+    let calls = rig.calls();
+    let faults: usize = calls.iter().filter(|c| !c.faults.is_empty()).count();
+    assert!(faults > 5, "the faults were injected: {faults}");
+    for action in ["StopDISyncInstance", "TerminateDISyncInstance"] {
+        let by = rig.processed(action, "FileId");
+        assert_eq!(by.len(), FILE_IDS.len(), "{action}: {by:?}");
+        assert!(by.values().all(|&n| n == 1), "{action} reached the service more than once for a node: {by:?}");
+    }
+    // The events say what happened: failed attempts with codes, polls, the end.
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e["event"] == "attempt_failed" && e["code"].as_str().is_some_and(|c| c.starts_with("Throttling"))));
+    assert!(events.iter().any(|e| e["event"] == "polled"));
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+}
+
+#[test]
+fn an_applied_then_dropped_terminate_is_reconciled_not_resent() {
+    let rig = Rig::new("applied_drop@TerminateDISyncInstance=1#2", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dropped = rig.calls().iter().filter(|c| c.outcome == sim::Outcome::AppliedThenDropped).count();
+    assert_eq!(dropped, 2);
+    let terms = rig.processed("TerminateDISyncInstance", "FileId");
+    assert!(terms.values().all(|&n| n == 1), "{terms:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("it took effect, not sending it again"), "{stderr}");
+}
+
+const DTS_WAIT: &str = r#"
+name: dts-wait
+defaults: { region: cn-hangzhou }
+params:
+  job: { type: string, default: job-1 }
+steps:
+  - id: stop
+    call: dts.StopDtsJob
+    with: { DtsJobId: "{{params.job}}" }
+    retry: 2
+  - id: stopped
+    needs: [stop]
+    wait:
+      call: dts.DescribeDtsJobDetail
+      with: { DtsJobId: "{{params.job}}" }
+      until: { select: Status, in: [Finished] }
+      fail_if: { select: Status, in: [Failed] }
+      every: 20ms
+      timeout: 600ms
+"#;
+
+#[test]
+fn fail_if_fails_the_run_at_once_with_a_clear_message() {
+    let rig = Rig::with("", Duration::from_secs(30), |c| {
+        c.fixtures.dts_jobs.push(DtsJobFixture::running("job-1"));
+    });
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    let start = Instant::now();
+    let child = rig.cmd(&["run", &pb, "--yes"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The task fails while the run waits for it to finish.
+    while !rig.calls().iter().any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail")) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no poll arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rig.sim().set_status(ResourceKind::DtsJob, "job-1", "Failed").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fail_if held: `Status` is \"Failed\""), "{}", text(&out));
+    assert!(stdout.contains("runbook resume"), "{stdout}");
+}
+
+#[test]
+fn a_wait_that_times_out_fails_the_run_with_the_last_value() {
+    let rig = Rig::new("", Duration::from_secs(60));
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("timed out after 600ms waiting for `Status` to be one of [\"Finished\"]; last value: \"Synchronizing\""), "{}", text(&out));
+}
+
+#[test]
+fn compensation_steps_run_when_a_step_fails() {
+    let rig = Rig::with("", Duration::ZERO, |c| {
+        // Every terminate is refused as forbidden (a permanent error).
+        c.faults = "error@TerminateDISyncInstance=1".parse().unwrap();
+    });
+    let pb = rig.playbook(
+        "comp.yaml",
+        r#"
+name: compensate
+defaults: { region: cn-shanghai }
+steps:
+  - id: stop
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: 21, TaskType: DI_REALTIME }
+  - id: terminate
+    needs: [stop]
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 1, FileId: 21, TaskType: DI_REALTIME }
+    retry: { attempts: 2, delay: 10ms }
+    on_failure: { run: [check-after-failure] }
+  - id: never
+    needs: [terminate]
+    call: dataworks.GetDISyncInstanceInfo
+    with: { ProjectId: 1, FileId: 21, TaskType: DI_REALTIME }
+  - id: check-after-failure
+    compensation: true
+    call: dataworks.GetDISyncInstanceInfo
+    with: { ProjectId: 1, FileId: 21, TaskType: DI_REALTIME }
+"#,
+    );
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |id: &str| stdout.lines().find(|l| l.trim_start().starts_with(id)).map(str::to_owned).unwrap_or_default();
+    assert!(line("terminate").contains("failed"), "{stdout}");
+    assert!(line("check-after-failure").contains("succeeded"), "{stdout}");
+    assert!(!line("never").contains("succeeded"), "{stdout}");
+    // The compensation's status call reached the simulator after the failed terminate.
+    let calls = rig.calls();
+    let last_term = calls.iter().rposition(|c| c.action.as_deref() == Some("TerminateDISyncInstance")).unwrap();
+    assert!(calls[last_term..].iter().any(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo")));
+}
+
+/// Kills `runbook run` with SIGKILL once `ready` holds on the call log, then
+/// resumes the run until it finishes.
+fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value {
+    let rig = Rig::new(faults, Duration::from_millis(40));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut child = rig.cmd(&["run", &pb, "--yes", "--output", "json"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while !ready(&rig.calls()) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never reached the kill point");
+        assert!(child.try_wait().unwrap().is_none(), "the run finished before the kill point");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let run_id = rig.last_run_id();
+    let shown = rig.show(&run_id);
+    assert_eq!(shown["status"], "running", "the killed run is left as running");
+    let out = rig.run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for id in FILE_IDS {
+        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+    }
+    let terms = rig.processed("TerminateDISyncInstance", "FileId");
+    assert_eq!(terms.len(), FILE_IDS.len(), "{terms:?}");
+    assert!(terms.values().all(|&n| n == 1), "an irreversible call reached the service twice: {terms:?}");
+    let stops = rig.processed("StopDISyncInstance", "FileId");
+    assert!(stops.values().all(|&n| n == 1), "a stop was sent again after it took effect: {stops:?}");
+    let shown = rig.show(&run_id);
+    assert_eq!(shown["status"], "succeeded");
+    shown
+}
+
+fn count(calls: &[CallRecord], action: &str) -> usize {
+    calls.iter().filter(|c| c.action.as_deref() == Some(action) && c.processed()).count()
+}
+
+#[test]
+fn killed_during_the_stops_then_resumed_finishes_without_repeats() {
+    let _ = kill_and_resume("slow@StopDISyncInstance=1:150ms", |calls| count(calls, "StopDISyncInstance") >= 2);
+}
+
+#[test]
+fn killed_during_the_wait_then_resumed_finishes_without_repeats() {
+    let _ = kill_and_resume("", |calls| count(calls, "GetDISyncInstanceInfo") >= 3);
+}
+
+#[test]
+fn killed_with_terminates_in_flight_then_resumed_never_terminates_twice() {
+    // Terminates take 300 ms to answer, so the kill lands while some are in
+    // flight: applied on the service, unanswered on the client.
+    let run = kill_and_resume("slow@TerminateDISyncInstance=1:300ms", |calls| {
+        calls.iter().filter(|c| c.action.as_deref() == Some("TerminateDISyncInstance")).count() >= 3
+    });
+    // The in-flight terminates were settled through the status call on resume.
+    let checks = run["attempts"].as_array().unwrap().iter().filter(|a| a["kind"] == "reconcile").count();
+    assert!(checks >= 1, "resume re-checked the in-flight terminates: {checks}");
+}
+
+#[test]
+fn approvals_are_required_bound_to_the_plan_and_journaled() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    // No terminal, no --yes: refused before anything is sent.
+    let out = rig.run(&["run", &pb]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"), "{}", text(&out));
+    assert!(rig.calls().is_empty());
+
+    // An approve step needs --approve STEP without a terminal.
+    let gated = rig.playbook(
+        "gate.yaml",
+        r#"
+name: gated
+defaults: { region: cn-shanghai }
+steps:
+  - id: go-no-go
+    approve: "Terminate node 31?"
+  - id: terminate
+    needs: [go-no-go]
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 1, FileId: 31, TaskType: DI_REALTIME }
+"#,
+    );
+    let out = rig.run(&["run", &gated, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--approve go-no-go"), "{}", text(&out));
+    assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 0);
+    let out = rig.run(&["run", &gated, "--yes", "--approve", "go-no-go"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run = rig.show(&rig.last_run_id());
+    let approvals = run["approvals"].as_array().unwrap();
+    assert!(approvals.iter().any(|a| a["step"] == "go-no-go" && a["method"] == "--approve"), "{approvals:?}");
+    assert!(approvals.iter().all(|a| a["digest"] == run["digest"]));
+}
+
+#[test]
+fn a_second_run_of_the_same_plan_is_refused_while_one_is_running() {
+    let rig = Rig::new("slow@StopDISyncInstance=1:500ms", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut first = rig.cmd(&["run", &pb, "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while count(&rig.calls(), "StopDISyncInstance") == 0 && rig.calls().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(second.status.code(), Some(6), "{}", text(&second));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another run of this playbook with these params is in progress"));
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn a_saved_plan_runs_as_reviewed_and_is_refused_once_its_playbook_changed() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let plan = rig.dir.path().join("plan.json");
+    let out = rig.run(&["plan", &pb, "-o", plan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = rig.run(&["run", plan.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(&pb, FAN_OUT.replace("concurrency: 4", "concurrency: 5")).unwrap();
+    let out = rig.run(&["run", plan.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+}
+
+#[test]
+fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
+    const TOKEN: &str = "CAIS+sts/Token==secret-token-value";
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let rig = Rig::with("throttle=0.2,applied_drop=0.1", Duration::from_millis(20), |c| c.log_path = Some(log.path().to_owned()));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut outputs = Vec::new();
+    for args in [vec!["plan", &pb], vec!["plan", &pb, "--format", "json"], vec!["run", &pb, "--yes", "--output", "json"]] {
+        let out = rig.cmd(&args).env("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN).env("RUST_LOG", "trace").output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        outputs.push(out);
+    }
+    let run_id = rig.last_run_id();
+    let show = rig.run(&["show", &run_id, "--json", "--attempts"]);
+    outputs.push(show);
+    let mut haystack: Vec<u8> = Vec::new();
+    for o in &outputs {
+        haystack.extend(&o.stdout);
+        haystack.extend(&o.stderr);
+    }
+    for entry in std::fs::read_dir(rig.state()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            haystack.extend(std::fs::read(path).unwrap());
+        }
+    }
+    haystack.extend(std::fs::read(log.path()).unwrap());
+    let hay = String::from_utf8_lossy(&haystack);
+    let encoded = |s: &str| runbook::cloud::signer::percent_encode(s);
+    for needle in [SECRET, TOKEN, &encoded(TOKEN), ID] {
+        assert!(!hay.contains(needle), "found `{needle}`");
+    }
+    // Recompute every signature that was sent and look for each one.
+    let calls = rig.calls();
+    assert!(calls.len() > 10);
+    for c in calls {
+        let mut params = c.params.clone();
+        params.remove("Signature");
+        params.insert("AccessKeyId".into(), ID.into());
+        params.insert("SecurityToken".into(), TOKEN.into());
+        let sig = runbook::cloud::signer::sign(&c.method, &params, SECRET);
+        assert!(!hay.contains(&sig) && !hay.contains(&encoded(&sig)), "signature of call {} found", c.seq);
+    }
+}

@@ -132,14 +132,10 @@ impl Unit<'_> {
                     Settled::TookEffect(body) => return Ok(body),
                     Settled::NotApplied => reconcile_first = false,
                     Settled::Unknown(why) => {
-                        let Some(delay) = backoff.next() else {
-                            return Err(UnitError::Failed(format!(
-                                "{} may have been applied and its status could not be read ({why}); not sending it again. Check the resource, then resume",
-                                req.action
-                            )));
-                        };
-                        self.sleep(delay).await?;
-                        continue;
+                        return Err(UnitError::Failed(format!(
+                            "{} may have been applied and its status could not be read ({why}); not sending it again. Check the resource, then resume",
+                            req.action
+                        )));
                     }
                 }
             }
@@ -202,7 +198,24 @@ impl Unit<'_> {
             }
         }
         let status_req = ActionRequest::typed(status_spec, &req.region, carried);
-        match self.send(&status_req, "reconcile", 1).await? {
+        // The status call is a read: it has its own retry budget, so a
+        // throttled check does not use up the mutating call's attempts.
+        let mut backoff = Backoff::seeded(&self.step.retry, self.seed.wrapping_add(1));
+        let mut check = 0u32;
+        let answer = loop {
+            check += 1;
+            match self.send(&status_req, "reconcile", check).await? {
+                Err(e) if e.retryable() => match backoff.next() {
+                    Some(delay) => {
+                        self.attempt_failed(&status_req, check, &e, Some(delay));
+                        self.sleep(delay.max(e.retry_after.unwrap_or_default())).await?;
+                    }
+                    None => break Err(e),
+                },
+                other => break other,
+            }
+        };
+        match answer {
             Ok(resp) => {
                 let observed = cloud::select(&resp.body, effect.select).cloned().unwrap_or(Value::Null);
                 let took_effect = observed
