@@ -1,1 +1,275 @@
-//! Integration tests: plan (being written).
+//! `runbook plan` and `runbook graph` on every example playbook (text,
+//! markdown and JSON snapshots), param errors, plan files and their
+//! freshness check.
+//!
+//! Plans are deterministic, so nothing is redacted: a change in any byte
+//! of a plan is a change a reviewer would see.
+
+use std::path::Path;
+
+use runbook::ExitCode;
+use runbook::cloud::Endpoints;
+use runbook::plan::{Plan, StepKind};
+
+use crate::validate::{run_cli, transcript};
+
+/// Every example playbook; each has a params file under `playbooks/params/`.
+const EXAMPLES: &[&str] = &[
+    "dts-di-cutover",
+    "di-realtime-maintenance-stop",
+    "stop-di-job",
+    "di-status-report",
+];
+
+fn plan_args<'a>(name: &str, format: &'a str) -> Vec<String> {
+    vec![
+        "plan".to_owned(),
+        format!("playbooks/{name}.yaml"),
+        "--params".to_owned(),
+        format!("playbooks/params/{name}.yaml"),
+        "--format".to_owned(),
+        format.to_owned(),
+    ]
+}
+
+fn snapshot_plan(name: &str, format: &str) {
+    let args = plan_args(name, format);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run_cli(&args);
+    assert_eq!(code, 0, "{name} {format}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // Credentials never reach a plan, whatever the format.
+    for secret in ["AccessKeySecret", "SecurityToken="] {
+        assert!(
+            !stdout.contains(secret),
+            "{name} {format} mentions {secret}"
+        );
+    }
+    assert!(stdout.contains("AccessKeyId=<redacted>") && stdout.contains("Signature=<redacted>"));
+    insta::assert_snapshot!(format!("plan-{name}-{format}"), stdout);
+}
+
+macro_rules! plan_snapshots {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                for format in ["text", "markdown", "json"] {
+                    snapshot_plan($name, format);
+                }
+            }
+        )*
+    };
+}
+
+plan_snapshots! {
+    plan_dts_di_cutover => "dts-di-cutover",
+    plan_di_realtime_maintenance_stop => "di-realtime-maintenance-stop",
+    plan_stop_di_job => "stop-di-job",
+    plan_di_status_report => "di-status-report",
+}
+
+#[test]
+fn every_example_has_params_and_a_snapshot_test() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .expect("playbooks")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .map(str::to_owned)
+        })
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = EXAMPLES.iter().map(|s| (*s).to_owned()).collect();
+    listed.sort();
+    assert_eq!(found, listed);
+    for name in EXAMPLES {
+        assert!(
+            dir.join("params").join(format!("{name}.yaml")).is_file(),
+            "playbooks/params/{name}.yaml"
+        );
+    }
+}
+
+#[test]
+fn plans_are_deterministic() {
+    let args = plan_args("dts-di-cutover", "json");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = run_cli(&args);
+    let second = run_cli(&args);
+    assert_eq!(first, second);
+}
+
+#[test]
+fn graphs() {
+    for format in ["dot", "mermaid"] {
+        for name in ["dts-di-cutover", "di-realtime-maintenance-stop"] {
+            let path = format!("playbooks/{name}.yaml");
+            insta::assert_snapshot!(
+                format!("graph-{name}-{format}"),
+                transcript(&["graph", &path, "--format", format])
+            );
+        }
+    }
+}
+
+#[test]
+fn command_line_params_override_the_file_and_endpoints_change_hosts() {
+    let (code, stdout, stderr) = run_cli(&[
+        "plan",
+        "playbooks/dts-di-cutover.yaml",
+        "--params",
+        "playbooks/params/dts-di-cutover.yaml",
+        "-p",
+        "file_ids=7",
+        "-p",
+        "region=cn-shanghai",
+        "--endpoint",
+        "dts=http://127.0.0.1:9000",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("file_ids=[7]"), "{stdout}");
+    assert!(stdout.contains("POST 127.0.0.1:9000"), "{stdout}");
+    assert!(
+        stdout.contains("POST dataworks.cn-shanghai.aliyuncs.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("RegionId=cn-shanghai"), "{stdout}");
+}
+
+#[test]
+fn param_errors_are_usage_errors_listing_every_problem() {
+    insta::assert_snapshot!(
+        "plan-param-errors",
+        transcript(&[
+            "plan",
+            "playbooks/dts-di-cutover.yaml",
+            "-p",
+            "project_id=ten",
+            "-p",
+            "file_id=1",
+            "-p",
+            "dts_job_id=j-1",
+        ])
+    );
+    let (code, _, _) = run_cli(&["plan", "playbooks/dts-di-cutover.yaml"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn rendered_values_are_checked_against_the_action() {
+    // `report` reads FileId from `params.file_ids.[0]`; an empty list has no item 0.
+    let out = transcript(&[
+        "plan",
+        "playbooks/dts-di-cutover.yaml",
+        "--params",
+        "playbooks/params/dts-di-cutover.yaml",
+        "-p",
+        "file_ids=",
+    ]);
+    assert!(out.contains("exit: 3"), "{out}");
+    insta::assert_snapshot!("plan-render-error", out);
+}
+
+#[test]
+fn a_string_param_that_does_not_fit_an_integer_api_parameter_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "name: t\nparams:\n  project: { type: string }\ndefaults: { region: cn-shanghai }\nsteps:\n  - id: stop\n    call: dataworks.StopDIJob\n    with: { DIJobId: \"{{params.project}}\" }\n",
+    )
+    .expect("write");
+    let err = runbook::plan::load_and_build(
+        &path,
+        &[("project".into(), "abc".into())],
+        None,
+        &Endpoints::new(),
+    )
+    .expect_err("abc is not an integer");
+    assert_eq!(err.exit, ExitCode::InvalidPlaybook);
+    let text = err.rendered.expect("rendered");
+    assert!(
+        text.contains("step `stop`: parameter `DIJobId` of `dataworks.StopDIJob` must be an integer, found the string `abc` (rendered from `{{params.project}}`)"),
+        "{text}"
+    );
+    assert!(text.contains("p.yaml:8:22"), "{text}");
+    let ok = runbook::plan::load_and_build(
+        &path,
+        &[("project".into(), "11668".into())],
+        None,
+        &Endpoints::new(),
+    )
+    .expect("11668 is an integer");
+    let StepKind::Call { call, .. } = &ok.steps[0].kind else {
+        panic!("a call")
+    };
+    assert_eq!(call.request.body, "DIJobId=11668");
+}
+
+#[test]
+fn plan_files_round_trip_and_refuse_a_changed_playbook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let playbook = dir.path().join("stop.yaml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/stop-di-job.yaml"),
+        &playbook,
+    )
+    .expect("copy");
+    let out = dir.path().join("plan.json");
+    let (code, _, stderr) = run_cli(&[
+        "plan",
+        playbook.to_str().expect("utf-8 path"),
+        "-p",
+        "di_job_id=11668",
+        "-o",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.starts_with("wrote plan to "), "{stderr}");
+
+    let plan = Plan::load_json(&out).expect("plan file loads");
+    assert_eq!(plan.params["di_job_id"], serde_json::json!(11668));
+    plan.check_fresh().expect("unchanged playbook");
+
+    // Same params, different playbook bytes: refused.
+    let text = std::fs::read_to_string(&playbook).expect("read");
+    std::fs::write(&playbook, text.replace("every: 5s", "every: 1s")).expect("write");
+    let err = plan.check_fresh().expect_err("changed playbook");
+    assert_eq!(err.exit, ExitCode::Refused);
+    assert!(
+        err.message.contains("changed since this plan was written"),
+        "{}",
+        err.message
+    );
+
+    // Same playbook, edited params in the plan file: refused.
+    std::fs::write(&playbook, &text).expect("restore");
+    let mut edited = plan.clone();
+    edited
+        .params
+        .insert("di_job_id".into(), serde_json::json!(1));
+    let err = edited.check_fresh().expect_err("edited params");
+    assert_eq!(err.exit, ExitCode::Refused);
+
+    // Not a plan.
+    std::fs::write(&out, "{\"format\": 99}").expect("write");
+    let err = Plan::load_json(&out).expect_err("wrong format");
+    assert_eq!(err.exit, ExitCode::InvalidPlaybook);
+}
+
+#[test]
+fn refresh_is_not_available_yet() {
+    let (code, _, stderr) = run_cli(&[
+        "plan",
+        "playbooks/stop-di-job.yaml",
+        "-p",
+        "di_job_id=1",
+        "--refresh",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not available yet"), "{stderr}");
+}

@@ -524,8 +524,14 @@ fn symbolic_str(s: &str, scope: Scope<'_>) -> Result<Symbolic, String> {
     let t = template::parse(s).map_err(|e| format!("invalid template `{s}`: {}", e.message))?;
     let resolve = |e: &template::Expr| -> Result<Option<Value>, String> {
         match e.root() {
-            Ok(Root::Param(_)) => lookup(e, scope).cloned().map(Some).map_err(|m| {
-                format!("cannot render `{s}`: {m} (the param has no value and no default)")
+            Ok(Root::Param(name)) => lookup(e, scope).cloned().map(Some).map_err(|m| {
+                let given = scope.params.is_some_and(|p| p.get(name).is_some());
+                let why = if given {
+                    ""
+                } else {
+                    " (the param has no value and no default)"
+                };
+                format!("cannot render `{s}`: {m}{why}")
             }),
             Ok(_) => Ok(None),
             Err(err) => Err(format!("cannot render `{s}`: {err}")),

@@ -120,11 +120,26 @@ fn on_failure(o: &OnFailure) -> String {
     }
 }
 
-fn badge(r: Risk) -> &'static str {
-    match r {
-        Risk::Read => "[read]",
-        Risk::Mutating => "[mutating]",
-        Risk::Irreversible => "[irreversible]",
+/// The risk badge of a step that calls an API (`  [irreversible]`).
+fn badge(s: &PlannedStep) -> &'static str {
+    match (&s.kind, s.risk) {
+        (StepKind::Sleep { .. } | StepKind::Approve { .. }, _) => "",
+        (_, Risk::Read) => "  [read]",
+        (_, Risk::Mutating) => "  [mutating]",
+        (_, Risk::Irreversible) => "  [irreversible]",
+    }
+}
+
+/// Why the worst case may be longer than shown.
+fn worst_case_note(plan: &Plan) -> &'static str {
+    if plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Approve { .. }))
+    {
+        " (plus time waiting for approval)"
+    } else {
+        ""
     }
 }
 
@@ -222,8 +237,9 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(o, "blast radius: {}", blast_radius_line(plan));
     let _ = writeln!(
         o,
-        "worst case:   {} along the critical path",
-        secs(plan.worst_case_secs)
+        "worst case:   {} along the critical path{}",
+        secs(plan.worst_case_secs),
+        worst_case_note(plan)
     );
     let _ = writeln!(o, "concurrency:  {}", plan.concurrency);
     let _ = writeln!(o);
@@ -266,13 +282,7 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
         },
         None => String::new(),
     };
-    let _ = writeln!(
-        o,
-        "[{n}] {}  {}  {}{fan}",
-        s.id,
-        kind_line(s),
-        badge(s.risk)
-    );
+    let _ = writeln!(o, "[{n}] {}  {}{}{fan}", s.id, kind_line(s), badge(s));
     let field = |o: &mut String, name: &str, text: &str| {
         let _ = writeln!(o, "    {:<11} {text}", format!("{name}:"));
     };
@@ -407,7 +417,12 @@ pub fn markdown(plan: &Plan) -> String {
         "| Blast radius | {} |",
         md_escape(&blast_radius_line(plan))
     );
-    let _ = writeln!(o, "| Worst case | {} |", secs(plan.worst_case_secs));
+    let _ = writeln!(
+        o,
+        "| Worst case | {}{} |",
+        secs(plan.worst_case_secs),
+        worst_case_note(plan)
+    );
     let _ = writeln!(
         o,
         "| Critical path | {} |",

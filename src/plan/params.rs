@@ -137,7 +137,7 @@ fn type_words(decl: &ParamDecl) -> String {
     match decl.ty.value {
         ParamType::Array => {
             format!(
-                "array of {}",
+                "array of {}s",
                 decl.items
                     .as_ref()
                     .map_or(ItemType::String, |i| i.value)

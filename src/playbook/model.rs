@@ -146,8 +146,10 @@ pub struct Param {
     pub decl: ParamDecl,
 }
 
-/// The top level of a playbook file. Used for the schema; the loader reads
-/// the same keys one section at a time (see `document.rs`).
+// The schema is generated from this type; the loader reads the same keys one
+// section at a time (see `document.rs`), and a test keeps the two in step.
+/// A runbook playbook: params, defaults and a DAG of steps that call
+/// Alibaba Cloud RPC APIs, wait, sleep or ask for approval.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "runbook playbook")]
