@@ -188,7 +188,7 @@ fn several_files_are_all_checked() {
         &fixture("unknown-action"),
     ]);
     assert_eq!(code, 3);
-    assert_eq!(stdout, "ok: playbooks/dts-di-cutover.yaml (4 steps)\n");
+    assert_eq!(stdout, "ok: playbooks/dts-di-cutover.yaml (5 steps)\n");
     assert!(stderr.contains("cycle.yaml:4:13"), "{stderr}");
     assert!(stderr.contains("unknown-action.yaml:6:11"), "{stderr}");
 }

@@ -659,11 +659,11 @@ mod example_tests {
         let order: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             order,
-            ["stop-dts-forward", "dts-stopped", "terminate-di", "report"]
+            ["stop-dts-forward", "dts-stopped", "terminate-di", "di-terminated", "report"]
         );
-        assert_eq!(plan.critical_path.len(), 4);
-        // 2m (call timeout) + 15m (wait) + 2m + 2m.
-        assert_eq!(plan.worst_case_secs, 21 * 60);
+        assert_eq!(plan.critical_path.len(), 5);
+        // 2m (call timeout) + 15m (wait) + 2m + 5m (wait) + 2m.
+        assert_eq!(plan.worst_case_secs, 26 * 60);
         assert_eq!(
             (
                 plan.blast_radius.read,
