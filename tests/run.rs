@@ -524,3 +524,50 @@ fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
         assert!(!hay.contains(&sig) && !hay.contains(&encoded(&sig)), "signature of call {} found", c.seq);
     }
 }
+
+#[test]
+fn every_example_playbook_completes_against_the_simulator_with_the_right_final_states() {
+    // Immediate transitions: the examples poll every few seconds, as they would in the cloud.
+    let rig = Rig::with("", Duration::ZERO, |c| {
+        c.fixtures.dts_jobs.push(DtsJobFixture::running("l3m1213ye7l"));
+    });
+    let run_example = |name: &str, extra: &[&str]| {
+        let pb = repo(&format!("playbooks/{name}.yaml"));
+        let params = repo(&format!("playbooks/params/{name}.yaml"));
+        let mut args = vec!["run", pb.as_str(), "--params", params.as_str(), "--yes"];
+        args.extend_from_slice(extra);
+        let out = rig.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+    };
+    let mut examples: Vec<String> = std::fs::read_dir(repo("playbooks"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "yaml").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    examples.sort();
+    assert_eq!(examples, ["di-realtime-maintenance-stop", "di-status-report", "dts-di-cutover", "stop-di-job"]);
+
+    // A read-only report first: it changes nothing.
+    run_example("di-status-report", &[]);
+    assert!(rig.calls().iter().all(|c| !c.changed), "the report changed something");
+
+    run_example("dts-di-cutover", &[]);
+    assert_eq!(rig.status(ResourceKind::DtsJob, "l3m1213ye7l").as_deref(), Some("Finished"));
+    for id in ["100101", "100102", "100103"] {
+        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+    }
+
+    run_example("di-realtime-maintenance-stop", &["--approve", "go-ahead"]);
+    for id in ["200101", "200102", "200103", "200104", "200105"] {
+        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("PAUSE"), "node {id}");
+    }
+
+    run_example("stop-di-job", &[]);
+    assert_eq!(rig.status(ResourceKind::DiJob, "11668").as_deref(), Some("Stopped"));
+    // Run again: the job is already stopped, so `when` skips the stop.
+    let before = count(&rig.calls(), "StopDIJob");
+    run_example("stop-di-job", &[]);
+    assert_eq!(count(&rig.calls(), "StopDIJob"), before, "an already stopped job is not stopped again");
+}
