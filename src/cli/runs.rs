@@ -52,7 +52,7 @@ impl RunsArgs {
             let _ = writeln!(out, "no runs in {}", journal.path().display());
             return Ok(ExitCode::Ok);
         }
-        let _ = writeln!(out, "{:<24} {:<10} {:<26} {}", "RUN", "STATUS", "STARTED", "PLAYBOOK");
+        let _ = writeln!(out, "{:<24} {:<10} {:<26} PLAYBOOK", "RUN", "STATUS", "STARTED");
         for r in runs {
             let _ = writeln!(out, "{:<24} {:<10} {:<26} {} ({})", r.id, r.status, r.created_at, r.name, r.source);
         }

@@ -146,10 +146,10 @@ impl Live {
             RunEvent::CallSent { step, attempt, action, .. } => {
                 let a = self.attempts.entry(step.clone()).or_default();
                 *a = (*a).max(*attempt);
-                if let Some((bar, _)) = self.bars.get(step) {
-                    if *attempt > 1 {
-                        bar.set_message(format!("{action}: attempt {attempt}"));
-                    }
+                if let Some((bar, _)) = self.bars.get(step)
+                    && *attempt > 1
+                {
+                    bar.set_message(format!("{action}: attempt {attempt}"));
                 }
             }
             RunEvent::AttemptFailed { step, code, next_delay_ms, .. } => {

@@ -390,8 +390,9 @@ type UnitsResult = Result<(Outcome, Option<Value>, Option<String>), JournalError
 /// Runs every unit of a step (one, or one per item) and folds their results.
 async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<Vec<Value>>) -> UnitsResult {
     let step = &shared.plan.steps[index];
+    let ctx = Arc::new(ctx);
     let Some(items) = items else {
-        let (outcome, output, error) = run_unit(Arc::clone(&shared), index, 0, false, ctx).await?;
+        let (outcome, output, error) = run_unit(Arc::clone(&shared), index, 0, None, ctx).await?;
         return Ok((outcome, output, error));
     };
     let limit = step
@@ -410,14 +411,11 @@ async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<
         if stop_items.load(Ordering::SeqCst) || shared.cancel.is_cancelled() {
             break;
         }
-        let mut item_ctx = ctx.clone();
-        if let Value::Object(map) = &mut item_ctx {
-            map.insert("item".to_owned(), item);
-        }
         let shared = Arc::clone(&shared);
         let stop_items = Arc::clone(&stop_items);
+        let ctx = Arc::clone(&ctx);
         set.spawn(async move {
-            let result = run_unit(shared, index, i, true, item_ctx).await;
+            let result = run_unit(shared, index, i, Some(item), ctx).await;
             if matches!(&result, Ok((Outcome::Failed, ..))) && !keep_going {
                 stop_items.store(true, Ordering::SeqCst);
             }
@@ -455,16 +453,16 @@ async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<
 }
 
 /// Runs one unit, journaling its start and result.
-async fn run_unit(shared: Arc<Shared>, index: usize, item: usize, fan_out: bool, ctx: Value) -> UnitsResult {
+async fn run_unit(shared: Arc<Shared>, index: usize, item: usize, item_value: Option<Value>, ctx: Arc<Value>) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let run_id = &shared.options.run_id;
+    let fan_out = item_value.is_some();
     if let Some(output) = shared.prior.done_units.get(&(step.id.0.clone(), item)) {
         return Ok((Outcome::Succeeded, Some(output.clone()), None));
     }
-    let item_value = fan_out.then(|| ctx.get("item").cloned()).flatten();
     shared.journal.unit_started(run_id, step.id.as_str(), item, item_value.as_ref());
     let seed = shared.options.seed.unwrap_or_else(rand::random).wrapping_add((index as u64) << 32 | item as u64);
-    let unit = Unit { shared: &shared, step, item, fan_out, ctx: &ctx, seed };
+    let unit = Unit { shared: &shared, step, item, fan_out, ctx: &ctx, item_value: item_value.as_ref(), seed };
     let result = match &step.kind {
         StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
         StepKind::Wait(wait) => unit.wait(wait).await,

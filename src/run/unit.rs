@@ -48,8 +48,10 @@ pub(crate) struct Unit<'a> {
     pub(crate) item: usize,
     /// Whether the step fans out (events then carry the index).
     pub(crate) fan_out: bool,
-    /// Render context: params, referenced outputs, item.
+    /// Render context: params and the outputs the step references.
     pub(crate) ctx: &'a Value,
+    /// The fan-out item, bound as `item` (not copied into `ctx`).
+    pub(crate) item_value: Option<&'a Value>,
     /// Seed for this unit's jitter.
     pub(crate) seed: u64,
 }
@@ -71,7 +73,11 @@ impl Unit<'_> {
     }
 
     fn render_request(&self, call: &CallPlan) -> Result<ActionRequest, UnitError> {
-        let params = render::render_params(&call.with, self.ctx)
+        let mut scope = render::Scope::of(self.ctx);
+        if let Some(item) = self.item_value {
+            scope = scope.with_item(item);
+        }
+        let params = render::render_params_in(&call.with, scope)
             .map_err(|e| UnitError::Failed(format!("cannot render the parameters of {}: {e}", call.action)))?;
         Ok(crate::plan::request_for(call, &self.step.region, params))
     }
