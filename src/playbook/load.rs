@@ -460,7 +460,7 @@ impl DeError {
         Diagnostic::new(self.message, self.loc.unwrap_or_default()).maybe_hint(self.hint)
     }
 
-    /// Adds context to the message (`... in step `x``).
+    /// Adds where it happened after the message, e.g. "in step `check`".
     pub(crate) fn in_context(mut self, context: &str) -> DeError {
         if !context.is_empty() {
             self.message = format!("{} {context}", self.message);
