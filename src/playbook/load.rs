@@ -680,7 +680,21 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     forward_to_deserialize_any! {
         <W: Visitor<'a>>
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map ignored_any
+    }
+
+    /// Field names must be strings: serde's derived identifiers would
+    /// otherwise take `0:` as "the first field".
+    fn deserialize_identifier<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let loc = self.0.loc;
+        match &self.0.kind {
+            Kind::Str(s) => visitor.visit_borrowed_str(s),
+            _ => Err(<DeError as de::Error>::invalid_type(
+                self.unexpected(),
+                &"a field name",
+            )),
+        }
+        .map_err(|e| e.at(loc))
     }
 }
 
@@ -939,6 +953,13 @@ mod tests {
     struct Probe {
         attempts: u32,
         name: Option<String>,
+    }
+
+    #[test]
+    fn field_names_must_be_strings() {
+        let node = parse("0: 3\n").unwrap();
+        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        assert_eq!(e.message, "expected a field name, found the integer `0`");
     }
 
     #[test]

@@ -638,8 +638,12 @@ impl<'a> Checker<'a> {
                 self.template_str(
                     &a.value,
                     a.loc,
+                    // The question is rendered into the plan the approver
+                    // signs off, so it may read only params.
                     Scope {
                         place: "`approve`",
+                        item: false,
+                        steps: false,
                         ..base
                     },
                 );
