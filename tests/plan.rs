@@ -21,7 +21,7 @@ const EXAMPLES: &[&str] = &[
     "di-status-report",
 ];
 
-fn plan_args<'a>(name: &str, format: &'a str) -> Vec<String> {
+fn plan_args(name: &str, format: &str) -> Vec<String> {
     vec![
         "plan".to_owned(),
         format!("playbooks/{name}.yaml"),

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::playbook::template::{self, Expr, Seg};
 
-use super::{Condition, Matcher, When};
+use super::{Condition, ForEach, Matcher, When};
 
 /// A template could not be rendered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -351,6 +351,40 @@ impl Matcher {
     }
 }
 
+impl ForEach {
+    /// The items of the fan-out, rendered against `ctx`. Handles both forms
+    /// a playbook can write: a template (`"{{params.file_ids}}"`) and a
+    /// literal list (kept in `template` as its JSON text, e.g. `[1,2]`, whose
+    /// items may themselves be templates).
+    pub fn render(&self, ctx: &Value) -> Result<Vec<Value>, RenderError> {
+        self.render_in(Scope::of(ctx))
+    }
+
+    /// [`ForEach::render`] against a [`Scope`].
+    pub fn render_in(&self, scope: Scope<'_>) -> Result<Vec<Value>, RenderError> {
+        let err = |message: String| RenderError {
+            template: self.template.clone(),
+            message,
+            missing: false,
+        };
+        // A template is one `{{...}}` (validation makes sure), so only a
+        // literal list starts with `[`.
+        let source = if self.template.trim_start().starts_with('[') {
+            serde_json::from_str::<Value>(&self.template)
+                .map_err(|e| err(format!("not a JSON list: {e}")))?
+        } else {
+            Value::String(self.template.clone())
+        };
+        match render_value_in(&source, scope)? {
+            Value::Array(items) => Ok(items),
+            other => Err(err(format!(
+                "rendered to {}, not a list",
+                crate::playbook::validate::value_words(&other)
+            ))),
+        }
+    }
+}
+
 impl Condition {
     /// Whether the condition holds on a response.
     pub fn eval(&self, response: &Value) -> bool {
@@ -487,6 +521,28 @@ mod tests {
         assert_eq!(wire["FileId"], "7");
         assert_eq!(wire["Flag"], "true");
         assert_eq!(wire["ProjectId"], "10000");
+    }
+
+    #[test]
+    fn for_each_items_from_templates_and_literal_lists() {
+        let c = ctx();
+        let fe = |t: &str| ForEach {
+            template: t.to_owned(),
+            items: None,
+            concurrency: None,
+        };
+        assert_eq!(
+            fe("{{params.file_ids}}").render(&c).unwrap(),
+            vec![json!(101), json!(102)]
+        );
+        assert_eq!(
+            fe("[1,\"{{params.project_id}}\",\"x\"]")
+                .render(&c)
+                .unwrap(),
+            vec![json!(1), json!(10000), json!("x")]
+        );
+        let e = fe("{{params.project_id}}").render(&c).unwrap_err();
+        assert!(e.message.contains("not a list"), "{}", e.message);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! Loading is two passes:
 //!
-//! 1. serde-saphyr parses the text into a [`Node`] tree in which every value
-//!    carries its [`Loc`] (syntax errors and duplicate keys stop here, with
-//!    their position).
+//! 1. serde-saphyr's parser (granit-parser) turns the text into events, from
+//!    which [`parse`] builds a [`Node`] tree in which every value carries its
+//!    [`Loc`] (syntax errors and duplicate keys stop here, with their position).
 //! 2. The strict serde model types (`model.rs`, `deny_unknown_fields`
 //!    everywhere) are deserialized *from that tree* through [`NodeDe`], a
 //!    serde `Deserializer` over a node. Because the tree is already in memory,
@@ -16,10 +16,12 @@
 //! stops at the first error, and the design asks for all errors at once.
 //! Swapping the YAML crate means rewriting only [`parse`].
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
+use serde_saphyr::granit_parser;
 
 use super::diagnostic::Diagnostic;
 use super::source::Loc;
@@ -81,41 +83,31 @@ impl Node {
     }
 }
 
-fn loc_of(l: &serde_saphyr::Location) -> Loc {
-    let len = u32::try_from(l.span().len()).unwrap_or(u32::MAX);
-    Loc {
-        line: u32::try_from(l.line()).unwrap_or(u32::MAX),
-        col: u32::try_from(l.column()).unwrap_or(u32::MAX),
-        len,
-    }
-}
+/// Most nodes a document may expand to (aliases copy their anchor's node):
+/// a guard against "billion laughs" documents. A 10,000-step playbook has
+/// about 150,000 nodes.
+const MAX_NODES: usize = 2_000_000;
 
-/// The serde-saphyr options for playbooks, params files and fixtures:
-/// YAML 1.2 booleans only (`NO` stays a string) and leading-zero numbers
-/// stay strings (`0755`), so values mean what they look like.
-fn options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        strict_booleans: true,
-        leading_zero_numbers_as_strings: true,
-    }
-}
+/// Deepest nesting accepted (the tree is built recursively).
+const MAX_DEPTH: usize = 128;
 
 /// Parses YAML text into a located tree.
+///
+/// The tree is built from the events of granit-parser (serde-saphyr's own
+/// parser, re-exported by it) rather than through serde-saphyr's
+/// `Spanned<T>`: that wraps every value in a synthesized mapping and was
+/// three times slower on a 10,000-step playbook. Scalars are resolved by
+/// the YAML 1.2 core schema, the way serde-saphyr does with the options a
+/// playbook wants: only `true`/`false` are booleans (`NO` and `yes` stay
+/// strings) and integers with leading zeros stay strings (`0755`). Duplicate
+/// keys are errors; anchors, aliases and `<<` merge keys work.
 pub(crate) fn parse(text: &str) -> Result<Node, Diagnostic> {
-    match serde_saphyr::from_str_with_options::<serde_saphyr::Spanned<Raw>>(text, options()) {
-        Ok(spanned) => Ok(Node {
-            loc: loc_of(&spanned.referenced),
-            kind: spanned.value.0,
-        }),
-        Err(e) => {
-            let loc = e.location().map(|l| loc_of(&l)).unwrap_or_default();
-            let message = syntax_message(&e.without_snippet().to_string());
-            Err(Diagnostic::new(
-                format!("invalid YAML: {message}"),
-                loc.with_len(1),
-            ))
-        }
-    }
+    let mut b = TreeBuilder {
+        parser: granit_parser::Parser::new_from_str(text),
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
+    b.document()
 }
 
 /// Parses YAML (or JSON, which is YAML) into a plain JSON value, for params files.
@@ -124,103 +116,309 @@ pub(crate) fn parse_value(text: &str) -> Result<serde_json::Value, Diagnostic> {
     serde_json::Value::deserialize(NodeDe(&node)).map_err(DeError::into_diagnostic)
 }
 
-/// serde-saphyr's messages end with " at line L column C"; the snippet says
-/// that already.
-fn syntax_message(raw: &str) -> String {
-    let first = raw.lines().next().unwrap_or(raw).trim();
-    let trimmed = match first.rfind(" at line ") {
-        Some(i) => &first[..i],
-        None => first,
+type Parser<'a> = granit_parser::Parser<'a, granit_parser::StrInput<'a>>;
+type Event<'a> = granit_parser::Event<'a>;
+
+struct TreeBuilder<'a> {
+    parser: Parser<'a>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+}
+
+fn loc_of(span: &granit_parser::Span) -> Loc {
+    let start = span.start;
+    Loc {
+        line: u32::try_from(start.line()).unwrap_or(u32::MAX),
+        col: u32::try_from(start.col() + 1).unwrap_or(u32::MAX),
+        len: u32::try_from(span.len()).unwrap_or(u32::MAX),
+    }
+}
+
+fn syntax_error(e: &granit_parser::ScanError) -> Diagnostic {
+    let m = e.marker();
+    let loc = Loc {
+        line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+        col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+        len: 1,
     };
-    let trimmed = trimmed.trim_start_matches("error: ").trim_end_matches(':');
-    trimmed.to_owned()
+    Diagnostic::new(format!("invalid YAML: {}", e.info()), loc)
 }
 
-/// A node's kind as parsed; children are already located.
-struct Raw(Kind);
-
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Raw, D::Error> {
-        deserializer.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Raw;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Raw, E> {
-        Ok(Raw(Kind::Null))
-    }
-
-    fn visit_none<E>(self) -> Result<Raw, E> {
-        Ok(Raw(Kind::Null))
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-        Raw::deserialize(d)
+impl<'a> TreeBuilder<'a> {
+    /// The next event that matters (comments and anchor metadata are skipped).
+    fn next(&mut self) -> Result<Option<(Event<'a>, granit_parser::Span)>, Diagnostic> {
+        loop {
+            match self.parser.next_event() {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(syntax_error(&e)),
+                Some(Ok((ev, span))) => match ev {
+                    Event::StreamStart
+                    | Event::StreamEnd
+                    | Event::DocumentStart(..)
+                    | Event::DocumentEnd
+                    | Event::Alias(_)
+                    | Event::UnresolvedAlias(_)
+                    | Event::Scalar(..)
+                    | Event::SequenceStart(..)
+                    | Event::SequenceEnd
+                    | Event::MappingStart(..)
+                    | Event::MappingEnd => return Ok(Some((ev, span))),
+                    _ => {}
+                },
+            }
+        }
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
-        Ok(Raw(Kind::Bool(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
-        Ok(Raw(Kind::Int(v)))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(Raw(match i64::try_from(v) {
-            Ok(i) => Kind::Int(i),
-            Err(_) => Kind::UInt(v),
+    fn document(&mut self) -> Result<Node, Diagnostic> {
+        let mut root: Option<Node> = None;
+        while let Some((ev, span)) = self.next()? {
+            match ev {
+                Event::StreamStart | Event::DocumentEnd => {}
+                Event::StreamEnd => break,
+                Event::DocumentStart(..) if root.is_some() => {
+                    return Err(Diagnostic::new(
+                        "a playbook is one YAML document, found a second `---`",
+                        loc_of(&span),
+                    ));
+                }
+                Event::DocumentStart(..) => {}
+                ev if root.is_none() => root = Some(self.node(ev, span, 0)?),
+                _ => {
+                    return Err(Diagnostic::new(
+                        "invalid YAML: unexpected content",
+                        loc_of(&span),
+                    ));
+                }
+            }
+        }
+        Ok(root.unwrap_or(Node {
+            loc: Loc::at(1, 1),
+            kind: Kind::Null,
         }))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
-        Ok(Raw(Kind::Float(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw(Kind::Str(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw(Kind::Str(v)))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-        let mut items = Vec::new();
-        while let Some(s) = seq.next_element::<serde_saphyr::Spanned<Raw>>()? {
-            items.push(Node {
-                loc: loc_of(&s.referenced),
-                kind: s.value.0,
-            });
-        }
-        Ok(Raw(Kind::Seq(items)))
-    }
-
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(k) = map.next_key::<serde_saphyr::Spanned<Raw>>()? {
-            let v = map.next_value::<serde_saphyr::Spanned<Raw>>()?;
-            entries.push((
-                Node {
-                    loc: loc_of(&k.referenced),
-                    kind: k.value.0,
-                },
-                Node {
-                    loc: loc_of(&v.referenced),
-                    kind: v.value.0,
-                },
+    fn count(&mut self, n: usize, loc: Loc) -> Result<(), Diagnostic> {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            return Err(Diagnostic::new(
+                format!(
+                    "the document expands to more than {MAX_NODES} values (aliases of aliases?)"
+                ),
+                loc,
             ));
         }
-        Ok(Raw(Kind::Map(entries)))
+        Ok(())
     }
+
+    fn node(
+        &mut self,
+        ev: Event<'a>,
+        span: granit_parser::Span,
+        depth: usize,
+    ) -> Result<Node, Diagnostic> {
+        let loc = loc_of(&span);
+        if depth > MAX_DEPTH {
+            return Err(Diagnostic::new(
+                format!("values are nested more than {MAX_DEPTH} levels deep"),
+                loc,
+            ));
+        }
+        self.count(1, loc)?;
+        let (node, anchor) = match ev {
+            Event::Scalar(value, style, anchor, tag) => {
+                let forced_string = tag
+                    .as_ref()
+                    .is_some_and(|t| t.is_yaml_core_schema_tag("str"));
+                let kind = if style == granit_parser::ScalarStyle::Plain && !forced_string {
+                    resolve_plain(&value)
+                } else {
+                    Kind::Str(value.into_owned())
+                };
+                (Node { loc, kind }, anchor)
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    match self.next()? {
+                        Some((Event::SequenceEnd, _)) => break,
+                        Some((ev, span)) => items.push(self.node(ev, span, depth + 1)?),
+                        None => {
+                            return Err(Diagnostic::new("invalid YAML: unterminated list", loc));
+                        }
+                    }
+                }
+                (
+                    Node {
+                        loc,
+                        kind: Kind::Seq(items),
+                    },
+                    anchor,
+                )
+            }
+            Event::MappingStart(_, anchor, _) => (
+                Node {
+                    loc,
+                    kind: Kind::Map(self.mapping(loc, depth)?),
+                },
+                anchor,
+            ),
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(target) => {
+                    // Count before copying, so a bomb is refused before it is built.
+                    let n = size(target);
+                    self.count(n, loc)?;
+                    let mut copy = self.anchors[&id].clone();
+                    copy.loc = loc;
+                    (copy, 0)
+                }
+                None => return Err(Diagnostic::new("alias to an unknown anchor", loc)),
+            },
+            Event::UnresolvedAlias(name) => {
+                return Err(Diagnostic::new(
+                    format!("alias `*{name}` has no anchor `&{name}` before it"),
+                    loc,
+                ));
+            }
+            _ => return Err(Diagnostic::new("invalid YAML: expected a value", loc)),
+        };
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        Ok(node)
+    }
+
+    fn mapping(&mut self, loc: Loc, depth: usize) -> Result<Vec<(Node, Node)>, Diagnostic> {
+        let mut entries: Vec<(Node, Node)> = Vec::new();
+        let mut merged: Vec<(Node, Node)> = Vec::new();
+        loop {
+            let (ev, span) = match self.next()? {
+                Some((Event::MappingEnd, _)) => break,
+                Some(x) => x,
+                None => return Err(Diagnostic::new("invalid YAML: unterminated mapping", loc)),
+            };
+            let is_merge = matches!(&ev, Event::Scalar(v, granit_parser::ScalarStyle::Plain, _, None) if v == "<<");
+            let key = self.node(ev, span, depth + 1)?;
+            let (vev, vspan) = self
+                .next()?
+                .ok_or_else(|| Diagnostic::new("invalid YAML: a key without a value", key.loc))?;
+            let value = self.node(vev, vspan, depth + 1)?;
+            if is_merge {
+                // `<<: *defaults` or `<<: [*a, *b]`: earlier sources win, and
+                // keys written in the mapping itself win over all of them.
+                let sources = match value.kind {
+                    Kind::Map(m) => vec![m],
+                    Kind::Seq(items) => items
+                        .into_iter()
+                        .map(|n| match n.kind {
+                            Kind::Map(m) => Ok(m),
+                            _ => Err(Diagnostic::new("`<<` merges mappings only", n.loc)),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(Diagnostic::new("`<<` merges mappings only", value.loc)),
+                };
+                for (k, v) in sources.into_iter().flatten() {
+                    if !merged.iter().any(|(mk, _)| mk.kind == k.kind) {
+                        merged.push((k, v));
+                    }
+                }
+                continue;
+            }
+            if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == key.kind) {
+                let shown = match &key.kind {
+                    Kind::Str(s) => format!("`{s}`"),
+                    _ => key.describe(),
+                };
+                let line = first.loc.line;
+                return Err(Diagnostic::new(format!("duplicate key {shown}"), key.loc)
+                    .hint(format!("it is already set on line {line}")));
+            }
+            entries.push((key, value));
+        }
+        for (k, v) in merged {
+            if !entries.iter().any(|(ek, _)| ek.kind == k.kind) {
+                entries.push((k, v));
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// How many nodes a tree holds.
+fn size(n: &Node) -> usize {
+    1 + match &n.kind {
+        Kind::Seq(items) => items.iter().map(size).sum(),
+        Kind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema (booleans only as
+/// `true`/`false` in their three spellings; leading-zero integers stay strings).
+fn resolve_plain(v: &str) -> Kind {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
+        "true" | "True" | "TRUE" => return Kind::Bool(true),
+        "false" | "False" | "FALSE" => return Kind::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Kind::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
+        _ => {}
+    }
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() > 1 && digits.starts_with('0') {
+            return Kind::Str(v.to_owned());
+        }
+        if let Ok(i) = v.parse::<i64>() {
+            return Kind::Int(i);
+        }
+        if !v.starts_with('-')
+            && let Ok(u) = digits.parse::<u64>()
+        {
+            return Kind::UInt(u);
+        }
+        return Kind::Str(v.to_owned());
+    }
+    if let Some(hex) = v.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Kind::Int(i);
+    }
+    if let Some(oct) = v.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Kind::Int(i);
+    }
+    if is_core_float(v)
+        && let Ok(f) = v.parse::<f64>()
+    {
+        return Kind::Float(f);
+    }
+    Kind::Str(v.to_owned())
+}
+
+/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
+fn is_core_float(v: &str) -> bool {
+    let s = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+                && (!int.is_empty() || !frac.is_empty())
+        }
+        None => !mantissa.is_empty() && mantissa.bytes().all(|b| b.is_ascii_digit()),
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
+    });
+    mantissa_ok && exp_ok
 }
 
 /// The newtype-struct name by which [`super::model::Located`] asks
@@ -262,7 +460,7 @@ impl DeError {
         Diagnostic::new(self.message, self.loc.unwrap_or_default()).maybe_hint(self.hint)
     }
 
-    /// Adds context to the message (`... in step `x``).
+    /// Adds where it happened after the message, e.g. "in step `check`".
     pub(crate) fn in_context(mut self, context: &str) -> DeError {
         if !context.is_empty() {
             self.message = format!("{} {context}", self.message);
@@ -482,7 +680,21 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
     forward_to_deserialize_any! {
         <W: Visitor<'a>>
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map ignored_any
+    }
+
+    /// Field names must be strings: serde's derived identifiers would
+    /// otherwise take `0:` as "the first field".
+    fn deserialize_identifier<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let loc = self.0.loc;
+        match &self.0.kind {
+            Kind::Str(s) => visitor.visit_borrowed_str(s),
+            _ => Err(<DeError as de::Error>::invalid_type(
+                self.unexpected(),
+                &"a field name",
+            )),
+        }
+        .map_err(|e| e.at(loc))
     }
 }
 
@@ -667,12 +879,72 @@ mod tests {
     }
 
     #[test]
+    fn core_schema_scalars() {
+        let node = parse("a: 0x1F\nb: 1.5e3\nc: .inf\nd: -7\ne: 1_000\nf: !!str 12\ng: ~\nh: \"12\"\ni: yes\nj: 18446744073709551615\n").unwrap();
+        assert_eq!(node.get("a").unwrap().kind, Kind::Int(31));
+        assert_eq!(node.get("b").unwrap().kind, Kind::Float(1500.0));
+        assert_eq!(node.get("c").unwrap().kind, Kind::Float(f64::INFINITY));
+        assert_eq!(node.get("d").unwrap().kind, Kind::Int(-7));
+        assert_eq!(node.get("e").unwrap().kind, Kind::Str("1_000".into()));
+        assert_eq!(node.get("f").unwrap().kind, Kind::Str("12".into()));
+        assert_eq!(node.get("g").unwrap().kind, Kind::Null);
+        assert_eq!(node.get("h").unwrap().kind, Kind::Str("12".into()));
+        assert_eq!(node.get("i").unwrap().kind, Kind::Str("yes".into()));
+        assert_eq!(node.get("j").unwrap().kind, Kind::UInt(u64::MAX));
+        assert!(
+            is_core_float(".5")
+                && is_core_float("1.")
+                && !is_core_float("inf")
+                && !is_core_float("1e")
+        );
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let node = parse("base: &b { x: 1, y: 2 }\nc: *b\nd:\n  <<: *b\n  y: 3\n").unwrap();
+        assert_eq!(node.get("c").unwrap().get("x").unwrap().kind, Kind::Int(1));
+        // The alias is located where it is used.
+        assert_eq!(node.get("c").unwrap().loc.line, 2);
+        let d = node.get("d").unwrap();
+        assert_eq!(d.get("x").unwrap().kind, Kind::Int(1));
+        assert_eq!(d.get("y").unwrap().kind, Kind::Int(3));
+        assert!(d.get("<<").is_none());
+    }
+
+    #[test]
+    fn hostile_documents_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        assert!(
+            parse(&bomb)
+                .unwrap_err()
+                .message
+                .contains("expands to more than")
+        );
+        let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert!(parse(&deep).is_err());
+        assert!(
+            parse("a: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .message
+                .contains("one YAML document")
+        );
+        assert!(parse("a: *nope\n").is_err());
+        assert_eq!(parse("").unwrap().kind, Kind::Null);
+    }
+
+    #[test]
     fn syntax_errors_have_a_position() {
         let d = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(d.message.starts_with("invalid YAML"), "{}", d.message);
         assert!(d.loc.is_some());
         let d = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(d.loc.map(|l| l.line), Some(2), "{d:?}");
+        assert_eq!(d.message, "duplicate key `a`");
+        assert_eq!(d.hint.as_deref(), Some("it is already set on line 1"));
     }
 
     #[derive(Debug, Deserialize)]
@@ -681,6 +953,13 @@ mod tests {
     struct Probe {
         attempts: u32,
         name: Option<String>,
+    }
+
+    #[test]
+    fn field_names_must_be_strings() {
+        let node = parse("0: 3\n").unwrap();
+        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        assert_eq!(e.message, "expected a field name, found the integer `0`");
     }
 
     #[test]

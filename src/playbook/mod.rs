@@ -104,4 +104,3 @@ fn file_error(name: String, what: String) -> Diagnostics {
 pub fn parse_params_file(text: &str) -> Result<serde_json::Value, Diagnostic> {
     load::parse_value(text)
 }
-

@@ -367,6 +367,11 @@ impl<'a> Checker<'a> {
 
     /// Whether `target` is among the steps `step` needs, directly or not.
     fn is_ancestor(&mut self, step: usize, target: usize) -> bool {
+        // Most templates read a step they need directly: answer that
+        // without a search.
+        if self.needs[step].contains(&target) {
+            return true;
+        }
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.marks.iter_mut().for_each(|m| *m = 0);
@@ -633,8 +638,12 @@ impl<'a> Checker<'a> {
                 self.template_str(
                     &a.value,
                     a.loc,
+                    // The question is rendered into the plan the approver
+                    // signs off, so it may read only params.
                     Scope {
                         place: "`approve`",
+                        item: false,
+                        steps: false,
                         ..base
                     },
                 );
@@ -847,12 +856,12 @@ impl<'a> Checker<'a> {
                 && let Some(decl) = self.param_decl_of(p)
             {
                 let pty = decl.ty.value;
-                let bad = match (ty, pty) {
-                    (_, ParamType::Array) => true,
-                    (ApiType::Integer, ParamType::Boolean)
-                    | (ApiType::Boolean, ParamType::Integer) => true,
-                    _ => false,
-                };
+                let bad = matches!(
+                    (ty, pty),
+                    (_, ParamType::Array)
+                        | (ApiType::Integer, ParamType::Boolean)
+                        | (ApiType::Boolean, ParamType::Integer)
+                );
                 if bad {
                     return Err((
                         format!(
@@ -984,8 +993,11 @@ impl<'a> Checker<'a> {
             Ok(t) => t,
             Err(e) => {
                 let at = self.sub_loc(loc, s, e.offset, e.len);
+                let whose = scope.step.map_or(String::new(), |i| {
+                    format!(" of step `{}`", self.pb.steps[i].id.value)
+                });
                 self.push(Diagnostic::new(
-                    format!("invalid template in {}: {}", scope.place, e.message),
+                    format!("invalid template in {}{whose}: {}", scope.place, e.message),
                     at,
                 ));
                 return false;
@@ -1074,7 +1086,7 @@ impl<'a> Checker<'a> {
             };
             self.push(
                 Diagnostic::new(
-                    format!("{} cannot read `steps.{target}`{whose}", scope.place),
+                    format!("{}{whose} cannot read `steps.{target}`", scope.place),
                     at,
                 )
                 .hint(why),
@@ -1347,5 +1359,108 @@ mod tests {
         .unwrap_err();
         assert_eq!(m, "must be one of `DI_REALTIME`, found `DI_REALTIM`");
         assert_eq!(h.as_deref(), Some("did you mean `DI_REALTIME`?"));
+    }
+
+    /// The messages `validate` reports for a playbook snippet (after a
+    /// header with a region).
+    fn errors(steps: &str) -> Vec<String> {
+        let text = format!(
+            "name: t\nparams:\n  ids: {{ type: array, items: integer }}\n  n: {{ type: integer }}\ndefaults:\n  region: cn-hangzhou\nsteps:\n{steps}"
+        );
+        match crate::playbook::Playbook::from_str("t.yaml", &text) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.items().into_iter().map(|d| d.message.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn needs_rules() {
+        let e =
+            errors("  - id: a\n    needs: [a, b, b]\n    sleep: 1s\n  - id: b\n    sleep: 1s\n");
+        assert_eq!(e, ["step `a` needs itself", "step `a` needs `b` twice"]);
+        let e = errors(
+            "  - id: a\n    needs: b\n    sleep: 1s\n  - id: b\n    needs: a\n    sleep: 1s\n",
+        );
+        assert_eq!(e, ["dependency cycle: a -> b -> a"]);
+    }
+
+    #[test]
+    fn compensation_rules() {
+        let e = errors(concat!(
+            "  - id: a\n    sleep: 1s\n    on_failure: { run: [undo] }\n",
+            "  - id: undo\n    compensation: true\n    needs: [a]\n    sleep: 1s\n",
+            "  - id: spare\n    compensation: true\n    sleep: 1s\n",
+            "  - id: b\n    needs: [undo]\n    sleep: 1s\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "compensation step `undo` cannot have `needs`",
+                "compensation step `spare` is never run",
+                "step `b` needs compensation step `undo`",
+            ]
+        );
+        let e = errors(concat!(
+            "  - id: a\n    call: dts.DescribeDtsJobDetail\n    with: { DtsJobId: j }\n    on_failure: { run: [undo] }\n",
+            "  - id: undo\n    compensation: true\n    call: dts.StopDtsJob\n    with: { DtsJobId: \"{{steps.a.output.DtsJobId}}\" }\n",
+        ));
+        assert_eq!(e, ["`with.DtsJobId` of step `undo` cannot read `steps.a`"]);
+    }
+
+    #[test]
+    fn template_scopes() {
+        let e = errors(concat!(
+            "  - id: a\n    call: dts.DescribeDtsJobDetail\n    with: { DtsJobId: j }\n",
+            "  - id: b\n    needs: [a]\n    for_each: \"{{item}}\"\n    sleep: 1s\n",
+            "  - id: c\n    needs: [a]\n    region: \"{{steps.a.output.Region}}\"\n    sleep: 1s\n",
+            "  - id: d\n    needs: [a]\n    when: \"yes\"\n    sleep: 1s\n",
+            "  - id: e\n    needs: [a]\n    for_each: \"ids: {{params.ids}}\"\n    sleep: 1s\n",
+            "  - id: f\n    needs: [a]\n    for_each: [1, 2]\n    for_each_concurrency: 0\n    call: dts.DescribeDtsJobDetail\n    with: { DtsJobId: \"{{item}}-{{steps.a.output.X}}-{{this}}\" }\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "`item` is not bound in `for_each` of step `b`",
+                "`region` of step `c` cannot read `steps.a`",
+                "`when` of step `d` is a constant",
+                "`for_each` of step `e` must be one `{{...}}` that gives a list",
+                "`for_each_concurrency` must be at least 1",
+                "invalid template in `with.DtsJobId` of step `f`: `this` is not supported in templates: name the value from `params`, `steps` or `item`",
+            ]
+        );
+    }
+
+    #[test]
+    fn generic_api_calls() {
+        let ok = concat!(
+            "  - id: a\n    call: api\n    with: { product: ecs, version: \"2014-05-26\", action: DescribeInstances, risk: read, params: { PageSize: 10 } }\n",
+            "  - id: w\n    needs: [a]\n    wait:\n      call: api\n      with: { product: ecs, version: \"2014-05-26\", action: DescribeInstanceStatus, risk: read }\n      until: { select: TotalCount, equals: 0 }\n",
+        );
+        assert_eq!(errors(ok), Vec::<String>::new());
+        let e = errors(
+            "  - id: w\n    wait:\n      call: api\n      with: { product: ecs, version: \"2014-05-26\", action: StopInstance }\n      until: { select: X, exists: true }\n      backoff: 0.5\n      every: 10s\n      max_every: 5s\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "a wait polls a read-only action, but `ecs.StopInstance` is mutating",
+                "wait `backoff` must be at least 1.0, found 0.5",
+                "`max_every` (5s) is shorter than `every` (10s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn param_typed_templates() {
+        let e = errors(
+            "  - id: a\n    call: dataworks.StopDIJob\n    with: { DIJobId: \"{{params.ids}}\" }\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "parameter `DIJobId` of `dataworks.StopDIJob` must be an integer, but param `ids` is declared `type: array`"
+            ]
+        );
+        assert!(errors("  - id: a\n    call: dataworks.StopDIJob\n    with: { DIJobId: \"{{params.n}}\" }\n").is_empty());
     }
 }
