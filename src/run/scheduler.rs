@@ -28,7 +28,7 @@ use super::{
     RunSummary, Shared, StepSummary,
 };
 use crate::cloud::CloudApi;
-use crate::plan::{OnFailure, Plan, PlannedStep, StepKind, render};
+use crate::plan::{OnFailure, Plan, PlannedStep, StepKind};
 
 /// Runs a plan.
 pub struct Runner {
@@ -349,13 +349,8 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
 
     let items: Option<Vec<Value>> = match &step.for_each {
         None => None,
-        Some(fe) => match render::render_value(&Value::String(fe.template.clone()), &ctx) {
-            Ok(Value::Array(items)) => Some(items),
-            Ok(other) => {
-                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
-                let detail = format!("`for_each: {}` rendered to {other}, not an array", fe.template);
-                return finish(Outcome::Failed, None, Some(detail), None).await;
-            }
+        Some(fe) => match fe.render(&ctx) {
+            Ok(items) => Some(items),
             Err(e) => {
                 shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
                 return finish(Outcome::Failed, None, Some(format!("cannot render `for_each`: {e}")), None).await;
