@@ -368,7 +368,7 @@ impl Builder<'_> {
             }
         };
         let empty = Params::default();
-        let api_params = target.params(with.unwrap_or(&empty)).clone();
+        let api_params = target.params(with.unwrap_or(&empty));
         let mut rendered = BTreeMap::new();
         let mut for_request = BTreeMap::new();
         let mut ok = true;

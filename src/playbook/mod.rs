@@ -74,7 +74,11 @@ impl Playbook {
                 return Err(diags);
             }
         };
-        let Some(doc) = document::assemble(&source, &root, &mut diags) else {
+        let assembled = document::assemble(&source, &root, &mut diags);
+        // The model owns its values; free the tree before the checks (it is
+        // the largest structure of a big playbook).
+        drop(root);
+        let Some(doc) = assembled else {
             return Err(diags);
         };
         // Semantic checks run on whatever loaded, so one `validate` shows

@@ -74,8 +74,20 @@ struct Scope<'s> {
     item: bool,
     /// Whether `steps.*` may be read here.
     steps: bool,
-    /// Where the template is, for messages (`with.FileId`, `region`).
+    /// Where the template is, for messages (`when`, `region`).
     place: &'s str,
+    /// For a call parameter: its name (the place is then `with.NAME`).
+    key: Option<&'s str>,
+}
+
+impl Scope<'_> {
+    /// The place as shown in messages; built only when there is an error.
+    fn where_(&self) -> String {
+        match self.key {
+            Some(k) => format!("`with.{k}`"),
+            None => self.place.to_owned(),
+        }
+    }
 }
 
 struct Checker<'a> {
@@ -425,6 +437,7 @@ impl<'a> Checker<'a> {
                 item: false,
                 steps: false,
                 place: "`defaults.region`",
+                key: None,
             };
             self.template_str(&r.value, r.loc, scope);
         }
@@ -588,6 +601,7 @@ impl<'a> Checker<'a> {
             item: s.for_each.is_some(),
             steps: !s.compensation,
             place: "",
+            key: None,
         };
         if let Some(fe) = &s.for_each {
             self.for_each(i, fe);
@@ -737,7 +751,7 @@ impl<'a> Checker<'a> {
                             &v.value,
                             v.loc,
                             Scope {
-                                place: &format!("`with.{}`", k.value),
+                                key: Some(&k.value),
                                 ..scope
                             },
                         );
@@ -777,12 +791,11 @@ impl<'a> Checker<'a> {
             self.typed_params(id, spec, call.loc, with);
         }
         for (k, v) in &target.params(with).0 {
-            let place = format!("`with.{}`", k.value);
             self.template_value(
                 &v.value,
                 v.loc,
                 Scope {
-                    place: &place,
+                    key: Some(&k.value),
                     ..scope
                 },
             );
@@ -902,6 +915,7 @@ impl<'a> Checker<'a> {
                     item: false,
                     steps: true,
                     place: "`for_each`",
+                    key: None,
                 };
                 self.template_value(&fe.value, fe.loc, scope);
             }
@@ -929,6 +943,7 @@ impl<'a> Checker<'a> {
                     item: false,
                     steps: !self.pb.steps[i].compensation,
                     place: "`for_each`",
+                    key: None,
                 };
                 if !self.template_str(s, fe.loc, scope) {
                     return;
@@ -997,7 +1012,11 @@ impl<'a> Checker<'a> {
                     format!(" of step `{}`", self.pb.steps[i].id.value)
                 });
                 self.push(Diagnostic::new(
-                    format!("invalid template in {}{whose}: {}", scope.place, e.message),
+                    format!(
+                        "invalid template in {}{whose}: {}",
+                        scope.where_(),
+                        e.message
+                    ),
                     at,
                 ));
                 return false;
@@ -1011,6 +1030,9 @@ impl<'a> Checker<'a> {
     }
 
     fn expr(&mut self, s: &str, loc: Loc, e: &Expr, scope: Scope<'_>) -> bool {
+        if self.expr_is_fine(e, scope) {
+            return true;
+        }
         let at = self.expr_loc(loc, s, e);
         let step_id = scope.step.map(|i| self.pb.steps[i].id.value.as_str());
         let whose = step_id.map_or(String::new(), |id| format!(" of step `{id}`"));
@@ -1024,7 +1046,7 @@ impl<'a> Checker<'a> {
                     "templates read `params.NAME`, `steps.ID.output.PATH` or `item`".to_owned()
                 });
                 self.push(
-                    Diagnostic::new(format!("{err} in {}{whose}", scope.place), at).hint(hint),
+                    Diagnostic::new(format!("{err} in {}{whose}", scope.where_()), at).hint(hint),
                 );
                 false
             }
@@ -1037,8 +1059,11 @@ impl<'a> Checker<'a> {
                         format!("declare it under `params:` (e.g. `{p}: {{ type: string }}`)")
                     });
                 self.push(
-                    Diagnostic::new(format!("unknown param `{p}` in {}{whose}", scope.place), at)
-                        .hint(hint),
+                    Diagnostic::new(
+                        format!("unknown param `{p}` in {}{whose}", scope.where_()),
+                        at,
+                    )
+                    .hint(hint),
                 );
                 false
             }
@@ -1048,11 +1073,11 @@ impl<'a> Checker<'a> {
                 }
                 let message = match scope.step {
                     Some(i) if self.pb.steps[i].for_each.is_some() => {
-                        format!("`item` is not bound in {}{whose}", scope.place)
+                        format!("`item` is not bound in {}{whose}", scope.where_())
                     }
                     _ => format!(
                         "`item` is only defined in a `for_each` step, but {} is not in one",
-                        scope.place
+                        scope.where_()
                     ),
                 };
                 let hint = if scope.place == "`for_each`"
@@ -1073,6 +1098,21 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The common case without building any message: the reference is fine.
+    fn expr_is_fine(&mut self, e: &Expr, scope: Scope<'_>) -> bool {
+        match e.root() {
+            Ok(Root::Param(p)) => self.pb.param(p).is_some(),
+            Ok(Root::Item) => scope.item,
+            Ok(Root::StepOutput(target)) => {
+                let (Some(i), Some(&j)) = (scope.step, self.index.get(target)) else {
+                    return false;
+                };
+                scope.steps && i != j && self.pb.steps[j].has_output() && self.is_ancestor(i, j)
+            }
+            Err(_) => false,
+        }
+    }
+
     fn step_ref(&mut self, scope: Scope<'_>, target: &str, at: Loc, whose: &str) -> bool {
         if !scope.steps {
             let why = match scope.step {
@@ -1081,12 +1121,12 @@ impl<'a> Checker<'a> {
                 }
                 _ => format!(
                     "{} is known before any step runs, so it can read only `params`",
-                    scope.place
+                    scope.where_()
                 ),
             };
             self.push(
                 Diagnostic::new(
-                    format!("{}{whose} cannot read `steps.{target}`", scope.place),
+                    format!("{}{whose} cannot read `steps.{target}`", scope.where_()),
                     at,
                 )
                 .hint(why),
@@ -1100,7 +1140,7 @@ impl<'a> Checker<'a> {
             let hint = self.ids_hint(target);
             self.push(
                 Diagnostic::new(
-                    format!("{}{whose} reads unknown step `{target}`", scope.place),
+                    format!("{}{whose} reads unknown step `{target}`", scope.where_()),
                     at,
                 )
                 .maybe_hint(hint),
