@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use runbook::sim::{self, CallRecord, Delays, DtsJobFixture, FaultSpec, ResourceKind, SimConfig, SimHandle};
+use runbook::sim::{self, CallRecord, Delays, DiNodeFixture, DtsJobFixture, FaultSpec, ResourceKind, SimConfig, SimHandle};
 use serde_json::Value;
 
 const ID: &str = "LTAItestRUNid";
@@ -570,4 +570,24 @@ fn every_example_playbook_completes_against_the_simulator_with_the_right_final_s
     let before = count(&rig.calls(), "StopDIJob");
     run_example("stop-di-job", &[]);
     assert_eq!(count(&rig.calls(), "StopDIJob"), before, "an already stopped job is not stopped again");
+}
+
+#[test]
+fn plan_refresh_reads_current_states_and_sends_nothing_that_mutates() {
+    // Nodes 11 and 12 were undeployed already.
+    let rig = Rig::with("", Duration::ZERO, |c| {
+        for file_id in [11, 12] {
+            c.fixtures.di_nodes.push(DiNodeFixture { status: "NORUN".into(), ..DiNodeFixture::running(10000, file_id) });
+        }
+    });
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let url = rig.sim().base_url();
+    let out = rig.run(&["plan", &pb, "--refresh", "--endpoint", &format!("dataworks={url}")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("terminate[11]  dataworks.TerminateDISyncInstance  Data.Status = \"NORUN\"  -> no-op: already done"), "{stdout}");
+    assert!(stdout.contains("terminate[13]  dataworks.TerminateDISyncInstance  Data.Status = \"RUN\"  -> would change it"), "{stdout}");
+    let calls = rig.calls();
+    assert_eq!(calls.len(), 12, "one status read per mutating call: 6 stops + 6 terminates");
+    assert!(calls.iter().all(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo") && !c.changed));
 }

@@ -41,10 +41,19 @@ pub(crate) struct PlanArgs {
     /// Show requests to PRODUCT going to URL (repeatable), e.g. `dts=http://127.0.0.1:9000`.
     #[arg(long = "endpoint", value_name = "PRODUCT=URL")]
     endpoints: Vec<String>,
-    /// Ask the read-only status APIs for each resource's current state and
-    /// show which steps would change it (not available yet).
+    /// Also read each resource's current state through the read-only status
+    /// APIs and show which mutating steps would change it and which would be
+    /// no-ops. Only calls typed `read` are sent. Signs with the env vars or
+    /// `--profile`; `--sim` reads from a fresh simulator instead.
     #[arg(long)]
     refresh: bool,
+    /// Profile of ~/.aliyun/config.json for `--refresh`.
+    #[arg(long, value_name = "NAME", requires = "refresh")]
+    profile: Option<String>,
+    /// With `--refresh`: read from the built-in simulator (every resource
+    /// running) instead of the cloud.
+    #[arg(long, requires = "refresh")]
+    sim: bool,
 }
 
 /// Parses one `-p KEY=VALUE`.
@@ -57,10 +66,6 @@ pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
 
 impl PlanArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
-        if self.refresh {
-            return Err(Error::usage("`plan --refresh` is not available yet")
-                .with_hint("run `runbook plan` without --refresh; the plan shows every call that would be sent"));
-        }
         let mut endpoints = Endpoints::new();
         for e in &self.endpoints {
             endpoints
@@ -83,7 +88,50 @@ impl PlanArgs {
             })?;
             eprintln!("wrote plan to {} (digest {})", out.display(), plan.digest);
         }
-        print!("{}", display::render(&plan, self.format));
+        if !self.refresh {
+            print!("{}", display::render(&plan, self.format));
+            return Ok(ExitCode::Ok);
+        }
+        let observations = self.observe(&plan, &endpoints)?;
+        match self.format {
+            Format::Json => {
+                let both = serde_json::json!({ "plan": plan, "refresh": observations });
+                println!("{}", serde_json::to_string_pretty(&both).unwrap_or_default());
+            }
+            _ => {
+                print!("{}", display::render(&plan, self.format));
+                print!("{}", crate::plan::refresh::render_text(&observations));
+            }
+        }
         Ok(ExitCode::Ok)
+    }
+
+    /// Sends the read-only status calls of `--refresh`.
+    fn observe(&self, plan: &crate::plan::Plan, endpoints: &Endpoints) -> Result<Vec<crate::plan::refresh::Observation>, Error> {
+        use crate::cloud::client::{ClientOptions, RpcClient};
+        use crate::cloud::credentials::Credentials;
+        let rt = super::runtime()?;
+        rt.block_on(async {
+            let mut endpoints = endpoints.clone();
+            let (credentials, sim) = if self.sim {
+                let (config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
+                let handle = crate::sim::spawn(config)
+                    .await
+                    .map_err(|e| Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e))?;
+                for product in ["dataworks", "dts"] {
+                    endpoints.set_override(product, &handle.base_url());
+                }
+                (Credentials::new(id, secret, None), Some(handle))
+            } else {
+                (Credentials::resolve(self.profile.as_deref())?, None)
+            };
+            let client = RpcClient::new(credentials, endpoints, ClientOptions::default())
+                .map_err(|e| Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e))?;
+            let observations = crate::plan::refresh::refresh(plan, &client).await;
+            if let Some(sim) = sim {
+                let _ = sim.shutdown().await;
+            }
+            Ok(observations)
+        })
     }
 }

@@ -20,6 +20,7 @@ mod build;
 pub mod display;
 pub mod graph;
 pub mod params;
+pub mod refresh;
 pub mod render;
 
 use std::collections::BTreeMap;
