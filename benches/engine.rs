@@ -34,7 +34,10 @@ impl CloudApi for Timed {
         Box::pin(async move {
             let start = Instant::now();
             let out = self.inner.call(req).await;
-            self.nanos.fetch_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.nanos.fetch_add(
+                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             self.calls.fetch_add(1, Ordering::Relaxed);
             out
         })
@@ -86,7 +89,8 @@ struct Round {
 
 fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Round {
     // The journal on the real disk (not a tmpfs), so its fsyncs are counted.
-    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).expect("tempdir");
+    let dir =
+        tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).expect("tempdir");
     let path = dir.path().join("bench.yaml");
     std::fs::write(&path, playbook(nodes, concurrency)).expect("write playbook");
     rt.block_on(async {
@@ -96,25 +100,56 @@ fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Roun
         let mut endpoints = Endpoints::new();
         endpoints.set_override("dataworks", &sim.base_url());
         let plan = runbook::plan::load_and_build(&path, &[], None, &endpoints).expect("plan");
-        let client = RpcClient::new(Credentials::new(id, secret, None), endpoints, ClientOptions::default()).expect("client");
-        let api = Arc::new(Timed { inner: client, nanos: AtomicU64::new(0), calls: AtomicU64::new(0) });
+        let client = RpcClient::new(
+            Credentials::new(id, secret, None),
+            endpoints,
+            ClientOptions::default(),
+        )
+        .expect("client");
+        let api = Arc::new(Timed {
+            inner: client,
+            nanos: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        });
         let journal = Journal::open(&dir.path().join("state")).expect("journal");
-        journal.create_run("bench", "bench", "bench.yaml", &plan.digest, "{}".into(), "{}".into()).await.expect("run row");
+        journal
+            .create_run(
+                "bench",
+                "bench",
+                "bench.yaml",
+                &plan.digest,
+                "{}".into(),
+                "{}".into(),
+            )
+            .await
+            .expect("run row");
         let runner = Runner::new(
             Arc::new(plan),
             api.clone(),
             journal,
             Arc::new(NoSink),
             Arc::new(RateLimits::default()),
-            Arc::new(FlagApprover { steps: Default::default(), by: "bench".into() }),
+            Arc::new(FlagApprover {
+                steps: Default::default(),
+                by: "bench".into(),
+            }),
             CancellationToken::new(),
-            RunOptions { run_id: "bench".into(), concurrency, run_timeout: None, seed: Some(1) },
+            RunOptions {
+                run_id: "bench".into(),
+                concurrency,
+                run_timeout: None,
+                seed: Some(1),
+            },
             Prior::default(),
         );
         let start = Instant::now();
         let summary = runner.execute(false).await.expect("run");
         let wall = start.elapsed();
-        assert_eq!(summary.outcome, runbook::run::Outcome::Succeeded, "{summary:?}");
+        assert_eq!(
+            summary.outcome,
+            runbook::run::Outcome::Succeeded,
+            "{summary:?}"
+        );
         let _ = sim.shutdown().await;
         Round {
             wall,
@@ -140,7 +175,10 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let rounds = 5;
 
     let mut rates = Vec::new();
@@ -153,10 +191,17 @@ fn main() {
     println!(
         "fan-out 1000 nodes x (stop, wait, terminate), concurrency 64: median {:.0} calls/s (rounds: {}), median wall {:.2} s",
         median(rates.clone()),
-        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         median(walls)
     );
-    println!("peak RSS of the process (runner + simulator + journal): {:.1} MB", peak_rss_mb());
+    println!(
+        "peak RSS of the process (runner + simulator + journal): {:.1} MB",
+        peak_rss_mb()
+    );
 
     let mut overheads = Vec::new();
     for _ in 0..rounds {
@@ -167,6 +212,10 @@ fn main() {
     println!(
         "engine time per step beyond the simulator's answer (200 nodes x 3 steps, concurrency 1): median {:.3} ms (rounds: {})",
         median(overheads.clone()),
-        overheads.iter().map(|o| format!("{o:.3}")).collect::<Vec<_>>().join(", ")
+        overheads
+            .iter()
+            .map(|o| format!("{o:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }

@@ -51,7 +51,13 @@ pub struct Error {
 impl Error {
     /// A new error with an exit code and message.
     pub fn new(exit: ExitCode, message: impl Into<String>) -> Error {
-        Error { exit, message: message.into(), rendered: None, hint: None, source: None }
+        Error {
+            exit,
+            message: message.into(),
+            rendered: None,
+            hint: None,
+            source: None,
+        }
     }
 
     /// A usage error (exit 2).
@@ -61,7 +67,10 @@ impl Error {
 
     /// An error whose full text has already been rendered (diagnostics).
     pub fn rendered(exit: ExitCode, summary: impl Into<String>, rendered: String) -> Error {
-        Error { rendered: Some(rendered), ..Error::new(exit, summary) }
+        Error {
+            rendered: Some(rendered),
+            ..Error::new(exit, summary)
+        }
     }
 
     /// Adds a hint.
@@ -87,7 +96,10 @@ impl Error {
             }
         } else {
             writeln!(out, "error: {}", self.message)?;
-            let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+            let mut cause = self
+                .source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static));
             while let Some(e) = cause {
                 writeln!(out, "  caused by: {e}")?;
                 cause = e.source();
@@ -108,7 +120,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -24,8 +24,8 @@
 pub mod cli;
 pub mod cloud;
 pub mod error;
-pub mod playbook;
 pub mod plan;
+pub mod playbook;
 pub mod run;
 pub mod sim;
 

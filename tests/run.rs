@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use runbook::sim::{self, CallRecord, Delays, DiNodeFixture, DtsJobFixture, FaultSpec, ResourceKind, SimConfig, SimHandle};
+use runbook::sim::{
+    self, CallRecord, Delays, DiNodeFixture, DtsJobFixture, FaultSpec, ResourceKind, SimConfig,
+    SimHandle,
+};
 use serde_json::Value;
 
 const ID: &str = "LTAItestRUNid";
@@ -27,18 +30,30 @@ impl Rig {
     }
 
     fn with(faults: &str, delay: Duration, tweak: impl FnOnce(&mut SimConfig)) -> Rig {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let mut config = SimConfig {
             credentials: vec![(ID.to_owned(), SECRET.to_owned())],
             auto_create: true,
             seed: 7,
-            faults: if faults.is_empty() { FaultSpec::default() } else { faults.parse().unwrap() },
+            faults: if faults.is_empty() {
+                FaultSpec::default()
+            } else {
+                faults.parse().unwrap()
+            },
             ..SimConfig::default()
         };
         config.fixtures.delays = Delays::uniform(delay);
         tweak(&mut config);
         let sim = rt.block_on(sim::spawn(config)).unwrap();
-        Rig { rt, sim: Some(sim), dir: tempfile::tempdir().unwrap() }
+        Rig {
+            rt,
+            sim: Some(sim),
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn sim(&self) -> &SimHandle {
@@ -63,7 +78,12 @@ impl Rig {
             .stdin(Stdio::null());
         if matches!(args.first(), Some(&"run" | &"resume")) {
             let url = self.sim().base_url();
-            cmd.args(["--endpoint", &format!("dataworks={url}"), "--endpoint", &format!("dts={url}")]);
+            cmd.args([
+                "--endpoint",
+                &format!("dataworks={url}"),
+                "--endpoint",
+                &format!("dts={url}"),
+            ]);
         }
         cmd
     }
@@ -128,7 +148,10 @@ fn text(out: &Output) -> String {
 }
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Stop, wait until stopped, terminate, wait until gone: the fan-out shape.
@@ -177,7 +200,12 @@ const FILE_IDS: [&str; 6] = ["11", "12", "13", "14", "15", "16"];
 fn readme_main_command_completes_against_the_built_in_simulator() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", &repo("playbooks/dts-di-cutover.yaml"), "--params", &repo("playbooks/params/dts-di-cutover.yaml")])
+        .args([
+            "run",
+            &repo("playbooks/dts-di-cutover.yaml"),
+            "--params",
+            &repo("playbooks/params/dts-di-cutover.yaml"),
+        ])
         .args(["--sim", "--yes", "--state-dir"])
         .arg(dir.path())
         .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
@@ -188,8 +216,17 @@ fn readme_main_command_completes_against_the_built_in_simulator() {
     assert_eq!(out.status.code(), Some(0), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(": succeeded"), "{all}");
-    for step in ["stop-dts-forward", "dts-stopped", "terminate-di", "di-terminated", "report"] {
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(step)).unwrap_or_else(|| panic!("{step} missing: {all}"));
+    for step in [
+        "stop-dts-forward",
+        "dts-stopped",
+        "terminate-di",
+        "di-terminated",
+        "report",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(step))
+            .unwrap_or_else(|| panic!("{step} missing: {all}"));
         assert!(line.contains("succeeded"), "{line}");
     }
 }
@@ -201,17 +238,29 @@ fn fan_out_completes_with_the_right_final_states_and_one_call_per_node() {
     let out = rig.run(&["run", &pb, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for id in FILE_IDS {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("NORUN"),
+            "node {id}"
+        );
     }
     let stops = rig.processed("StopDISyncInstance", "FileId");
     let terms = rig.processed("TerminateDISyncInstance", "FileId");
     assert_eq!(stops.len(), FILE_IDS.len());
-    assert!(stops.values().chain(terms.values()).all(|&n| n == 1), "stops {stops:?} terminates {terms:?}");
+    assert!(
+        stops.values().chain(terms.values()).all(|&n| n == 1),
+        "stops {stops:?} terminates {terms:?}"
+    );
     // The journal has the whole story.
     let run = rig.show(&rig.last_run_id());
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["approvals"][0]["method"], "--yes");
-    let polls = run["attempts"].as_array().unwrap().iter().filter(|a| a["kind"] == "poll").count();
+    let polls = run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "poll")
+        .count();
     assert!(polls >= 2 * FILE_IDS.len(), "waits polled: {polls}");
 }
 
@@ -223,12 +272,20 @@ fn under_faults_it_completes_and_never_resends_a_mutating_call_that_took_effect(
 }
 
 fn under_faults(seed: u64) {
-    let rig = Rig::with("throttle=0.3,error=0.1,drop=0.05,applied_drop=0.05", Duration::from_millis(30), |c| c.seed = seed);
+    let rig = Rig::with(
+        "throttle=0.3,error=0.1,drop=0.05,applied_drop=0.05",
+        Duration::from_millis(30),
+        |c| c.seed = seed,
+    );
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let out = rig.run(&["run", &pb, "--yes", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for id in FILE_IDS {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("NORUN"),
+            "node {id}"
+        );
     }
     let calls = rig.calls();
     let faults: usize = calls.iter().filter(|c| !c.faults.is_empty()).count();
@@ -236,11 +293,22 @@ fn under_faults(seed: u64) {
     for action in ["StopDISyncInstance", "TerminateDISyncInstance"] {
         let by = rig.processed(action, "FileId");
         assert_eq!(by.len(), FILE_IDS.len(), "{action}: {by:?}");
-        assert!(by.values().all(|&n| n == 1), "{action} reached the service more than once for a node: {by:?}");
+        assert!(
+            by.values().all(|&n| n == 1),
+            "{action} reached the service more than once for a node: {by:?}"
+        );
     }
     // The events say what happened: failed attempts with codes, polls, the end.
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["event"] == "attempt_failed" && e["code"].as_str().is_some_and(|c| c.starts_with("Throttling"))));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| {
+        e["event"] == "attempt_failed"
+            && e["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Throttling"))
+    }));
     assert!(events.iter().any(|e| e["event"] == "polled"));
     assert_eq!(events.last().unwrap()["event"], "run_finished");
 }
@@ -251,12 +319,19 @@ fn an_applied_then_dropped_terminate_is_reconciled_not_resent() {
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let out = rig.run(&["run", &pb, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dropped = rig.calls().iter().filter(|c| c.outcome == sim::Outcome::AppliedThenDropped).count();
+    let dropped = rig
+        .calls()
+        .iter()
+        .filter(|c| c.outcome == sim::Outcome::AppliedThenDropped)
+        .count();
     assert_eq!(dropped, 2);
     let terms = rig.processed("TerminateDISyncInstance", "FileId");
     assert!(terms.values().all(|&n| n == 1), "{terms:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("it took effect, not sending it again"), "{stderr}");
+    assert!(
+        stderr.contains("it took effect, not sending it again"),
+        "{stderr}"
+    );
 }
 
 const DTS_WAIT: &str = r#"
@@ -287,17 +362,32 @@ fn fail_if_fails_the_run_at_once_with_a_clear_message() {
     });
     let pb = rig.playbook("dts.yaml", DTS_WAIT);
     let start = Instant::now();
-    let child = rig.cmd(&["run", &pb, "--yes"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = rig
+        .cmd(&["run", &pb, "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // The task fails while the run waits for it to finish.
-    while !rig.calls().iter().any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail")) {
+    while !rig
+        .calls()
+        .iter()
+        .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+    {
         assert!(start.elapsed() < Duration::from_secs(20), "no poll arrived");
         std::thread::sleep(Duration::from_millis(10));
     }
-    rig.sim().set_status(ResourceKind::DtsJob, "job-1", "Failed").unwrap();
+    rig.sim()
+        .set_status(ResourceKind::DtsJob, "job-1", "Failed")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("fail_if held: `Status` is \"Failed\""), "{}", text(&out));
+    assert!(
+        stdout.contains("fail_if held: `Status` is \"Failed\""),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains("runbook resume"), "{stdout}");
 }
 
@@ -345,14 +435,30 @@ steps:
     let out = rig.run(&["run", &pb, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = |id: &str| stdout.lines().find(|l| l.trim_start().starts_with(id)).map(str::to_owned).unwrap_or_default();
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(id))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
     assert!(line("terminate").contains("failed"), "{stdout}");
-    assert!(line("check-after-failure").contains("succeeded"), "{stdout}");
+    assert!(
+        line("check-after-failure").contains("succeeded"),
+        "{stdout}"
+    );
     assert!(!line("never").contains("succeeded"), "{stdout}");
     // The compensation's status call reached the simulator after the failed terminate.
     let calls = rig.calls();
-    let last_term = calls.iter().rposition(|c| c.action.as_deref() == Some("TerminateDISyncInstance")).unwrap();
-    assert!(calls[last_term..].iter().any(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo")));
+    let last_term = calls
+        .iter()
+        .rposition(|c| c.action.as_deref() == Some("TerminateDISyncInstance"))
+        .unwrap();
+    assert!(
+        calls[last_term..]
+            .iter()
+            .any(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo"))
+    );
 }
 
 /// Kills `runbook run` with SIGKILL once `ready` holds on the call log, then
@@ -360,40 +466,69 @@ steps:
 fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value {
     let rig = Rig::new(faults, Duration::from_millis(40));
     let pb = rig.playbook("fan.yaml", FAN_OUT);
-    let mut child = rig.cmd(&["run", &pb, "--yes", "--output", "json"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = rig
+        .cmd(&["run", &pb, "--yes", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while !ready(&rig.calls()) {
-        assert!(start.elapsed() < Duration::from_secs(30), "never reached the kill point");
-        assert!(child.try_wait().unwrap().is_none(), "the run finished before the kill point");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never reached the kill point"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before the kill point"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     let _ = child.wait();
     let run_id = rig.last_run_id();
     let shown = rig.show(&run_id);
-    assert_eq!(shown["status"], "running", "the killed run is left as running");
+    assert_eq!(
+        shown["status"], "running",
+        "the killed run is left as running"
+    );
     let out = rig.run(&["resume", &run_id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for id in FILE_IDS {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("NORUN"),
+            "node {id}"
+        );
     }
     let terms = rig.processed("TerminateDISyncInstance", "FileId");
     assert_eq!(terms.len(), FILE_IDS.len(), "{terms:?}");
-    assert!(terms.values().all(|&n| n == 1), "an irreversible call reached the service twice: {terms:?}");
+    assert!(
+        terms.values().all(|&n| n == 1),
+        "an irreversible call reached the service twice: {terms:?}"
+    );
     let stops = rig.processed("StopDISyncInstance", "FileId");
-    assert!(stops.values().all(|&n| n == 1), "a stop was sent again after it took effect: {stops:?}");
+    assert!(
+        stops.values().all(|&n| n == 1),
+        "a stop was sent again after it took effect: {stops:?}"
+    );
     let shown = rig.show(&run_id);
     assert_eq!(shown["status"], "succeeded");
     shown
 }
 
 fn count(calls: &[CallRecord], action: &str) -> usize {
-    calls.iter().filter(|c| c.action.as_deref() == Some(action) && c.processed()).count()
+    calls
+        .iter()
+        .filter(|c| c.action.as_deref() == Some(action) && c.processed())
+        .count()
 }
 
 #[test]
 fn killed_during_the_stops_then_resumed_finishes_without_repeats() {
-    let _ = kill_and_resume("slow@StopDISyncInstance=1:150ms", |calls| count(calls, "StopDISyncInstance") >= 2);
+    let _ = kill_and_resume("slow@StopDISyncInstance=1:150ms", |calls| {
+        count(calls, "StopDISyncInstance") >= 2
+    });
 }
 
 #[test]
@@ -406,11 +541,23 @@ fn killed_with_terminates_in_flight_then_resumed_never_terminates_twice() {
     // Terminates take 300 ms to answer, so the kill lands while some are in
     // flight: applied on the service, unanswered on the client.
     let run = kill_and_resume("slow@TerminateDISyncInstance=1:300ms", |calls| {
-        calls.iter().filter(|c| c.action.as_deref() == Some("TerminateDISyncInstance")).count() >= 3
+        calls
+            .iter()
+            .filter(|c| c.action.as_deref() == Some("TerminateDISyncInstance"))
+            .count()
+            >= 3
     });
     // The in-flight terminates were settled through the status call on resume.
-    let checks = run["attempts"].as_array().unwrap().iter().filter(|a| a["kind"] == "reconcile").count();
-    assert!(checks >= 1, "resume re-checked the in-flight terminates: {checks}");
+    let checks = run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "reconcile")
+        .count();
+    assert!(
+        checks >= 1,
+        "resume re-checked the in-flight terminates: {checks}"
+    );
 }
 
 #[test]
@@ -420,7 +567,11 @@ fn approvals_are_required_bound_to_the_plan_and_journaled() {
     // No terminal, no --yes: refused before anything is sent.
     let out = rig.run(&["run", &pb]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        text(&out)
+    );
     assert!(rig.calls().is_empty());
 
     // An approve step needs --approve STEP without a terminal.
@@ -440,13 +591,22 @@ steps:
     );
     let out = rig.run(&["run", &gated, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--approve go-no-go"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--approve go-no-go"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 0);
     let out = rig.run(&["run", &gated, "--yes", "--approve", "go-no-go"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let run = rig.show(&rig.last_run_id());
     let approvals = run["approvals"].as_array().unwrap();
-    assert!(approvals.iter().any(|a| a["step"] == "go-no-go" && a["method"] == "--approve"), "{approvals:?}");
+    assert!(
+        approvals
+            .iter()
+            .any(|a| a["step"] == "go-no-go" && a["method"] == "--approve"),
+        "{approvals:?}"
+    );
     assert!(approvals.iter().all(|a| a["digest"] == run["digest"]));
 }
 
@@ -454,7 +614,12 @@ steps:
 fn a_second_run_of_the_same_plan_is_refused_while_one_is_running() {
     let rig = Rig::new("slow@StopDISyncInstance=1:500ms", Duration::ZERO);
     let pb = rig.playbook("fan.yaml", FAN_OUT);
-    let mut first = rig.cmd(&["run", &pb, "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = rig
+        .cmd(&["run", &pb, "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while count(&rig.calls(), "StopDISyncInstance") == 0 && rig.calls().is_empty() {
         assert!(start.elapsed() < Duration::from_secs(20));
@@ -462,7 +627,10 @@ fn a_second_run_of_the_same_plan_is_refused_while_one_is_running() {
     }
     let second = rig.run(&["run", &pb, "--yes"]);
     assert_eq!(second.status.code(), Some(6), "{}", text(&second));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another run of this playbook with these params is in progress"));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another run of this playbook with these params is in progress")
+    );
     assert!(first.wait().unwrap().success());
 }
 
@@ -484,11 +652,24 @@ fn a_saved_plan_runs_as_reviewed_and_is_refused_once_its_playbook_changed() {
 fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
     const TOKEN: &str = "CAIS+sts/Token==secret-token-value";
     let log = tempfile::NamedTempFile::new().unwrap();
-    let rig = Rig::with("throttle=0.2,applied_drop=0.1", Duration::from_millis(20), |c| c.log_path = Some(log.path().to_owned()));
+    let rig = Rig::with(
+        "throttle=0.2,applied_drop=0.1",
+        Duration::from_millis(20),
+        |c| c.log_path = Some(log.path().to_owned()),
+    );
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let mut outputs = Vec::new();
-    for args in [vec!["plan", &pb], vec!["plan", &pb, "--format", "json"], vec!["run", &pb, "--yes", "--output", "json"]] {
-        let out = rig.cmd(&args).env("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN).env("RUST_LOG", "trace").output().unwrap();
+    for args in [
+        vec!["plan", &pb],
+        vec!["plan", &pb, "--format", "json"],
+        vec!["run", &pb, "--yes", "--output", "json"],
+    ] {
+        let out = rig
+            .cmd(&args)
+            .env("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         outputs.push(out);
     }
@@ -521,7 +702,11 @@ fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
         params.insert("AccessKeyId".into(), ID.into());
         params.insert("SecurityToken".into(), TOKEN.into());
         let sig = runbook::cloud::signer::sign(&c.method, &params, SECRET);
-        assert!(!hay.contains(&sig) && !hay.contains(&encoded(&sig)), "signature of call {} found", c.seq);
+        assert!(
+            !hay.contains(&sig) && !hay.contains(&encoded(&sig)),
+            "signature of call {} found",
+            c.seq
+        );
     }
 }
 
@@ -529,7 +714,9 @@ fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
 fn every_example_playbook_completes_against_the_simulator_with_the_right_final_states() {
     // Immediate transitions: the examples poll every few seconds, as they would in the cloud.
     let rig = Rig::with("", Duration::ZERO, |c| {
-        c.fixtures.dts_jobs.push(DtsJobFixture::running("l3m1213ye7l"));
+        c.fixtures
+            .dts_jobs
+            .push(DtsJobFixture::running("l3m1213ye7l"));
     });
     let run_example = |name: &str, extra: &[&str]| {
         let pb = repo(&format!("playbooks/{name}.yaml"));
@@ -543,33 +730,63 @@ fn every_example_playbook_completes_against_the_simulator_with_the_right_final_s
         .unwrap()
         .filter_map(|e| {
             let p = e.unwrap().path();
-            (p.extension()? == "yaml").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            (p.extension()? == "yaml")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
         })
         .collect();
     examples.sort();
-    assert_eq!(examples, ["di-realtime-maintenance-stop", "di-status-report", "dts-di-cutover", "stop-di-job"]);
+    assert_eq!(
+        examples,
+        [
+            "di-realtime-maintenance-stop",
+            "di-status-report",
+            "dts-di-cutover",
+            "stop-di-job"
+        ]
+    );
 
     // A read-only report first: it changes nothing.
     run_example("di-status-report", &[]);
-    assert!(rig.calls().iter().all(|c| !c.changed), "the report changed something");
+    assert!(
+        rig.calls().iter().all(|c| !c.changed),
+        "the report changed something"
+    );
 
     run_example("dts-di-cutover", &[]);
-    assert_eq!(rig.status(ResourceKind::DtsJob, "l3m1213ye7l").as_deref(), Some("Finished"));
+    assert_eq!(
+        rig.status(ResourceKind::DtsJob, "l3m1213ye7l").as_deref(),
+        Some("Finished")
+    );
     for id in ["100101", "100102", "100103"] {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("NORUN"),
+            "node {id}"
+        );
     }
 
     run_example("di-realtime-maintenance-stop", &["--approve", "go-ahead"]);
     for id in ["200101", "200102", "200103", "200104", "200105"] {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("PAUSE"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("PAUSE"),
+            "node {id}"
+        );
     }
 
     run_example("stop-di-job", &[]);
-    assert_eq!(rig.status(ResourceKind::DiJob, "11668").as_deref(), Some("Stopped"));
+    assert_eq!(
+        rig.status(ResourceKind::DiJob, "11668").as_deref(),
+        Some("Stopped")
+    );
     // Run again: the job is already stopped, so `when` skips the stop.
     let before = count(&rig.calls(), "StopDIJob");
     run_example("stop-di-job", &[]);
-    assert_eq!(count(&rig.calls(), "StopDIJob"), before, "an already stopped job is not stopped again");
+    assert_eq!(
+        count(&rig.calls(), "StopDIJob"),
+        before,
+        "an already stopped job is not stopped again"
+    );
 }
 
 #[test]
@@ -577,17 +794,34 @@ fn plan_refresh_reads_current_states_and_sends_nothing_that_mutates() {
     // Nodes 11 and 12 were undeployed already.
     let rig = Rig::with("", Duration::ZERO, |c| {
         for file_id in [11, 12] {
-            c.fixtures.di_nodes.push(DiNodeFixture { status: "NORUN".into(), ..DiNodeFixture::running(10000, file_id) });
+            c.fixtures.di_nodes.push(DiNodeFixture {
+                status: "NORUN".into(),
+                ..DiNodeFixture::running(10000, file_id)
+            });
         }
     });
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let url = rig.sim().base_url();
-    let out = rig.run(&["plan", &pb, "--refresh", "--endpoint", &format!("dataworks={url}")]);
+    let out = rig.run(&[
+        "plan",
+        &pb,
+        "--refresh",
+        "--endpoint",
+        &format!("dataworks={url}"),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("terminate[11]  dataworks.TerminateDISyncInstance  Data.Status = \"NORUN\"  -> no-op: already done"), "{stdout}");
     assert!(stdout.contains("terminate[13]  dataworks.TerminateDISyncInstance  Data.Status = \"RUN\"  -> would change it"), "{stdout}");
     let calls = rig.calls();
-    assert_eq!(calls.len(), 12, "one status read per mutating call: 6 stops + 6 terminates");
-    assert!(calls.iter().all(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo") && !c.changed));
+    assert_eq!(
+        calls.len(),
+        12,
+        "one status read per mutating call: 6 stops + 6 terminates"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo") && !c.changed)
+    );
 }

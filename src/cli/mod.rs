@@ -105,5 +105,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::new(ExitCode::Internal, "failed to start the async runtime").with_source(e))
+        .map_err(|e| {
+            Error::new(ExitCode::Internal, "failed to start the async runtime").with_source(e)
+        })
 }

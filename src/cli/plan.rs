@@ -96,7 +96,10 @@ impl PlanArgs {
         match self.format {
             Format::Json => {
                 let both = serde_json::json!({ "plan": plan, "refresh": observations });
-                println!("{}", serde_json::to_string_pretty(&both).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&both).unwrap_or_default()
+                );
             }
             _ => {
                 print!("{}", display::render(&plan, self.format));
@@ -107,7 +110,11 @@ impl PlanArgs {
     }
 
     /// Sends the read-only status calls of `--refresh`.
-    fn observe(&self, plan: &crate::plan::Plan, endpoints: &Endpoints) -> Result<Vec<crate::plan::refresh::Observation>, Error> {
+    fn observe(
+        &self,
+        plan: &crate::plan::Plan,
+        endpoints: &Endpoints,
+    ) -> Result<Vec<crate::plan::refresh::Observation>, Error> {
         use crate::cloud::client::{ClientOptions, RpcClient};
         use crate::cloud::credentials::Credentials;
         let rt = super::runtime()?;
@@ -115,9 +122,9 @@ impl PlanArgs {
             let mut endpoints = endpoints.clone();
             let (credentials, sim) = if self.sim {
                 let (config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
-                let handle = crate::sim::spawn(config)
-                    .await
-                    .map_err(|e| Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e))?;
+                let handle = crate::sim::spawn(config).await.map_err(|e| {
+                    Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e)
+                })?;
                 for product in ["dataworks", "dts"] {
                     endpoints.set_override(product, &handle.base_url());
                 }
@@ -125,8 +132,10 @@ impl PlanArgs {
             } else {
                 (Credentials::resolve(self.profile.as_deref())?, None)
             };
-            let client = RpcClient::new(credentials, endpoints, ClientOptions::default())
-                .map_err(|e| Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e))?;
+            let client =
+                RpcClient::new(credentials, endpoints, ClientOptions::default()).map_err(|e| {
+                    Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
+                })?;
             let observations = crate::plan::refresh::refresh(plan, &client).await;
             if let Some(sim) = sim {
                 let _ = sim.shutdown().await;

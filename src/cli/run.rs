@@ -22,8 +22,8 @@ use crate::error::{Error, ExitCode};
 use crate::plan::Plan;
 use crate::run::report::{self, ReportMode};
 use crate::run::{
-    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Outcome, Prior, RateLimits, RunOptions,
-    RunSummary, Runner, ratelimit,
+    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Outcome, Prior, RateLimits,
+    RunOptions, RunSummary, Runner, ratelimit,
 };
 
 /// Output format of `run` and `resume`.
@@ -49,7 +49,11 @@ impl StateArgs {
         if let Some(dir) = &self.state_dir {
             return dir.clone();
         }
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         env("XDG_STATE_HOME")
             .map(|d| d.join("runbook"))
             .or_else(|| env("HOME").map(|h| h.join(".local/state/runbook")))
@@ -59,9 +63,12 @@ impl StateArgs {
     pub(crate) fn journal(&self) -> Result<Journal, Error> {
         let dir = self.dir();
         Journal::open(&dir).map_err(|e| {
-            Error::new(ExitCode::Internal, format!("cannot open the journal in {}", dir.display()))
-                .with_source(e)
-                .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory")
+            Error::new(
+                ExitCode::Internal,
+                format!("cannot open the journal in {}", dir.display()),
+            )
+            .with_source(e)
+            .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory")
         })
     }
 }
@@ -281,21 +288,25 @@ impl Target {
     async fn connect(args: &TargetArgs, _unused: Option<()>) -> Result<Target, Error> {
         let mut endpoints = Endpoints::new();
         for e in &args.endpoints {
-            endpoints.add_flag(e).map_err(|e| Error::usage(e.to_string()))?;
+            endpoints
+                .add_flag(e)
+                .map_err(|e| Error::usage(e.to_string()))?;
         }
         let mut limits: Vec<(String, f64)> = Vec::new();
         let (credentials, sim) = if args.sim {
             let faults = match &args.sim_faults {
-                Some(spec) => spec.parse::<crate::sim::FaultSpec>().map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
+                Some(spec) => spec
+                    .parse::<crate::sim::FaultSpec>()
+                    .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
                 None => crate::sim::FaultSpec::default(),
             };
             let (mut config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
             config.auto_create = true;
             config.faults = faults;
             config.seed = args.sim_seed;
-            let handle = crate::sim::spawn(config)
-                .await
-                .map_err(|e| Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e))?;
+            let handle = crate::sim::spawn(config).await.map_err(|e| {
+                Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e)
+            })?;
             for product in ["dataworks", "dts"] {
                 endpoints.set_override(product, &handle.base_url());
             }
@@ -310,8 +321,15 @@ impl Target {
             limits.push((product, rate));
         }
         let client = RpcClient::new(credentials, endpoints.clone(), ClientOptions::default())
-            .map_err(|e| Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e))?;
-        Ok(Target { api: Arc::new(client), endpoints, limits: RateLimits::new(limits), _sim: sim })
+            .map_err(|e| {
+                Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
+            })?;
+        Ok(Target {
+            api: Arc::new(client),
+            endpoints,
+            limits: RateLimits::new(limits),
+            _sim: sim,
+        })
     }
 }
 
@@ -322,24 +340,36 @@ pub(crate) fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, Erro
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Error::usage(format!("invalid param `{p}`: expected KEY=VALUE, e.g. -p project_id=10000")))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "invalid param `{p}`: expected KEY=VALUE, e.g. -p project_id=10000"
+                    ))
+                })
         })
         .collect()
 }
 
 fn new_run_id() -> String {
-    let t = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let t = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("{t}-{}", &rand[..6])
 }
 
 fn journal_error(e: crate::run::JournalError) -> Error {
-    Error::new(ExitCode::Internal, "the journal could not record the run; nothing was sent").with_source(e)
+    Error::new(
+        ExitCode::Internal,
+        "the journal could not record the run; nothing was sent",
+    )
+    .with_source(e)
 }
 
 /// `user@host`, for approvals.
 pub(crate) fn who() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -353,13 +383,17 @@ fn is_terminal() -> bool {
 
 /// The approval of the whole plan: needed when it changes anything.
 fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>, Error> {
-    let mutating: Vec<&crate::plan::PlannedStep> = plan.steps.iter().filter(|s| s.risk.mutates()).collect();
+    let mutating: Vec<&crate::plan::PlannedStep> =
+        plan.steps.iter().filter(|s| s.risk.mutates()).collect();
     if mutating.is_empty() {
         return Ok(None);
     }
     let short = &plan.digest[..plan.digest.len().min(12)];
     if exec.yes {
-        return Ok(Some(ApprovalDecision::Approved { by: who(), method: "--yes".to_owned() }));
+        return Ok(Some(ApprovalDecision::Approved {
+            by: who(),
+            method: "--yes".to_owned(),
+        }));
     }
     if !is_terminal() {
         return Err(Error::new(
@@ -371,8 +405,17 @@ fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
     for s in &mutating {
-        let mark = if s.risk == crate::cloud::Risk::Irreversible { "IRREVERSIBLE" } else { "mutating" };
-        let items = s.for_each.as_ref().and_then(|f| f.items.as_ref()).map(|i| format!(" x{}", i.len())).unwrap_or_default();
+        let mark = if s.risk == crate::cloud::Risk::Irreversible {
+            "IRREVERSIBLE"
+        } else {
+            "mutating"
+        };
+        let items = s
+            .for_each
+            .as_ref()
+            .and_then(|f| f.items.as_ref())
+            .map(|i| format!(" x{}", i.len()))
+            .unwrap_or_default();
         let action = match &s.kind {
             crate::plan::StepKind::Call { call, .. } => call.action.clone(),
             _ => String::new(),
@@ -390,9 +433,15 @@ fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if answer.trim().eq_ignore_ascii_case("yes") {
-        Ok(Some(ApprovalDecision::Approved { by: who(), method: "terminal".to_owned() }))
+        Ok(Some(ApprovalDecision::Approved {
+            by: who(),
+            method: "terminal".to_owned(),
+        }))
     } else {
-        Err(Error::new(ExitCode::Refused, "not approved; nothing was sent"))
+        Err(Error::new(
+            ExitCode::Refused,
+            "not approved; nothing was sent",
+        ))
     }
 }
 
@@ -404,7 +453,12 @@ struct StepApprover {
 }
 
 impl Approver for StepApprover {
-    fn approve<'a>(&'a self, step: &'a str, message: &'a str, digest: &'a str) -> ApprovalFuture<'a> {
+    fn approve<'a>(
+        &'a self,
+        step: &'a str,
+        message: &'a str,
+        digest: &'a str,
+    ) -> ApprovalFuture<'a> {
         Box::pin(async move {
             if self.flags.steps.contains(step) || !self.interactive {
                 return self.flags.approve(step, message, digest).await;
@@ -415,7 +469,10 @@ impl Approver for StepApprover {
             let answer = tokio::task::spawn_blocking(move || {
                 multi.suspend(|| {
                     let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "approve step `{step_s}`: {message_s}\nType `yes` to continue: ");
+                    let _ = write!(
+                        err,
+                        "approve step `{step_s}`: {message_s}\nType `yes` to continue: "
+                    );
                     let _ = err.flush();
                     let mut answer = String::new();
                     let _ = std::io::stdin().read_line(&mut answer);
@@ -425,9 +482,14 @@ impl Approver for StepApprover {
             .await
             .unwrap_or_default();
             if answer.trim().eq_ignore_ascii_case("yes") {
-                ApprovalDecision::Approved { by, method: "terminal".to_owned() }
+                ApprovalDecision::Approved {
+                    by,
+                    method: "terminal".to_owned(),
+                }
             } else {
-                ApprovalDecision::Refused { reason: format!("step `{step}` was not approved") }
+                ApprovalDecision::Refused {
+                    reason: format!("step `{step}` was not approved"),
+                }
             }
         })
     }
@@ -455,11 +517,18 @@ async fn execute(
         OutputFormat::Text if std::io::stderr().is_terminal() => ReportMode::Live,
         OutputFormat::Text => ReportMode::Plain,
     };
-    let multi = if mode == ReportMode::Live { indicatif::MultiProgress::new() } else { report::hidden() };
+    let multi = if mode == ReportMode::Live {
+        indicatif::MultiProgress::new()
+    } else {
+        report::hidden()
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let reporter = tokio::spawn(report::report(mode, rx, multi.clone()));
     let approver = StepApprover {
-        flags: FlagApprover { steps: exec.approve.iter().cloned().collect::<BTreeSet<_>>(), by: who() },
+        flags: FlagApprover {
+            steps: exec.approve.iter().cloned().collect::<BTreeSet<_>>(),
+            by: who(),
+        },
         multi,
         interactive: is_terminal() && mode != ReportMode::Json,
     };
@@ -467,7 +536,9 @@ async fn execute(
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ncancelling: no new calls; waiting for calls in flight (Ctrl-C again to quit at once; `runbook resume` continues)");
+            eprintln!(
+                "\ncancelling: no new calls; waiting for calls in flight (Ctrl-C again to quit at once; `runbook resume` continues)"
+            );
             on_signal.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(ExitCode::Cancelled.code());
@@ -482,7 +553,12 @@ async fn execute(
         Arc::new(target.limits),
         Arc::new(approver),
         cancel,
-        RunOptions { run_id: run_id.clone(), concurrency, run_timeout, seed: exec.jitter_seed },
+        RunOptions {
+            run_id: run_id.clone(),
+            concurrency,
+            run_timeout,
+            seed: exec.jitter_seed,
+        },
         prior,
     );
     let summary = runner.execute(resumed).await;
@@ -506,7 +582,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Error> {
     let span: jiff::SignedDuration = s
         .parse()
         .map_err(|_| Error::usage(format!("invalid duration `{s}`: use e.g. 30s, 2m, 1h 30m")))?;
-    Duration::try_from(span).map_err(|_| Error::usage(format!("invalid duration `{s}`: must not be negative")))
+    Duration::try_from(span)
+        .map_err(|_| Error::usage(format!("invalid duration `{s}`: must not be negative")))
 }
 
 /// Keeps two runs of the same plan digest apart; released when the process
@@ -518,8 +595,13 @@ struct RunLock {
 impl RunLock {
     fn acquire(state_dir: &Path, digest: &str) -> Result<RunLock, Error> {
         let dir = state_dir.join("locks");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::new(ExitCode::Internal, format!("cannot create {}", dir.display())).with_source(e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::new(
+                ExitCode::Internal,
+                format!("cannot create {}", dir.display()),
+            )
+            .with_source(e)
+        })?;
         let path = dir.join(format!("{digest}.lock"));
         let file = File::options()
             .create(true)
@@ -527,7 +609,13 @@ impl RunLock {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::new(ExitCode::Internal, format!("cannot open {}", path.display())).with_source(e))?;
+            .map_err(|e| {
+                Error::new(
+                    ExitCode::Internal,
+                    format!("cannot open {}", path.display()),
+                )
+                .with_source(e)
+            })?;
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.set_len(0);
@@ -538,13 +626,18 @@ impl RunLock {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 Err(Error::new(
                     ExitCode::Refused,
-                    format!("another run of this playbook with these params is in progress ({})", holder.trim()),
+                    format!(
+                        "another run of this playbook with these params is in progress ({})",
+                        holder.trim()
+                    ),
                 )
                 .with_hint("wait for it to finish, or stop it (Ctrl-C) and `runbook resume` it"))
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::new(ExitCode::Internal, format!("cannot lock {}", path.display())).with_source(e))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+                ExitCode::Internal,
+                format!("cannot lock {}", path.display()),
+            )
+            .with_source(e)),
         }
     }
 }

@@ -33,9 +33,9 @@ pub(crate) struct ShowArgs {
 impl RunsArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
-        let runs = journal
-            .list_runs()
-            .map_err(|e| Error::new(ExitCode::Internal, "cannot read the journal").with_source(e))?;
+        let runs = journal.list_runs().map_err(|e| {
+            Error::new(ExitCode::Internal, "cannot read the journal").with_source(e)
+        })?;
         let mut out = std::io::stdout().lock();
         if self.json {
             let rows: Vec<_> = runs
@@ -45,16 +45,28 @@ impl RunsArgs {
                         "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at})
                 })
                 .collect();
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
             return Ok(ExitCode::Ok);
         }
         if runs.is_empty() {
             let _ = writeln!(out, "no runs in {}", journal.path().display());
             return Ok(ExitCode::Ok);
         }
-        let _ = writeln!(out, "{:<24} {:<10} {:<26} PLAYBOOK", "RUN", "STATUS", "STARTED");
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:<26} PLAYBOOK",
+            "RUN", "STATUS", "STARTED"
+        );
         for r in runs {
-            let _ = writeln!(out, "{:<24} {:<10} {:<26} {} ({})", r.id, r.status, r.created_at, r.name, r.source);
+            let _ = writeln!(
+                out,
+                "{:<24} {:<10} {:<26} {} ({})",
+                r.id, r.status, r.created_at, r.name, r.source
+            );
         }
         Ok(ExitCode::Ok)
     }
@@ -64,7 +76,8 @@ impl ShowArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
         let rec = journal.load_run(&self.run_id).map_err(|e| {
-            Error::new(ExitCode::Usage, e.to_string()).with_hint("`runbook runs` lists the runs in the journal")
+            Error::new(ExitCode::Usage, e.to_string())
+                .with_hint("`runbook runs` lists the runs in the journal")
         })?;
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -75,42 +88,101 @@ impl ShowArgs {
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
             });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
             return Ok(ExitCode::Ok);
         }
         let r = &rec.run;
         let _ = writeln!(out, "run {}: {} ({})", r.id, r.name, r.source);
-        let _ = writeln!(out, "status: {}   started: {}   finished: {}", r.status, r.created_at, r.finished_at.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            out,
+            "status: {}   started: {}   finished: {}",
+            r.status,
+            r.created_at,
+            r.finished_at.as_deref().unwrap_or("-")
+        );
         let _ = writeln!(out, "plan digest: {}", r.digest);
         for a in &rec.approvals {
-            let what = a.step_id.as_deref().map_or_else(|| "plan".to_owned(), |s| format!("step `{s}`"));
-            let _ = writeln!(out, "approved: {what} by {} via {} at {} (digest {})", a.approved_by, a.method, a.at, &a.digest[..a.digest.len().min(12)]);
+            let what = a
+                .step_id
+                .as_deref()
+                .map_or_else(|| "plan".to_owned(), |s| format!("step `{s}`"));
+            let _ = writeln!(
+                out,
+                "approved: {what} by {} via {} at {} (digest {})",
+                a.approved_by,
+                a.method,
+                a.at,
+                &a.digest[..a.digest.len().min(12)]
+            );
         }
         let _ = writeln!(out, "steps:");
         for s in &rec.steps {
-            let units: Vec<_> = rec.units.iter().filter(|u| u.step_id == s.step_id).collect();
+            let units: Vec<_> = rec
+                .units
+                .iter()
+                .filter(|u| u.step_id == s.step_id)
+                .collect();
             let done = units.iter().filter(|u| u.status == "succeeded").count();
-            let calls = rec.attempts.iter().filter(|a| a.step_id == s.step_id && a.kind == "call").count();
-            let polls = rec.attempts.iter().filter(|a| a.step_id == s.step_id && a.kind == "poll").count();
-            let checks = rec.attempts.iter().filter(|a| a.step_id == s.step_id && a.kind == "reconcile").count();
-            let items = s.items.map(|n| format!(" {done}/{n} items")).unwrap_or_default();
+            let calls = rec
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == s.step_id && a.kind == "call")
+                .count();
+            let polls = rec
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == s.step_id && a.kind == "poll")
+                .count();
+            let checks = rec
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == s.step_id && a.kind == "reconcile")
+                .count();
+            let items = s
+                .items
+                .map(|n| format!(" {done}/{n} items"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {:<24} {:<10}{items}  calls {calls}, polls {polls}, status checks {checks}{}",
                 s.step_id,
                 s.status,
-                s.detail.as_ref().map(|d| format!("\n      {d}")).unwrap_or_default()
+                s.detail
+                    .as_ref()
+                    .map(|d| format!("\n      {d}"))
+                    .unwrap_or_default()
             );
             for u in units.iter().filter(|u| u.status == "failed") {
-                let _ = writeln!(out, "      item {}: {}", u.item, u.error.as_deref().unwrap_or(""));
+                let _ = writeln!(
+                    out,
+                    "      item {}: {}",
+                    u.item,
+                    u.error.as_deref().unwrap_or("")
+                );
             }
         }
         if self.attempts {
             let _ = writeln!(out, "attempts:");
             for a in &rec.attempts {
-                let err = a.error_code.as_ref().map(|c| format!(" {c}: {}", a.error_message.as_deref().unwrap_or(""))).unwrap_or_default();
-                let rid = a.request_id.as_ref().map(|r| format!(" RequestId {r}")).unwrap_or_default();
-                let _ = writeln!(out, "  {} {}[{}] #{} {} {} -> {}{err}{rid}", a.sent_at, a.step_id, a.item, a.attempt, a.kind, a.action, a.outcome);
+                let err = a
+                    .error_code
+                    .as_ref()
+                    .map(|c| format!(" {c}: {}", a.error_message.as_deref().unwrap_or("")))
+                    .unwrap_or_default();
+                let rid = a
+                    .request_id
+                    .as_ref()
+                    .map(|r| format!(" RequestId {r}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} {}[{}] #{} {} {} -> {}{err}{rid}",
+                    a.sent_at, a.step_id, a.item, a.attempt, a.kind, a.action, a.outcome
+                );
             }
         }
         Ok(ExitCode::Ok)

@@ -11,7 +11,9 @@
 use serde::Serialize;
 
 /// How dangerous a call is. Orders from harmless to point-of-no-return.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     /// Reads state only; safe to repeat at any time.
@@ -133,7 +135,14 @@ const fn p(
     allowed: &'static [&'static str],
     description: &'static str,
 ) -> ParamSpec {
-    ParamSpec { name, ty, required, location, allowed, description }
+    ParamSpec {
+        name,
+        ty,
+        required,
+        location,
+        allowed,
+        description,
+    }
 }
 
 use ParamLocation::{Body, Query};
@@ -149,17 +158,59 @@ pub const DATAWORKS_VERSION: &str = "2020-05-18";
 pub const DTS_VERSION: &str = "2020-01-01";
 
 const DI_NODE_PARAMS: &[ParamSpec] = &[
-    p("ProjectId", Integer, true, Query, &[], "DataWorks workspace id"),
-    p("FileId", Integer, true, Query, &[], "id of the real-time sync node (file)"),
-    p("TaskType", Str, true, Query, &["DI_REALTIME"], "task type; DI_REALTIME for real-time nodes"),
+    p(
+        "ProjectId",
+        Integer,
+        true,
+        Query,
+        &[],
+        "DataWorks workspace id",
+    ),
+    p(
+        "FileId",
+        Integer,
+        true,
+        Query,
+        &[],
+        "id of the real-time sync node (file)",
+    ),
+    p(
+        "TaskType",
+        Str,
+        true,
+        Query,
+        &["DI_REALTIME"],
+        "task type; DI_REALTIME for real-time nodes",
+    ),
 ];
 
 const DTS_JOB_PARAMS: &[ParamSpec] = &[
     p("DtsJobId", Str, true, Query, &[], "DTS task id"),
     p("DtsInstanceId", Str, false, Query, &[], "DTS instance id"),
-    p("SynchronizationDirection", Str, false, Query, &["Forward", "Reverse"], "direction of a two-way sync; Forward by default"),
-    p("ResourceGroupId", Str, false, Query, &[], "resource group id"),
-    p("ZeroEtlJob", Boolean, false, Query, &[], "whether the task is a zero-ETL task"),
+    p(
+        "SynchronizationDirection",
+        Str,
+        false,
+        Query,
+        &["Forward", "Reverse"],
+        "direction of a two-way sync; Forward by default",
+    ),
+    p(
+        "ResourceGroupId",
+        Str,
+        false,
+        Query,
+        &[],
+        "resource group id",
+    ),
+    p(
+        "ZeroEtlJob",
+        Boolean,
+        false,
+        Query,
+        &[],
+        "whether the task is a zero-ETL task",
+    ),
 ];
 
 /// Every typed action, sorted by name.
@@ -171,7 +222,14 @@ pub static CATALOGUE: &[ActionSpec] = &[
         action: "GetDIJob",
         risk: Risk::Read,
         region_param: false,
-        params: &[p("DIJobId", Integer, true, Query, &[], "id of the new-style DI job")],
+        params: &[p(
+            "DIJobId",
+            Integer,
+            true,
+            Query,
+            &[],
+            "id of the new-style DI job",
+        )],
         effect: None,
         description: "read a DI job and its status (Data.JobStatus)",
     },
@@ -183,9 +241,30 @@ pub static CATALOGUE: &[ActionSpec] = &[
         risk: Risk::Read,
         region_param: false,
         params: &[
-            p("ProjectId", Integer, true, Query, &[], "DataWorks workspace id"),
-            p("FileId", Integer, true, Query, &[], "id of the sync node (file)"),
-            p("TaskType", Str, true, Query, &["DI_REALTIME", "DI_SOLUTION"], "DI_REALTIME for a node, DI_SOLUTION for a solution"),
+            p(
+                "ProjectId",
+                Integer,
+                true,
+                Query,
+                &[],
+                "DataWorks workspace id",
+            ),
+            p(
+                "FileId",
+                Integer,
+                true,
+                Query,
+                &[],
+                "id of the sync node (file)",
+            ),
+            p(
+                "TaskType",
+                Str,
+                true,
+                Query,
+                &["DI_REALTIME", "DI_SOLUTION"],
+                "DI_REALTIME for a node, DI_SOLUTION for a solution",
+            ),
         ],
         effect: None,
         description: "read the status of a DI real-time node (Data.Status: RUN, KILLING, PAUSE, NORUN, WAIT)",
@@ -197,7 +276,14 @@ pub static CATALOGUE: &[ActionSpec] = &[
         action: "StopDIJob",
         risk: Risk::Mutating,
         region_param: false,
-        params: &[p("DIJobId", Integer, true, Body, &[], "id of the new-style DI job (sent in the form body)")],
+        params: &[p(
+            "DIJobId",
+            Integer,
+            true,
+            Body,
+            &[],
+            "id of the new-style DI job (sent in the form body)",
+        )],
         effect: Some(Effect {
             status_action: "dataworks.GetDIJob",
             carry: &[("DIJobId", "DIJobId")],
@@ -216,7 +302,11 @@ pub static CATALOGUE: &[ActionSpec] = &[
         params: DI_NODE_PARAMS,
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[("ProjectId", "ProjectId"), ("FileId", "FileId"), ("TaskType", "TaskType")],
+            carry: &[
+                ("ProjectId", "ProjectId"),
+                ("FileId", "FileId"),
+                ("TaskType", "TaskType"),
+            ],
             select: "Data.Status",
             done: &["KILLING", "PAUSE", "NORUN"],
         }),
@@ -232,7 +322,11 @@ pub static CATALOGUE: &[ActionSpec] = &[
         params: DI_NODE_PARAMS,
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[("ProjectId", "ProjectId"), ("FileId", "FileId"), ("TaskType", "TaskType")],
+            carry: &[
+                ("ProjectId", "ProjectId"),
+                ("FileId", "FileId"),
+                ("TaskType", "TaskType"),
+            ],
             select: "Data.Status",
             done: &["NORUN"],
         }),
@@ -247,11 +341,46 @@ pub static CATALOGUE: &[ActionSpec] = &[
         region_param: true,
         params: &[
             p("DtsJobId", Str, true, Query, &[], "DTS task id"),
-            p("DtsInstanceID", Str, false, Query, &[], "DTS instance id (note the capital ID)"),
-            p("SynchronizationDirection", Str, false, Query, &["Forward", "Reverse"], "direction of a two-way sync"),
-            p("ResourceGroupId", Str, false, Query, &[], "resource group id"),
-            p("SyncSubJobHistory", Boolean, false, Query, &[], "include sub-job history"),
-            p("ZeroEtlJob", Boolean, false, Query, &[], "whether the task is a zero-ETL task"),
+            p(
+                "DtsInstanceID",
+                Str,
+                false,
+                Query,
+                &[],
+                "DTS instance id (note the capital ID)",
+            ),
+            p(
+                "SynchronizationDirection",
+                Str,
+                false,
+                Query,
+                &["Forward", "Reverse"],
+                "direction of a two-way sync",
+            ),
+            p(
+                "ResourceGroupId",
+                Str,
+                false,
+                Query,
+                &[],
+                "resource group id",
+            ),
+            p(
+                "SyncSubJobHistory",
+                Boolean,
+                false,
+                Query,
+                &[],
+                "include sub-job history",
+            ),
+            p(
+                "ZeroEtlJob",
+                Boolean,
+                false,
+                Query,
+                &[],
+                "whether the task is a zero-ETL task",
+            ),
         ],
         effect: None,
         description: "read a DTS task and its Status (Synchronizing, Suspending, Finished, Failed, ...)",
@@ -285,7 +414,9 @@ pub fn lookup(name: &str) -> Option<&'static ActionSpec> {
 
 /// Looks a typed action up by product and RPC action, as the simulator sees it.
 pub fn lookup_rpc(product: &str, action: &str) -> Option<&'static ActionSpec> {
-    CATALOGUE.iter().find(|a| a.product == product && a.action == action)
+    CATALOGUE
+        .iter()
+        .find(|a| a.product == product && a.action == action)
 }
 
 /// The name of the generic action for any other RPC API.
@@ -293,7 +424,10 @@ pub const GENERIC_API: &str = "api";
 
 /// All names a playbook may write after `call:` (for "did you mean").
 pub fn names() -> impl Iterator<Item = &'static str> {
-    CATALOGUE.iter().map(|a| a.name).chain(std::iter::once(GENERIC_API))
+    CATALOGUE
+        .iter()
+        .map(|a| a.name)
+        .chain(std::iter::once(GENERIC_API))
 }
 
 #[cfg(test)]
@@ -314,7 +448,10 @@ mod tests {
                     assert!(!effect.done.is_empty());
                 }
                 (None, false) => {}
-                _ => panic!("{}: a mutating action needs an effect, a read none", spec.name),
+                _ => panic!(
+                    "{}: a mutating action needs an effect, a read none",
+                    spec.name
+                ),
             }
         }
     }

@@ -11,7 +11,9 @@ pub struct Endpoints {
 
 /// A malformed `--endpoint` value.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid endpoint `{value}`: {reason} (expected PRODUCT=URL, e.g. dts=http://127.0.0.1:9000)")]
+#[error(
+    "invalid endpoint `{value}`: {reason} (expected PRODUCT=URL, e.g. dts=http://127.0.0.1:9000)"
+)]
 pub struct EndpointError {
     /// What was given.
     pub value: String,
@@ -27,13 +29,18 @@ impl Endpoints {
 
     /// Sends every call of `product` to `base_url` (e.g. `http://127.0.0.1:9000`).
     pub fn set_override(&mut self, product: &str, base_url: &str) {
-        self.overrides
-            .insert(product.to_ascii_lowercase(), base_url.trim_end_matches('/').to_owned());
+        self.overrides.insert(
+            product.to_ascii_lowercase(),
+            base_url.trim_end_matches('/').to_owned(),
+        );
     }
 
     /// Parses one `PRODUCT=URL` flag value and adds it.
     pub fn add_flag(&mut self, value: &str) -> Result<(), EndpointError> {
-        let err = |reason| EndpointError { value: value.to_owned(), reason };
+        let err = |reason| EndpointError {
+            value: value.to_owned(),
+            reason,
+        };
         let (product, url) = value.split_once('=').ok_or_else(|| err("missing `=`"))?;
         if product.is_empty() {
             return Err(err("empty product"));
@@ -92,7 +99,9 @@ pub fn is_loopback(base_url: &str) -> bool {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -101,11 +110,23 @@ mod tests {
 
     #[test]
     fn documented_hosts() {
-        assert_eq!(default_host("dataworks", "cn-shanghai"), "dataworks.cn-shanghai.aliyuncs.com");
-        assert_eq!(default_host("dataworks", "cn-qingdao"), "dataworks.aliyuncs.com");
-        assert_eq!(default_host("dts", "cn-hangzhou"), "dts.cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            default_host("dataworks", "cn-shanghai"),
+            "dataworks.cn-shanghai.aliyuncs.com"
+        );
+        assert_eq!(
+            default_host("dataworks", "cn-qingdao"),
+            "dataworks.aliyuncs.com"
+        );
+        assert_eq!(
+            default_host("dts", "cn-hangzhou"),
+            "dts.cn-hangzhou.aliyuncs.com"
+        );
         assert_eq!(default_host("dts", "cn-chengdu"), "dts.aliyuncs.com");
-        assert_eq!(default_host("ecs", "cn-beijing"), "ecs.cn-beijing.aliyuncs.com");
+        assert_eq!(
+            default_host("ecs", "cn-beijing"),
+            "ecs.cn-beijing.aliyuncs.com"
+        );
     }
 
     #[test]

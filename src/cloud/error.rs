@@ -74,7 +74,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error answer; the class is derived from the code and status.
-    pub fn new(code: impl Into<String>, message: impl Into<String>, http_status: Option<u16>) -> ApiError {
+    pub fn new(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        http_status: Option<u16>,
+    ) -> ApiError {
         let code = code.into();
         let class = ErrorClass::classify(&code, http_status);
         ApiError {
@@ -156,17 +160,41 @@ mod tests {
         use ErrorClass::*;
         assert_eq!(ErrorClass::classify("Throttling.User", Some(400)), Rejected);
         assert_eq!(ErrorClass::classify("Throttling.Api", Some(429)), Rejected);
-        assert_eq!(ErrorClass::classify("ServiceUnavailable", Some(503)), Rejected);
-        assert_eq!(ErrorClass::classify("SignatureNonceUsed", Some(400)), Rejected);
-        assert_eq!(ErrorClass::classify("InternalError.System", Some(500)), UnknownOutcome);
+        assert_eq!(
+            ErrorClass::classify("ServiceUnavailable", Some(503)),
+            Rejected
+        );
+        assert_eq!(
+            ErrorClass::classify("SignatureNonceUsed", Some(400)),
+            Rejected
+        );
+        assert_eq!(
+            ErrorClass::classify("InternalError.System", Some(500)),
+            UnknownOutcome
+        );
         assert_eq!(ErrorClass::classify("Whatever", Some(502)), UnknownOutcome);
-        assert_eq!(ErrorClass::classify("Transport.Timeout", None), UnknownOutcome);
+        assert_eq!(
+            ErrorClass::classify("Transport.Timeout", None),
+            UnknownOutcome
+        );
         assert_eq!(ErrorClass::classify("Transport.Connect", None), Rejected);
-        assert_eq!(ErrorClass::classify("Transport.ConnectionDropped", None), UnknownOutcome);
+        assert_eq!(
+            ErrorClass::classify("Transport.ConnectionDropped", None),
+            UnknownOutcome
+        );
         assert_eq!(ErrorClass::classify("Param.Invalid", Some(400)), Permanent);
-        assert_eq!(ErrorClass::classify("SignatureDoesNotMatch", Some(400)), Permanent);
-        assert_eq!(ErrorClass::classify("Forbidden.Access", Some(403)), Permanent);
-        assert_eq!(ErrorClass::classify("InvalidAccessKeyId.NotFound", Some(404)), Permanent);
+        assert_eq!(
+            ErrorClass::classify("SignatureDoesNotMatch", Some(400)),
+            Permanent
+        );
+        assert_eq!(
+            ErrorClass::classify("Forbidden.Access", Some(403)),
+            Permanent
+        );
+        assert_eq!(
+            ErrorClass::classify("InvalidAccessKeyId.NotFound", Some(404)),
+            Permanent
+        );
     }
 
     #[test]
@@ -175,7 +203,13 @@ mod tests {
         assert_eq!(ErrorClass::classify("Http.429", Some(429)), Rejected);
         assert_eq!(ErrorClass::classify("Http.503", Some(503)), Rejected);
         assert_eq!(ErrorClass::classify("Http.504", Some(504)), UnknownOutcome);
-        assert_eq!(ErrorClass::classify("InvalidResponse", Some(404)), Permanent);
-        assert_eq!(ErrorClass::classify("UnknownError", Some(400)), UnknownOutcome);
+        assert_eq!(
+            ErrorClass::classify("InvalidResponse", Some(404)),
+            Permanent
+        );
+        assert_eq!(
+            ErrorClass::classify("UnknownError", Some(400)),
+            UnknownOutcome
+        );
     }
 }

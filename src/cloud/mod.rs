@@ -25,7 +25,12 @@ pub use error::{ApiError, ErrorClass};
 
 /// Parameter names whose values never leave the process in clear: not in
 /// plans, logs, the journal, the simulator's call log or error messages.
-pub const REDACTED_PARAMS: &[&str] = &["AccessKeyId", "Signature", "SecurityToken", "AccessKeySecret"];
+pub const REDACTED_PARAMS: &[&str] = &[
+    "AccessKeyId",
+    "Signature",
+    "SecurityToken",
+    "AccessKeySecret",
+];
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "<redacted>";
@@ -53,7 +58,11 @@ impl ActionRequest {
     /// Builds the request of a typed action from already-rendered parameter
     /// values, putting each where the catalogue says (query or body) and
     /// adding `RegionId` for APIs that take it. Unknown names go to the query.
-    pub fn typed(spec: &ActionSpec, region: &str, params: BTreeMap<String, String>) -> ActionRequest {
+    pub fn typed(
+        spec: &ActionSpec,
+        region: &str,
+        params: BTreeMap<String, String>,
+    ) -> ActionRequest {
         let mut query = BTreeMap::new();
         let mut body = BTreeMap::new();
         for (name, value) in params {
@@ -63,7 +72,9 @@ impl ActionRequest {
             };
         }
         if spec.region_param && !region.is_empty() {
-            query.entry("RegionId".to_owned()).or_insert_with(|| region.to_owned());
+            query
+                .entry("RegionId".to_owned())
+                .or_insert_with(|| region.to_owned());
         }
         ActionRequest {
             product: spec.product.to_owned(),
@@ -181,18 +192,30 @@ mod tests {
     #[test]
     fn typed_request_places_params_and_region() {
         let spec = actions::lookup("dataworks.StopDIJob").unwrap();
-        let req = ActionRequest::typed(spec, "cn-shanghai", [("DIJobId".to_owned(), "11668".to_owned())].into());
+        let req = ActionRequest::typed(
+            spec,
+            "cn-shanghai",
+            [("DIJobId".to_owned(), "11668".to_owned())].into(),
+        );
         assert!(req.query.is_empty());
         assert_eq!(req.body["DIJobId"], "11668");
         let spec = actions::lookup("dts.StopDtsJob").unwrap();
-        let req = ActionRequest::typed(spec, "cn-hangzhou", [("DtsJobId".to_owned(), "j1".to_owned())].into());
+        let req = ActionRequest::typed(
+            spec,
+            "cn-hangzhou",
+            [("DtsJobId".to_owned(), "j1".to_owned())].into(),
+        );
         assert_eq!(req.query["RegionId"], "cn-hangzhou");
     }
 
     #[test]
     fn preview_redacts_credentials() {
         let spec = actions::lookup("dts.StopDtsJob").unwrap();
-        let req = ActionRequest::typed(spec, "cn-hangzhou", [("DtsJobId".to_owned(), "j1".to_owned())].into());
+        let req = ActionRequest::typed(
+            spec,
+            "cn-hangzhou",
+            [("DtsJobId".to_owned(), "j1".to_owned())].into(),
+        );
         let p = req.preview(&Endpoints::new());
         assert_eq!(p.host, "dts.cn-hangzhou.aliyuncs.com");
         assert!(p.query.contains("AccessKeyId=<redacted>"), "{}", p.query);

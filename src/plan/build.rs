@@ -659,7 +659,13 @@ mod example_tests {
         let order: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             order,
-            ["stop-dts-forward", "dts-stopped", "terminate-di", "di-terminated", "report"]
+            [
+                "stop-dts-forward",
+                "dts-stopped",
+                "terminate-di",
+                "di-terminated",
+                "report"
+            ]
         );
         assert_eq!(plan.critical_path.len(), 5);
         // 2m (call timeout) + 15m (wait) + 2m + 5m (wait) + 2m.

@@ -317,7 +317,9 @@ impl PlannedStep {
     pub fn worst_case(&self) -> Duration {
         let step = self.timeout_secs.map(Duration::from_secs);
         match &self.kind {
-            StepKind::Wait(w) => Duration::from_millis(w.timeout_millis).max(step.unwrap_or_default()),
+            StepKind::Wait(w) => {
+                Duration::from_millis(w.timeout_millis).max(step.unwrap_or_default())
+            }
             StepKind::Sleep { millis } => step.unwrap_or(Duration::from_millis(*millis)),
             _ => step.unwrap_or_default(),
         }
@@ -325,7 +327,11 @@ impl PlannedStep {
 }
 
 /// Builds the request a call would send once its parameters are rendered.
-pub fn request_for(call: &CallPlan, region: &str, params: BTreeMap<String, String>) -> ActionRequest {
+pub fn request_for(
+    call: &CallPlan,
+    region: &str,
+    params: BTreeMap<String, String>,
+) -> ActionRequest {
     match crate::cloud::actions::lookup(&call.action) {
         Some(spec) => ActionRequest::typed(spec, region, params),
         None => ActionRequest {

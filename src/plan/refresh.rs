@@ -61,7 +61,10 @@ impl CloudApi for ReadOnly<'_> {
             Box::pin(async move {
                 Err(ApiError::new(
                     "Refused.NotReadOnly",
-                    format!("plan --refresh sends only read-only status calls; {} is not one", req.action),
+                    format!(
+                        "plan --refresh sends only read-only status calls; {} is not one",
+                        req.action
+                    ),
                     None,
                 ))
             })
@@ -75,7 +78,9 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
     let params = serde_json::to_value(&plan.params).unwrap_or(Value::Null);
     let mut out = Vec::new();
     for step in &plan.steps {
-        let StepKind::Call { call, .. } = &step.kind else { continue };
+        let StepKind::Call { call, .. } = &step.kind else {
+            continue;
+        };
         if !call.risk.mutates() {
             continue;
         }
@@ -89,30 +94,46 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
             verdict: Verdict::Unknown,
             note: Some(note),
         };
-        let Some(effect) = cloud::actions::lookup(&call.action).and_then(|s| s.effect.as_ref()) else {
-            out.push(unknown(None, format!("{} has no status call in the catalogue", call.action)));
+        let Some(effect) = cloud::actions::lookup(&call.action).and_then(|s| s.effect.as_ref())
+        else {
+            out.push(unknown(
+                None,
+                format!("{} has no status call in the catalogue", call.action),
+            ));
             continue;
         };
-        let Some(status_spec) = cloud::actions::lookup(effect.status_action) else { continue };
+        let Some(status_spec) = cloud::actions::lookup(effect.status_action) else {
+            continue;
+        };
         let items: Vec<Option<Value>> = match &step.for_each {
             None => vec![None],
             Some(fe) => match &fe.items {
                 Some(items) => items.iter().cloned().map(Some).collect(),
                 None => {
-                    out.push(unknown(None, "the items are known only at run time".to_owned()));
+                    out.push(unknown(
+                        None,
+                        "the items are known only at run time".to_owned(),
+                    ));
                     continue;
                 }
             },
         };
         for item in items {
-            let mut scope = Scope { params: Some(&params), steps: None, item: None };
+            let mut scope = Scope {
+                params: Some(&params),
+                steps: None,
+                item: None,
+            };
             if let Some(v) = &item {
                 scope = scope.with_item(v);
             }
             let rendered = match render::render_params_in(&call.with, scope) {
                 Ok(p) => p,
                 Err(_) => {
-                    out.push(unknown(item, "its parameters depend on earlier steps' outputs".to_owned()));
+                    out.push(unknown(
+                        item,
+                        "its parameters depend on earlier steps' outputs".to_owned(),
+                    ));
                     continue;
                 }
             };
@@ -120,7 +141,12 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
             let carried = effect
                 .carry
                 .iter()
-                .filter_map(|(from, to)| req.query.get(*from).or_else(|| req.body.get(*from)).map(|v| ((*to).to_owned(), v.clone())))
+                .filter_map(|(from, to)| {
+                    req.query
+                        .get(*from)
+                        .or_else(|| req.body.get(*from))
+                        .map(|v| ((*to).to_owned(), v.clone()))
+                })
                 .collect();
             let status_req = ActionRequest::typed(status_spec, &step.region, carried);
             let (observed, verdict, note) = match guard.call(&status_req).await {
@@ -130,8 +156,16 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                         .as_ref()
                         .and_then(Value::as_str)
                         .is_some_and(|s| effect.done.iter().any(|d| d.eq_ignore_ascii_case(s)));
-                    let verdict = if done { Verdict::NoOp } else { Verdict::WillChange };
-                    (observed, verdict, resp.request_id.map(|r| format!("RequestId {r}")))
+                    let verdict = if done {
+                        Verdict::NoOp
+                    } else {
+                        Verdict::WillChange
+                    };
+                    (
+                        observed,
+                        verdict,
+                        resp.request_id.map(|r| format!("RequestId {r}")),
+                    )
                 }
                 Err(e) => (None, Verdict::Unknown, Some(e.to_string())),
             };
@@ -157,7 +191,11 @@ pub fn render_text(observations: &[Observation]) -> String {
         s.push_str("  no mutating steps\n");
     }
     for o in observations {
-        let item = o.item.as_ref().map(|i| format!("[{i}]")).unwrap_or_default();
+        let item = o
+            .item
+            .as_ref()
+            .map(|i| format!("[{i}]"))
+            .unwrap_or_default();
         let value = match (&o.select, &o.observed) {
             (Some(sel), Some(v)) => format!("{sel} = {v}"),
             (Some(sel), None) => format!("{sel} missing"),
@@ -176,10 +214,22 @@ pub fn render_text(observations: &[Observation]) -> String {
         }
         s.push('\n');
     }
-    let changes = observations.iter().filter(|o| o.verdict == Verdict::WillChange).count();
-    let noops = observations.iter().filter(|o| o.verdict == Verdict::NoOp).count();
-    let unknown = observations.iter().filter(|o| o.verdict == Verdict::Unknown).count();
-    let _ = writeln!(s, "  {changes} would change, {noops} no-op, {unknown} unknown");
+    let changes = observations
+        .iter()
+        .filter(|o| o.verdict == Verdict::WillChange)
+        .count();
+    let noops = observations
+        .iter()
+        .filter(|o| o.verdict == Verdict::NoOp)
+        .count();
+    let unknown = observations
+        .iter()
+        .filter(|o| o.verdict == Verdict::Unknown)
+        .count();
+    let _ = writeln!(
+        s,
+        "  {changes} would change, {noops} no-op, {unknown} unknown"
+    );
     s
 }
 
@@ -191,7 +241,13 @@ mod tests {
     struct Echo;
     impl CloudApi for Echo {
         fn call<'a>(&'a self, _req: &'a ActionRequest) -> CallFuture<'a> {
-            Box::pin(async { Ok(ApiResponse { body: Value::Null, request_id: None, http_status: 200 }) })
+            Box::pin(async {
+                Ok(ApiResponse {
+                    body: Value::Null,
+                    request_id: None,
+                    http_status: 200,
+                })
+            })
         }
     }
 
@@ -201,11 +257,22 @@ mod tests {
         let terminate = ActionRequest::typed(spec, "cn-shanghai", Default::default());
         let err = ReadOnly(&Echo).call(&terminate).await.unwrap_err();
         assert_eq!(err.code, "Refused.NotReadOnly");
-        let mut generic = ActionRequest::typed(cloud::actions::lookup("dts.DescribeDtsJobDetail").unwrap(), "", Default::default());
+        let mut generic = ActionRequest::typed(
+            cloud::actions::lookup("dts.DescribeDtsJobDetail").unwrap(),
+            "",
+            Default::default(),
+        );
         generic.action = "DeleteDtsJob".into();
         generic.risk = Risk::Read;
-        assert!(ReadOnly(&Echo).call(&generic).await.is_err(), "untyped actions are refused even if marked read");
-        let read = ActionRequest::typed(cloud::actions::lookup("dts.DescribeDtsJobDetail").unwrap(), "", Default::default());
+        assert!(
+            ReadOnly(&Echo).call(&generic).await.is_err(),
+            "untyped actions are refused even if marked read"
+        );
+        let read = ActionRequest::typed(
+            cloud::actions::lookup("dts.DescribeDtsJobDetail").unwrap(),
+            "",
+            Default::default(),
+        );
         assert!(ReadOnly(&Echo).call(&read).await.is_ok());
     }
 }

@@ -149,7 +149,9 @@ pub struct Journal {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -281,18 +283,27 @@ impl Journal {
     /// Opens (creating if needed) `journal.db` in `state_dir` and starts the
     /// writer thread.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| JournalError::Dir { path: state_dir.to_owned(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::Dir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
         let path = state_dir.join("journal.db");
         let conn = open_conn(&path)?;
-        conn.execute_batch(SCHEMA).map_err(|source| JournalError::Sqlite { path: path.clone(), source })?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|source| JournalError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         let (tx, rx) = mpsc::channel::<Op>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
             .spawn(move || writer(conn, &rx, &flag))
-            .map_err(|source| JournalError::Dir { path: state_dir.to_owned(), source })?;
+            .map_err(|source| JournalError::Dir {
+                path: state_dir.to_owned(),
+                source,
+            })?;
         Ok(Journal { path, tx, failed })
     }
 
@@ -302,15 +313,29 @@ impl Journal {
     }
 
     fn send(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) {
-        let _ = self.tx.send(Op { sql, args, ack: None });
+        let _ = self.tx.send(Op {
+            sql,
+            args,
+            ack: None,
+        });
     }
 
-    async fn send_acked(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) -> Result<(), JournalError> {
+    async fn send_acked(
+        &self,
+        sql: &'static str,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<(), JournalError> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(JournalError::WriterGone);
         }
         let (ack, done) = oneshot::channel();
-        self.tx.send(Op { sql, args, ack: Some(ack) }).map_err(|_| JournalError::WriterGone)?;
+        self.tx
+            .send(Op {
+                sql,
+                args,
+                ack: Some(ack),
+            })
+            .map_err(|_| JournalError::WriterGone)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             _ => Err(JournalError::WriterGone),
@@ -341,9 +366,18 @@ impl Journal {
     }
 
     /// Sets a run's status (`running` on resume, or its outcome at the end).
-    pub async fn set_run_status(&self, id: &str, status: &str, finished: bool) -> Result<(), JournalError> {
+    pub async fn set_run_status(
+        &self,
+        id: &str,
+        status: &str,
+        finished: bool,
+    ) -> Result<(), JournalError> {
         let t = now();
-        let fin: rusqlite::types::Value = if finished { t.clone().into() } else { rusqlite::types::Value::Null };
+        let fin: rusqlite::types::Value = if finished {
+            t.clone().into()
+        } else {
+            rusqlite::types::Value::Null
+        };
         self.send_acked(
             "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
             vec![id.sv(), status.sv(), t.sv(), fin],
@@ -368,8 +402,15 @@ impl Journal {
     }
 
     /// A step started (or restarted on resume).
-    pub async fn step_started(&self, run_id: &str, step: &str, items: Option<usize>) -> Result<(), JournalError> {
-        let items: rusqlite::types::Value = items.map_or(rusqlite::types::Value::Null, |n| i64::try_from(n).unwrap_or(i64::MAX).into());
+    pub async fn step_started(
+        &self,
+        run_id: &str,
+        step: &str,
+        items: Option<usize>,
+    ) -> Result<(), JournalError> {
+        let items: rusqlite::types::Value = items.map_or(rusqlite::types::Value::Null, |n| {
+            i64::try_from(n).unwrap_or(i64::MAX).into()
+        });
         self.send_acked(
             "INSERT INTO steps (run_id, step_id, status, items, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
              ON CONFLICT (run_id, step_id) DO UPDATE SET status = 'running', items = ?3, detail = NULL, finished_at = NULL",
@@ -379,7 +420,13 @@ impl Journal {
     }
 
     /// A step ended. Committed before its dependents start.
-    pub async fn step_finished(&self, run_id: &str, step: &str, outcome: Outcome, detail: Option<&str>) -> Result<(), JournalError> {
+    pub async fn step_finished(
+        &self,
+        run_id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: Option<&str>,
+    ) -> Result<(), JournalError> {
         self.send_acked(
             "INSERT INTO steps (run_id, step_id, status, detail, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (run_id, step_id) DO UPDATE SET status = ?3, detail = ?4, finished_at = ?5",
@@ -461,7 +508,13 @@ impl Journal {
     }
 
     /// Records an attempt's answer.
-    pub fn attempt_ok(&self, key: &str, request_id: Option<&str>, http_status: u16, response: &Value) {
+    pub fn attempt_ok(
+        &self,
+        key: &str,
+        request_id: Option<&str>,
+        http_status: u16,
+        response: &Value,
+    ) {
         self.send(
             "UPDATE attempts SET outcome = 'ok', finished_at = ?2, request_id = ?3, http_status = ?4, response_json = ?5 WHERE key = ?1",
             vec![key.sv(), now().sv(), opt(request_id), i64::from(http_status).sv(), response.to_string().sv()],
@@ -470,7 +523,9 @@ impl Journal {
 
     /// Records an attempt's failure.
     pub fn attempt_failed(&self, key: &str, err: &crate::cloud::ApiError) {
-        let class = serde_json::to_value(err.class).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let class = serde_json::to_value(err.class)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
         self.send(
             "UPDATE attempts SET outcome = 'error', finished_at = ?2, error_class = ?3, error_code = ?4, error_message = ?5, request_id = ?6, http_status = ?7 WHERE key = ?1",
             vec![
@@ -523,7 +578,10 @@ impl Journal {
         let conn = self.reader()?;
         let ids: Vec<String> = conn
             .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id")
-            .and_then(|mut s| s.query_map(params![id, format!("{id}%")], |r| r.get(0))?.collect())
+            .and_then(|mut s| {
+                s.query_map(params![id, format!("{id}%")], |r| r.get(0))?
+                    .collect()
+            })
             .map_err(|e| self.sql(e))?;
         let id = match ids.as_slice() {
             [one] => one.clone(),
@@ -623,7 +681,15 @@ impl Journal {
                 .collect()
             })
             .map_err(|e| self.sql(e))?;
-        Ok(RunRecord { run, plan_json, options_json, approvals, steps, units, attempts })
+        Ok(RunRecord {
+            run,
+            plan_json,
+            options_json,
+            approvals,
+            steps,
+            units,
+            attempts,
+        })
     }
 
     /// Stored events of a run, in order.
@@ -639,16 +705,27 @@ impl Journal {
     }
 
     fn sql(&self, source: rusqlite::Error) -> JournalError {
-        JournalError::Sqlite { path: self.path.clone(), source }
+        JournalError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
 fn open_conn(path: &Path) -> Result<Connection, JournalError> {
-    let conn = Connection::open(path).map_err(|source| JournalError::Sqlite { path: path.to_owned(), source })?;
+    let conn = Connection::open(path).map_err(|source| JournalError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })?;
     // WAL lets `runs`/`show` read while a run writes; FULL syncs each commit
     // so a power loss cannot drop an intent row that was acknowledged.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-        .map_err(|source| JournalError::Sqlite { path: path.to_owned(), source })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+    )
+    .map_err(|source| JournalError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(conn)
 }
 
@@ -681,7 +758,8 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), String> {
             continue;
         }
         let mut stmt = tx.prepare_cached(op.sql).map_err(|e| e.to_string())?;
-        stmt.execute(rusqlite::params_from_iter(op.args.iter())).map_err(|e| e.to_string())?;
+        stmt.execute(rusqlite::params_from_iter(op.args.iter()))
+            .map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())
 }
@@ -725,21 +803,58 @@ mod tests {
     async fn round_trips_a_run() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into()).await.unwrap();
-        j.record_approval("r1", None, "me@host", "--yes", "abc").await.unwrap();
+        j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into())
+            .await
+            .unwrap();
+        j.record_approval("r1", None, "me@host", "--yes", "abc")
+            .await
+            .unwrap();
         j.step_started("r1", "s1", Some(2)).await.unwrap();
         j.unit_started("r1", "s1", 0, Some(&serde_json::json!(7)));
-        j.attempt_intent("k1", "r1", "s1", 0, 1, "call", "StopDtsJob", "mutating", "{}".into(), true).await.unwrap();
-        j.attempt_failed("k1", &crate::cloud::ApiError::new("InternalError.System", "boom", Some(500)));
-        j.unit_finished("r1", "s1", 0, Outcome::Succeeded, Some(&serde_json::json!({"ok": true})), None).await.unwrap();
-        j.step_finished("r1", "s1", Outcome::Succeeded, None).await.unwrap();
+        j.attempt_intent(
+            "k1",
+            "r1",
+            "s1",
+            0,
+            1,
+            "call",
+            "StopDtsJob",
+            "mutating",
+            "{}".into(),
+            true,
+        )
+        .await
+        .unwrap();
+        j.attempt_failed(
+            "k1",
+            &crate::cloud::ApiError::new("InternalError.System", "boom", Some(500)),
+        );
+        j.unit_finished(
+            "r1",
+            "s1",
+            0,
+            Outcome::Succeeded,
+            Some(&serde_json::json!({"ok": true})),
+            None,
+        )
+        .await
+        .unwrap();
+        j.step_finished("r1", "s1", Outcome::Succeeded, None)
+            .await
+            .unwrap();
         j.set_run_status("r1", "succeeded", true).await.unwrap();
         let rec = j.load_run("r").unwrap();
         assert_eq!(rec.run.status, "succeeded");
         assert_eq!(rec.approvals[0].method, "--yes");
         assert_eq!(rec.units[0].item_json.as_deref(), Some("7"));
-        assert_eq!(rec.attempts[0].error_code.as_deref(), Some("InternalError.System"));
-        assert_eq!(rec.attempts[0].error_class.as_deref(), Some("unknown_outcome"));
+        assert_eq!(
+            rec.attempts[0].error_code.as_deref(),
+            Some("InternalError.System")
+        );
+        assert_eq!(
+            rec.attempts[0].error_class.as_deref(),
+            Some("unknown_outcome")
+        );
         assert_eq!(rec.steps[0].status, "succeeded");
         assert!(matches!(j.load_run("zzz"), Err(JournalError::NoSuchRun(_))));
     }

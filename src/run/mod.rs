@@ -81,7 +81,12 @@ pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = ApprovalDecision> + Se
 /// Decides `approve` steps: on a terminal it asks; otherwise `--approve STEP`.
 pub trait Approver: Send + Sync {
     /// Asks for approval of `step`, showing `message`; bound to `digest`.
-    fn approve<'a>(&'a self, step: &'a str, message: &'a str, digest: &'a str) -> ApprovalFuture<'a>;
+    fn approve<'a>(
+        &'a self,
+        step: &'a str,
+        message: &'a str,
+        digest: &'a str,
+    ) -> ApprovalFuture<'a>;
 }
 
 /// Approves only the steps named on the command line (`--approve STEP`).
@@ -93,13 +98,23 @@ pub struct FlagApprover {
 }
 
 impl Approver for FlagApprover {
-    fn approve<'a>(&'a self, step: &'a str, _message: &'a str, _digest: &'a str) -> ApprovalFuture<'a> {
+    fn approve<'a>(
+        &'a self,
+        step: &'a str,
+        _message: &'a str,
+        _digest: &'a str,
+    ) -> ApprovalFuture<'a> {
         Box::pin(async move {
             if self.steps.contains(step) {
-                ApprovalDecision::Approved { by: self.by.clone(), method: "--approve".to_owned() }
+                ApprovalDecision::Approved {
+                    by: self.by.clone(),
+                    method: "--approve".to_owned(),
+                }
             } else {
                 ApprovalDecision::Refused {
-                    reason: format!("step `{step}` needs an approval: run on a terminal to answer, or pass --approve {step}"),
+                    reason: format!(
+                        "step `{step}` needs an approval: run on a terminal to answer, or pass --approve {step}"
+                    ),
                 }
             }
         })
@@ -131,11 +146,15 @@ impl Prior {
                     .and_then(|s| serde_json::from_str(s).ok())
                     .unwrap_or(Value::Null);
                 let item = usize::try_from(unit.item).unwrap_or(usize::MAX);
-                prior.done_units.insert((unit.step_id.clone(), item), output);
+                prior
+                    .done_units
+                    .insert((unit.step_id.clone(), item), output);
             }
         }
         for step in &record.steps {
-            let Some(outcome) = Outcome::parse(&step.status) else { continue };
+            let Some(outcome) = Outcome::parse(&step.status) else {
+                continue;
+            };
             if matches!(outcome, Outcome::Succeeded | Outcome::Skipped) {
                 let output = plan.step(&step.step_id).and_then(|planned| {
                     if outcome == Outcome::Skipped {
@@ -153,7 +172,9 @@ impl Prior {
                         outputs.into_values().next()
                     }
                 });
-                prior.done_steps.insert(step.step_id.clone(), (outcome, output));
+                prior
+                    .done_steps
+                    .insert(step.step_id.clone(), (outcome, output));
             }
         }
         for a in &record.attempts {

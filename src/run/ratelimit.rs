@@ -33,7 +33,15 @@ impl RateLimits {
                 // A burst of one second's worth lets a fan-out start at once
                 // without exceeding the rate over any second.
                 let burst = rate.max(1.0);
-                (product.to_ascii_lowercase(), Mutex::new(Bucket { rate, burst, tokens: burst, last: now }))
+                (
+                    product.to_ascii_lowercase(),
+                    Mutex::new(Bucket {
+                        rate,
+                        burst,
+                        tokens: burst,
+                        last: now,
+                    }),
+                )
             })
             .collect();
         RateLimits { buckets }
@@ -72,14 +80,18 @@ impl RateLimits {
 
 /// Parses `PRODUCT=N` (calls per second; 0 = unlimited).
 pub fn parse_limit(value: &str) -> Result<(String, f64), String> {
-    let (product, rate) = value
-        .split_once('=')
-        .ok_or_else(|| format!("invalid rate limit `{value}`: expected PRODUCT=CALLS_PER_SECOND, e.g. dataworks=20"))?;
+    let (product, rate) = value.split_once('=').ok_or_else(|| {
+        format!(
+            "invalid rate limit `{value}`: expected PRODUCT=CALLS_PER_SECOND, e.g. dataworks=20"
+        )
+    })?;
     let rate: f64 = rate
         .parse()
         .ok()
         .filter(|r: &f64| r.is_finite() && *r >= 0.0)
-        .ok_or_else(|| format!("invalid rate limit `{value}`: `{rate}` is not a non-negative number"))?;
+        .ok_or_else(|| {
+            format!("invalid rate limit `{value}`: `{rate}` is not a non-negative number")
+        })?;
     Ok((product.to_ascii_lowercase(), rate))
 }
 
@@ -113,7 +125,10 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        assert_eq!(parse_limit("DataWorks=20").unwrap(), ("dataworks".to_owned(), 20.0));
+        assert_eq!(
+            parse_limit("DataWorks=20").unwrap(),
+            ("dataworks".to_owned(), 20.0)
+        );
         assert!(parse_limit("dts").is_err());
         assert!(parse_limit("dts=-1").is_err());
         assert!(parse_limit("dts=abc").is_err());

@@ -63,37 +63,123 @@ fn item(i: Option<usize>) -> String {
 /// The plain-text line for an event, if it is worth a line.
 pub fn plain_line(event: &RunEvent) -> Option<String> {
     Some(match event {
-        RunEvent::RunStarted { run_id, name, steps, resumed, .. } => {
+        RunEvent::RunStarted {
+            run_id,
+            name,
+            steps,
+            resumed,
+            ..
+        } => {
             let verb = if *resumed { "resuming" } else { "starting" };
             format!("{verb} run {run_id} of `{name}` ({steps} steps)")
         }
-        RunEvent::StepStarted { step, items: Some(n) } => format!("{step}: started ({n} items)"),
+        RunEvent::StepStarted {
+            step,
+            items: Some(n),
+        } => format!("{step}: started ({n} items)"),
         RunEvent::StepStarted { step, items: None } => format!("{step}: started"),
-        RunEvent::CallSent { .. } | RunEvent::ItemFinished { outcome: Outcome::Succeeded, .. } => return None,
-        RunEvent::AttemptFailed { step, item: i, attempt, action, code, message, request_id, next_delay_ms, .. } => {
-            let rid = request_id.as_ref().map(|r| format!(", RequestId {r}")).unwrap_or_default();
-            let next = next_delay_ms.map_or_else(|| "giving up".to_owned(), |d| format!("retrying in {}", ms(d)));
-            format!("{step}{}: {action} attempt {attempt} failed: {code}: {message}{rid}; {next}", item(*i))
+        RunEvent::CallSent { .. }
+        | RunEvent::ItemFinished {
+            outcome: Outcome::Succeeded,
+            ..
+        } => return None,
+        RunEvent::AttemptFailed {
+            step,
+            item: i,
+            attempt,
+            action,
+            code,
+            message,
+            request_id,
+            next_delay_ms,
+            ..
+        } => {
+            let rid = request_id
+                .as_ref()
+                .map(|r| format!(", RequestId {r}"))
+                .unwrap_or_default();
+            let next = next_delay_ms.map_or_else(
+                || "giving up".to_owned(),
+                |d| format!("retrying in {}", ms(d)),
+            );
+            format!(
+                "{step}{}: {action} attempt {attempt} failed: {code}: {message}{rid}; {next}",
+                item(*i)
+            )
         }
-        RunEvent::Reconciled { step, item: i, action, observed, took_effect } => {
-            let verdict = if *took_effect { "it took effect, not sending it again" } else { "it did not take effect, sending it again" };
-            format!("{step}{}: outcome of {action} was unknown; status is {observed}: {verdict}", item(*i))
+        RunEvent::Reconciled {
+            step,
+            item: i,
+            action,
+            observed,
+            took_effect,
+        } => {
+            let verdict = if *took_effect {
+                "it took effect, not sending it again"
+            } else {
+                "it did not take effect, sending it again"
+            };
+            format!(
+                "{step}{}: outcome of {action} was unknown; status is {observed}: {verdict}",
+                item(*i)
+            )
         }
-        RunEvent::Polled { step, item: i, poll, value, elapsed_ms } => {
-            format!("{step}{}: poll {poll}: {value} after {}", item(*i), ms(*elapsed_ms))
+        RunEvent::Polled {
+            step,
+            item: i,
+            poll,
+            value,
+            elapsed_ms,
+        } => {
+            format!(
+                "{step}{}: poll {poll}: {value} after {}",
+                item(*i),
+                ms(*elapsed_ms)
+            )
         }
         RunEvent::Approval { step, by, approved } => {
-            let what = step.as_deref().map_or_else(|| "the plan".to_owned(), |s| format!("step `{s}`"));
-            if *approved { format!("{what} approved by {by}") } else { format!("{what} not approved") }
+            let what = step
+                .as_deref()
+                .map_or_else(|| "the plan".to_owned(), |s| format!("step `{s}`"));
+            if *approved {
+                format!("{what} approved by {by}")
+            } else {
+                format!("{what} not approved")
+            }
         }
-        RunEvent::ItemFinished { step, item: i, outcome, error } => {
-            format!("{step}[{i}]: {}{}", outcome.as_str(), error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())
+        RunEvent::ItemFinished {
+            step,
+            item: i,
+            outcome,
+            error,
+        } => {
+            format!(
+                "{step}[{i}]: {}{}",
+                outcome.as_str(),
+                error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+            )
         }
-        RunEvent::StepFinished { step, outcome, elapsed_ms, detail } => {
-            let detail = detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
-            format!("{step}: {} in {}{detail}", outcome.as_str(), ms(*elapsed_ms))
+        RunEvent::StepFinished {
+            step,
+            outcome,
+            elapsed_ms,
+            detail,
+        } => {
+            let detail = detail
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            format!(
+                "{step}: {} in {}{detail}",
+                outcome.as_str(),
+                ms(*elapsed_ms)
+            )
         }
-        RunEvent::RunFinished { run_id, outcome, elapsed_ms } => {
+        RunEvent::RunFinished {
+            run_id,
+            outcome,
+            elapsed_ms,
+        } => {
             format!("run {run_id} {} in {}", outcome.as_str(), ms(*elapsed_ms))
         }
     })
@@ -108,7 +194,11 @@ struct Live {
 
 impl Live {
     fn new(multi: MultiProgress) -> Live {
-        Live { multi, bars: HashMap::new(), attempts: HashMap::new() }
+        Live {
+            multi,
+            bars: HashMap::new(),
+            attempts: HashMap::new(),
+        }
     }
 
     fn apply(&mut self, event: &RunEvent) {
@@ -131,8 +221,10 @@ impl Live {
                     None => {
                         let bar = ProgressBar::new_spinner();
                         bar.set_style(
-                            ProgressStyle::with_template("{spinner:.cyan} {prefix:<24} {msg}  {elapsed}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            ProgressStyle::with_template(
+                                "{spinner:.cyan} {prefix:<24} {msg}  {elapsed}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         bar
                     }
@@ -143,7 +235,12 @@ impl Live {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 self.bars.insert(step.clone(), (bar, Instant::now()));
             }
-            RunEvent::CallSent { step, attempt, action, .. } => {
+            RunEvent::CallSent {
+                step,
+                attempt,
+                action,
+                ..
+            } => {
                 let a = self.attempts.entry(step.clone()).or_default();
                 *a = (*a).max(*attempt);
                 if let Some((bar, _)) = self.bars.get(step)
@@ -152,9 +249,15 @@ impl Live {
                     bar.set_message(format!("{action}: attempt {attempt}"));
                 }
             }
-            RunEvent::AttemptFailed { step, code, next_delay_ms, .. } => {
+            RunEvent::AttemptFailed {
+                step,
+                code,
+                next_delay_ms,
+                ..
+            } => {
                 if let Some((bar, _)) = self.bars.get(step) {
-                    let next = next_delay_ms.map_or_else(|| "giving up".to_owned(), |d| format!("retry in {}", ms(d)));
+                    let next = next_delay_ms
+                        .map_or_else(|| "giving up".to_owned(), |d| format!("retry in {}", ms(d)));
                     bar.set_message(format!("{code}; {next}"));
                 }
             }
@@ -163,7 +266,9 @@ impl Live {
                     let _ = self.multi.println(line);
                 }
             }
-            RunEvent::Polled { step, poll, value, .. } => {
+            RunEvent::Polled {
+                step, poll, value, ..
+            } => {
                 if let Some((bar, _)) = self.bars.get(step) {
                     bar.set_message(format!("poll {poll}: {value}"));
                 }
@@ -178,15 +283,27 @@ impl Live {
                     let _ = self.multi.println(line);
                 }
             }
-            RunEvent::StepFinished { step, outcome, elapsed_ms, detail } => {
+            RunEvent::StepFinished {
+                step,
+                outcome,
+                elapsed_ms,
+                detail,
+            } => {
                 let mark = match outcome {
                     Outcome::Succeeded => "✓",
                     Outcome::Skipped => "-",
                     Outcome::Failed => "✗",
                     Outcome::Cancelled => "!",
                 };
-                let detail = detail.as_ref().map(|d| format!("  {d}")).unwrap_or_default();
-                let line = format!("{mark} {step:<24} {} in {}{detail}", outcome.as_str(), ms(*elapsed_ms));
+                let detail = detail
+                    .as_ref()
+                    .map(|d| format!("  {d}"))
+                    .unwrap_or_default();
+                let line = format!(
+                    "{mark} {step:<24} {} in {}{detail}",
+                    outcome.as_str(),
+                    ms(*elapsed_ms)
+                );
                 if let Some((bar, _)) = self.bars.remove(step) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
@@ -212,11 +329,21 @@ pub fn hidden() -> MultiProgress {
 pub fn summary(summary: &RunSummary, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(out, "run {}: {}", summary.run_id, summary.outcome.as_str())?;
-    let width = summary.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
+    let width = summary
+        .steps
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for s in &summary.steps {
         let outcome = s.outcome.map_or("not started", Outcome::as_str);
         let items = s.items.map(|n| format!(" ({n} items)")).unwrap_or_default();
-        let time = if s.from_journal { "earlier".to_owned() } else { ms(s.elapsed_ms) };
+        let time = if s.from_journal {
+            "earlier".to_owned()
+        } else {
+            ms(s.elapsed_ms)
+        };
         write!(out, "  {:<width$}  {outcome:<11} {time:>8}{items}", s.id)?;
         if let Some(d) = &s.detail
             && s.outcome != Some(Outcome::Succeeded)

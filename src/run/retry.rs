@@ -72,7 +72,13 @@ mod tests {
     use super::*;
 
     fn policy(attempts: u32, backoff: BackoffKind, jitter: bool) -> RetryPolicy {
-        RetryPolicy { attempts, backoff, delay_millis: 100, max_delay_millis: 1_000, jitter }
+        RetryPolicy {
+            attempts,
+            backoff,
+            delay_millis: 100,
+            max_delay_millis: 1_000,
+            jitter,
+        }
     }
 
     fn millis(b: impl Iterator<Item = Duration>) -> Vec<u128> {
@@ -93,19 +99,31 @@ mod tests {
 
     #[test]
     fn one_attempt_means_no_retry() {
-        assert_eq!(Backoff::seeded(&policy(1, BackoffKind::Fixed, false), 1).count(), 0);
+        assert_eq!(
+            Backoff::seeded(&policy(1, BackoffKind::Fixed, false), 1).count(),
+            0
+        );
     }
 
     #[test]
     fn full_jitter_stays_within_the_uncapped_delay_and_is_reproducible() {
-        let a = millis(Backoff::seeded(&policy(7, BackoffKind::Exponential, true), 42));
-        let b = millis(Backoff::seeded(&policy(7, BackoffKind::Exponential, true), 42));
+        let a = millis(Backoff::seeded(
+            &policy(7, BackoffKind::Exponential, true),
+            42,
+        ));
+        let b = millis(Backoff::seeded(
+            &policy(7, BackoffKind::Exponential, true),
+            42,
+        ));
         assert_eq!(a, b, "same seed, same delays");
         let caps = [100, 200, 400, 800, 1000, 1000];
         for (d, cap) in a.iter().zip(caps) {
             assert!(*d <= cap, "{d} > {cap}");
         }
-        let c = millis(Backoff::seeded(&policy(7, BackoffKind::Exponential, true), 7));
+        let c = millis(Backoff::seeded(
+            &policy(7, BackoffKind::Exponential, true),
+            7,
+        ));
         assert_ne!(a, c, "different seeds spread the delays");
     }
 }

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::unit::{Unit, UnitError, humanize};
 use super::{
-    ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits, RunEvent, RunOptions,
-    RunSummary, Shared, StepSummary,
+    ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
+    RunEvent, RunOptions, RunSummary, Shared, StepSummary,
 };
 use crate::cloud::CloudApi;
 use crate::plan::{OnFailure, Plan, PlannedStep, StepKind};
@@ -69,7 +69,19 @@ impl Runner {
         options: RunOptions,
         prior: Prior,
     ) -> Runner {
-        Runner { shared: Arc::new(Shared { plan, api, journal, sink, limits, approver, cancel, options, prior }) }
+        Runner {
+            shared: Arc::new(Shared {
+                plan,
+                api,
+                journal,
+                sink,
+                limits,
+                approver,
+                cancel,
+                options,
+                prior,
+            }),
+        }
     }
 
     /// Runs to the end (or until cancelled) and returns the summary. Errs
@@ -79,7 +91,10 @@ impl Runner {
         let plan = Arc::clone(&shared.plan);
         let started = Instant::now();
         let run_id = shared.options.run_id.clone();
-        shared.journal.set_run_status(&run_id, "running", false).await?;
+        shared
+            .journal
+            .set_run_status(&run_id, "running", false)
+            .await?;
         shared.emit(RunEvent::RunStarted {
             run_id: run_id.clone(),
             name: plan.name.clone(),
@@ -100,7 +115,12 @@ impl Runner {
             });
         }
 
-        let index: HashMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         let mut state = vec![State::Pending; plan.steps.len()];
         let mut outputs: HashMap<String, Value> = HashMap::new();
         let mut summaries: Vec<Option<StepSummary>> = vec![None; plan.steps.len()];
@@ -137,16 +157,41 @@ impl Runner {
                     if state[i] != State::Pending || step.compensation {
                         continue;
                     }
-                    let needs: Vec<State> = step.needs.iter().filter_map(|n| index.get(n.as_str()).map(|&j| state[j])).collect();
-                    if needs.iter().any(|s| matches!(s, State::SkippedUpstream | State::Done(Outcome::Failed | Outcome::Cancelled))) {
+                    let needs: Vec<State> = step
+                        .needs
+                        .iter()
+                        .filter_map(|n| index.get(n.as_str()).map(|&j| state[j]))
+                        .collect();
+                    if needs.iter().any(|s| {
+                        matches!(
+                            s,
+                            State::SkippedUpstream
+                                | State::Done(Outcome::Failed | Outcome::Cancelled)
+                        )
+                    }) {
                         state[i] = State::SkippedUpstream;
                         let blocker = step
                             .needs
                             .iter()
-                            .find(|n| index.get(n.as_str()).is_some_and(|&j| !matches!(state[j], State::Done(Outcome::Succeeded | Outcome::Skipped))))
+                            .find(|n| {
+                                index.get(n.as_str()).is_some_and(|&j| {
+                                    !matches!(
+                                        state[j],
+                                        State::Done(Outcome::Succeeded | Outcome::Skipped)
+                                    )
+                                })
+                            })
                             .map_or_else(String::new, |n| n.0.clone());
                         let detail = format!("not run: `{blocker}` did not succeed");
-                        shared.journal.step_finished(&run_id, step.id.as_str(), Outcome::Skipped, Some(&detail)).await?;
+                        shared
+                            .journal
+                            .step_finished(
+                                &run_id,
+                                step.id.as_str(),
+                                Outcome::Skipped,
+                                Some(&detail),
+                            )
+                            .await?;
                         shared.emit(RunEvent::StepFinished {
                             step: step.id.0.clone(),
                             outcome: Outcome::Skipped,
@@ -163,7 +208,10 @@ impl Runner {
                         });
                         continue;
                     }
-                    if !needs.iter().all(|s| matches!(s, State::Done(Outcome::Succeeded | Outcome::Skipped))) {
+                    if !needs
+                        .iter()
+                        .all(|s| matches!(s, State::Done(Outcome::Succeeded | Outcome::Skipped)))
+                    {
                         continue;
                     }
                     if running >= concurrency {
@@ -177,7 +225,9 @@ impl Runner {
                 }
             }
 
-            let Some(joined) = tasks.join_next().await else { break };
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
             running -= 1;
             let done = match joined {
                 Ok(Ok(done)) => done,
@@ -190,7 +240,9 @@ impl Runner {
                 Err(join) => {
                     shared.cancel.cancel();
                     while tasks.join_next().await.is_some() {}
-                    return Err(JournalError::Corrupt(format!("a step task ended abnormally: {join}")));
+                    return Err(JournalError::Corrupt(format!(
+                        "a step task ended abnormally: {join}"
+                    )));
                 }
             };
             let step = &plan.steps[done.index];
@@ -211,12 +263,18 @@ impl Runner {
                 match &step.on_failure {
                     OnFailure::Continue => {}
                     OnFailure::Abort => {
-                        stop_reason.get_or_insert_with(|| format!("step `{}` failed (on_failure: abort)", step.id));
+                        stop_reason.get_or_insert_with(|| {
+                            format!("step `{}` failed (on_failure: abort)", step.id)
+                        });
                     }
                     OnFailure::Compensate(ids) => {
-                        stop_reason.get_or_insert_with(|| format!("step `{}` failed; ran its compensation", step.id));
+                        stop_reason.get_or_insert_with(|| {
+                            format!("step `{}` failed; ran its compensation", step.id)
+                        });
                         for id in ids {
-                            let Some(&j) = index.get(id.as_str()) else { continue };
+                            let Some(&j) = index.get(id.as_str()) else {
+                                continue;
+                            };
                             if state[j] != State::Pending {
                                 continue;
                             }
@@ -246,19 +304,31 @@ impl Runner {
         } else if cancelled && stop_reason.is_none() {
             stop_reason = Some("cancelled (Ctrl-C)".to_owned());
         }
-        let any_cancelled = summaries.iter().flatten().any(|s| s.outcome == Some(Outcome::Cancelled));
+        let any_cancelled = summaries
+            .iter()
+            .flatten()
+            .any(|s| s.outcome == Some(Outcome::Cancelled));
         let outcome = if failed {
             Outcome::Failed
         } else if cancelled || any_cancelled {
             Outcome::Cancelled
-        } else if plan.steps.iter().zip(&state).all(|(s, st)| s.compensation || matches!(st, State::Done(Outcome::Succeeded | Outcome::Skipped))) {
+        } else if plan.steps.iter().zip(&state).all(|(s, st)| {
+            s.compensation || matches!(st, State::Done(Outcome::Succeeded | Outcome::Skipped))
+        }) {
             Outcome::Succeeded
         } else {
             Outcome::Failed
         };
-        shared.journal.set_run_status(&run_id, outcome.as_str(), true).await?;
+        shared
+            .journal
+            .set_run_status(&run_id, outcome.as_str(), true)
+            .await?;
         let elapsed = started.elapsed();
-        shared.emit(RunEvent::RunFinished { run_id: run_id.clone(), outcome, elapsed_ms: millis(elapsed) });
+        shared.emit(RunEvent::RunFinished {
+            run_id: run_id.clone(),
+            outcome,
+            elapsed_ms: millis(elapsed),
+        });
         shared.journal.flush().await?;
         let steps = plan
             .steps
@@ -276,7 +346,13 @@ impl Runner {
                 })
             })
             .collect();
-        Ok(RunSummary { run_id, outcome, steps, elapsed_ms: millis(elapsed), stopped_because: stop_reason })
+        Ok(RunSummary {
+            run_id,
+            outcome,
+            steps,
+            elapsed_ms: millis(elapsed),
+            stopped_because: stop_reason,
+        })
     }
 }
 
@@ -316,33 +392,62 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
     let step = &shared.plan.steps[index];
     let run_id = shared.options.run_id.clone();
 
-    let finish = |outcome: Outcome, output: Option<Value>, detail: Option<String>, items: Option<usize>| {
-        let shared = Arc::clone(&shared);
-        let run_id = run_id.clone();
-        async move {
-            let step = &shared.plan.steps[index];
-            shared.journal.step_finished(&run_id, step.id.as_str(), outcome, detail.as_deref()).await?;
-            let elapsed = started.elapsed();
-            shared.emit(RunEvent::StepFinished {
-                step: step.id.0.clone(),
-                outcome,
-                elapsed_ms: millis(elapsed),
-                detail: detail.clone(),
-            });
-            Ok(StepDone { index, outcome, output, detail, items, elapsed })
-        }
-    };
+    let finish =
+        |outcome: Outcome, output: Option<Value>, detail: Option<String>, items: Option<usize>| {
+            let shared = Arc::clone(&shared);
+            let run_id = run_id.clone();
+            async move {
+                let step = &shared.plan.steps[index];
+                shared
+                    .journal
+                    .step_finished(&run_id, step.id.as_str(), outcome, detail.as_deref())
+                    .await?;
+                let elapsed = started.elapsed();
+                shared.emit(RunEvent::StepFinished {
+                    step: step.id.0.clone(),
+                    outcome,
+                    elapsed_ms: millis(elapsed),
+                    detail: detail.clone(),
+                });
+                Ok(StepDone {
+                    index,
+                    outcome,
+                    output,
+                    detail,
+                    items,
+                    elapsed,
+                })
+            }
+        };
 
     if let Some(when) = &step.when {
         match when.eval(&ctx) {
             Ok(true) => {}
             Ok(false) => {
-                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
-                return finish(Outcome::Skipped, None, Some("skipped: `when` is false".to_owned()), None).await;
+                shared
+                    .journal
+                    .step_started(&run_id, step.id.as_str(), None)
+                    .await?;
+                return finish(
+                    Outcome::Skipped,
+                    None,
+                    Some("skipped: `when` is false".to_owned()),
+                    None,
+                )
+                .await;
             }
             Err(e) => {
-                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
-                return finish(Outcome::Failed, None, Some(format!("cannot evaluate `when`: {e}")), None).await;
+                shared
+                    .journal
+                    .step_started(&run_id, step.id.as_str(), None)
+                    .await?;
+                return finish(
+                    Outcome::Failed,
+                    None,
+                    Some(format!("cannot evaluate `when`: {e}")),
+                    None,
+                )
+                .await;
             }
         }
     }
@@ -352,27 +457,48 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
         Some(fe) => match fe.render(&ctx) {
             Ok(items) => Some(items),
             Err(e) => {
-                shared.journal.step_started(&run_id, step.id.as_str(), None).await?;
-                return finish(Outcome::Failed, None, Some(format!("cannot render `for_each`: {e}")), None).await;
+                shared
+                    .journal
+                    .step_started(&run_id, step.id.as_str(), None)
+                    .await?;
+                return finish(
+                    Outcome::Failed,
+                    None,
+                    Some(format!("cannot render `for_each`: {e}")),
+                    None,
+                )
+                .await;
             }
         },
     };
     let n_items = items.as_ref().map(Vec::len);
-    shared.journal.step_started(&run_id, step.id.as_str(), n_items).await?;
-    shared.emit(RunEvent::StepStarted { step: step.id.0.clone(), items: n_items });
+    shared
+        .journal
+        .step_started(&run_id, step.id.as_str(), n_items)
+        .await?;
+    shared.emit(RunEvent::StepStarted {
+        step: step.id.0.clone(),
+        items: n_items,
+    });
 
     let body = run_units(Arc::clone(&shared), index, ctx, items);
     let effective_timeout = step.timeout_secs.map(|t| {
         let t = Duration::from_secs(t);
         match &step.kind {
-            StepKind::Wait(w) => t.max(Duration::from_millis(w.timeout_millis) + Duration::from_secs(5)),
+            StepKind::Wait(w) => {
+                t.max(Duration::from_millis(w.timeout_millis) + Duration::from_secs(5))
+            }
             _ => t,
         }
     });
     let result = match effective_timeout {
         Some(limit) => match tokio::time::timeout(limit, body).await {
             Ok(r) => r,
-            Err(_) => Ok((Outcome::Failed, None, Some(format!("step timed out after {}", humanize(limit))))),
+            Err(_) => Ok((
+                Outcome::Failed,
+                None,
+                Some(format!("step timed out after {}", humanize(limit))),
+            )),
         },
         None => body.await,
     };
@@ -383,7 +509,12 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
 type UnitsResult = Result<(Outcome, Option<Value>, Option<String>), JournalError>;
 
 /// Runs every unit of a step (one, or one per item) and folds their results.
-async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<Vec<Value>>) -> UnitsResult {
+async fn run_units(
+    shared: Arc<Shared>,
+    index: usize,
+    ctx: Value,
+    items: Option<Vec<Value>>,
+) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let ctx = Arc::new(ctx);
     let Some(items) = items else {
@@ -402,7 +533,9 @@ async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<
     let mut set = JoinSet::new();
     let n = items.len();
     for (i, item) in items.into_iter().enumerate() {
-        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
+            break;
+        };
         if stop_items.load(Ordering::SeqCst) || shared.cancel.is_cancelled() {
             break;
         }
@@ -435,29 +568,59 @@ async fn run_units(shared: Arc<Shared>, index: usize, ctx: Value, items: Option<
     failures.sort_by_key(|(i, _)| *i);
     let not_started = n - finished.len();
     if let Some((first, why)) = failures.first() {
-        let mut detail = format!("{} of {n} items failed; item {first}: {why}", failures.len());
+        let mut detail = format!(
+            "{} of {n} items failed; item {first}: {why}",
+            failures.len()
+        );
         if not_started > 0 {
             detail.push_str(&format!("; {not_started} items not started"));
         }
         return Ok((Outcome::Failed, Some(Value::Array(outputs)), Some(detail)));
     }
     if cancelled > 0 || not_started > 0 {
-        return Ok((Outcome::Cancelled, None, Some(format!("{} of {n} items done before the run stopped", n - cancelled - not_started))));
+        return Ok((
+            Outcome::Cancelled,
+            None,
+            Some(format!(
+                "{} of {n} items done before the run stopped",
+                n - cancelled - not_started
+            )),
+        ));
     }
     Ok((Outcome::Succeeded, Some(Value::Array(outputs)), None))
 }
 
 /// Runs one unit, journaling its start and result.
-async fn run_unit(shared: Arc<Shared>, index: usize, item: usize, item_value: Option<Value>, ctx: Arc<Value>) -> UnitsResult {
+async fn run_unit(
+    shared: Arc<Shared>,
+    index: usize,
+    item: usize,
+    item_value: Option<Value>,
+    ctx: Arc<Value>,
+) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let run_id = &shared.options.run_id;
     let fan_out = item_value.is_some();
     if let Some(output) = shared.prior.done_units.get(&(step.id.0.clone(), item)) {
         return Ok((Outcome::Succeeded, Some(output.clone()), None));
     }
-    shared.journal.unit_started(run_id, step.id.as_str(), item, item_value.as_ref());
-    let seed = shared.options.seed.unwrap_or_else(rand::random).wrapping_add((index as u64) << 32 | item as u64);
-    let unit = Unit { shared: &shared, step, item, fan_out, ctx: &ctx, item_value: item_value.as_ref(), seed };
+    shared
+        .journal
+        .unit_started(run_id, step.id.as_str(), item, item_value.as_ref());
+    let seed = shared
+        .options
+        .seed
+        .unwrap_or_else(rand::random)
+        .wrapping_add((index as u64) << 32 | item as u64);
+    let unit = Unit {
+        shared: &shared,
+        step,
+        item,
+        fan_out,
+        ctx: &ctx,
+        item_value: item_value.as_ref(),
+        seed,
+    };
     let result = match &step.kind {
         StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
         StepKind::Wait(wait) => unit.wait(wait).await,
@@ -477,10 +640,25 @@ async fn run_unit(shared: Arc<Shared>, index: usize, item: usize, item_value: Op
     };
     if outcome != Outcome::Cancelled {
         // A cancelled unit stays `running` in the journal: resume re-checks it.
-        shared.journal.unit_finished(run_id, step.id.as_str(), item, outcome, output.as_ref(), error.as_deref()).await?;
+        shared
+            .journal
+            .unit_finished(
+                run_id,
+                step.id.as_str(),
+                item,
+                outcome,
+                output.as_ref(),
+                error.as_deref(),
+            )
+            .await?;
     }
     if fan_out {
-        shared.emit(RunEvent::ItemFinished { step: step.id.0.clone(), item, outcome, error: error.clone() });
+        shared.emit(RunEvent::ItemFinished {
+            step: step.id.0.clone(),
+            item,
+            outcome,
+            error: error.clone(),
+        });
     }
     Ok((outcome, output, error))
 }
@@ -495,13 +673,27 @@ async fn approve(shared: &Shared, step: &str, message: &str) -> Result<Value, Un
         ApprovalDecision::Approved { by, method } => {
             shared
                 .journal
-                .record_approval(&shared.options.run_id, Some(step), &by, &method, &shared.plan.digest)
+                .record_approval(
+                    &shared.options.run_id,
+                    Some(step),
+                    &by,
+                    &method,
+                    &shared.plan.digest,
+                )
                 .await?;
-            shared.emit(RunEvent::Approval { step: Some(step.to_owned()), by: by.clone(), approved: true });
+            shared.emit(RunEvent::Approval {
+                step: Some(step.to_owned()),
+                by: by.clone(),
+                approved: true,
+            });
             Ok(json!({ "ApprovedBy": by, "Method": method }))
         }
         ApprovalDecision::Refused { reason } => {
-            shared.emit(RunEvent::Approval { step: Some(step.to_owned()), by: String::new(), approved: false });
+            shared.emit(RunEvent::Approval {
+                step: Some(step.to_owned()),
+                by: String::new(),
+                approved: false,
+            });
             Err(UnitError::Failed(reason))
         }
     }

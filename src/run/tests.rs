@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::cloud::{ActionRequest, ApiError, ApiResponse, CallFuture, CloudApi, Endpoints, Risk, actions};
+use crate::cloud::{
+    ActionRequest, ApiError, ApiResponse, CallFuture, CloudApi, Endpoints, Risk, actions,
+};
 use crate::plan::{
-    Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan, PlannedStep, RetryPolicy,
-    StepId, StepKind, WaitPlan,
+    Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
+    PlannedStep, RetryPolicy, StepId, StepKind, WaitPlan,
 };
 
 /// A fake cloud: DI nodes with a status; scripted failures per action.
@@ -31,16 +33,31 @@ struct FakeState {
 impl Fake {
     fn with_nodes(ids: &[&str]) -> Arc<Fake> {
         let fake = Fake::default();
-        fake.state.lock().unwrap().nodes = ids.iter().map(|i| ((*i).to_owned(), "RUN".to_owned())).collect();
+        fake.state.lock().unwrap().nodes = ids
+            .iter()
+            .map(|i| ((*i).to_owned(), "RUN".to_owned()))
+            .collect();
         Arc::new(fake)
     }
 
     fn fail(&self, action: &str, err: ApiError, applied: bool) {
-        self.state.lock().unwrap().script.entry(action.to_owned()).or_default().push((err, applied));
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .entry(action.to_owned())
+            .or_default()
+            .push((err, applied));
     }
 
     fn count(&self, action: &str) -> usize {
-        self.state.lock().unwrap().calls.iter().filter(|(a, _)| a == action).count()
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(a, _)| a == action)
+            .count()
     }
 
     fn status(&self, id: &str) -> String {
@@ -54,7 +71,10 @@ impl CloudApi for Fake {
             let mut st = self.state.lock().unwrap();
             st.calls.push((req.action.clone(), req.query.clone()));
             let id = req.query.get("FileId").cloned().unwrap_or_default();
-            let scripted = st.script.get_mut(&req.action).and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
+            let scripted = st
+                .script
+                .get_mut(&req.action)
+                .and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
             let apply = |st: &mut FakeState| match req.action.as_str() {
                 "StopDISyncInstance" => {
                     st.nodes.insert(id.clone(), "PAUSE".into());
@@ -72,10 +92,16 @@ impl CloudApi for Fake {
             }
             apply(&mut st);
             let body = match req.action.as_str() {
-                "GetDISyncInstanceInfo" => json!({"RequestId": "r", "Success": true, "Data": {"Status": st.nodes.get(&id).cloned().unwrap_or_default()}}),
+                "GetDISyncInstanceInfo" => {
+                    json!({"RequestId": "r", "Success": true, "Data": {"Status": st.nodes.get(&id).cloned().unwrap_or_default()}})
+                }
                 _ => json!({"RequestId": "r", "Success": true, "Data": {"Status": "success"}}),
             };
-            Ok(ApiResponse { body, request_id: Some("r".into()), http_status: 200 })
+            Ok(ApiResponse {
+                body,
+                request_id: Some("r".into()),
+                http_status: 200,
+            })
         })
     }
 }
@@ -112,7 +138,13 @@ fn step(id: &str, needs: &[&str], kind: StepKind) -> PlannedStep {
         when: None,
         for_each: None,
         kind,
-        retry: RetryPolicy { attempts: 4, backoff: Backoff::Fixed, delay_millis: 10, max_delay_millis: 10, jitter: false },
+        retry: RetryPolicy {
+            attempts: 4,
+            backoff: Backoff::Fixed,
+            delay_millis: 10,
+            max_delay_millis: 10,
+            jitter: false,
+        },
         timeout_secs: None,
         on_failure: OnFailure::Abort,
         compensation: false,
@@ -123,7 +155,11 @@ fn step(id: &str, needs: &[&str], kind: StepKind) -> PlannedStep {
 }
 
 fn fan_out(mut s: PlannedStep) -> PlannedStep {
-    s.for_each = Some(ForEach { template: "{{params.ids}}".into(), items: None, concurrency: Some(2) });
+    s.for_each = Some(ForEach {
+        template: "{{params.ids}}".into(),
+        items: None,
+        concurrency: Some(2),
+    });
     s
 }
 
@@ -134,7 +170,11 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         description: None,
         source: "test.yaml".into(),
         playbook_sha256: "0".into(),
-        params: [("project".to_owned(), json!(10000)), ("ids".to_owned(), json!([1, 2, 3]))].into(),
+        params: [
+            ("project".to_owned(), json!(10000)),
+            ("ids".to_owned(), json!([1, 2, 3])),
+        ]
+        .into(),
         digest: "d".into(),
         concurrency: 4,
         levels: vec![],
@@ -146,13 +186,23 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
 }
 
 fn stop_wait_terminate() -> Vec<PlannedStep> {
-    let stop = fan_out(step("stop", &[], StepKind::Call { call: call_plan("dataworks.StopDISyncInstance", node_with()), assert: None }));
+    let stop = fan_out(step(
+        "stop",
+        &[],
+        StepKind::Call {
+            call: call_plan("dataworks.StopDISyncInstance", node_with()),
+            assert: None,
+        },
+    ));
     let wait = fan_out(step(
         "stopped",
         &["stop"],
         StepKind::Wait(WaitPlan {
             call: call_plan("dataworks.GetDISyncInstanceInfo", node_with()),
-            until: Condition { select: "Data.Status".into(), matcher: Matcher::In(vec![json!("PAUSE")]) },
+            until: Condition {
+                select: "Data.Status".into(),
+                matcher: Matcher::In(vec![json!("PAUSE")]),
+            },
             fail_if: None,
             every_millis: 5,
             backoff: 1.0,
@@ -163,7 +213,10 @@ fn stop_wait_terminate() -> Vec<PlannedStep> {
     let term = fan_out(step(
         "terminate",
         &["stopped"],
-        StepKind::Call { call: call_plan("dataworks.TerminateDISyncInstance", node_with()), assert: None },
+        StepKind::Call {
+            call: call_plan("dataworks.TerminateDISyncInstance", node_with()),
+            assert: None,
+        },
     ));
     vec![stop, wait, term]
 }
@@ -172,9 +225,15 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
     let journal = Journal::open(dir).unwrap();
     let run_id = "run-1".to_owned();
     if journal.load_run(&run_id).is_err() {
-        journal.create_run(&run_id, "test", "test.yaml", "d", "{}".into(), "{}".into()).await.unwrap();
+        journal
+            .create_run(&run_id, "test", "test.yaml", "d", "{}".into(), "{}".into())
+            .await
+            .unwrap();
     }
-    let approver = Arc::new(FlagApprover { steps: BTreeSet::from(["gate".to_owned()]), by: "tester".into() });
+    let approver = Arc::new(FlagApprover {
+        steps: BTreeSet::from(["gate".to_owned()]),
+        by: "tester".into(),
+    });
     let runner = Runner::new(
         Arc::new(plan),
         api,
@@ -183,7 +242,12 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
         Arc::new(RateLimits::default()),
         approver,
         CancellationToken::new(),
-        RunOptions { run_id, concurrency: 4, run_timeout: None, seed: Some(1) },
+        RunOptions {
+            run_id,
+            concurrency: 4,
+            run_timeout: None,
+            seed: Some(1),
+        },
         prior,
     );
     runner.execute(false).await.unwrap()
@@ -193,7 +257,13 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
 async fn fan_out_stop_wait_terminate_completes() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), Prior::default()).await;
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
     assert_eq!(api.count("StopDISyncInstance"), 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 3);
@@ -207,21 +277,56 @@ async fn unknown_outcome_of_a_terminate_is_reconciled_not_resent() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     // The first terminate is applied, then the connection drops.
-    api.fail("TerminateDISyncInstance", ApiError::new("Transport.ConnectionDropped", "connection closed", None), true);
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), Prior::default()).await;
+    api.fail(
+        "TerminateDISyncInstance",
+        ApiError::new("Transport.ConnectionDropped", "connection closed", None),
+        true,
+    );
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
-    let calls: Vec<_> = api.state.lock().unwrap().calls.iter().map(|(a, q)| format!("{a} {:?}", q.get("FileId"))).collect();
-    assert_eq!(api.count("TerminateDISyncInstance"), 3, "the applied terminate was not sent again: {calls:#?}");
+    let calls: Vec<_> = api
+        .state
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .map(|(a, q)| format!("{a} {:?}", q.get("FileId")))
+        .collect();
+    assert_eq!(
+        api.count("TerminateDISyncInstance"),
+        3,
+        "the applied terminate was not sent again: {calls:#?}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_outcome_not_applied_is_resent_after_the_status_check() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
-    api.fail("TerminateDISyncInstance", ApiError::new("InternalError.System", "boom", Some(500)), false);
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), Prior::default()).await;
+    api.fail(
+        "TerminateDISyncInstance",
+        ApiError::new("InternalError.System", "boom", Some(500)),
+        false,
+    );
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
-    assert_eq!(api.count("TerminateDISyncInstance"), 4, "one failed before applying, so it was resent once");
+    assert_eq!(
+        api.count("TerminateDISyncInstance"),
+        4,
+        "one failed before applying, so it was resent once"
+    );
 }
 
 #[tokio::test]
@@ -229,9 +334,19 @@ async fn permanent_errors_fail_without_retry_and_skip_dependents() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     for _ in 0..3 {
-        api.fail("StopDISyncInstance", ApiError::new("Param.Invalid", "bad", Some(400)), false);
+        api.fail(
+            "StopDISyncInstance",
+            ApiError::new("Param.Invalid", "bad", Some(400)),
+            false,
+        );
     }
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), Prior::default()).await;
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Failed);
     assert!(api.count("StopDISyncInstance") <= 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 0);
@@ -243,9 +358,23 @@ async fn permanent_errors_fail_without_retry_and_skip_dependents() {
 async fn throttling_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
-    api.fail("StopDISyncInstance", ApiError::new("Throttling.User", "slow down", Some(429)), false);
-    api.fail("StopDISyncInstance", ApiError::new("Throttling.User", "slow down", Some(400)), false);
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), Prior::default()).await;
+    api.fail(
+        "StopDISyncInstance",
+        ApiError::new("Throttling.User", "slow down", Some(429)),
+        false,
+    );
+    api.fail(
+        "StopDISyncInstance",
+        ApiError::new("Throttling.User", "slow down", Some(400)),
+        false,
+    );
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Succeeded);
     assert_eq!(api.count("StopDISyncInstance"), 5);
 }
@@ -256,20 +385,35 @@ async fn wait_fail_if_and_timeout_fail_the_run_with_a_clear_message() {
     let api = Fake::with_nodes(&["1", "2", "3"]);
     let mut steps = stop_wait_terminate();
     if let StepKind::Wait(w) = &mut steps[1].kind {
-        w.fail_if = Some(Condition { select: "Data.Status".into(), matcher: Matcher::In(vec![json!("pause")]) });
+        w.fail_if = Some(Condition {
+            select: "Data.Status".into(),
+            matcher: Matcher::In(vec![json!("pause")]),
+        });
     }
     let summary = run(plan(steps), Arc::clone(&api), dir.path(), Prior::default()).await;
     assert_eq!(summary.outcome, Outcome::Failed);
     let detail = summary.steps[1].detail.clone().unwrap();
-    assert!(detail.contains("fail_if held: `Data.Status` is \"PAUSE\""), "{detail}");
+    assert!(
+        detail.contains("fail_if held: `Data.Status` is \"PAUSE\""),
+        "{detail}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut steps = stop_wait_terminate();
     if let StepKind::Wait(w) = &mut steps[1].kind {
-        w.until = Condition { select: "Data.Status".into(), matcher: Matcher::In(vec![json!("NEVER")]) };
+        w.until = Condition {
+            select: "Data.Status".into(),
+            matcher: Matcher::In(vec![json!("NEVER")]),
+        };
         w.timeout_millis = 60;
     }
-    let summary = run(plan(steps), Fake::with_nodes(&["1", "2", "3"]), dir.path(), Prior::default()).await;
+    let summary = run(
+        plan(steps),
+        Fake::with_nodes(&["1", "2", "3"]),
+        dir.path(),
+        Prior::default(),
+    )
+    .await;
     let detail = summary.steps[1].detail.clone().unwrap();
     assert!(detail.contains("timed out after 60ms"), "{detail}");
     assert!(detail.contains("last value: \"PAUSE\""), "{detail}");
@@ -280,7 +424,11 @@ async fn compensation_runs_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     for _ in 0..3 {
-        api.fail("TerminateDISyncInstance", ApiError::new("Forbidden.Access", "no", Some(403)), false);
+        api.fail(
+            "TerminateDISyncInstance",
+            ApiError::new("Forbidden.Access", "no", Some(403)),
+            false,
+        );
     }
     let mut steps = stop_wait_terminate();
     steps[2].on_failure = OnFailure::Compensate(vec![StepId("report".into())]);
@@ -288,7 +436,10 @@ async fn compensation_runs_on_failure() {
         "report",
         &[],
         StepKind::Call {
-            call: call_plan("dataworks.GetDISyncInstanceInfo", json!({"ProjectId": 1, "FileId": 1, "TaskType": "DI_REALTIME"})),
+            call: call_plan(
+                "dataworks.GetDISyncInstanceInfo",
+                json!({"ProjectId": 1, "FileId": 1, "TaskType": "DI_REALTIME"}),
+            ),
             assert: None,
         },
     );
@@ -307,18 +458,48 @@ async fn resume_skips_done_units_and_reconciles_in_flight_ones() {
     // A previous attempt stopped everything and terminated item 0; item 1's
     // terminate was in flight (and applied) when the process died.
     for id in ["1", "2", "3"] {
-        api.state.lock().unwrap().nodes.insert(id.into(), "PAUSE".into());
+        api.state
+            .lock()
+            .unwrap()
+            .nodes
+            .insert(id.into(), "PAUSE".into());
     }
-    api.state.lock().unwrap().nodes.insert("1".into(), "NORUN".into());
-    api.state.lock().unwrap().nodes.insert("2".into(), "NORUN".into());
+    api.state
+        .lock()
+        .unwrap()
+        .nodes
+        .insert("1".into(), "NORUN".into());
+    api.state
+        .lock()
+        .unwrap()
+        .nodes
+        .insert("2".into(), "NORUN".into());
     let mut prior = Prior::default();
-    prior.done_steps.insert("stop".into(), (Outcome::Succeeded, Some(json!([{}, {}, {}]))));
-    prior.done_steps.insert("stopped".into(), (Outcome::Succeeded, Some(json!([{}, {}, {}]))));
-    prior.done_units.insert(("terminate".into(), 0), json!({"ok": true}));
+    prior.done_steps.insert(
+        "stop".into(),
+        (Outcome::Succeeded, Some(json!([{}, {}, {}]))),
+    );
+    prior.done_steps.insert(
+        "stopped".into(),
+        (Outcome::Succeeded, Some(json!([{}, {}, {}]))),
+    );
+    prior
+        .done_units
+        .insert(("terminate".into(), 0), json!({"ok": true}));
     prior.maybe_applied.insert(("terminate".into(), 1));
-    let summary = run(plan(stop_wait_terminate()), Arc::clone(&api), dir.path(), prior).await;
+    let summary = run(
+        plan(stop_wait_terminate()),
+        Arc::clone(&api),
+        dir.path(),
+        prior,
+    )
+    .await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
     assert_eq!(api.count("StopDISyncInstance"), 0);
-    assert_eq!(api.count("TerminateDISyncInstance"), 1, "only item 2 was sent");
+    assert_eq!(
+        api.count("TerminateDISyncInstance"),
+        1,
+        "only item 2 was sent"
+    );
     assert_eq!(api.status("3"), "NORUN");
 }

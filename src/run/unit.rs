@@ -77,20 +77,40 @@ impl Unit<'_> {
         if let Some(item) = self.item_value {
             scope = scope.with_item(item);
         }
-        let params = render::render_params_in(&call.with, scope)
-            .map_err(|e| UnitError::Failed(format!("cannot render the parameters of {}: {e}", call.action)))?;
+        let params = render::render_params_in(&call.with, scope).map_err(|e| {
+            UnitError::Failed(format!(
+                "cannot render the parameters of {}: {e}",
+                call.action
+            ))
+        })?;
         Ok(crate::plan::request_for(call, &self.step.region, params))
     }
 
     /// Sends one attempt, journaling it (durably first when it mutates).
-    async fn send(&self, req: &ActionRequest, kind: &str, attempt: u32) -> Result<Result<cloud::ApiResponse, ApiError>, UnitError> {
+    async fn send(
+        &self,
+        req: &ActionRequest,
+        kind: &str,
+        attempt: u32,
+    ) -> Result<Result<cloud::ApiResponse, ApiError>, UnitError> {
         self.shared.limits.acquire(&req.product).await;
         let key = uuid::Uuid::new_v4().simple().to_string();
         let request_json = serde_json::to_string(req).unwrap_or_default();
         let durable = kind == "call" && req.risk.mutates();
         self.shared
             .journal
-            .attempt_intent(&key, self.run_id(), self.step.id.as_str(), self.item, attempt, kind, &req.action, req.risk.as_str(), request_json, durable)
+            .attempt_intent(
+                &key,
+                self.run_id(),
+                self.step.id.as_str(),
+                self.item,
+                attempt,
+                kind,
+                &req.action,
+                req.risk.as_str(),
+                request_json,
+                durable,
+            )
             .await?;
         if kind == "call" {
             self.shared.emit(RunEvent::CallSent {
@@ -102,13 +122,24 @@ impl Unit<'_> {
         }
         let result = self.shared.api.call(req).await;
         match &result {
-            Ok(resp) => self.shared.journal.attempt_ok(&key, resp.request_id.as_deref(), resp.http_status, &resp.body),
+            Ok(resp) => self.shared.journal.attempt_ok(
+                &key,
+                resp.request_id.as_deref(),
+                resp.http_status,
+                &resp.body,
+            ),
             Err(e) => self.shared.journal.attempt_failed(&key, e),
         }
         Ok(result)
     }
 
-    fn attempt_failed(&self, req: &ActionRequest, attempt: u32, e: &ApiError, next: Option<Duration>) {
+    fn attempt_failed(
+        &self,
+        req: &ActionRequest,
+        attempt: u32,
+        e: &ApiError,
+        next: Option<Duration>,
+    ) {
         self.shared.emit(RunEvent::AttemptFailed {
             step: self.step.id.0.clone(),
             item: self.item_label(),
@@ -123,7 +154,11 @@ impl Unit<'_> {
     }
 
     /// Runs a call with retries; returns the response body.
-    pub(crate) async fn call(&self, call: &CallPlan, assert: Option<&Condition>) -> Result<Value, UnitError> {
+    pub(crate) async fn call(
+        &self,
+        call: &CallPlan,
+        assert: Option<&Condition>,
+    ) -> Result<Value, UnitError> {
         let req = self.render_request(call)?;
         let mut backoff = Backoff::seeded(&self.step.retry, self.seed);
         let key = (self.step.id.0.clone(), self.item);
@@ -151,12 +186,16 @@ impl Unit<'_> {
                     if let Some(cond) = assert
                         && !cond.eval(&resp.body)
                     {
-                        let got = cloud::select(&resp.body, &cond.select).map_or_else(|| "missing".to_owned(), Value::to_string);
+                        let got = cloud::select(&resp.body, &cond.select)
+                            .map_or_else(|| "missing".to_owned(), Value::to_string);
                         return Err(UnitError::Failed(format!(
                             "assert failed: `{}` is {got}, expected {}{}",
                             cond.select,
                             describe_matcher(cond),
-                            resp.request_id.as_ref().map(|r| format!(" (RequestId {r})")).unwrap_or_default()
+                            resp.request_id
+                                .as_ref()
+                                .map(|r| format!(" (RequestId {r})"))
+                                .unwrap_or_default()
                         )));
                     }
                     return Ok(resp.body);
@@ -179,7 +218,10 @@ impl Unit<'_> {
             }
             let Some(mut delay) = backoff.next() else {
                 self.attempt_failed(&req, attempt, &e, None);
-                return Err(UnitError::Failed(format!("{} failed after {attempt} attempts: {e}", req.action)));
+                return Err(UnitError::Failed(format!(
+                    "{} failed after {attempt} attempts: {e}",
+                    req.action
+                )));
             };
             if let Some(after) = e.retry_after {
                 delay = delay.max(after);
@@ -192,10 +234,16 @@ impl Unit<'_> {
     /// Reads the status call of a mutating request to learn whether it took effect.
     async fn reconcile(&self, req: &ActionRequest) -> Result<Settled, UnitError> {
         let Some(effect) = req.spec().and_then(|s| s.effect.as_ref()) else {
-            return Ok(Settled::Unknown(format!("{} has no status call", req.action)));
+            return Ok(Settled::Unknown(format!(
+                "{} has no status call",
+                req.action
+            )));
         };
         let Some(status_spec) = cloud::actions::lookup(effect.status_action) else {
-            return Ok(Settled::Unknown(format!("unknown status action {}", effect.status_action)));
+            return Ok(Settled::Unknown(format!(
+                "unknown status action {}",
+                effect.status_action
+            )));
         };
         let mut carried = BTreeMap::new();
         for (from, to) in effect.carry {
@@ -214,7 +262,8 @@ impl Unit<'_> {
                 Err(e) if e.retryable() => match backoff.next() {
                     Some(delay) => {
                         self.attempt_failed(&status_req, check, &e, Some(delay));
-                        self.sleep(delay.max(e.retry_after.unwrap_or_default())).await?;
+                        self.sleep(delay.max(e.retry_after.unwrap_or_default()))
+                            .await?;
                     }
                     None => break Err(e),
                 },
@@ -223,7 +272,9 @@ impl Unit<'_> {
         };
         match answer {
             Ok(resp) => {
-                let observed = cloud::select(&resp.body, effect.select).cloned().unwrap_or(Value::Null);
+                let observed = cloud::select(&resp.body, effect.select)
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 let took_effect = observed
                     .as_str()
                     .is_some_and(|s| effect.done.iter().any(|d| d.eq_ignore_ascii_case(s)));
@@ -237,7 +288,10 @@ impl Unit<'_> {
                 if took_effect {
                     let mut body = resp.body;
                     if let Value::Object(map) = &mut body {
-                        map.insert("ReconciledBy".to_owned(), Value::String(status_spec.action.to_owned()));
+                        map.insert(
+                            "ReconciledBy".to_owned(),
+                            Value::String(status_spec.action.to_owned()),
+                        );
                     }
                     Ok(Settled::TookEffect(body))
                 } else {
@@ -267,7 +321,9 @@ impl Unit<'_> {
             match self.send(&req, "poll", poll).await? {
                 Ok(resp) => {
                     failures_in_a_row = 0;
-                    let value = cloud::select(&resp.body, &wait.until.select).cloned().unwrap_or(Value::Null);
+                    let value = cloud::select(&resp.body, &wait.until.select)
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     self.shared.emit(RunEvent::Polled {
                         step: self.step.id.0.clone(),
                         item: self.item_label(),
@@ -278,12 +334,16 @@ impl Unit<'_> {
                     if let Some(fail) = &wait.fail_if
                         && fail.eval(&resp.body)
                     {
-                        let got = cloud::select(&resp.body, &fail.select).map_or_else(|| "missing".to_owned(), Value::to_string);
+                        let got = cloud::select(&resp.body, &fail.select)
+                            .map_or_else(|| "missing".to_owned(), Value::to_string);
                         return Err(UnitError::Failed(format!(
                             "fail_if held: `{}` is {got} (fails on {}){}",
                             fail.select,
                             describe_matcher(fail),
-                            resp.request_id.as_ref().map(|r| format!(", RequestId {r}")).unwrap_or_default()
+                            resp.request_id
+                                .as_ref()
+                                .map(|r| format!(", RequestId {r}"))
+                                .unwrap_or_default()
                         )));
                     }
                     if wait.until.eval(&resp.body) {
@@ -295,7 +355,10 @@ impl Unit<'_> {
                     failures_in_a_row += 1;
                     if !e.retryable() || failures_in_a_row >= self.step.retry.attempts.max(1) {
                         self.attempt_failed(&req, poll, &e, None);
-                        return Err(UnitError::Failed(format!("status call {} failed: {e}", req.action)));
+                        return Err(UnitError::Failed(format!(
+                            "status call {} failed: {e}",
+                            req.action
+                        )));
                     }
                     self.attempt_failed(&req, poll, &e, Some(interval));
                 }
@@ -319,7 +382,12 @@ impl Unit<'_> {
 /// `in [Finished]`, `not in [..]`, `= v`, `present`.
 pub(crate) fn describe_matcher(cond: &Condition) -> String {
     use crate::plan::Matcher;
-    let list = |vs: &[Value]| vs.iter().map(Value::to_string).collect::<Vec<_>>().join(", ");
+    let list = |vs: &[Value]| {
+        vs.iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match &cond.matcher {
         Matcher::In(vs) => format!("one of [{}]", list(vs)),
         Matcher::NotIn(vs) => format!("none of [{}]", list(vs)),
