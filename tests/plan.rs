@@ -262,14 +262,25 @@ fn plan_files_round_trip_and_refuse_a_changed_playbook() {
 }
 
 #[test]
-fn refresh_is_not_available_yet() {
-    let (code, _, stderr) = run_cli(&[
-        "plan",
-        "playbooks/stop-di-job.yaml",
-        "-p",
-        "di_job_id=1",
-        "--refresh",
-    ]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("not available yet"), "{stderr}");
+fn refresh_without_credentials_fails_clearly_before_any_call() {
+    let home = tempfile::tempdir().unwrap();
+    let out = assert_cmd::cargo::cargo_bin_cmd!("runbook")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "plan",
+            "playbooks/stop-di-job.yaml",
+            "-p",
+            "di_job_id=1",
+            "--refresh",
+        ])
+        .env("HOME", home.path())
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env_remove("ALIBABA_CLOUD_PROFILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{stderr}");
+    assert!(stderr.contains(".aliyun/config.json"), "{stderr}");
 }
