@@ -239,19 +239,18 @@ fn examples_start_with_the_schema_comment() {
 
 #[test]
 fn the_language_reference_lists_every_typed_action() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/language.md"))
-            .expect("docs/language.md");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
     for spec in runbook::cloud::actions::CATALOGUE {
         assert!(
             doc.contains(&format!("| `{}` |", spec.name)),
-            "docs/language.md does not list `{}`",
+            "README.md does not list `{}`",
             spec.name
         );
         for p in spec.params {
             assert!(
                 doc.contains(&format!("`{}`", p.name)),
-                "docs/language.md does not mention `{}` of `{}`",
+                "README.md does not mention `{}` of `{}`",
                 p.name,
                 spec.name
             );

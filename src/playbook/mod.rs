@@ -9,7 +9,7 @@
 //! [`Diagnostics`] holding *all* the errors found. The plan stage takes a
 //! `Playbook`; nothing downstream sees YAML.
 //!
-//! The language reference is `docs/language.md`; the JSON Schema
+//! The language reference is `README.md`; the JSON Schema
 //! ([`SCHEMA`]) is generated from the model types by [`schema_json`] and
 //! committed at `schemas/playbook.schema.json` (a test keeps them equal).
 

@@ -1,6 +1,6 @@
 //! One function per action: what the service does with a request that has
 //! passed the gateway (signature, timestamp, nonce, flow control, parameter
-//! checks), and the answer in the product's own shape (alibaba-api.md §3).
+//! checks), and the answer in the product's own shape (the API reference and SDK models).
 //!
 //! Shapes:
 //! - DataWorks: `{RequestId, Success, Data: {Status, Message}}`; a business

@@ -26,67 +26,10 @@
 //!
 //! # Choices where the docs are silent
 //!
-//! These are the simulator's answers to questions alibaba-api.md lists as
-//! undocumented; each is a guess at the cloud's behaviour, chosen so that a
-//! careful client is exercised, not flattered.
-//!
-//! - **Timestamp window**: ±15 minutes (the gateway error table), not 31.
-//!   **Nonces** are remembered for 30 minutes and across all keys.
-//! - **Order of checks**: an unknown API is reported before any credential
-//!   check; a bad signature does not use up the nonce; throttling (QPS and the
-//!   `throttle` fault) comes before parameter validation, which comes before
-//!   the backend faults (`error`, `drop`, `applied_drop`).
-//! - **`SignatureDoesNotMatch`** says `server string to sign is:` followed by
-//!   the server's string to sign with `AccessKeyId` and `SecurityToken`
-//!   redacted. (The cloud sends it in clear; Alibaba's Python SDK compares it
-//!   with its own to report `InvalidAccessKeySecret`. Redacted, the SDK
-//!   reports `SignatureDoesNotMatch`, and no key material reaches a log.)
-//!   `SecurityToken` is signed but not checked: any token is accepted.
-//! - **`Format`**: JSON only (any case); `Format=XML` is refused with 400
-//!   `InvalidParameter` rather than answered in the wrong format.
-//! - **Throttling**: `Throttling.User`, HTTP 429 for DataWorks (its docs) and
-//!   400 for DTS (the gateway tables). QPS throttling adds
-//!   `x-acs-retry-after` (milliseconds until a call would pass).
-//! - **Invalid parameters**: 400 `MissingParameter` for a missing or empty
-//!   required one; 400 `Param.Invalid` (DataWorks) or `InvalidParameter`
-//!   (DTS) for a wrong type or a value outside the allowed set.
-//! - **Unknown ids** without `--auto-create`: DI nodes answer 200 with
-//!   `Success: false`, `Data.Status: fail`, `Data.Message: "fileId:[N] is
-//!   invalid."` (the documented sample); a node is found by `FileId` and must
-//!   belong to the `ProjectId` given. DTS answers 200 with `Success: false`,
-//!   `ErrCode: InvalidParameter`, `ErrMessage: "The Value of Input Parameter
-//!   %s is not valid."`, `DynamicMessage: DtsJobId`, `HttpStatusCode: 404` (a
-//!   wrong `DtsInstanceId`, or `Reverse` on a one-way task, likewise with 400).
-//!   DI jobs (`StopDIJob` answers only `{RequestId}`) answer 400 `Param.Invalid`.
-//! - **DTS tasks**: `StopDtsJob` ends a task in any status: it keeps reporting
-//!   its status for the stop delay, then `Finished` (there is no documented
-//!   "stopping" status). Stopping a `Finished` task, or one already being
-//!   stopped, is a no-op success. `SuspendDtsJob` moves a running task
-//!   (`Synchronizing`, `Migrating`, `Initializing`, `Retrying`) to
-//!   `Suspending`; `StartDtsJob` moves `Suspending`, `NotStarted` or
-//!   `PreCheckPass` to `Synchronizing`; both are no-ops when already there and
-//!   otherwise fail with `ErrCode: OperationDenied.JobStatus` (an invented
-//!   code). A `Failed` task reports its `ErrorMessage`.
-//! - **DI real-time nodes**: `StopDISyncInstance` moves `RUN` (or `WAIT`) to
-//!   `KILLING`, then `PAUSE` after the delay; status calls report `KILLING`
-//!   meanwhile. Stopping a `KILLING` or `PAUSE` node is a no-op success;
-//!   stopping a `NORUN` node fails (`Data.Status: fail`: it is not deployed).
-//!   `TerminateDISyncInstance` moves `RUN`, `WAIT` or `KILLING` to `KILLING`,
-//!   then `NORUN`, and a `PAUSE` node straight to `NORUN`; a terminate repeated
-//!   while the node is still `KILLING` towards `NORUN` is a no-op success, but
-//!   terminating a `NORUN` node fails: terminate is irreversible, and nothing
-//!   (not even `StartDISyncInstance`) brings a `NORUN` node back.
-//!   `StartDISyncInstance` moves `PAUSE` to `WAIT`, then `RUN`.
-//! - **DI jobs**: `GetDIJob` reports `JobStatus` `Running` or `Stopped`
-//!   (inferred values); `StopDIJob` keeps `Running` for the delay, then
-//!   `Stopped`; stopping a job that is not running is a no-op success.
-//! - **`--auto-create`**: any id not seen before is created on first use, by
-//!   any action (reads too), as running: DTS `Synchronizing` (its instance id
-//!   is the one given, or `dts` + id), DI node `RUN` in the `ProjectId` given,
-//!   DI job `Running`, DI solution `run`.
-//! - **Faults**: `error` answers 500 `InternalError.System` *without*
-//!   applying the call; `applied_drop` is the case where the call took effect
-//!   and the client cannot know. `slow` applies the call, then waits.
+//! Every choice the simulator makes where Alibaba's docs are silent (the
+//! timestamp window, the order of checks, what stopping a stopped resource
+//! does, how a terminated node answers, ...) is listed in the README,
+//! section "Choices where Alibaba's docs are silent": one list, kept there.
 
 mod calllog;
 mod conn;

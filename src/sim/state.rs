@@ -18,7 +18,7 @@ use super::fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, Fixtures,
 };
 
-/// DTS task statuses a fixture may use (alibaba-api.md §4.2: sync and migration tasks).
+/// DTS task statuses a fixture may use (DescribeDtsJobs reference: sync and migration tasks).
 pub(crate) const DTS_STATUSES: &[&str] = &[
     "NotStarted",
     "Prechecking",
@@ -42,7 +42,7 @@ pub(crate) const DTS_STATUSES: &[&str] = &[
 ];
 /// DTS statuses in which a task is moving data (and so can be suspended).
 pub(crate) const DTS_RUNNING: &[&str] = &["Synchronizing", "Migrating", "Initializing", "Retrying"];
-/// `GetDISyncInstanceInfo` statuses of a `DI_REALTIME` node (alibaba-api.md §4.1).
+/// `GetDISyncInstanceInfo` statuses of a `DI_REALTIME` node (GetDISyncInstanceInfo reference).
 pub(crate) const DI_NODE_STATUSES: &[&str] = &["RUN", "WAIT", "KILLING", "PAUSE", "NORUN"];
 /// `GetDIJob` `JobStatus` values (inferred: not documented for 2020-05-18).
 pub(crate) const DI_JOB_STATUSES: &[&str] = &["Running", "Stopped", "Finished", "Failed"];
