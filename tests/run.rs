@@ -830,18 +830,34 @@ fn plan_refresh_reads_current_states_and_sends_nothing_that_mutates() {
 fn ctrl_c_cancels_gracefully_and_the_run_resumes_to_the_end() {
     let rig = Rig::new("slow@StopDISyncInstance=1:300ms", Duration::from_millis(20));
     let pb = rig.playbook("fan.yaml", FAN_OUT);
-    let child = rig.cmd(&["run", &pb, "--yes"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = rig
+        .cmd(&["run", &pb, "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while count(&rig.calls(), "StopDISyncInstance") < 1 {
         assert!(start.elapsed() < Duration::from_secs(20), "no stop arrived");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling"), "{}", text(&out));
-    assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 0, "nothing new started after Ctrl-C");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cancelling"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        count(&rig.calls(), "TerminateDISyncInstance"),
+        0,
+        "nothing new started after Ctrl-C"
+    );
     let run_id = rig.last_run_id();
     assert_eq!(rig.show(&run_id)["status"], "cancelled");
     let out = rig.run(&["resume", &run_id]);
@@ -849,6 +865,10 @@ fn ctrl_c_cancels_gracefully_and_the_run_resumes_to_the_end() {
     let stops = rig.processed("StopDISyncInstance", "FileId");
     assert!(stops.values().all(|&n| n == 1), "{stops:?}");
     for id in FILE_IDS {
-        assert_eq!(rig.status(ResourceKind::DiNode, id).as_deref(), Some("NORUN"), "node {id}");
+        assert_eq!(
+            rig.status(ResourceKind::DiNode, id).as_deref(),
+            Some("NORUN"),
+            "node {id}"
+        );
     }
 }

@@ -369,12 +369,33 @@ fn journal_error(e: crate::run::JournalError) -> Error {
 pub(crate) fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".to_owned());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_owned());
     format!("{user}@{host}")
+}
+
+/// The login name of the current uid, from /proc and /etc/passwd (for
+/// sessions without `USER`, such as cron or tmux started by a service).
+fn user_from_passwd() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut fields = l.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_owned())
+    })
 }
 
 fn is_terminal() -> bool {
@@ -420,7 +441,16 @@ fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>
             crate::plan::StepKind::Call { call, .. } => call.action.clone(),
             _ => String::new(),
         };
-        let _ = writeln!(err, "  [{mark:>12}] {}{items}  {action}", s.id);
+        let only_on_failure = if s.compensation {
+            "  (compensation: only if a step fails)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            err,
+            "  [{mark:>12}] {}{items}  {action}{only_on_failure}",
+            s.id
+        );
     }
     let b = &plan.blast_radius;
     let _ = write!(
