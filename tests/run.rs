@@ -113,6 +113,17 @@ impl Rig {
         by
     }
 
+    /// Every node of [`FAN_OUT`] ended undeployed.
+    fn assert_all_undeployed(&self) {
+        for id in FILE_IDS {
+            assert_eq!(
+                self.status(ResourceKind::DiNode, id).as_deref(),
+                Some("NORUN"),
+                "node {id}"
+            );
+        }
+    }
+
     fn status(&self, kind: ResourceKind, id: &str) -> Option<String> {
         self.sim().resource_status(kind, id)
     }
@@ -237,13 +248,7 @@ fn fan_out_completes_with_the_right_final_states_and_one_call_per_node() {
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let out = rig.run(&["run", &pb, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for id in FILE_IDS {
-        assert_eq!(
-            rig.status(ResourceKind::DiNode, id).as_deref(),
-            Some("NORUN"),
-            "node {id}"
-        );
-    }
+    rig.assert_all_undeployed();
     let stops = rig.processed("StopDISyncInstance", "FileId");
     let terms = rig.processed("TerminateDISyncInstance", "FileId");
     assert_eq!(stops.len(), FILE_IDS.len());
@@ -280,13 +285,7 @@ fn under_faults(seed: u64) {
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let out = rig.run(&["run", &pb, "--yes", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for id in FILE_IDS {
-        assert_eq!(
-            rig.status(ResourceKind::DiNode, id).as_deref(),
-            Some("NORUN"),
-            "node {id}"
-        );
-    }
+    rig.assert_all_undeployed();
     let calls = rig.calls();
     let faults: usize = calls.iter().filter(|c| !c.faults.is_empty()).count();
     assert!(faults > 5, "the faults were injected: {faults}");
@@ -494,13 +493,7 @@ fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value
     );
     let out = rig.run(&["resume", &run_id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for id in FILE_IDS {
-        assert_eq!(
-            rig.status(ResourceKind::DiNode, id).as_deref(),
-            Some("NORUN"),
-            "node {id}"
-        );
-    }
+    rig.assert_all_undeployed();
     let terms = rig.processed("TerminateDISyncInstance", "FileId");
     assert_eq!(terms.len(), FILE_IDS.len(), "{terms:?}");
     assert!(
@@ -864,11 +857,5 @@ fn ctrl_c_cancels_gracefully_and_the_run_resumes_to_the_end() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stops = rig.processed("StopDISyncInstance", "FileId");
     assert!(stops.values().all(|&n| n == 1), "{stops:?}");
-    for id in FILE_IDS {
-        assert_eq!(
-            rig.status(ResourceKind::DiNode, id).as_deref(),
-            Some("NORUN"),
-            "node {id}"
-        );
-    }
+    rig.assert_all_undeployed();
 }

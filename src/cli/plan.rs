@@ -121,14 +121,8 @@ impl PlanArgs {
         rt.block_on(async {
             let mut endpoints = endpoints.clone();
             let (credentials, sim) = if self.sim {
-                let (config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
-                let handle = crate::sim::spawn(config).await.map_err(|e| {
-                    Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e)
-                })?;
-                for product in ["dataworks", "dts"] {
-                    endpoints.set_override(product, &handle.base_url());
-                }
-                (Credentials::new(id, secret, None), Some(handle))
+                let (credentials, handle) = super::run::start_sim(&mut endpoints, |_| {}).await?;
+                (credentials, Some(handle))
             } else {
                 (Credentials::resolve(self.profile.as_deref())?, None)
             };

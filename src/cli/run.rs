@@ -101,6 +101,13 @@ pub(crate) struct TargetArgs {
     /// dataworks and dts against the cloud, unlimited against the simulator.
     #[arg(long = "qps", value_name = "PRODUCT=N")]
     pub(crate) qps: Vec<String>,
+    /// How long one attempt may take, connection to last byte (e.g. `30s`).
+    /// A call that runs out of time counts as an unknown outcome.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub(crate) request_timeout: String,
+    /// How long to wait for the TCP and TLS connection (nothing is sent yet).
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub(crate) connect_timeout: String,
 }
 
 /// How the run proceeds.
@@ -187,7 +194,7 @@ impl RunArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let rt = super::runtime()?;
         rt.block_on(async move {
-            let target = Target::connect(&self.target_args, None).await?;
+            let target = Target::connect(&self.target_args).await?;
             let is_plan = self.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
             let plan = if is_plan {
                 if !self.params.is_empty() || self.params_file.is_some() {
@@ -263,7 +270,7 @@ impl ResumeArgs {
                     target_args.qps.clone_from(&stored.qps);
                 }
             }
-            let target = Target::connect(&target_args, None).await?;
+            let target = Target::connect(&target_args).await?;
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
             let approved = record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
             if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
@@ -285,7 +292,7 @@ struct Target {
 }
 
 impl Target {
-    async fn connect(args: &TargetArgs, _unused: Option<()>) -> Result<Target, Error> {
+    async fn connect(args: &TargetArgs) -> Result<Target, Error> {
         let mut endpoints = Endpoints::new();
         for e in &args.endpoints {
             endpoints
@@ -300,17 +307,12 @@ impl Target {
                     .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
                 None => crate::sim::FaultSpec::default(),
             };
-            let (mut config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
-            config.auto_create = true;
-            config.faults = faults;
-            config.seed = args.sim_seed;
-            let handle = crate::sim::spawn(config).await.map_err(|e| {
-                Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e)
-            })?;
-            for product in ["dataworks", "dts"] {
-                endpoints.set_override(product, &handle.base_url());
-            }
-            (Credentials::new(id, secret, None), Some(handle))
+            let (credentials, handle) = start_sim(&mut endpoints, |config| {
+                config.faults = faults;
+                config.seed = args.sim_seed;
+            })
+            .await?;
+            (credentials, Some(handle))
         } else {
             limits.extend([("dataworks".to_owned(), 20.0), ("dts".to_owned(), 20.0)]);
             (Credentials::resolve(args.profile.as_deref())?, None)
@@ -320,10 +322,13 @@ impl Target {
             limits.retain(|(p, _)| *p != product);
             limits.push((product, rate));
         }
-        let client = RpcClient::new(credentials, endpoints.clone(), ClientOptions::default())
-            .map_err(|e| {
-                Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
-            })?;
+        let options = ClientOptions {
+            connect_timeout: parse_duration(&args.connect_timeout)?,
+            request_timeout: parse_duration(&args.request_timeout)?,
+        };
+        let client = RpcClient::new(credentials, endpoints.clone(), options).map_err(|e| {
+            Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
+        })?;
         Ok(Target {
             api: Arc::new(client),
             endpoints,
@@ -331,6 +336,23 @@ impl Target {
             _sim: sim,
         })
     }
+}
+
+/// Starts the in-process simulator (generated credentials, `--auto-create`)
+/// and points the DataWorks and DTS endpoints at it.
+pub(crate) async fn start_sim(
+    endpoints: &mut Endpoints,
+    configure: impl FnOnce(&mut crate::sim::SimConfig),
+) -> Result<(Credentials, crate::sim::SimHandle), Error> {
+    let (mut config, (id, secret)) = crate::sim::SimConfig::with_generated_credentials();
+    configure(&mut config);
+    let handle = crate::sim::spawn(config)
+        .await
+        .map_err(|e| Error::new(ExitCode::Internal, "cannot start the simulator").with_source(e))?;
+    for product in [crate::cloud::actions::DATAWORKS, crate::cloud::actions::DTS] {
+        endpoints.set_override(product, &handle.base_url());
+    }
+    Ok((Credentials::new(id, secret, None), handle))
 }
 
 /// Parses `KEY=VALUE` flags.

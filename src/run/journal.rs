@@ -553,36 +553,23 @@ impl Journal {
     /// Lists runs, newest first.
     pub fn list_runs(&self) -> Result<Vec<RunRow>, JournalError> {
         let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare("SELECT id, name, source, digest, status, created_at, updated_at, finished_at FROM runs ORDER BY created_at DESC, id")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    source: r.get(2)?,
-                    digest: r.get(3)?,
-                    status: r.get(4)?,
-                    created_at: r.get(5)?,
-                    updated_at: r.get(6)?,
-                    finished_at: r.get(7)?,
-                })
-            })
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        self.rows(
+            &conn,
+            &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"),
+            [],
+            run_row,
+        )
     }
 
     /// Everything about one run (a unique prefix of the id is enough).
     pub fn load_run(&self, id: &str) -> Result<RunRecord, JournalError> {
         let conn = self.reader()?;
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id")
-            .and_then(|mut s| {
-                s.query_map(params![id, format!("{id}%")], |r| r.get(0))?
-                    .collect()
-            })
-            .map_err(|e| self.sql(e))?;
+        let ids: Vec<String> = self.rows(
+            &conn,
+            "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id",
+            params![id, format!("{id}%")],
+            |r| r.get(0),
+        )?;
         let id = match ids.as_slice() {
             [one] => one.clone(),
             _ if ids.iter().any(|i| i == id) => id.to_owned(),
@@ -590,97 +577,74 @@ impl Journal {
         };
         let (run, plan_json, options_json) = conn
             .query_row(
-                "SELECT id, name, source, digest, status, created_at, updated_at, finished_at, plan_json, options_json FROM runs WHERE id = ?1",
+                &format!("SELECT {RUN_COLUMNS}, plan_json, options_json FROM runs WHERE id = ?1"),
                 [&id],
-                |r| {
-                    Ok((
-                        RunRow {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            source: r.get(2)?,
-                            digest: r.get(3)?,
-                            status: r.get(4)?,
-                            created_at: r.get(5)?,
-                            updated_at: r.get(6)?,
-                            finished_at: r.get(7)?,
-                        },
-                        r.get::<_, String>(8)?,
-                        r.get::<_, String>(9)?,
-                    ))
-                },
+                |r| Ok((run_row(r)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?)),
             )
             .optional()
             .map_err(|e| self.sql(e))?
             .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
-        let approvals = conn
-            .prepare("SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid")
-            .and_then(|mut s| {
-                s.query_map([&id], |r| {
-                    Ok(ApprovalRow { step_id: r.get(0)?, approved_by: r.get(1)?, method: r.get(2)?, digest: r.get(3)?, at: r.get(4)? })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))?;
-        let steps = conn
-            .prepare("SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid")
-            .and_then(|mut s| {
-                s.query_map([&id], |r| {
-                    Ok(StepRow {
-                        step_id: r.get(0)?,
-                        status: r.get(1)?,
-                        items: r.get(2)?,
-                        detail: r.get(3)?,
-                        started_at: r.get(4)?,
-                        finished_at: r.get(5)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))?;
-        let units = conn
-            .prepare("SELECT step_id, item, item_json, status, output_json, error FROM units WHERE run_id = ?1 ORDER BY step_id, item")
-            .and_then(|mut s| {
-                s.query_map([&id], |r| {
-                    Ok(UnitRow {
-                        step_id: r.get(0)?,
-                        item: r.get(1)?,
-                        item_json: r.get(2)?,
-                        status: r.get(3)?,
-                        output_json: r.get(4)?,
-                        error: r.get(5)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))?;
-        let attempts = conn
-            .prepare(
-                "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json
-                 FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
-            )
-            .and_then(|mut s| {
-                s.query_map([&id], |r| {
-                    Ok(AttemptRow {
-                        step_id: r.get(0)?,
-                        item: r.get(1)?,
-                        attempt: r.get(2)?,
-                        kind: r.get(3)?,
-                        action: r.get(4)?,
-                        risk: r.get(5)?,
-                        outcome: r.get(6)?,
-                        error_class: r.get(7)?,
-                        error_code: r.get(8)?,
-                        error_message: r.get(9)?,
-                        request_id: r.get(10)?,
-                        http_status: r.get(11)?,
-                        sent_at: r.get(12)?,
-                        finished_at: r.get(13)?,
-                        request_json: r.get(14)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))?;
+        let approvals = self.rows(
+            &conn,
+            "SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid",
+            [&id],
+            |r| Ok(ApprovalRow { step_id: r.get(0)?, approved_by: r.get(1)?, method: r.get(2)?, digest: r.get(3)?, at: r.get(4)? }),
+        )?;
+        let steps = self.rows(
+            &conn,
+            "SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid",
+            [&id],
+            |r| {
+                Ok(StepRow {
+                    step_id: r.get(0)?,
+                    status: r.get(1)?,
+                    items: r.get(2)?,
+                    detail: r.get(3)?,
+                    started_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                })
+            },
+        )?;
+        let units = self.rows(
+            &conn,
+            "SELECT step_id, item, item_json, status, output_json, error FROM units WHERE run_id = ?1 ORDER BY step_id, item",
+            [&id],
+            |r| {
+                Ok(UnitRow {
+                    step_id: r.get(0)?,
+                    item: r.get(1)?,
+                    item_json: r.get(2)?,
+                    status: r.get(3)?,
+                    output_json: r.get(4)?,
+                    error: r.get(5)?,
+                })
+            },
+        )?;
+        let attempts = self.rows(
+            &conn,
+            "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json
+             FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
+            [&id],
+            |r| {
+                Ok(AttemptRow {
+                    step_id: r.get(0)?,
+                    item: r.get(1)?,
+                    attempt: r.get(2)?,
+                    kind: r.get(3)?,
+                    action: r.get(4)?,
+                    risk: r.get(5)?,
+                    outcome: r.get(6)?,
+                    error_class: r.get(7)?,
+                    error_code: r.get(8)?,
+                    error_message: r.get(9)?,
+                    request_id: r.get(10)?,
+                    http_status: r.get(11)?,
+                    sent_at: r.get(12)?,
+                    finished_at: r.get(13)?,
+                    request_json: r.get(14)?,
+                })
+            },
+        )?;
         Ok(RunRecord {
             run,
             plan_json,
@@ -692,12 +656,28 @@ impl Journal {
         })
     }
 
+    /// Runs a query and maps every row.
+    fn rows<T>(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        args: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, JournalError> {
+        conn.prepare(sql)
+            .and_then(|mut stmt| stmt.query_map(args, map)?.collect())
+            .map_err(|e| self.sql(e))
+    }
+
     /// Stored events of a run, in order.
     pub fn events(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
         let conn = self.reader()?;
-        conn.prepare("SELECT event_json FROM events WHERE run_id = ?1 ORDER BY seq")
-            .and_then(|mut s| s.query_map([run_id], |r| r.get(0))?.collect())
-            .map_err(|e| self.sql(e))
+        self.rows(
+            &conn,
+            "SELECT event_json FROM events WHERE run_id = ?1 ORDER BY seq",
+            [run_id],
+            |r| r.get(0),
+        )
     }
 
     fn reader(&self) -> Result<Connection, JournalError> {
@@ -710,6 +690,22 @@ impl Journal {
             source,
         }
     }
+}
+
+/// The columns of a [`RunRow`], in [`run_row`]'s order.
+const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        source: r.get(2)?,
+        digest: r.get(3)?,
+        status: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        finished_at: r.get(7)?,
+    })
 }
 
 fn open_conn(path: &Path) -> Result<Connection, JournalError> {

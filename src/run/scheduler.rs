@@ -133,12 +133,12 @@ impl Runner {
                     outputs.insert(step.id.0.clone(), out.clone());
                 }
                 summaries[i] = Some(StepSummary {
-                    id: step.id.0.clone(),
-                    outcome: Some(*outcome),
-                    detail: Some("done in an earlier attempt (from the journal)".to_owned()),
-                    items: None,
-                    elapsed_ms: 0,
                     from_journal: true,
+                    ..summary(
+                        step,
+                        Some(*outcome),
+                        Some("done in an earlier attempt (from the journal)".to_owned()),
+                    )
                 });
             }
         }
@@ -198,14 +198,7 @@ impl Runner {
                             elapsed_ms: 0,
                             detail: Some(detail.clone()),
                         });
-                        summaries[i] = Some(StepSummary {
-                            id: step.id.0.clone(),
-                            outcome: Some(Outcome::Skipped),
-                            detail: Some(detail),
-                            items: None,
-                            elapsed_ms: 0,
-                            from_journal: false,
-                        });
+                        summaries[i] = Some(summary(step, Some(Outcome::Skipped), Some(detail)));
                         continue;
                     }
                     if !needs
@@ -250,14 +243,7 @@ impl Runner {
             if let Some(out) = &done.output {
                 outputs.insert(step.id.0.clone(), out.clone());
             }
-            summaries[done.index] = Some(StepSummary {
-                id: step.id.0.clone(),
-                outcome: Some(done.outcome),
-                detail: done.detail.clone(),
-                items: done.items,
-                elapsed_ms: millis(done.elapsed),
-                from_journal: false,
-            });
+            summaries[done.index] = Some(done.summary(step));
             if done.outcome == Outcome::Failed {
                 failed = true;
                 match &step.on_failure {
@@ -282,14 +268,7 @@ impl Runner {
                             let ctx = context(&plan, &plan.steps[j], &outputs);
                             let comp = run_step(Arc::clone(&shared), j, ctx).await?;
                             state[j] = State::Done(comp.outcome);
-                            summaries[j] = Some(StepSummary {
-                                id: id.0.clone(),
-                                outcome: Some(comp.outcome),
-                                detail: comp.detail,
-                                items: comp.items,
-                                elapsed_ms: millis(comp.elapsed),
-                                from_journal: false,
-                            });
+                            summaries[j] = Some(comp.summary(&plan.steps[j]));
                         }
                     }
                 }
@@ -336,14 +315,7 @@ impl Runner {
             .zip(summaries)
             .filter(|(step, s)| !step.compensation || s.is_some())
             .map(|(step, s)| {
-                s.unwrap_or_else(|| StepSummary {
-                    id: step.id.0.clone(),
-                    outcome: None,
-                    detail: Some("not started".to_owned()),
-                    items: None,
-                    elapsed_ms: 0,
-                    from_journal: false,
-                })
+                s.unwrap_or_else(|| summary(step, None, Some("not started".to_owned())))
             })
             .collect();
         Ok(RunSummary {
@@ -353,6 +325,28 @@ impl Runner {
             elapsed_ms: millis(elapsed),
             stopped_because: stop_reason,
         })
+    }
+}
+
+/// The summary of a step that did not run (or ran in an earlier attempt).
+fn summary(step: &PlannedStep, outcome: Option<Outcome>, detail: Option<String>) -> StepSummary {
+    StepSummary {
+        id: step.id.0.clone(),
+        outcome,
+        detail,
+        items: None,
+        elapsed_ms: 0,
+        from_journal: false,
+    }
+}
+
+impl StepDone {
+    fn summary(&self, step: &PlannedStep) -> StepSummary {
+        StepSummary {
+            items: self.items,
+            elapsed_ms: millis(self.elapsed),
+            ..summary(step, Some(self.outcome), self.detail.clone())
+        }
     }
 }
 
@@ -420,56 +414,32 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
             }
         };
 
-    if let Some(when) = &step.when {
-        match when.eval(&ctx) {
-            Ok(true) => {}
-            Ok(false) => {
-                shared
-                    .journal
-                    .step_started(&run_id, step.id.as_str(), None)
-                    .await?;
-                return finish(
-                    Outcome::Skipped,
-                    None,
-                    Some("skipped: `when` is false".to_owned()),
-                    None,
-                )
-                .await;
-            }
-            Err(e) => {
-                shared
-                    .journal
-                    .step_started(&run_id, step.id.as_str(), None)
-                    .await?;
-                return finish(
-                    Outcome::Failed,
-                    None,
-                    Some(format!("cannot evaluate `when`: {e}")),
-                    None,
-                )
-                .await;
+    // `when` and `for_each` decide whether, and how many times, the step runs.
+    let prelude = (|| {
+        if let Some(when) = &step.when {
+            match when.eval(&ctx) {
+                Ok(true) => {}
+                Ok(false) => return Err((Outcome::Skipped, "skipped: `when` is false".to_owned())),
+                Err(e) => return Err((Outcome::Failed, format!("cannot evaluate `when`: {e}"))),
             }
         }
-    }
-
-    let items: Option<Vec<Value>> = match &step.for_each {
-        None => None,
-        Some(fe) => match fe.render(&ctx) {
-            Ok(items) => Some(items),
-            Err(e) => {
-                shared
-                    .journal
-                    .step_started(&run_id, step.id.as_str(), None)
-                    .await?;
-                return finish(
-                    Outcome::Failed,
-                    None,
-                    Some(format!("cannot render `for_each`: {e}")),
-                    None,
-                )
-                .await;
-            }
-        },
+        step.for_each
+            .as_ref()
+            .map(|fe| {
+                fe.render(&ctx)
+                    .map_err(|e| (Outcome::Failed, format!("cannot render `for_each`: {e}")))
+            })
+            .transpose()
+    })();
+    let items: Option<Vec<Value>> = match prelude {
+        Ok(items) => items,
+        Err((outcome, detail)) => {
+            shared
+                .journal
+                .step_started(&run_id, step.id.as_str(), None)
+                .await?;
+            return finish(outcome, None, Some(detail), None).await;
+        }
     };
     let n_items = items.as_ref().map(Vec::len);
     shared

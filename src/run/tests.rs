@@ -253,17 +253,22 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
     runner.execute(false).await.unwrap()
 }
 
-#[tokio::test]
-async fn fan_out_stop_wait_terminate_completes() {
+/// Runs the stop, wait, terminate fan-out over nodes 1..3 with a fresh journal.
+async fn run_fan_out(api: &Arc<Fake>) -> RunSummary {
     let dir = tempfile::tempdir().unwrap();
-    let api = Fake::with_nodes(&["1", "2", "3"]);
-    let summary = run(
+    run(
         plan(stop_wait_terminate()),
-        Arc::clone(&api),
+        Arc::clone(api),
         dir.path(),
         Prior::default(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn fan_out_stop_wait_terminate_completes() {
+    let api = Fake::with_nodes(&["1", "2", "3"]);
+    let summary = run_fan_out(&api).await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
     assert_eq!(api.count("StopDISyncInstance"), 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 3);
@@ -274,7 +279,6 @@ async fn fan_out_stop_wait_terminate_completes() {
 
 #[tokio::test]
 async fn unknown_outcome_of_a_terminate_is_reconciled_not_resent() {
-    let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     // The first terminate is applied, then the connection drops.
     api.fail(
@@ -282,13 +286,7 @@ async fn unknown_outcome_of_a_terminate_is_reconciled_not_resent() {
         ApiError::new("Transport.ConnectionDropped", "connection closed", None),
         true,
     );
-    let summary = run(
-        plan(stop_wait_terminate()),
-        Arc::clone(&api),
-        dir.path(),
-        Prior::default(),
-    )
-    .await;
+    let summary = run_fan_out(&api).await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
     let calls: Vec<_> = api
         .state
@@ -307,20 +305,13 @@ async fn unknown_outcome_of_a_terminate_is_reconciled_not_resent() {
 
 #[tokio::test]
 async fn unknown_outcome_not_applied_is_resent_after_the_status_check() {
-    let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     api.fail(
         "TerminateDISyncInstance",
         ApiError::new("InternalError.System", "boom", Some(500)),
         false,
     );
-    let summary = run(
-        plan(stop_wait_terminate()),
-        Arc::clone(&api),
-        dir.path(),
-        Prior::default(),
-    )
-    .await;
+    let summary = run_fan_out(&api).await;
     assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
     assert_eq!(
         api.count("TerminateDISyncInstance"),
@@ -331,7 +322,6 @@ async fn unknown_outcome_not_applied_is_resent_after_the_status_check() {
 
 #[tokio::test]
 async fn permanent_errors_fail_without_retry_and_skip_dependents() {
-    let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     for _ in 0..3 {
         api.fail(
@@ -340,13 +330,7 @@ async fn permanent_errors_fail_without_retry_and_skip_dependents() {
             false,
         );
     }
-    let summary = run(
-        plan(stop_wait_terminate()),
-        Arc::clone(&api),
-        dir.path(),
-        Prior::default(),
-    )
-    .await;
+    let summary = run_fan_out(&api).await;
     assert_eq!(summary.outcome, Outcome::Failed);
     assert!(api.count("StopDISyncInstance") <= 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 0);
@@ -356,7 +340,6 @@ async fn permanent_errors_fail_without_retry_and_skip_dependents() {
 
 #[tokio::test]
 async fn throttling_is_retried() {
-    let dir = tempfile::tempdir().unwrap();
     let api = Fake::with_nodes(&["1", "2", "3"]);
     api.fail(
         "StopDISyncInstance",
@@ -368,13 +351,7 @@ async fn throttling_is_retried() {
         ApiError::new("Throttling.User", "slow down", Some(400)),
         false,
     );
-    let summary = run(
-        plan(stop_wait_terminate()),
-        Arc::clone(&api),
-        dir.path(),
-        Prior::default(),
-    )
-    .await;
+    let summary = run_fan_out(&api).await;
     assert_eq!(summary.outcome, Outcome::Succeeded);
     assert_eq!(api.count("StopDISyncInstance"), 5);
 }
