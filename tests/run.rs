@@ -592,6 +592,9 @@ steps:
     assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 0);
     let out = rig.run(&["run", &gated, "--yes", "--approve", "go-no-go"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Starting over instead of resuming is allowed, but pointed out.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("of this same plan failed; `runbook resume"), "{stderr}");
     let run = rig.show(&rig.last_run_id());
     let approvals = run["approvals"].as_array().unwrap();
     assert!(

@@ -217,6 +217,15 @@ impl RunArgs {
             };
             let journal = self.state.journal()?;
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            if let Ok(runs) = journal.list_runs()
+                && let Some(earlier) = runs.iter().find(|r| r.digest == plan.digest && r.status != Outcome::Succeeded.as_str())
+            {
+                let how = if earlier.status == "running" { "stopped without finishing" } else { earlier.status.as_str() };
+                eprintln!(
+                    "note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over",
+                    earlier.id, earlier.id
+                );
+            }
             let approval = approve_plan(&plan, &self.exec)?;
             let run_id = new_run_id();
             journal
