@@ -594,7 +594,10 @@ steps:
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Starting over instead of resuming is allowed, but pointed out.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("of this same plan failed; `runbook resume"), "{stderr}");
+    assert!(
+        stderr.contains("of this same plan failed; `runbook resume"),
+        "{stderr}"
+    );
     let run = rig.show(&rig.last_run_id());
     let approvals = run["approvals"].as_array().unwrap();
     assert!(

@@ -15,22 +15,22 @@ use clap::{Parser, Subcommand};
 use crate::error::{Error, ExitCode};
 
 /// Run YAML playbooks of Alibaba Cloud control-plane steps as a DAG.
-///
-/// Start with a rehearsal against the built-in simulator (no cloud account needed):
-///
-///   runbook plan playbooks/dts-di-cutover.yaml -p project_id=10000 ...
-///   runbook run  playbooks/dts-di-cutover.yaml --sim --yes -p ...
-///
-/// Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or
-/// credentials error, 5 cancelled (resumable), 6 refused (approval, lock or
-/// stale plan), 10 internal (journal).
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about, long_about, max_term_width = 100)]
+#[command(name = "runbook", version, about, max_term_width = 100, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
 }
+
+const AFTER_HELP: &str = "\
+Start with a rehearsal against the built-in simulator (no cloud account needed):
+  runbook validate playbooks/*.yaml
+  runbook plan playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml
+  runbook run  playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
+
+Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or credentials error,
+5 cancelled (resumable), 6 refused (approval, lock or stale plan), 10 internal (journal).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -6,21 +6,24 @@ use crate::cloud::Endpoints;
 use crate::error::{Error, ExitCode};
 use crate::plan::display::{self, Format};
 
-/// Show what a run would do, without calling anything.
-///
-/// Prints the steps in the order they would run (levels of steps that can
-/// run together), each step's rendered parameters and the exact request it
-/// would send (Signature, AccessKeyId and SecurityToken redacted), its wait
-/// and retry policy and risk class, the blast radius (how many mutating and
-/// irreversible calls), the critical path and the worst-case duration.
-/// Values known only at run time show as `<steps.ID.output.PATH>` or `<item>`.
-///
-///   runbook plan playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml
-///   runbook plan playbooks/stop-di-job.yaml -p di_job_id=11668 --format markdown
-///   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # then: runbook run plan.json
-///
-/// Exit 2 for bad params, 3 for an invalid playbook.
+const PLAN_HELP: &str = "\
+Prints the steps in the order they would run (levels of steps that can run together), each
+step's rendered parameters and the exact request it would send (Signature, AccessKeyId and
+SecurityToken redacted), its wait and retry policy and risk class, the blast radius (how many
+mutating and irreversible calls), the critical path and the worst-case duration. Values known
+only at run time show as `<steps.ID.output.PATH>` or `<item>`.
+
+Examples:
+  runbook plan playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml
+  runbook plan playbooks/stop-di-job.yaml -p di_job_id=11668 --format markdown
+  runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # then: runbook run plan.json
+  runbook plan playbooks/dts-di-cutover.yaml --params p.yaml --refresh       # what would change, what is a no-op
+
+Exit 2 for bad params, 3 for an invalid playbook, 4 when --refresh finds no credentials.";
+
+/// Show what a run would do, without calling anything that changes state.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = PLAN_HELP)]
 pub(crate) struct PlanArgs {
     /// The playbook to plan.
     #[arg(value_name = "PLAYBOOK")]

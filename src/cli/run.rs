@@ -135,12 +135,8 @@ pub(crate) struct ExecArgs {
 }
 
 /// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
-///
-/// Examples:
-///   runbook run playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
-///   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # review, then:
-///   runbook run plan.json --yes
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = RUN_EXAMPLES)]
 pub(crate) struct RunArgs {
     /// A playbook (YAML) or a plan written by `runbook plan -o PLAN.json`
     /// (runs exactly that plan; refused if its playbook or params changed).
@@ -160,13 +156,36 @@ pub(crate) struct RunArgs {
     state: StateArgs,
 }
 
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # rehearse against the built-in simulator (with faults, to see retries and reconciliation)
+  runbook run playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
+  runbook run playbooks/dts-di-cutover.yaml --params p.yaml --sim --sim-faults throttle=0.3,applied_drop=0.1 --yes
+  # review a plan, then run exactly that plan
+  runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json
+  runbook run plan.json --yes
+  # scheduled run: approve the plan and an `approve` step non-interactively, JSON events for the log
+  runbook run playbooks/di-realtime-maintenance-stop.yaml --params p.yaml --yes --approve go-ahead --output json
+
+A playbook that changes anything needs an approval: a `yes` on a terminal, or --yes. The journal
+records every attempt; if the run stops (a failure, Ctrl-C, a crash), `runbook resume RUN_ID`
+continues it without repeating what was done.";
+
+const RESUME_EXAMPLES: &str = "\
+Steps that finished are not repeated; a mutating call that was in flight when the run stopped is
+first re-checked through its status call, so an irreversible call is never sent twice. The
+journaled plan is run, not the playbook file as it is now, with the journaled endpoints and profile
+unless new ones are given.
+
+Examples:
+  runbook runs                       # find the run id
+  runbook show RUN_ID --attempts     # see where it stopped and why
+  runbook resume RUN_ID              # continue it
+  runbook resume RUN_ID --sim --yes  # a run rehearsed with --sim continues against a fresh simulator";
+
 /// Continue an interrupted, cancelled or failed run from its journal.
-///
-/// Steps that finished are not repeated; a mutating call that was in flight
-/// when the run stopped is first re-checked through its status call, so an
-/// irreversible call is never sent twice. The journaled plan is run, not the
-/// playbook file as it is now.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = RESUME_EXAMPLES)]
 pub(crate) struct ResumeArgs {
     /// The run id (or a unique prefix), from `runbook runs`.
     run_id: String,
