@@ -4,8 +4,12 @@
 //!
 //! Durability rules the executor relies on:
 //! - an *intent* row is committed before a mutating call is sent, so a run
-//!   killed mid-call knows on resume that the call may have happened;
-//! - a unit's result is committed before any step that needs it starts.
+//!   killed mid-call knows on resume that the call may have happened; that
+//!   commit is synced to disk (`synchronous = FULL`), so not even a power
+//!   loss can undo it, and everything committed before it is synced with it;
+//! - a unit's result is committed before any step that needs it starts
+//!   (durable against a crash of the process; if a power loss undid it, the
+//!   synced intent still makes resume re-check the call).
 //!
 //! Writes go through one writer thread that commits whatever is queued in a
 //! single transaction (group commit): a 1,000-item fan-out shares fsyncs
@@ -15,7 +19,7 @@
 //! and never reach this module.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -137,6 +141,9 @@ struct Op {
     sql: &'static str,
     args: Vec<rusqlite::types::Value>,
     ack: Option<oneshot::Sender<Result<(), String>>>,
+    /// Must survive a power loss, not only a crash of this process: the
+    /// commit that holds it is synced to disk (`synchronous = FULL`).
+    durable: bool,
 }
 
 /// Handle to the journal: cheap to clone, shared by all step tasks.
@@ -145,6 +152,7 @@ pub struct Journal {
     path: PathBuf,
     tx: mpsc::Sender<Op>,
     failed: Arc<AtomicBool>,
+    synced: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -297,14 +305,27 @@ impl Journal {
         let (tx, rx) = mpsc::channel::<Op>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
+        let synced = Arc::new(AtomicU64::new(0));
+        let synced_count = Arc::clone(&synced);
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
-            .spawn(move || writer(conn, &rx, &flag))
+            .spawn(move || writer(conn, &rx, &flag, &synced_count))
             .map_err(|source| JournalError::Dir {
                 path: state_dir.to_owned(),
                 source,
             })?;
-        Ok(Journal { path, tx, failed })
+        Ok(Journal {
+            path,
+            tx,
+            failed,
+            synced,
+        })
+    }
+
+    /// How many commits were synced to disk so far (those holding the
+    /// intent of a mutating call).
+    pub fn synced_commits(&self) -> u64 {
+        self.synced.load(Ordering::SeqCst)
     }
 
     /// The database file.
@@ -317,13 +338,28 @@ impl Journal {
             sql,
             args,
             ack: None,
+            durable: false,
         });
     }
 
+    /// Queues a write and waits until it is committed: durable against a
+    /// crash of this process (WAL, `synchronous = NORMAL`).
     async fn send_acked(
         &self,
         sql: &'static str,
         args: Vec<rusqlite::types::Value>,
+    ) -> Result<(), JournalError> {
+        self.send_waiting(sql, args, false).await
+    }
+
+    /// Queues a write and waits until it is committed and, with `durable`,
+    /// synced to disk so that not even a power loss undoes it (every earlier
+    /// commit is synced along with it, as the WAL is written in order).
+    async fn send_waiting(
+        &self,
+        sql: &'static str,
+        args: Vec<rusqlite::types::Value>,
+        durable: bool,
     ) -> Result<(), JournalError> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(JournalError::WriterGone);
@@ -334,6 +370,7 @@ impl Journal {
                 sql,
                 args,
                 ack: Some(ack),
+                durable,
             })
             .map_err(|_| JournalError::WriterGone)?;
         match done.await {
@@ -500,7 +537,7 @@ impl Journal {
             now().sv(),
         ];
         if durable {
-            self.send_acked(sql, args).await
+            self.send_waiting(sql, args, true).await
         } else {
             self.send(sql, args);
             Ok(())
@@ -713,10 +750,11 @@ fn open_conn(path: &Path) -> Result<Connection, JournalError> {
         path: path.to_owned(),
         source,
     })?;
-    // WAL lets `runs`/`show` read while a run writes; FULL syncs each commit
-    // so a power loss cannot drop an intent row that was acknowledged.
+    // WAL lets `runs`/`show` read while a run writes, and makes every commit
+    // survive a crash of this process. The writer raises `synchronous` to
+    // FULL for the commits that must also survive a power loss.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
     )
     .map_err(|source| JournalError::Sqlite {
         path: path.to_owned(),
@@ -725,7 +763,13 @@ fn open_conn(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, failed: &AtomicBool) {
+fn writer(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Op>,
+    failed: &AtomicBool,
+    synced_commits: &AtomicU64,
+) {
+    let mut synced = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 1024 {
@@ -734,10 +778,28 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, failed: &AtomicBool) {
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &batch);
-        if let Err(e) = &result {
-            tracing::error!("journal write failed: {e}");
-            failed.store(true, Ordering::SeqCst);
+        // Only batches holding a write that must survive a power loss (the
+        // intent of a mutating call) pay for a sync to disk; the rest are
+        // durable against a crash of this process, which WAL gives for free.
+        let durable = batch.iter().any(|op| op.durable);
+        let mut result = Ok(());
+        if durable != synced {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            result = conn
+                .pragma_update(None, "synchronous", level)
+                .map_err(|e| e.to_string());
+            synced = durable;
+        }
+        let result = result.and_then(|()| commit(&mut conn, &batch));
+        match &result {
+            Err(e) => {
+                tracing::error!("journal write failed: {e}");
+                failed.store(true, Ordering::SeqCst);
+            }
+            Ok(()) if durable => {
+                synced_commits.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(()) => {}
         }
         for op in batch {
             if let Some(ack) = op.ack {
@@ -853,5 +915,26 @@ mod tests {
         );
         assert_eq!(rec.steps[0].status, "succeeded");
         assert!(matches!(j.load_run("zzz"), Err(JournalError::NoSuchRun(_))));
+        assert_eq!(
+            j.synced_commits(),
+            1,
+            "only the mutating intent was synced to disk"
+        );
+        j.attempt_intent(
+            "k2",
+            "r1",
+            "s1",
+            1,
+            1,
+            "poll",
+            "GetDISyncInstanceInfo",
+            "read",
+            "{}".into(),
+            false,
+        )
+        .await
+        .unwrap();
+        j.flush().await.unwrap();
+        assert_eq!(j.synced_commits(), 1, "reads are not synced");
     }
 }
