@@ -85,6 +85,13 @@ pub struct ParamSpec {
 /// parameters of the original call listed in `carry` (renamed where the status
 /// API spells them differently), read `select` (a dotted path) and compare it
 /// with `done` (case-insensitively).
+///
+/// A status in `settling` decides nothing yet (a terminate passes through
+/// `KILLING`, which a stop passes through too): the check polls on until it
+/// leaves it. A status that is neither done nor settling proves the call did
+/// not take effect only after it has held for `settle_secs`, for APIs whose
+/// effect shows late (a stopped DTS task keeps reporting `Synchronizing` for
+/// a while).
 #[derive(Debug, Serialize)]
 pub struct Effect {
     /// Qualified name of the read-only status action.
@@ -95,6 +102,11 @@ pub struct Effect {
     pub select: &'static str,
     /// Values of `select` that mean the mutating call has taken effect.
     pub done: &'static [&'static str],
+    /// Values that mean "in transition, look again".
+    pub settling: &'static [&'static str],
+    /// How long a not-done status must hold before it proves the call was
+    /// not applied (0: at once).
+    pub settle_secs: u64,
 }
 
 /// A typed action in the catalogue.
@@ -289,6 +301,8 @@ pub static CATALOGUE: &[ActionSpec] = &[
             carry: &[("DIJobId", "DIJobId")],
             select: "Data.JobStatus",
             done: &["Stopped", "Finished", "Failed"],
+            settling: &[],
+            settle_secs: 20,
         }),
         description: "stop a new-style Data Integration job",
     },
@@ -309,6 +323,8 @@ pub static CATALOGUE: &[ActionSpec] = &[
             ],
             select: "Data.Status",
             done: &["KILLING", "PAUSE", "NORUN"],
+            settling: &[],
+            settle_secs: 0,
         }),
         description: "stop (pause) a DI real-time node: RUN -> KILLING -> PAUSE",
     },
@@ -329,6 +345,8 @@ pub static CATALOGUE: &[ActionSpec] = &[
             ],
             select: "Data.Status",
             done: &["NORUN"],
+            settling: &["KILLING"],
+            settle_secs: 0,
         }),
         description: "terminate (undeploy) a DI real-time node: -> NORUN; cannot be undone",
     },
@@ -402,6 +420,8 @@ pub static CATALOGUE: &[ActionSpec] = &[
             ],
             select: "Status",
             done: &["Finished"],
+            settling: &[],
+            settle_secs: 20,
         }),
         description: "end a DTS task (Synchronizing -> Finished)",
     },

@@ -472,6 +472,22 @@ impl Journal {
         .await
     }
 
+    /// A step was not run because a step it needs did not succeed. Journaled
+    /// as `blocked` (not `skipped`), so a resume runs it once its inputs exist.
+    pub async fn step_blocked(
+        &self,
+        run_id: &str,
+        step: &str,
+        detail: &str,
+    ) -> Result<(), JournalError> {
+        self.send_acked(
+            "INSERT INTO steps (run_id, step_id, status, detail, started_at, finished_at) VALUES (?1, ?2, 'blocked', ?3, ?4, ?4)
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = 'blocked', detail = ?3, finished_at = ?4",
+            vec![run_id.sv(), step.sv(), detail.sv(), now().sv()],
+        )
+        .await
+    }
+
     /// A unit started (not awaited: the intent row is what matters for safety).
     pub fn unit_started(&self, run_id: &str, step: &str, item: usize, item_json: Option<&Value>) {
         self.send(

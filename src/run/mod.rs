@@ -137,9 +137,23 @@ pub struct Prior {
 impl Prior {
     /// Rebuilds what a run achieved from its journal record.
     pub fn from_record(record: &journal::RunRecord, plan: &Plan) -> Prior {
+        // A compensation that ran has undone (part of) what the step it
+        // compensates did: neither that step's finished items nor the
+        // compensation itself count as done any more.
+        let ran: BTreeSet<&str> = record.steps.iter().map(|s| s.step_id.as_str()).collect();
+        let mut undone: BTreeSet<&str> = BTreeSet::new();
+        for step in &plan.steps {
+            if let crate::plan::OnFailure::Compensate(ids) = &step.on_failure
+                && ids.iter().any(|id| ran.contains(id.as_str()))
+            {
+                undone.insert(step.id.as_str());
+                undone.extend(ids.iter().map(crate::plan::StepId::as_str));
+            }
+        }
         let mut prior = Prior::default();
         for unit in &record.units {
-            if unit.status == Outcome::Succeeded.as_str() {
+            if unit.status == Outcome::Succeeded.as_str() && !undone.contains(unit.step_id.as_str())
+            {
                 let output = unit
                     .output_json
                     .as_deref()
@@ -152,30 +166,36 @@ impl Prior {
             }
         }
         for step in &record.steps {
+            // Only steps that succeeded, or were skipped by their own `when`,
+            // are done; a step skipped because one it needs failed is
+            // journaled as `blocked` and runs on resume.
             let Some(outcome) = Outcome::parse(&step.status) else {
                 continue;
             };
-            if matches!(outcome, Outcome::Succeeded | Outcome::Skipped) {
-                let output = plan.step(&step.step_id).and_then(|planned| {
-                    if outcome == Outcome::Skipped {
-                        return None;
-                    }
-                    let outputs: BTreeMap<usize, Value> = prior
-                        .done_units
-                        .iter()
-                        .filter(|((s, _), _)| *s == step.step_id)
-                        .map(|((_, i), v)| (*i, v.clone()))
-                        .collect();
-                    if planned.for_each.is_some() {
-                        Some(Value::Array(outputs.into_values().collect()))
-                    } else {
-                        outputs.into_values().next()
-                    }
-                });
-                prior
-                    .done_steps
-                    .insert(step.step_id.clone(), (outcome, output));
+            if !matches!(outcome, Outcome::Succeeded | Outcome::Skipped)
+                || undone.contains(step.step_id.as_str())
+            {
+                continue;
             }
+            let output = plan.step(&step.step_id).and_then(|planned| {
+                if outcome == Outcome::Skipped {
+                    return None;
+                }
+                let outputs: BTreeMap<usize, Value> = prior
+                    .done_units
+                    .iter()
+                    .filter(|((s, _), _)| *s == step.step_id)
+                    .map(|((_, i), v)| (*i, v.clone()))
+                    .collect();
+                if planned.for_each.is_some() {
+                    Some(Value::Array(outputs.into_values().collect()))
+                } else {
+                    outputs.into_values().next()
+                }
+            });
+            prior
+                .done_steps
+                .insert(step.step_id.clone(), (outcome, output));
         }
         for a in &record.attempts {
             if a.kind != "call" || a.risk == "read" {
@@ -186,7 +206,14 @@ impl Prior {
             if prior.done_units.contains_key(&key) {
                 continue;
             }
-            if a.outcome == "pending" || a.error_class.as_deref() == Some("unknown_outcome") {
+            // Sent without a recorded answer, answered with an unknown
+            // outcome, or answered `ok` while the unit never finished (the
+            // process died in between, or its `assert` failed): the call may
+            // have taken effect, so it is re-checked before anything is sent.
+            let may_have_applied = a.outcome == "pending"
+                || a.outcome == "ok"
+                || a.error_class.as_deref() == Some("unknown_outcome");
+            if may_have_applied {
                 prior.maybe_applied.insert(key);
             }
         }

@@ -185,12 +185,7 @@ impl Runner {
                         let detail = format!("not run: `{blocker}` did not succeed");
                         shared
                             .journal
-                            .step_finished(
-                                &run_id,
-                                step.id.as_str(),
-                                Outcome::Skipped,
-                                Some(&detail),
-                            )
+                            .step_blocked(&run_id, step.id.as_str(), &detail)
                             .await?;
                         shared.emit(RunEvent::StepFinished {
                             step: step.id.0.clone(),
@@ -451,7 +446,11 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
         items: n_items,
     });
 
-    let body = run_units(Arc::clone(&shared), index, ctx, items);
+    // The step's own token: a step timeout cancels only this step, and like
+    // Ctrl-C it lets calls in flight finish so their outcome is journaled.
+    let step_cancel = shared.cancel.child_token();
+    let body = run_units(Arc::clone(&shared), index, ctx, items, step_cancel.clone());
+    tokio::pin!(body);
     let effective_timeout = step.timeout_secs.map(|t| {
         let t = Duration::from_secs(t);
         match &step.kind {
@@ -462,13 +461,13 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
         }
     });
     let result = match effective_timeout {
-        Some(limit) => match tokio::time::timeout(limit, body).await {
-            Ok(r) => r,
-            Err(_) => Ok((
-                Outcome::Failed,
-                None,
-                Some(format!("step timed out after {}", humanize(limit))),
-            )),
+        Some(limit) => tokio::select! {
+            r = &mut body => r,
+            () = tokio::time::sleep(limit) => {
+                step_cancel.cancel();
+                (&mut body).await?;
+                Ok((Outcome::Failed, None, Some(format!("step timed out after {}", humanize(limit)))))
+            }
         },
         None => body.await,
     };
@@ -484,11 +483,13 @@ async fn run_units(
     index: usize,
     ctx: Value,
     items: Option<Vec<Value>>,
+    cancel: CancellationToken,
 ) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let ctx = Arc::new(ctx);
     let Some(items) = items else {
-        let (outcome, output, error) = run_unit(Arc::clone(&shared), index, 0, None, ctx).await?;
+        let (outcome, output, error) =
+            run_unit(Arc::clone(&shared), index, 0, None, ctx, cancel).await?;
         return Ok((outcome, output, error));
     };
     let limit = step
@@ -506,14 +507,15 @@ async fn run_units(
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
         };
-        if stop_items.load(Ordering::SeqCst) || shared.cancel.is_cancelled() {
+        if stop_items.load(Ordering::SeqCst) || cancel.is_cancelled() {
             break;
         }
         let shared = Arc::clone(&shared);
         let stop_items = Arc::clone(&stop_items);
         let ctx = Arc::clone(&ctx);
+        let cancel = cancel.clone();
         set.spawn(async move {
-            let result = run_unit(shared, index, i, Some(item), ctx).await;
+            let result = run_unit(shared, index, i, Some(item), ctx, cancel).await;
             if matches!(&result, Ok((Outcome::Failed, ..))) && !keep_going {
                 stop_items.store(true, Ordering::SeqCst);
             }
@@ -525,8 +527,21 @@ async fn run_units(
     let mut finished = BTreeSet::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
     let mut cancelled = 0usize;
+    let mut crashed = 0usize;
     while let Some(joined) = set.join_next().await {
-        let Ok((i, result)) = joined else { continue };
+        let (i, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // A bug, not a cancellation: fail loudly rather than pass
+                // the item off as "not started".
+                crashed += 1;
+                failures.push((
+                    usize::MAX,
+                    format!("internal error: an item's task ended abnormally: {e}"),
+                ));
+                continue;
+            }
+        };
         let (outcome, output, error) = result?;
         finished.insert(i);
         match outcome {
@@ -536,12 +551,14 @@ async fn run_units(
         }
     }
     failures.sort_by_key(|(i, _)| *i);
-    let not_started = n - finished.len();
+    let not_started = n - finished.len() - crashed;
     if let Some((first, why)) = failures.first() {
-        let mut detail = format!(
-            "{} of {n} items failed; item {first}: {why}",
-            failures.len()
-        );
+        let which = if *first == usize::MAX {
+            "one item".to_owned()
+        } else {
+            format!("item {first}")
+        };
+        let mut detail = format!("{} of {n} items failed; {which}: {why}", failures.len());
         if not_started > 0 {
             detail.push_str(&format!("; {not_started} items not started"));
         }
@@ -567,6 +584,7 @@ async fn run_unit(
     item: usize,
     item_value: Option<Value>,
     ctx: Arc<Value>,
+    cancel: CancellationToken,
 ) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let run_id = &shared.options.run_id;
@@ -590,6 +608,7 @@ async fn run_unit(
         ctx: &ctx,
         item_value: item_value.as_ref(),
         seed,
+        cancel: &cancel,
     };
     let result = match &step.kind {
         StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
@@ -597,10 +616,10 @@ async fn run_unit(
         StepKind::Sleep { millis } => {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(*millis)) => Ok(Value::Null),
-                () = shared.cancel.cancelled() => Err(UnitError::Cancelled),
+                () = cancel.cancelled() => Err(UnitError::Cancelled),
             }
         }
-        StepKind::Approve { message } => approve(&shared, step.id.as_str(), message).await,
+        StepKind::Approve { message } => approve(&shared, step.id.as_str(), message, &cancel).await,
     };
     let (outcome, output, error) = match result {
         Ok(v) => (Outcome::Succeeded, Some(v), None),
@@ -633,11 +652,16 @@ async fn run_unit(
     Ok((outcome, output, error))
 }
 
-async fn approve(shared: &Shared, step: &str, message: &str) -> Result<Value, UnitError> {
+async fn approve(
+    shared: &Shared,
+    step: &str,
+    message: &str,
+    cancel: &CancellationToken,
+) -> Result<Value, UnitError> {
     let approver: &dyn Approver = shared.approver.as_ref();
     let decision = tokio::select! {
         d = approver.approve(step, message, &shared.plan.digest) => d,
-        () = shared.cancel.cancelled() => return Err(UnitError::Cancelled),
+        () = cancel.cancelled() => return Err(UnitError::Cancelled),
     };
     match decision {
         ApprovalDecision::Approved { by, method } => {

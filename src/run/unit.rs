@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::retry::Backoff;
 use super::{JournalError, RunEvent, Shared};
 use crate::cloud::{self, ActionRequest, ApiError};
 use crate::plan::{CallPlan, Condition, PlannedStep, WaitPlan, render};
+
+/// How long a status check waits for a transitional status to settle before
+/// giving up (fail closed: the call is not sent again).
+const MAX_SETTLING: Duration = Duration::from_secs(15 * 60);
 
 /// Why a unit did not succeed.
 #[derive(Debug)]
@@ -54,6 +59,8 @@ pub(crate) struct Unit<'a> {
     pub(crate) item_value: Option<&'a Value>,
     /// Seed for this unit's jitter.
     pub(crate) seed: u64,
+    /// The step's cancellation (Ctrl-C, run or step timeout).
+    pub(crate) cancel: &'a CancellationToken,
 }
 
 impl Unit<'_> {
@@ -68,7 +75,7 @@ impl Unit<'_> {
     async fn sleep(&self, d: Duration) -> Result<(), UnitError> {
         tokio::select! {
             () = tokio::time::sleep(d) => Ok(()),
-            () = self.shared.cancel.cancelled() => Err(UnitError::Cancelled),
+            () = self.cancel.cancelled() => Err(UnitError::Cancelled),
         }
     }
 
@@ -165,12 +172,22 @@ impl Unit<'_> {
         let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
         let mut attempt = 0u32;
         loop {
-            if self.shared.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() {
                 return Err(UnitError::Cancelled);
             }
             if reconcile_first {
                 match self.reconcile(&req).await? {
-                    Settled::TookEffect(body) => return Ok(body),
+                    Settled::TookEffect(body) => {
+                        if let Some(cond) = assert
+                            && !cond.eval(&body)
+                        {
+                            return Err(UnitError::Failed(format!(
+                                "{} took effect (confirmed through its status call), but its answer was lost, so `assert` on `{}` cannot be checked",
+                                req.action, cond.select
+                            )));
+                        }
+                        return Ok(body);
+                    }
                     Settled::NotApplied => reconcile_first = false,
                     Settled::Unknown(why) => {
                         return Err(UnitError::Failed(format!(
@@ -255,50 +272,67 @@ impl Unit<'_> {
         // The status call is a read: it has its own retry budget, so a
         // throttled check does not use up the mutating call's attempts.
         let mut backoff = Backoff::seeded(&self.step.retry, self.seed.wrapping_add(1));
+        let started = Instant::now();
+        let settle = Duration::from_secs(effect.settle_secs);
+        let interval = Duration::from_millis(self.step.retry.delay_millis)
+            .clamp(Duration::from_millis(100), Duration::from_secs(2));
         let mut check = 0u32;
-        let answer = loop {
+        loop {
             check += 1;
-            match self.send(&status_req, "reconcile", check).await? {
+            let resp = match self.send(&status_req, "reconcile", check).await? {
+                Ok(resp) => resp,
                 Err(e) if e.retryable() => match backoff.next() {
                     Some(delay) => {
                         self.attempt_failed(&status_req, check, &e, Some(delay));
                         self.sleep(delay.max(e.retry_after.unwrap_or_default()))
                             .await?;
+                        continue;
                     }
-                    None => break Err(e),
+                    None => return Ok(Settled::Unknown(e.to_string())),
                 },
-                other => break other,
-            }
-        };
-        match answer {
-            Ok(resp) => {
-                let observed = cloud::select(&resp.body, effect.select)
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let took_effect = observed
+                Err(e) => return Ok(Settled::Unknown(e.to_string())),
+            };
+            let observed = cloud::select(&resp.body, effect.select)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let is = |set: &[&str]| {
+                observed
                     .as_str()
-                    .is_some_and(|s| effect.done.iter().any(|d| d.eq_ignore_ascii_case(s)));
-                self.shared.emit(RunEvent::Reconciled {
-                    step: self.step.id.0.clone(),
-                    item: self.item_label(),
-                    action: req.action.clone(),
-                    observed,
-                    took_effect,
-                });
-                if took_effect {
-                    let mut body = resp.body;
-                    if let Value::Object(map) = &mut body {
-                        map.insert(
-                            "ReconciledBy".to_owned(),
-                            Value::String(status_spec.action.to_owned()),
-                        );
-                    }
-                    Ok(Settled::TookEffect(body))
-                } else {
-                    Ok(Settled::NotApplied)
+                    .is_some_and(|s| set.iter().any(|d| d.eq_ignore_ascii_case(s)))
+            };
+            let took_effect = is(effect.done);
+            // A transitional status decides nothing, and an API whose effect
+            // shows late must show "not done" for a while before that counts.
+            let undecided = !took_effect && (is(effect.settling) || started.elapsed() < settle);
+            if undecided {
+                if started.elapsed() >= settle.max(MAX_SETTLING) {
+                    return Ok(Settled::Unknown(format!(
+                        "{} still reports {observed} after {}",
+                        status_spec.action,
+                        humanize(started.elapsed())
+                    )));
                 }
+                self.sleep(interval).await?;
+                continue;
             }
-            Err(e) => Ok(Settled::Unknown(e.to_string())),
+            self.shared.emit(RunEvent::Reconciled {
+                step: self.step.id.0.clone(),
+                item: self.item_label(),
+                action: req.action.clone(),
+                observed,
+                took_effect,
+            });
+            if !took_effect {
+                return Ok(Settled::NotApplied);
+            }
+            let mut body = resp.body;
+            if let Value::Object(map) = &mut body {
+                map.insert(
+                    "ReconciledBy".to_owned(),
+                    Value::String(status_spec.action.to_owned()),
+                );
+            }
+            return Ok(Settled::TookEffect(body));
         }
     }
 
@@ -314,7 +348,7 @@ impl Unit<'_> {
         let mut last: Option<Value> = None;
         let mut poll = 0u32;
         loop {
-            if self.shared.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() {
                 return Err(UnitError::Cancelled);
             }
             poll += 1;
