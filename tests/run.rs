@@ -865,3 +865,189 @@ fn ctrl_c_cancels_gracefully_and_the_run_resumes_to_the_end() {
     assert!(stops.values().all(|&n| n == 1), "{stops:?}");
     rig.assert_all_undeployed();
 }
+
+#[test]
+fn an_applied_terminate_seen_mid_transition_is_waited_out_not_resent() {
+    // Running nodes are terminated directly (as in the cutover), and the
+    // transition takes 300 ms: the status check after the dropped answer sees
+    // KILLING, which a stop passes through too, and must wait for NORUN.
+    let rig = Rig::new(
+        "applied_drop@TerminateDISyncInstance=1#2",
+        Duration::from_millis(300),
+    );
+    let pb = rig.playbook(
+        "terminate.yaml",
+        r#"
+name: terminate-running
+defaults:
+  region: cn-shanghai
+  retry: { attempts: 5, delay: 10ms, max_delay: 50ms }
+steps:
+  - id: terminate
+    for_each: [51, 52, 53]
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: gone
+    needs: [terminate]
+    for_each: [51, 52, 53]
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [NORUN] }
+      every: 50ms
+      timeout: 10s
+"#,
+    );
+    let out = rig.run(&["run", &pb, "--yes", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let terms = rig.processed("TerminateDISyncInstance", "FileId");
+    assert_eq!(terms.len(), 3, "{terms:?}");
+    assert!(
+        terms.values().all(|&n| n == 1),
+        "an applied terminate was sent again: {terms:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reconciled: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "reconciled")
+        .collect();
+    assert_eq!(reconciled.len(), 2, "{stdout}");
+    assert!(
+        reconciled
+            .iter()
+            .all(|e| e["observed"] == "NORUN" && e["took_effect"] == true),
+        "{reconciled:?}"
+    );
+    // The checks did see the node in transition first.
+    let killing = rig
+        .calls()
+        .iter()
+        .filter(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo"))
+        .count();
+    assert!(
+        killing > 2,
+        "the status checks polled through KILLING: {killing}"
+    );
+}
+
+#[test]
+fn resume_runs_the_dependents_of_a_step_that_failed_with_on_failure_continue() {
+    let rig = Rig::new("", Duration::from_millis(700));
+    let pb = rig.playbook(
+        "continue.yaml",
+        r#"
+name: continue
+defaults: { region: cn-hangzhou }
+steps:
+  - id: stop
+    call: dts.StopDtsJob
+    with: { DtsJobId: job-9 }
+  - id: stopped
+    needs: [stop]
+    wait:
+      call: dts.DescribeDtsJobDetail
+      with: { DtsJobId: job-9 }
+      until: { select: Status, in: [Finished] }
+      every: 50ms
+      timeout: 200ms
+    on_failure: continue
+  - id: after
+    needs: [stopped]
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: 41, TaskType: DI_REALTIME }
+"#,
+    );
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
+    let run_id = rig.last_run_id();
+    let steps = &rig.show(&run_id)["steps"];
+    let after = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "after")
+        .unwrap();
+    assert_eq!(after["status"], "blocked", "{steps}");
+    std::thread::sleep(Duration::from_millis(700));
+    let out = rig.run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        count(&rig.calls(), "StopDISyncInstance"),
+        1,
+        "the blocked step ran on resume"
+    );
+    assert_eq!(
+        count(&rig.calls(), "StopDtsJob"),
+        1,
+        "the stop that succeeded was not repeated"
+    );
+    let node = rig.status(ResourceKind::DiNode, "41");
+    assert!(
+        matches!(node.as_deref(), Some("KILLING" | "PAUSE")),
+        "the node was stopped: {node:?}"
+    );
+}
+
+#[test]
+fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_approval() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    // A rehearsal that fails: the built-in simulator's DTS stop takes 2 s,
+    // the wait gives up after 600 ms.
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", &pb, "--yes", "--sim", "--state-dir"])
+        .arg(rig.state())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    // The task the rehearsal stopped, as a running `runbook sim` would hold it.
+    rig.sim()
+        .set_status(ResourceKind::DtsJob, "job-1", "Finished")
+        .unwrap();
+    let url = rig.sim().base_url();
+    // Half of it pointed at the cloud: refused before anything is sent.
+    let resume = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["resume", &run_id, "--state-dir"])
+            .arg(rig.state())
+            .args(extra)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = resume(&["--endpoint", "dts=https://dts.cn-hangzhou.aliyuncs.com"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("it may go on only against a simulator, but dts would go to the cloud"),
+        "{}",
+        text(&out)
+    );
+    // A running simulator is fine, but it is another target: approve anew.
+    let local = format!("dts={url}");
+    let out = resume(&["--endpoint", &local]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs a new approval"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        rig.calls().is_empty(),
+        "nothing was sent before the approval"
+    );
+    let out = resume(&["--endpoint", &local, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        count(&rig.calls(), "StopDtsJob"),
+        0,
+        "the stop done in the rehearsal is not repeated"
+    );
+    assert!(count(&rig.calls(), "DescribeDtsJobDetail") >= 1);
+}

@@ -282,33 +282,111 @@ impl ResumeArgs {
                 .map_err(|e| Error::new(ExitCode::Internal, format!("the plan of run {} cannot be read back", record.run.id)).with_source(e))?;
             let stored: StoredOptions = serde_json::from_str(&record.options_json).unwrap_or_default();
             let mut target_args = self.target_args.clone();
+            if target_args.profile.is_none() {
+                target_args.profile.clone_from(&stored.profile);
+            }
+            if target_args.qps.is_empty() {
+                target_args.qps.clone_from(&stored.qps);
+            }
             if target_args.endpoints.is_empty() && !target_args.sim {
                 if stored.sim {
                     return Err(Error::new(
                         ExitCode::Usage,
                         format!("run {} ran against the in-process simulator, whose state ended with that process", record.run.id),
                     )
-                    .with_hint("pass --sim to resume against a fresh simulator, or --endpoint PRODUCT=URL to point at a running `runbook sim`"));
+                    .with_hint("pass --sim to resume against a fresh simulator, or --endpoint PRODUCT=URL for every product to point at a running `runbook sim`"));
                 }
                 target_args.endpoints.clone_from(&stored.endpoints);
-                if target_args.profile.is_none() {
-                    target_args.profile.clone_from(&stored.profile);
-                }
-                if target_args.qps.is_empty() {
-                    target_args.qps.clone_from(&stored.qps);
-                }
+            }
+            if stored.sim && !target_args.sim {
+                rehearsal_stays_local(&record.run.id, &plan, &target_args.endpoints)?;
             }
             let target = Target::connect(&target_args).await?;
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
-            let approved = record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
+            // An approval covers the plan and where it runs: a resume against
+            // another target (simulator, endpoints, profile) is approved anew.
+            let new_options = StoredOptions {
+                endpoints: target_args.endpoints.clone(),
+                sim: target_args.sim,
+                sim_faults: target_args.sim_faults.clone(),
+                profile: target_args.profile.clone(),
+                qps: target_args.qps.clone(),
+                concurrency: self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from),
+            };
+            let same_target = stored.same_target(&new_options);
+            let approved = same_target && record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
+            if !same_target {
+                eprintln!("note: run {} is resumed against another target than it ran against; the plan needs a new approval", record.run.id);
+                journal
+                    .set_run_options(&record.run.id, serde_json::to_string(&new_options).unwrap_or_default())
+                    .await
+                    .map_err(journal_error)?;
+            }
             if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
                 journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
             }
             let prior = Prior::from_record(&record, &plan);
-            let concurrency = self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from);
-            execute(plan, target, journal, &self.exec, concurrency, record.run.id.clone(), prior, true).await
+            execute(plan, target, journal, &self.exec, new_options.concurrency, record.run.id.clone(), prior, true).await
         })
     }
+}
+
+impl StoredOptions {
+    /// Whether `other` sends the calls to the same place, signed the same way.
+    fn same_target(&self, other: &StoredOptions) -> bool {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        self.sim == other.sim
+            && sorted(&self.endpoints) == sorted(&other.endpoints)
+            && self.profile == other.profile
+    }
+}
+
+/// A run rehearsed against the simulator may go on only against simulators:
+/// every product the plan calls must be pointed at a loopback endpoint.
+fn rehearsal_stays_local(
+    run_id: &str,
+    plan: &Plan,
+    endpoint_flags: &[String],
+) -> Result<(), Error> {
+    let mut endpoints = Endpoints::new();
+    for e in endpoint_flags {
+        endpoints
+            .add_flag(e)
+            .map_err(|e| Error::usage(e.to_string()))?;
+    }
+    let products: std::collections::BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            crate::plan::StepKind::Call { call, .. } => Some(call.product.as_str()),
+            crate::plan::StepKind::Wait(w) => Some(w.call.product.as_str()),
+            _ => None,
+        })
+        .collect();
+    let remote: Vec<&str> = products
+        .into_iter()
+        .filter(|p| {
+            !endpoints
+                .overrides()
+                .get(*p)
+                .is_some_and(|url| crate::cloud::endpoint::is_loopback(url))
+        })
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ExitCode::Refused,
+        format!(
+            "run {run_id} was a rehearsal against the simulator; it may go on only against a simulator, but {} would go to the cloud",
+            remote.join(", ")
+        ),
+    )
+    .with_hint("resume it with --sim, or with --endpoint PRODUCT=http://127.0.0.1:PORT for every product; to do it for real, start a new run"))
 }
 
 /// The API to call and how.

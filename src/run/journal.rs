@@ -422,6 +422,19 @@ impl Journal {
         .await
     }
 
+    /// Replaces the options a run was started with (a resume against another target).
+    pub async fn set_run_options(
+        &self,
+        id: &str,
+        options_json: String,
+    ) -> Result<(), JournalError> {
+        self.send_acked(
+            "UPDATE runs SET options_json = ?2, updated_at = ?3 WHERE id = ?1",
+            vec![id.sv(), options_json.sv(), now().sv()],
+        )
+        .await
+    }
+
     /// Records an approval bound to `digest`.
     pub async fn record_approval(
         &self,

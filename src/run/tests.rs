@@ -480,3 +480,104 @@ async fn resume_skips_done_units_and_reconciles_in_flight_ones() {
     );
     assert_eq!(api.status("3"), "NORUN");
 }
+
+/// Journals what a killed or compensated run left behind and reads it back.
+async fn record_of(plan: &Plan, write: impl AsyncFnOnce(&Journal)) -> Prior {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    journal
+        .create_run("r", "test", "test.yaml", "d", "{}".into(), "{}".into())
+        .await
+        .unwrap();
+    write(&journal).await;
+    journal.flush().await.unwrap();
+    Prior::from_record(&journal.load_run("r").unwrap(), plan)
+}
+
+#[tokio::test]
+async fn a_call_answered_ok_whose_unit_never_finished_is_rechecked_on_resume() {
+    let plan = plan(stop_wait_terminate());
+    let prior = record_of(&plan, async |j: &Journal| {
+        j.unit_started("r", "terminate", 1, Some(&json!(2)));
+        j.attempt_intent(
+            "k",
+            "r",
+            "terminate",
+            1,
+            1,
+            "call",
+            "TerminateDISyncInstance",
+            "irreversible",
+            "{}".into(),
+            true,
+        )
+        .await
+        .unwrap();
+        j.attempt_ok("k", Some("req"), 200, &json!({"Success": true}));
+        // Killed here: the answer was committed, the unit's result was not.
+    })
+    .await;
+    assert!(prior.maybe_applied.contains(&("terminate".to_owned(), 1)));
+    assert!(!prior.done_units.contains_key(&("terminate".to_owned(), 1)));
+}
+
+#[tokio::test]
+async fn items_undone_by_a_compensation_are_not_trusted_on_resume() {
+    let mut steps = stop_wait_terminate();
+    steps[0].on_failure = OnFailure::Compensate(vec![StepId("restart".into())]);
+    let mut restart = step(
+        "restart",
+        &[],
+        StepKind::Call {
+            call: call_plan("dataworks.GetDISyncInstanceInfo", node_with()),
+            assert: None,
+        },
+    );
+    restart.compensation = true;
+    steps.push(restart);
+    let plan = plan(steps);
+    let prior = record_of(&plan, async |j: &Journal| {
+        for item in [0, 1] {
+            j.unit_started("r", "stop", item, Some(&json!(item + 1)));
+            j.unit_finished(
+                "r",
+                "stop",
+                item,
+                Outcome::Succeeded,
+                Some(&json!({})),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        j.step_finished("r", "stop", Outcome::Failed, Some("item 2 failed"))
+            .await
+            .unwrap();
+        j.step_started("r", "restart", Some(3)).await.unwrap();
+        j.step_finished("r", "restart", Outcome::Succeeded, None)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(prior.done_units.is_empty(), "{:?}", prior.done_units);
+    assert!(!prior.done_steps.contains_key("restart"));
+}
+
+#[tokio::test]
+async fn a_step_blocked_by_a_failure_is_not_done_on_resume() {
+    let plan = plan(stop_wait_terminate());
+    let prior = record_of(&plan, async |j: &Journal| {
+        j.step_finished("r", "stop", Outcome::Succeeded, None)
+            .await
+            .unwrap();
+        j.step_finished("r", "stopped", Outcome::Failed, Some("timed out"))
+            .await
+            .unwrap();
+        j.step_blocked("r", "terminate", "not run: `stopped` did not succeed")
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(prior.done_steps.contains_key("stop"));
+    assert!(!prior.done_steps.contains_key("terminate"));
+}
