@@ -157,6 +157,14 @@ fn generic(call_loc: Loc, with: &Params) -> Result<GenericCall, Vec<Diagnostic>>
                 .hint("Alibaba Cloud API versions look like `2014-05-26`; quote it"),
         );
     }
+    if let (Some(a), Some(loc)) = (&action, with.get("action").map(|v| v.loc))
+        && (a.is_empty() || !a.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        errors.push(
+            Diagnostic::new(format!("invalid API action `{a}`"), loc)
+                .hint("an RPC action is one word of letters and digits, like `StopInstance`"),
+        );
+    }
     let risk = match with.get("risk") {
         None => Risk::Mutating,
         Some(Located {

@@ -158,10 +158,11 @@ fn render_one(out: &mut String, source: &Source, d: &Diagnostic) {
     let pad = " ".repeat(number.len());
     let _ = writeln!(out, "{pad}--> {}:{}:{}", source.name(), loc.line, loc.col);
     if let Some(line) = source.line(loc.line) {
-        let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{number} | {line}");
-        let width = line.chars().count();
         let col = usize::try_from(loc.col.max(1) - 1).unwrap_or(0);
+        let (shown, col) = window(line, col);
+        let _ = writeln!(out, "{pad} |");
+        let _ = writeln!(out, "{number} | {shown}");
+        let width = shown.chars().count();
         // Underline the value, but never past the end of its first line.
         let len = usize::try_from(loc.len).unwrap_or(1).max(1);
         let len = len.min(width.saturating_sub(col).max(1));
@@ -170,6 +171,33 @@ fn render_one(out: &mut String, source: &Source, d: &Diagnostic) {
     if let Some(hint) = &d.hint {
         let _ = writeln!(out, "{pad} = hint: {hint}");
     }
+}
+
+/// Longest source line shown in full; longer ones are cut around the column.
+const MAX_SHOWN: usize = 120;
+
+/// The part of `line` to show and the column within it: a long line (a
+/// minified or hostile file) is cut to a window around `col`, marked `...`.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SHOWN {
+        return (line.to_owned(), col);
+    }
+    let start = col
+        .saturating_sub(MAX_SHOWN / 3)
+        .min(chars.len().saturating_sub(MAX_SHOWN));
+    let end = (start + MAX_SHOWN).min(chars.len());
+    let mut shown = String::new();
+    let mut offset = 0;
+    if start > 0 {
+        shown.push_str("...");
+        offset = 3;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, col - start + offset)
 }
 
 /// The closest of `candidates` to `name`, if it is close enough to be a
@@ -222,6 +250,19 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let line = format!("{}X{}", "a".repeat(500), "b".repeat(500));
+        let (shown, col) = window(&line, 500);
+        assert!(
+            shown.starts_with("...") && shown.ends_with("..."),
+            "{shown}"
+        );
+        assert!(shown.chars().count() <= MAX_SHOWN + 6);
+        assert_eq!(shown.chars().nth(col), Some('X'));
+        assert_eq!(window("short", 2), ("short".to_owned(), 2));
+    }
 
     #[test]
     fn renders_snippet_with_caret_and_hint() {
