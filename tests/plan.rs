@@ -72,17 +72,7 @@ plan_snapshots! {
 #[test]
 fn every_example_has_params_and_a_snapshot_test() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
-    let mut found: Vec<String> = std::fs::read_dir(&dir)
-        .expect("playbooks")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".yaml"))
-                .map(str::to_owned)
-        })
-        .collect();
-    found.sort();
+    let found = super::validate::yaml_stems("playbooks");
     let mut listed: Vec<String> = EXAMPLES.iter().map(|s| (*s).to_owned()).collect();
     listed.sort();
     assert_eq!(found, listed);

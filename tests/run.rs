@@ -725,15 +725,7 @@ fn every_example_playbook_completes_against_the_simulator_with_the_right_final_s
         let out = rig.run(&args);
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
     };
-    let mut examples: Vec<String> = std::fs::read_dir(repo("playbooks"))
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            (p.extension()? == "yaml")
-                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
-        })
-        .collect();
-    examples.sort();
+    let examples = super::validate::yaml_stems("playbooks");
     assert_eq!(
         examples,
         [

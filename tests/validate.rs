@@ -26,6 +26,24 @@ pub(crate) fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The names (without `.yaml`) of the YAML files in `dir` (relative to the
+/// package), sorted.
+pub(crate) fn yaml_stems(dir: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the directory exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .map(str::to_owned)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// The snapshot form of a run.
 pub(crate) fn transcript(args: &[&str]) -> String {
     let (code, stdout, stderr) = run_cli(args);
@@ -144,19 +162,7 @@ fixture_tests! {
 
 #[test]
 fn every_fixture_has_a_test() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    let mut found: Vec<String> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".yaml"))
-                .map(str::to_owned)
-        })
-        .collect();
-    found.sort();
-    assert_eq!(found, KINDS);
+    assert_eq!(yaml_stems("tests/fixtures/invalid"), KINDS);
 }
 
 #[test]
