@@ -225,6 +225,21 @@ const DTS_JOB_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
+/// What the status call of a DI node action takes from the call it checks.
+pub const DI_NODE_CARRY: &[(&str, &str)] = &[
+    ("ProjectId", "ProjectId"),
+    ("FileId", "FileId"),
+    ("TaskType", "TaskType"),
+];
+
+/// What `DescribeDtsJobDetail` takes from the DTS call it checks (note the
+/// capital `ID` of `DtsInstanceID`).
+pub const DTS_JOB_CARRY: &[(&str, &str)] = &[
+    ("DtsJobId", "DtsJobId"),
+    ("DtsInstanceId", "DtsInstanceID"),
+    ("SynchronizationDirection", "SynchronizationDirection"),
+];
+
 /// Every typed action, sorted by name.
 pub static CATALOGUE: &[ActionSpec] = &[
     ActionSpec {
@@ -316,11 +331,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
         params: DI_NODE_PARAMS,
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[
-                ("ProjectId", "ProjectId"),
-                ("FileId", "FileId"),
-                ("TaskType", "TaskType"),
-            ],
+            carry: DI_NODE_CARRY,
             select: "Data.Status",
             done: &["KILLING", "PAUSE", "NORUN"],
             settling: &[],
@@ -338,11 +349,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
         params: DI_NODE_PARAMS,
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[
-                ("ProjectId", "ProjectId"),
-                ("FileId", "FileId"),
-                ("TaskType", "TaskType"),
-            ],
+            carry: DI_NODE_CARRY,
             select: "Data.Status",
             done: &["NORUN"],
             settling: &["KILLING"],
@@ -413,11 +420,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
         params: DTS_JOB_PARAMS,
         effect: Some(Effect {
             status_action: "dts.DescribeDtsJobDetail",
-            carry: &[
-                ("DtsJobId", "DtsJobId"),
-                ("DtsInstanceId", "DtsInstanceID"),
-                ("SynchronizationDirection", "SynchronizationDirection"),
-            ],
+            carry: DTS_JOB_CARRY,
             select: "Status",
             done: &["Finished"],
             settling: &[],

@@ -7,8 +7,8 @@
 //! them, so one port serves both products.
 
 use crate::cloud::actions::{
-    ActionSpec, CATALOGUE, DATAWORKS, DATAWORKS_VERSION, DTS, DTS_VERSION, Effect, ParamLocation,
-    ParamSpec, ParamType, Risk,
+    ActionSpec, CATALOGUE, DATAWORKS, DATAWORKS_VERSION, DI_NODE_CARRY, DTS, DTS_JOB_CARRY,
+    DTS_VERSION, Effect, ParamLocation, ParamSpec, ParamType, Risk,
 };
 
 const fn param(
@@ -60,12 +60,6 @@ const DTS_JOB_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
-const DTS_STATUS_CARRY: &[(&str, &str)] = &[
-    ("DtsJobId", "DtsJobId"),
-    ("DtsInstanceId", "DtsInstanceID"),
-    ("SynchronizationDirection", "SynchronizationDirection"),
-];
-
 /// Real APIs served by the simulator that are not (yet) in the catalogue.
 pub(crate) static EXTRAS: &[ActionSpec] = &[
     ActionSpec {
@@ -107,11 +101,7 @@ pub(crate) static EXTRAS: &[ActionSpec] = &[
         ],
         effect: Some(Effect {
             status_action: "dataworks.GetDISyncInstanceInfo",
-            carry: &[
-                ("ProjectId", "ProjectId"),
-                ("FileId", "FileId"),
-                ("TaskType", "TaskType"),
-            ],
+            carry: DI_NODE_CARRY,
             select: "Data.Status",
             done: &["WAIT", "RUN"],
             settling: &[],
@@ -129,7 +119,7 @@ pub(crate) static EXTRAS: &[ActionSpec] = &[
         params: DTS_JOB_PARAMS,
         effect: Some(Effect {
             status_action: "dts.DescribeDtsJobDetail",
-            carry: DTS_STATUS_CARRY,
+            carry: DTS_JOB_CARRY,
             select: "Status",
             done: &["Synchronizing"],
             settling: &[],
@@ -147,7 +137,7 @@ pub(crate) static EXTRAS: &[ActionSpec] = &[
         params: DTS_JOB_PARAMS,
         effect: Some(Effect {
             status_action: "dts.DescribeDtsJobDetail",
-            carry: DTS_STATUS_CARRY,
+            carry: DTS_JOB_CARRY,
             select: "Status",
             done: &["Suspending"],
             settling: &[],
