@@ -1043,3 +1043,109 @@ fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_app
     );
     assert!(count(&rig.calls(), "DescribeDtsJobDetail") >= 1);
 }
+
+/// Runs `runbook ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
+    use std::io::Write as _;
+    let mut line = vec![env!("CARGO_BIN_EXE_runbook").to_owned()];
+    line.extend(args.iter().map(|a| (*a).to_owned()));
+    line.extend([
+        "--state-dir".to_owned(),
+        rig.state().to_string_lossy().into_owned(),
+    ]);
+    let url = rig.sim().base_url();
+    line.extend([
+        "--endpoint".to_owned(),
+        format!("dataworks={url}"),
+        "--endpoint".to_owned(),
+        format!("dts={url}"),
+    ]);
+    let mut child = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_the_plan_is_shown_and_approved_by_typing_yes() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let out = on_terminal(&rig, &["run", &pb], "no");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        screen.contains("[IRREVERSIBLE] terminate x6  dataworks.TerminateDISyncInstance"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("not approved; nothing was sent"),
+        "{screen}"
+    );
+    assert!(rig.calls().is_empty());
+    let out = on_terminal(&rig, &["run", &pb], "yes");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        screen.contains("run") && screen.contains("succeeded"),
+        "{screen}"
+    );
+    rig.assert_all_undeployed();
+    let run = rig.show(&rig.last_run_id());
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["approvals"][0]["method"], "terminal", "{run}");
+}
+
+#[test]
+fn on_a_terminal_an_approve_step_asks_its_own_question() {
+    let rig = Rig::new("", Duration::ZERO);
+    let gated = rig.playbook(
+        "gate.yaml",
+        r#"
+name: gated
+defaults: { region: cn-shanghai }
+steps:
+  - id: go-no-go
+    approve: "Terminate node 61?"
+  - id: terminate
+    needs: [go-no-go]
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 1, FileId: 61, TaskType: DI_REALTIME }
+"#,
+    );
+    let out = on_terminal(&rig, &["run", &gated], "yes\nyes");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        screen.contains("approve step `go-no-go`: Terminate node 61?"),
+        "{screen}"
+    );
+    let run = rig.show(&rig.last_run_id());
+    assert_eq!(run["status"], "succeeded", "{screen}");
+    let methods: Vec<_> = run["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["step"].clone(), a["method"].clone()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            (Value::Null, "terminal".into()),
+            ("go-no-go".into(), "terminal".into())
+        ]
+    );
+    assert_eq!(
+        rig.status(ResourceKind::DiNode, "61").as_deref(),
+        Some("NORUN")
+    );
+}
