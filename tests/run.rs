@@ -1149,3 +1149,159 @@ steps:
         Some("NORUN")
     );
 }
+
+#[test]
+fn resume_after_a_compensation_redoes_the_step_and_its_generic_undo() {
+    // Node 71 exists in another workspace, so stopping it fails for good.
+    let rig = Rig::with("", Duration::ZERO, |c| {
+        c.auto_create = false;
+        c.fixtures.di_nodes.push(DiNodeFixture::running(1, 70));
+        c.fixtures.di_nodes.push(DiNodeFixture::running(2, 71));
+    });
+    let pb = rig.playbook(
+        "undo.yaml",
+        r#"
+name: undo
+defaults: { region: cn-shanghai, retry: { attempts: 2, delay: 10ms } }
+steps:
+  - id: stop-nodes
+    for_each: [70, 71]
+    for_each_concurrency: 1
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
+    on_failure: { run: [restart-nodes] }
+  - id: restart-nodes
+    compensation: true
+    for_each: [70]
+    call: api
+    with: { product: dataworks, version: "2020-05-18", action: StartDISyncInstance, risk: mutating,
+            params: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME } }
+"#,
+    );
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let started = |rig: &Rig| count(&rig.calls(), "StartDISyncInstance");
+    assert_eq!(started(&rig), 1, "the compensation restarted node 70");
+    let out = rig.run(&["resume", &rig.last_run_id()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The resume stopped node 70 again (the compensation had undone it) and,
+    // when node 71 failed again, restarted it again: not refused as "may
+    // have been applied" because of the first attempt's answers.
+    assert_eq!(
+        count(&rig.calls(), "StopDISyncInstance") - 2,
+        2,
+        "both items were tried again"
+    );
+    assert_eq!(started(&rig), 2, "{}", text(&out));
+    let node = rig.status(ResourceKind::DiNode, "70");
+    assert!(
+        matches!(node.as_deref(), Some("WAIT" | "RUN")),
+        "node 70 is running again: {node:?}"
+    );
+}
+
+#[test]
+fn a_refused_resume_to_another_target_leaves_the_run_on_its_approved_target() {
+    let rig = Rig::new("", Duration::from_millis(700));
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    let resume = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["resume", &run_id, "--state-dir"])
+            .arg(rig.state())
+            .args(extra)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = resume(&["--endpoint", "dts=http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(700));
+    // No flags: the journaled, approved target (this simulator), not the refused one.
+    let out = resume(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(count(&rig.calls(), "DescribeDtsJobDetail") >= 2);
+}
+
+#[test]
+fn a_rehearsal_stays_a_rehearsal_across_resumes_and_reaches_no_cloud_endpoint() {
+    let rig = Rig::new("", Duration::from_secs(60));
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    let state = rig.state();
+    let runbook = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = runbook(&["run", &pb, "--yes", "--sim"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    // First hop: to a running simulator (the task never finishes there).
+    let local = format!("dts={}", rig.sim().base_url());
+    let out = runbook(&["resume", &run_id, "--endpoint", &local, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Second hop: still a rehearsal, so the cloud is refused.
+    let out = runbook(&[
+        "resume",
+        &run_id,
+        "--endpoint",
+        "dts=https://dts.cn-hangzhou.aliyuncs.com",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rehearsal"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn under_sim_a_generic_call_to_another_product_reaches_the_simulator_not_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("ecs.yaml");
+    std::fs::write(
+        &pb,
+        r#"
+name: ecs
+defaults: { region: cn-beijing, retry: 1 }
+steps:
+  - id: stop-ecs
+    call: api
+    with: { product: ecs, version: "2014-05-26", action: StopInstance, params: { InstanceId: i-123 } }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            pb.to_str().unwrap(),
+            "--sim",
+            "--yes",
+            "--output",
+            "json",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\"code\":\"InvalidAction.NotFound\""),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout.contains("aliyuncs.com"), "{}", text(&out));
+}

@@ -37,7 +37,7 @@ impl GraphArgs {
             GraphFormat::Dot => crate::plan::graph::to_dot(&pb),
             GraphFormat::Mermaid => crate::plan::graph::to_mermaid(&pb),
         };
-        print!("{text}");
+        super::out(&text);
         Ok(ExitCode::Ok)
     }
 }

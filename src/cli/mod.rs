@@ -100,6 +100,16 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Writes to stdout. A closed or full stdout (`| head`, `> /dev/full`) is
+/// not an error worth a panic: the output is simply not wanted any more.
+pub(crate) fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 /// A tokio runtime for subcommands that do I/O.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()

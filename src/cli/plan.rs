@@ -92,21 +92,21 @@ impl PlanArgs {
             eprintln!("wrote plan to {} (digest {})", out.display(), plan.digest);
         }
         if !self.refresh {
-            print!("{}", display::render(&plan, self.format));
+            super::out(&display::render(&plan, self.format));
             return Ok(ExitCode::Ok);
         }
         let observations = self.observe(&plan, &endpoints)?;
         match self.format {
             Format::Json => {
                 let both = serde_json::json!({ "plan": plan, "refresh": observations });
-                println!(
-                    "{}",
+                super::out(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&both).unwrap_or_default()
-                );
+                ));
             }
             _ => {
-                print!("{}", display::render(&plan, self.format));
-                print!("{}", crate::plan::refresh::render_text(&observations));
+                super::out(&display::render(&plan, self.format));
+                super::out(&crate::plan::refresh::render_text(&observations));
             }
         }
         Ok(ExitCode::Ok)

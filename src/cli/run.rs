@@ -203,6 +203,10 @@ pub(crate) struct ResumeArgs {
 struct StoredOptions {
     endpoints: Vec<String>,
     sim: bool,
+    /// Started with `--sim`: the run stays a rehearsal for good, whatever
+    /// a resume points it at.
+    #[serde(default)]
+    rehearsal: bool,
     sim_faults: Option<String>,
     profile: Option<String>,
     qps: Vec<String>,
@@ -229,6 +233,7 @@ impl RunArgs {
             let stored = StoredOptions {
                 endpoints: self.target_args.endpoints.clone(),
                 sim: self.target_args.sim,
+                rehearsal: self.target_args.sim,
                 sim_faults: self.target_args.sim_faults.clone(),
                 profile: self.target_args.profile.clone(),
                 qps: self.target_args.qps.clone(),
@@ -240,10 +245,7 @@ impl RunArgs {
                 && let Some(earlier) = runs.iter().find(|r| r.digest == plan.digest && r.status != Outcome::Succeeded.as_str())
             {
                 let how = if earlier.status == "running" { "stopped without finishing" } else { earlier.status.as_str() };
-                eprintln!(
-                    "note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over",
-                    earlier.id, earlier.id
-                );
+                eprintln!("note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over", earlier.id, earlier.id);
             }
             let approval = approve_plan(&plan, &self.exec)?;
             let run_id = new_run_id();
@@ -275,7 +277,7 @@ impl ResumeArgs {
                 Error::new(ExitCode::Usage, e.to_string()).with_hint("`runbook runs` lists the runs in the journal")
             })?;
             if record.run.status == Outcome::Succeeded.as_str() {
-                println!("run {} already succeeded; nothing to resume", record.run.id);
+                super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
                 return Ok(ExitCode::Ok);
             }
             let plan: Plan = serde_json::from_str(&record.plan_json)
@@ -298,16 +300,25 @@ impl ResumeArgs {
                 }
                 target_args.endpoints.clone_from(&stored.endpoints);
             }
-            if stored.sim && !target_args.sim {
+            let rehearsal = stored.rehearsal || stored.sim;
+            if rehearsal && !target_args.sim {
                 rehearsal_stays_local(&record.run.id, &plan, &target_args.endpoints)?;
             }
             let target = Target::connect(&target_args).await?;
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            // Read the journal again under the lock: another process may have
+            // gone on with this run since the first read.
+            let record = journal.load_run(&record.run.id).map_err(journal_error)?;
+            if record.run.status == Outcome::Succeeded.as_str() {
+                super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
+                return Ok(ExitCode::Ok);
+            }
             // An approval covers the plan and where it runs: a resume against
             // another target (simulator, endpoints, profile) is approved anew.
             let new_options = StoredOptions {
                 endpoints: target_args.endpoints.clone(),
                 sim: target_args.sim,
+                rehearsal,
                 sim_faults: target_args.sim_faults.clone(),
                 profile: target_args.profile.clone(),
                 qps: target_args.qps.clone(),
@@ -317,13 +328,17 @@ impl ResumeArgs {
             let approved = same_target && record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
             if !same_target {
                 eprintln!("note: run {} is resumed against another target than it ran against; the plan needs a new approval", record.run.id);
+            }
+            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
+                journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
+            }
+            if !same_target {
+                // Only once the new target is approved does it become the
+                // run's target (a refused resume leaves the old one).
                 journal
                     .set_run_options(&record.run.id, serde_json::to_string(&new_options).unwrap_or_default())
                     .await
                     .map_err(journal_error)?;
-            }
-            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
-                journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
             }
             let prior = Prior::from_record(&record, &plan);
             execute(plan, target, journal, &self.exec, new_options.concurrency, record.run.id.clone(), prior, true).await
@@ -458,6 +473,10 @@ pub(crate) async fn start_sim(
     for product in [crate::cloud::actions::DATAWORKS, crate::cloud::actions::DTS] {
         endpoints.set_override(product, &handle.base_url());
     }
+    // Every other product too (generic `api` calls): a rehearsal never
+    // reaches the cloud; the simulator answers what it does not serve with
+    // the gateway's not-found error.
+    endpoints.set_fallback(&handle.base_url());
     Ok((Credentials::new(id, secret, None), handle))
 }
 
@@ -725,7 +744,7 @@ async fn execute(
     if exec.output == OutputFormat::Text {
         let _ = report::summary(&summary, &mut std::io::stdout().lock());
         if summary.outcome != Outcome::Succeeded {
-            println!("continue with: runbook resume {run_id}");
+            super::out(&format!("continue with: runbook resume {run_id}\n"));
         }
     }
     Ok(match summary.outcome {

@@ -14,7 +14,7 @@ pub(crate) struct SchemaArgs {}
 
 impl SchemaArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
-        print!("{}", crate::playbook::SCHEMA);
+        super::out(crate::playbook::SCHEMA);
         Ok(ExitCode::Ok)
     }
 }

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct Endpoints {
     overrides: BTreeMap<String, String>,
+    /// Where every product without an override goes (the simulator, which
+    /// must catch every call of a rehearsal, generic `api` calls included).
+    fallback: Option<String>,
 }
 
 /// A malformed `--endpoint` value.
@@ -35,6 +38,11 @@ impl Endpoints {
         );
     }
 
+    /// Sends every product that has no override of its own to `base_url`.
+    pub fn set_fallback(&mut self, base_url: &str) {
+        self.fallback = Some(base_url.trim_end_matches('/').to_owned());
+    }
+
     /// Parses one `PRODUCT=URL` flag value and adds it.
     pub fn add_flag(&mut self, value: &str) -> Result<(), EndpointError> {
         let err = |reason| EndpointError {
@@ -60,7 +68,7 @@ impl Endpoints {
     /// The base URL (scheme and host, no path) for `product` in `region`.
     pub fn resolve(&self, product: &str, region: &str) -> String {
         let product = product.to_ascii_lowercase();
-        if let Some(url) = self.overrides.get(&product) {
+        if let Some(url) = self.overrides.get(&product).or(self.fallback.as_ref()) {
             return url.clone();
         }
         format!("https://{}", default_host(&product, region))
@@ -87,21 +95,19 @@ pub fn default_host(product: &str, region: &str) -> String {
 }
 
 /// Whether `base_url` points at this machine (plain HTTP is fine there).
+/// The URL is parsed as a client would connect to it, so user info such as
+/// `http://127.0.0.1@example.com` is not mistaken for the host.
 pub fn is_loopback(base_url: &str) -> bool {
-    let rest = base_url
-        .strip_prefix("http://")
-        .or_else(|| base_url.strip_prefix("https://"))
-        .unwrap_or(base_url);
-    let host = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match reqwest::Url::parse(base_url)
+        .ok()
+        .as_ref()
+        .and_then(reqwest::Url::host)
+    {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +147,11 @@ mod tests {
         assert!(is_loopback("http://[::1]:80"));
         assert!(!is_loopback("http://10.0.0.1:80"));
         assert!(!is_loopback("https://dts.aliyuncs.com"));
+        assert!(!is_loopback("http://127.0.0.1:9000@evil.example"));
+        assert!(!is_loopback("http://127.0.0.1.evil.example"));
+        assert!(!is_loopback("not a url"));
+        e.set_fallback("http://127.0.0.1:1");
+        assert_eq!(e.resolve("ecs", "cn-beijing"), "http://127.0.0.1:1");
+        assert_eq!(e.resolve("dts", "cn-beijing"), "http://127.0.0.1:9000");
     }
 }

@@ -196,6 +196,8 @@ pub struct AttemptRow {
     pub finished_at: Option<String>,
     /// The request (API parameters only).
     pub request_json: String,
+    /// The answer's body, when it succeeded.
+    pub response_json: Option<String>,
 }
 
 /// One unit (a step, or one item of a fan-out step), as stored.
@@ -688,7 +690,7 @@ impl Journal {
         )?;
         let attempts = self.rows(
             &conn,
-            "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json
+            "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json, response_json
              FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
             [&id],
             |r| {
@@ -708,6 +710,7 @@ impl Journal {
                     sent_at: r.get(12)?,
                     finished_at: r.get(13)?,
                     request_json: r.get(14)?,
+                    response_json: r.get(15)?,
                 })
             },
         )?;

@@ -132,19 +132,28 @@ pub struct Prior {
     /// recorded answer, or answered with an unknown outcome): reconciled
     /// through the status call before anything is sent again.
     pub maybe_applied: BTreeSet<(String, usize)>,
+    /// Units whose mutating call was answered `ok` but which never finished
+    /// (the process died in between, or the `assert` failed): the journaled
+    /// answer stands for the call, which is not sent again.
+    pub answered: HashMap<(String, usize), Value>,
 }
 
 impl Prior {
     /// Rebuilds what a run achieved from its journal record.
     pub fn from_record(record: &journal::RunRecord, plan: &Plan) -> Prior {
         // A compensation that ran has undone (part of) what the step it
-        // compensates did: neither that step's finished items nor the
-        // compensation itself count as done any more.
-        let ran: BTreeSet<&str> = record.steps.iter().map(|s| s.step_id.as_str()).collect();
+        // compensates did, unless that step succeeded afterwards: neither its
+        // finished items, nor its calls, nor the compensation itself count.
+        let status: BTreeMap<&str, &str> = record
+            .steps
+            .iter()
+            .map(|s| (s.step_id.as_str(), s.status.as_str()))
+            .collect();
         let mut undone: BTreeSet<&str> = BTreeSet::new();
         for step in &plan.steps {
             if let crate::plan::OnFailure::Compensate(ids) = &step.on_failure
-                && ids.iter().any(|id| ran.contains(id.as_str()))
+                && status.get(step.id.as_str()) != Some(&Outcome::Succeeded.as_str())
+                && ids.iter().any(|id| status.contains_key(id.as_str()))
             {
                 undone.insert(step.id.as_str());
                 undone.extend(ids.iter().map(crate::plan::StepId::as_str));
@@ -198,7 +207,7 @@ impl Prior {
                 .insert(step.step_id.clone(), (outcome, output));
         }
         for a in &record.attempts {
-            if a.kind != "call" || a.risk == "read" {
+            if a.kind != "call" || a.risk == "read" || undone.contains(a.step_id.as_str()) {
                 continue;
             }
             let item = usize::try_from(a.item).unwrap_or(usize::MAX);
@@ -206,14 +215,21 @@ impl Prior {
             if prior.done_units.contains_key(&key) {
                 continue;
             }
-            // Sent without a recorded answer, answered with an unknown
-            // outcome, or answered `ok` while the unit never finished (the
-            // process died in between, or its `assert` failed): the call may
-            // have taken effect, so it is re-checked before anything is sent.
-            let may_have_applied = a.outcome == "pending"
-                || a.outcome == "ok"
-                || a.error_class.as_deref() == Some("unknown_outcome");
-            if may_have_applied {
+            if a.outcome == "ok" {
+                // Answered: it took effect; its answer stands for it.
+                let answer = a
+                    .response_json
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                prior.maybe_applied.remove(&key);
+                prior.answered.insert(key, answer);
+            } else if (a.outcome == "pending"
+                || a.error_class.as_deref() == Some("unknown_outcome"))
+                && !prior.answered.contains_key(&key)
+            {
+                // Sent without a recorded answer, or with an unknown outcome:
+                // re-checked through the status call before anything is sent.
                 prior.maybe_applied.insert(key);
             }
         }

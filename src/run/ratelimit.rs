@@ -71,7 +71,8 @@ impl RateLimits {
                     b.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+                Duration::try_from_secs_f64((1.0 - b.tokens) / b.rate)
+                    .unwrap_or(Duration::from_secs(1))
             };
             tokio::time::sleep(wait).await;
         }
@@ -85,15 +86,26 @@ pub fn parse_limit(value: &str) -> Result<(String, f64), String> {
             "invalid rate limit `{value}`: expected PRODUCT=CALLS_PER_SECOND, e.g. dataworks=20"
         )
     })?;
+    if product.trim().is_empty() {
+        return Err(format!(
+            "invalid rate limit `{value}`: the product is missing, e.g. dataworks=20"
+        ));
+    }
     let rate: f64 = rate
+        .trim()
         .parse()
         .ok()
-        .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+        .filter(|r: &f64| r.is_finite() && (*r == 0.0 || (MIN_RATE..=MAX_RATE).contains(r)))
         .ok_or_else(|| {
-            format!("invalid rate limit `{value}`: `{rate}` is not a non-negative number")
+            format!("invalid rate limit `{value}`: `{rate}` must be 0 (unlimited) or between {MIN_RATE} and {MAX_RATE} calls per second")
         })?;
-    Ok((product.to_ascii_lowercase(), rate))
+    Ok((product.trim().to_ascii_lowercase(), rate))
 }
+
+/// Slowest limit accepted: one call every 1,000 s.
+const MIN_RATE: f64 = 0.001;
+/// Fastest limit accepted (above it, say 0: unlimited).
+const MAX_RATE: f64 = 1_000_000.0;
 
 #[cfg(test)]
 mod tests {
@@ -132,5 +144,8 @@ mod tests {
         assert!(parse_limit("dts").is_err());
         assert!(parse_limit("dts=-1").is_err());
         assert!(parse_limit("dts=abc").is_err());
+        assert!(parse_limit("dts=1e-300").is_err());
+        assert!(parse_limit("=5").is_err());
+        assert_eq!(parse_limit("dts=0").unwrap().1, 0.0);
     }
 }

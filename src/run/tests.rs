@@ -495,7 +495,7 @@ async fn record_of(plan: &Plan, write: impl AsyncFnOnce(&Journal)) -> Prior {
 }
 
 #[tokio::test]
-async fn a_call_answered_ok_whose_unit_never_finished_is_rechecked_on_resume() {
+async fn a_call_answered_ok_whose_unit_never_finished_is_not_sent_again_on_resume() {
     let plan = plan(stop_wait_terminate());
     let prior = record_of(&plan, async |j: &Journal| {
         j.unit_started("r", "terminate", 1, Some(&json!(2)));
@@ -517,8 +517,14 @@ async fn a_call_answered_ok_whose_unit_never_finished_is_rechecked_on_resume() {
         // Killed here: the answer was committed, the unit's result was not.
     })
     .await;
-    assert!(prior.maybe_applied.contains(&("terminate".to_owned(), 1)));
-    assert!(!prior.done_units.contains_key(&("terminate".to_owned(), 1)));
+    let key = ("terminate".to_owned(), 1);
+    assert_eq!(
+        prior.answered.get(&key),
+        Some(&json!({"Success": true})),
+        "the answer stands for the call"
+    );
+    assert!(!prior.maybe_applied.contains(&key));
+    assert!(!prior.done_units.contains_key(&key));
 }
 
 #[tokio::test]
@@ -561,6 +567,34 @@ async fn items_undone_by_a_compensation_are_not_trusted_on_resume() {
     .await;
     assert!(prior.done_units.is_empty(), "{:?}", prior.done_units);
     assert!(!prior.done_steps.contains_key("restart"));
+
+    // Once the compensated step has succeeded in a later attempt, its items
+    // are done again, whatever the old compensation did.
+    let prior = record_of(&plan, async |j: &Journal| {
+        j.step_started("r", "restart", Some(3)).await.unwrap();
+        j.step_finished("r", "restart", Outcome::Succeeded, None)
+            .await
+            .unwrap();
+        for item in [0, 1, 2] {
+            j.unit_started("r", "stop", item, Some(&json!(item + 1)));
+            j.unit_finished(
+                "r",
+                "stop",
+                item,
+                Outcome::Succeeded,
+                Some(&json!({})),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        j.step_finished("r", "stop", Outcome::Succeeded, None)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(prior.done_units.len(), 3);
+    assert!(prior.done_steps.contains_key("stop"));
 }
 
 #[tokio::test]

@@ -100,7 +100,11 @@ impl Unit<'_> {
         kind: &str,
         attempt: u32,
     ) -> Result<Result<cloud::ApiResponse, ApiError>, UnitError> {
-        self.shared.limits.acquire(&req.product).await;
+        // Waiting for the rate limit is not sending: cancellation wins.
+        tokio::select! {
+            () = self.shared.limits.acquire(&req.product) => {}
+            () = self.cancel.cancelled() => return Err(UnitError::Cancelled),
+        }
         let key = uuid::Uuid::new_v4().simple().to_string();
         let request_json = serde_json::to_string(req).unwrap_or_default();
         let durable = kind == "call" && req.risk.mutates();
@@ -169,6 +173,22 @@ impl Unit<'_> {
         let req = self.render_request(call)?;
         let mut backoff = Backoff::seeded(&self.step.retry, self.seed);
         let key = (self.step.id.0.clone(), self.item);
+        if let Some(answer) = self.shared.prior.answered.get(&key) {
+            // Answered in an earlier attempt at this run: not sent again.
+            if let Some(cond) = assert
+                && !cond.eval(answer)
+            {
+                return Err(UnitError::Failed(format!(
+                    "assert failed on the answer {} gave in an earlier attempt at this run: `{}` is {}, expected {}",
+                    req.action,
+                    cond.select,
+                    cloud::select(answer, &cond.select)
+                        .map_or_else(|| "missing".to_owned(), Value::to_string),
+                    describe_matcher(cond)
+                )));
+            }
+            return Ok(answer.clone());
+        }
         let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
         let mut attempt = 0u32;
         loop {
@@ -177,17 +197,7 @@ impl Unit<'_> {
             }
             if reconcile_first {
                 match self.reconcile(&req).await? {
-                    Settled::TookEffect(body) => {
-                        if let Some(cond) = assert
-                            && !cond.eval(&body)
-                        {
-                            return Err(UnitError::Failed(format!(
-                                "{} took effect (confirmed through its status call), but its answer was lost, so `assert` on `{}` cannot be checked",
-                                req.action, cond.select
-                            )));
-                        }
-                        return Ok(body);
-                    }
+                    Settled::TookEffect(body) => return check_reconciled(&req, assert, body),
                     Settled::NotApplied => reconcile_first = false,
                     Settled::Unknown(why) => {
                         return Err(UnitError::Failed(format!(
@@ -235,6 +245,20 @@ impl Unit<'_> {
             }
             let Some(mut delay) = backoff.next() else {
                 self.attempt_failed(&req, attempt, &e, None);
+                if reconcile_first {
+                    // The last attempt's outcome is unknown too: settle it
+                    // before reporting, so the journal says what happened.
+                    match self.reconcile(&req).await? {
+                        Settled::TookEffect(body) => return check_reconciled(&req, assert, body),
+                        Settled::NotApplied => {}
+                        Settled::Unknown(why) => {
+                            return Err(UnitError::Failed(format!(
+                                "{} may have been applied ({e}) and its status could not be read ({why}); not sending it again. Check the resource, then resume",
+                                req.action
+                            )));
+                        }
+                    }
+                }
                 return Err(UnitError::Failed(format!(
                     "{} failed after {attempt} attempts: {e}",
                     req.action
@@ -411,6 +435,25 @@ impl Unit<'_> {
             interval = interval.mul_f64(wait.backoff.max(1.0)).min(max_every);
         }
     }
+}
+
+/// The output of a call whose effect was confirmed through its status call.
+/// Its own answer was lost, so an `assert` on it cannot be checked: the step
+/// fails rather than pass an assert on a different answer.
+fn check_reconciled(
+    req: &ActionRequest,
+    assert: Option<&Condition>,
+    body: Value,
+) -> Result<Value, UnitError> {
+    if let Some(cond) = assert
+        && !cond.eval(&body)
+    {
+        return Err(UnitError::Failed(format!(
+            "{} took effect (confirmed through its status call), but its answer was lost, so `assert` on `{}` cannot be checked",
+            req.action, cond.select
+        )));
+    }
+    Ok(body)
 }
 
 /// `in [Finished]`, `not in [..]`, `= v`, `present`.

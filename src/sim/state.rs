@@ -171,15 +171,17 @@ impl Machine {
             self.status = shown.to_owned();
             self.since = now.wall;
         }
-        let at_wall =
-            now.wall + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
-        let at_wall = if at_wall < now.wall {
-            now.wall
-        } else {
-            at_wall
-        };
+        // Huge delays (a fixture's `99999999h`) saturate instead of overflowing.
+        let at_wall = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.wall.checked_add(d).ok())
+            .unwrap_or(jiff::Timestamp::MAX);
+        let at = now
+            .mono
+            .checked_add(delay)
+            .unwrap_or_else(|| now.mono + Duration::from_secs(100 * 365 * 86_400));
         self.pending = Some(Pending {
-            at: now.mono + delay,
+            at,
             at_wall,
             then: then.to_owned(),
         });
