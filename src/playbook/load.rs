@@ -177,7 +177,7 @@ impl<'a> TreeBuilder<'a> {
                 Event::StreamEnd => break,
                 Event::DocumentStart(..) if root.is_some() => {
                     return Err(Diagnostic::new(
-                        "a playbook is one YAML document, found a second `---`",
+                        "expected one YAML document, found a second `---`",
                         loc_of(&span),
                     ));
                 }

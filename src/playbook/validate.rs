@@ -432,6 +432,7 @@ impl<'a> Checker<'a> {
             self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
         }
         if let Some(r) = &d.region {
+            self.region_literal(&r.value, r.loc);
             let scope = Scope {
                 step: None,
                 item: false,
@@ -627,6 +628,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(r) = &s.region {
+            self.region_literal(&r.value, r.loc);
             self.template_str(
                 &r.value,
                 r.loc,
@@ -669,6 +671,20 @@ impl<'a> Checker<'a> {
                 }
             }
             Some(StepAction::Sleep(_)) | None => {}
+        }
+    }
+
+    /// A region written out (not a template) must look like a region id.
+    fn region_literal(&mut self, region: &str, loc: Loc) {
+        let valid = !region.is_empty()
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !region.contains("{{") && !valid {
+            self.push(
+                Diagnostic::new(format!("invalid region `{region}`"), loc)
+                    .hint("a region id looks like `cn-hangzhou` or `ap-southeast-1`"),
+            );
         }
     }
 
@@ -1411,6 +1427,15 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(d) => d.items().into_iter().map(|d| d.message.clone()).collect(),
         }
+    }
+
+    #[test]
+    fn written_out_regions_must_look_like_region_ids() {
+        let e = errors(
+            "  - id: a\n    region: \" \"\n    sleep: 1s\n  - id: b\n    region: CN_Hangzhou\n    sleep: 1s\n",
+        );
+        assert_eq!(e, ["invalid region ` `", "invalid region `CN_Hangzhou`"]);
+        assert!(errors("  - id: a\n    region: ap-southeast-1\n    sleep: 1s\n").is_empty());
     }
 
     #[test]
