@@ -311,7 +311,9 @@ impl FromStr for FaultSpec {
                     let n: u64 = n
                         .trim()
                         .parse()
-                        .map_err(|_| err("`#N` needs a whole number"))?;
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| err("`#N` needs a whole number of at least 1"))?;
                     (v, Some(n))
                 }
                 None => (value, None),
