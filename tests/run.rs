@@ -1305,3 +1305,49 @@ steps:
     );
     assert!(!stdout.contains("aliyuncs.com"), "{}", text(&out));
 }
+
+#[test]
+fn a_real_run_cannot_be_finished_in_the_simulator_and_another_account_needs_a_new_approval() {
+    let rig = Rig::with("", Duration::from_millis(700), |c| {
+        c.credentials
+            .push(("LTAIotheraccount".to_owned(), "other-secret".to_owned()));
+    });
+    let pb = rig.playbook("dts.yaml", DTS_WAIT);
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    let resume = |id: &str, secret: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["resume", &run_id, "--state-dir"])
+            .arg(rig.state())
+            .args(extra)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", id)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = resume(ID, SECRET, &["--sim", "--yes"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a real run"),
+        "{}",
+        text(&out)
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let polls = count(&rig.calls(), "DescribeDtsJobDetail");
+    let out = resume("LTAIotheraccount", "other-secret", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "another account: {}",
+        text(&out)
+    );
+    assert_eq!(
+        count(&rig.calls(), "DescribeDtsJobDetail"),
+        polls,
+        "nothing sent before the approval"
+    );
+    let out = resume("LTAIotheraccount", "other-secret", &["--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -207,6 +207,10 @@ struct StoredOptions {
     /// a resume points it at.
     #[serde(default)]
     rehearsal: bool,
+    /// A fingerprint of the AccessKeyId that signs (SHA-256, first 16 hex
+    /// digits; never the key itself).
+    #[serde(default)]
+    account: Option<String>,
     sim_faults: Option<String>,
     profile: Option<String>,
     qps: Vec<String>,
@@ -234,6 +238,7 @@ impl RunArgs {
                 endpoints: self.target_args.endpoints.clone(),
                 sim: self.target_args.sim,
                 rehearsal: self.target_args.sim,
+                account: target.account.clone(),
                 sim_faults: self.target_args.sim_faults.clone(),
                 profile: self.target_args.profile.clone(),
                 qps: self.target_args.qps.clone(),
@@ -282,7 +287,24 @@ impl ResumeArgs {
             }
             let plan: Plan = serde_json::from_str(&record.plan_json)
                 .map_err(|e| Error::new(ExitCode::Internal, format!("the plan of run {} cannot be read back", record.run.id)).with_source(e))?;
+            // Everything below works from the journal as read under the lock:
+            // another process may have gone on with this run before.
+            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            let record = journal.load_run(&record.run.id).map_err(journal_error)?;
+            if record.run.status == Outcome::Succeeded.as_str() {
+                super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
+                return Ok(ExitCode::Ok);
+            }
             let stored: StoredOptions = serde_json::from_str(&record.options_json).unwrap_or_default();
+            let rehearsal = stored.rehearsal || stored.sim;
+            if self.target_args.sim && !rehearsal {
+                // The simulator's "done" would be journaled as this real run's.
+                return Err(Error::new(
+                    ExitCode::Refused,
+                    format!("run {} is a real run; resuming it against the simulator would mark steps done that the cloud never saw", record.run.id),
+                )
+                .with_hint("rehearse the rest with `runbook run PLAYBOOK --sim`, and resume this run against the cloud"));
+            }
             let mut target_args = self.target_args.clone();
             if target_args.profile.is_none() {
                 target_args.profile.clone_from(&stored.profile);
@@ -300,25 +322,17 @@ impl ResumeArgs {
                 }
                 target_args.endpoints.clone_from(&stored.endpoints);
             }
-            let rehearsal = stored.rehearsal || stored.sim;
             if rehearsal && !target_args.sim {
                 rehearsal_stays_local(&record.run.id, &plan, &target_args.endpoints)?;
             }
             let target = Target::connect(&target_args).await?;
-            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
-            // Read the journal again under the lock: another process may have
-            // gone on with this run since the first read.
-            let record = journal.load_run(&record.run.id).map_err(journal_error)?;
-            if record.run.status == Outcome::Succeeded.as_str() {
-                super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
-                return Ok(ExitCode::Ok);
-            }
             // An approval covers the plan and where it runs: a resume against
             // another target (simulator, endpoints, profile) is approved anew.
             let new_options = StoredOptions {
                 endpoints: target_args.endpoints.clone(),
                 sim: target_args.sim,
                 rehearsal,
+                account: target.account.clone(),
                 sim_faults: target_args.sim_faults.clone(),
                 profile: target_args.profile.clone(),
                 qps: target_args.qps.clone(),
@@ -354,9 +368,14 @@ impl StoredOptions {
             v.sort();
             v
         };
+        // The simulator makes up a new key pair each time; elsewhere the
+        // account must be the same (credentials from the environment can
+        // change between two commands without any flag changing).
+        let same_account = self.sim || self.account == other.account;
         self.sim == other.sim
             && sorted(&self.endpoints) == sorted(&other.endpoints)
             && self.profile == other.profile
+            && same_account
     }
 }
 
@@ -407,6 +426,8 @@ fn rehearsal_stays_local(
 /// The API to call and how.
 struct Target {
     api: Arc<dyn CloudApi>,
+    /// Fingerprint of the signing AccessKeyId.
+    account: Option<String>,
     endpoints: Endpoints,
     limits: RateLimits,
     _sim: Option<crate::sim::SimHandle>,
@@ -447,11 +468,13 @@ impl Target {
             connect_timeout: parse_duration(&args.connect_timeout)?,
             request_timeout: parse_duration(&args.request_timeout)?,
         };
+        let account = fingerprint(credentials.access_key_id());
         let client = RpcClient::new(credentials, endpoints.clone(), options).map_err(|e| {
             Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
         })?;
         Ok(Target {
             api: Arc::new(client),
+            account: Some(account),
             endpoints,
             limits: RateLimits::new(limits),
             _sim: sim,
@@ -478,6 +501,14 @@ pub(crate) async fn start_sim(
     // the gateway's not-found error.
     endpoints.set_fallback(&handle.base_url());
     Ok((Credentials::new(id, secret, None), handle))
+}
+
+/// A fingerprint of an AccessKeyId: enough to tell two accounts apart in the
+/// journal, useless to anyone who reads it.
+fn fingerprint(access_key_id: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(access_key_id.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses `KEY=VALUE` flags.

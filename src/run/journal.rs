@@ -215,6 +215,8 @@ pub struct UnitRow {
     pub output_json: Option<String>,
     /// Error text.
     pub error: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
 }
 
 /// One step, as stored.
@@ -675,7 +677,7 @@ impl Journal {
         )?;
         let units = self.rows(
             &conn,
-            "SELECT step_id, item, item_json, status, output_json, error FROM units WHERE run_id = ?1 ORDER BY step_id, item",
+            "SELECT step_id, item, item_json, status, output_json, error, finished_at FROM units WHERE run_id = ?1 ORDER BY step_id, item",
             [&id],
             |r| {
                 Ok(UnitRow {
@@ -685,6 +687,7 @@ impl Journal {
                     status: r.get(3)?,
                     output_json: r.get(4)?,
                     error: r.get(5)?,
+                    finished_at: r.get(6)?,
                 })
             },
         )?;

@@ -141,27 +141,57 @@ pub struct Prior {
 impl Prior {
     /// Rebuilds what a run achieved from its journal record.
     pub fn from_record(record: &journal::RunRecord, plan: &Plan) -> Prior {
-        // A compensation that ran has undone (part of) what the step it
-        // compensates did, unless that step succeeded afterwards: neither its
-        // finished items, nor its calls, nor the compensation itself count.
-        let status: BTreeMap<&str, &str> = record
+        // A compensation that ran to success has undone what the step it
+        // compensates had done before it started, unless that step succeeded
+        // afterwards. Work the step did after the compensation still counts,
+        // and so does everything when a compensation failed or never ran.
+        let time = |t: Option<&str>| t.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let step_row: BTreeMap<&str, &journal::StepRow> = record
             .steps
             .iter()
-            .map(|s| (s.step_id.as_str(), s.status.as_str()))
+            .map(|s| (s.step_id.as_str(), s))
             .collect();
-        let mut undone: BTreeSet<&str> = BTreeSet::new();
+        // Compensated step -> when its (successful) compensation started.
+        let mut undone_before: BTreeMap<&str, jiff::Timestamp> = BTreeMap::new();
+        // Compensation steps that ran: their work is spent, they run afresh.
+        let mut spent: BTreeSet<&str> = BTreeSet::new();
         for step in &plan.steps {
-            if let crate::plan::OnFailure::Compensate(ids) = &step.on_failure
-                && status.get(step.id.as_str()) != Some(&Outcome::Succeeded.as_str())
-                && ids.iter().any(|id| status.contains_key(id.as_str()))
+            let crate::plan::OnFailure::Compensate(ids) = &step.on_failure else {
+                continue;
+            };
+            let rows: Vec<&journal::StepRow> = ids
+                .iter()
+                .filter_map(|id| step_row.get(id.as_str()).copied())
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            spent.extend(ids.iter().map(crate::plan::StepId::as_str));
+            let all_succeeded = rows.len() == ids.len()
+                && rows.iter().all(|r| r.status == Outcome::Succeeded.as_str());
+            let step_succeeded = step_row
+                .get(step.id.as_str())
+                .is_some_and(|r| r.status == Outcome::Succeeded.as_str());
+            if all_succeeded
+                && !step_succeeded
+                && let Some(started) = rows
+                    .iter()
+                    .filter_map(|r| time(r.started_at.as_deref()))
+                    .min()
             {
-                undone.insert(step.id.as_str());
-                undone.extend(ids.iter().map(crate::plan::StepId::as_str));
+                undone_before.insert(step.id.as_str(), started);
             }
         }
+        let undone = |step: &str, at: Option<&str>| {
+            spent.contains(step)
+                || undone_before
+                    .get(step)
+                    .is_some_and(|&undo| time(at).is_none_or(|t| t < undo))
+        };
         let mut prior = Prior::default();
         for unit in &record.units {
-            if unit.status == Outcome::Succeeded.as_str() && !undone.contains(unit.step_id.as_str())
+            if unit.status == Outcome::Succeeded.as_str()
+                && !undone(&unit.step_id, unit.finished_at.as_deref())
             {
                 let output = unit
                     .output_json
@@ -181,8 +211,11 @@ impl Prior {
             let Some(outcome) = Outcome::parse(&step.status) else {
                 continue;
             };
+            // A step whose compensation undid it is not done, nor is a
+            // spent compensation (it runs afresh if needed again).
             if !matches!(outcome, Outcome::Succeeded | Outcome::Skipped)
-                || undone.contains(step.step_id.as_str())
+                || spent.contains(step.step_id.as_str())
+                || undone_before.contains_key(step.step_id.as_str())
             {
                 continue;
             }
@@ -207,7 +240,7 @@ impl Prior {
                 .insert(step.step_id.clone(), (outcome, output));
         }
         for a in &record.attempts {
-            if a.kind != "call" || a.risk == "read" || undone.contains(a.step_id.as_str()) {
+            if a.kind != "call" || a.risk == "read" {
                 continue;
             }
             let item = usize::try_from(a.item).unwrap_or(usize::MAX);
@@ -215,7 +248,10 @@ impl Prior {
             if prior.done_units.contains_key(&key) {
                 continue;
             }
-            if a.outcome == "ok" {
+            // An answer the compensation has since undone no longer stands,
+            // except for an irreversible call, which nothing undoes.
+            let answer_undone = a.risk != "irreversible" && undone(&a.step_id, Some(&a.sent_at));
+            if a.outcome == "ok" && !answer_undone {
                 // Answered: it took effect; its answer stands for it.
                 let answer = a
                     .response_json

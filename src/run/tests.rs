@@ -615,3 +615,87 @@ async fn a_step_blocked_by_a_failure_is_not_done_on_resume() {
     assert!(prior.done_steps.contains_key("stop"));
     assert!(!prior.done_steps.contains_key("terminate"));
 }
+
+#[tokio::test]
+async fn work_done_after_a_compensation_or_under_a_failed_one_still_counts() {
+    let mut steps = stop_wait_terminate();
+    steps[2].on_failure = OnFailure::Compensate(vec![StepId("undo".into())]);
+    let mut undo = step(
+        "undo",
+        &[],
+        StepKind::Call {
+            call: call_plan("dataworks.GetDISyncInstanceInfo", node_with()),
+            assert: None,
+        },
+    );
+    undo.compensation = true;
+    steps.push(undo);
+    let plan = plan(steps);
+    // The compensation ran and succeeded; then a later attempt terminated item 0.
+    let prior = record_of(&plan, async |j: &Journal| {
+        j.step_finished("r", "terminate", Outcome::Failed, Some("item 0 failed"))
+            .await
+            .unwrap();
+        j.step_started("r", "undo", None).await.unwrap();
+        j.step_finished("r", "undo", Outcome::Succeeded, None)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        j.unit_started("r", "terminate", 0, Some(&json!(1)));
+        j.unit_finished(
+            "r",
+            "terminate",
+            0,
+            Outcome::Succeeded,
+            Some(&json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    assert!(
+        prior.done_units.contains_key(&("terminate".to_owned(), 0)),
+        "done after the compensation"
+    );
+
+    // An irreversible call answered ok while the compensation failed: the
+    // answer stands, the terminate is not sent again.
+    let prior = record_of(&plan, async |j: &Journal| {
+        j.unit_started("r", "terminate", 1, Some(&json!(2)));
+        j.attempt_intent(
+            "k",
+            "r",
+            "terminate",
+            1,
+            1,
+            "call",
+            "TerminateDISyncInstance",
+            "irreversible",
+            "{}".into(),
+            true,
+        )
+        .await
+        .unwrap();
+        j.attempt_ok("k", Some("req"), 200, &json!({"Success": true}));
+        j.unit_finished(
+            "r",
+            "terminate",
+            1,
+            Outcome::Failed,
+            None,
+            Some("assert failed"),
+        )
+        .await
+        .unwrap();
+        j.step_finished("r", "terminate", Outcome::Failed, None)
+            .await
+            .unwrap();
+        j.step_started("r", "undo", None).await.unwrap();
+        j.step_finished("r", "undo", Outcome::Failed, Some("404"))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(prior.answered.contains_key(&("terminate".to_owned(), 1)));
+}
