@@ -741,17 +741,6 @@ impl Journal {
             .map_err(|e| self.sql(e))
     }
 
-    /// Stored events of a run, in order.
-    pub fn events(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
-        let conn = self.reader()?;
-        self.rows(
-            &conn,
-            "SELECT event_json FROM events WHERE run_id = ?1 ORDER BY seq",
-            [run_id],
-            |r| r.get(0),
-        )
-    }
-
     fn reader(&self) -> Result<Connection, JournalError> {
         open_conn(&self.path)
     }

@@ -47,14 +47,6 @@ impl RateLimits {
         RateLimits { buckets }
     }
 
-    /// The configured limits, for display.
-    pub fn describe(&self) -> Vec<(String, f64)> {
-        self.buckets
-            .iter()
-            .map(|(p, b)| (p.clone(), b.lock().map_or(0.0, |b| b.rate)))
-            .collect()
-    }
-
     /// Waits until a call to `product` may be sent.
     pub async fn acquire(&self, product: &str) {
         let Some(bucket) = self.buckets.get(&product.to_ascii_lowercase()) else {

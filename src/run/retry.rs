@@ -38,11 +38,6 @@ impl<R: Rng> Backoff<R> {
             rng,
         }
     }
-
-    /// How many more retries this backoff allows.
-    pub fn retries_left(&self) -> u32 {
-        self.retries_left
-    }
 }
 
 impl<R: Rng> Iterator for Backoff<R> {
