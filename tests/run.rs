@@ -92,6 +92,20 @@ impl Rig {
         self.cmd(args).output().unwrap()
     }
 
+    /// `runbook ARGS --state-dir STATE` signed with `key`, with no endpoint
+    /// flags: it goes where the args (or the journal, for a resume) say.
+    fn bare(&self, args: &[&str], key: (&str, &str)) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state())
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key.0)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.1)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     fn playbook(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -568,20 +582,7 @@ fn approvals_are_required_bound_to_the_plan_and_journaled() {
     assert!(rig.calls().is_empty());
 
     // An approve step needs --approve STEP without a terminal.
-    let gated = rig.playbook(
-        "gate.yaml",
-        r#"
-name: gated
-defaults: { region: cn-shanghai }
-steps:
-  - id: go-no-go
-    approve: "Terminate node 31?"
-  - id: terminate
-    needs: [go-no-go]
-    call: dataworks.TerminateDISyncInstance
-    with: { ProjectId: 1, FileId: 31, TaskType: DI_REALTIME }
-"#,
-    );
+    let gated = rig.playbook("gate.yaml", &gated(31));
     let out = rig.run(&["run", &gated, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -988,12 +989,7 @@ fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_app
     let pb = rig.playbook("dts.yaml", DTS_WAIT);
     // A rehearsal that fails: the built-in simulator's DTS stop takes 2 s,
     // the wait gives up after 600 ms.
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", &pb, "--yes", "--sim", "--state-dir"])
-        .arg(rig.state())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = rig.bare(&["run", &pb, "--yes", "--sim"], (ID, SECRET));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
     // The task the rehearsal stopped, as a running `runbook sim` would hold it.
@@ -1003,15 +999,10 @@ fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_app
     let url = rig.sim().base_url();
     // Half of it pointed at the cloud: refused before anything is sent.
     let resume = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["resume", &run_id, "--state-dir"])
-            .arg(rig.state())
-            .args(extra)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        rig.bare(
+            &[&["resume", run_id.as_str()], extra].concat(),
+            (ID, SECRET),
+        )
     };
     let out = resume(&["--endpoint", "dts=https://dts.cn-hangzhou.aliyuncs.com"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
@@ -1042,6 +1033,23 @@ fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_app
         "the stop done in the rehearsal is not repeated"
     );
     assert!(count(&rig.calls(), "DescribeDtsJobDetail") >= 1);
+}
+
+/// A playbook whose terminate of node `file_id` waits for an `approve` step.
+fn gated(file_id: u32) -> String {
+    format!(
+        r#"
+name: gated
+defaults: {{ region: cn-shanghai }}
+steps:
+  - id: go-no-go
+    approve: "Terminate node {file_id}?"
+  - id: terminate
+    needs: [go-no-go]
+    call: dataworks.TerminateDISyncInstance
+    with: {{ ProjectId: 1, FileId: {file_id}, TaskType: DI_REALTIME }}
+"#
+    )
 }
 
 /// Runs `runbook ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
@@ -1109,20 +1117,7 @@ fn on_a_terminal_the_plan_is_shown_and_approved_by_typing_yes() {
 #[test]
 fn on_a_terminal_an_approve_step_asks_its_own_question() {
     let rig = Rig::new("", Duration::ZERO);
-    let gated = rig.playbook(
-        "gate.yaml",
-        r#"
-name: gated
-defaults: { region: cn-shanghai }
-steps:
-  - id: go-no-go
-    approve: "Terminate node 61?"
-  - id: terminate
-    needs: [go-no-go]
-    call: dataworks.TerminateDISyncInstance
-    with: { ProjectId: 1, FileId: 61, TaskType: DI_REALTIME }
-"#,
-    );
+    let gated = rig.playbook("gate.yaml", &gated(61));
     let out = on_terminal(&rig, &["run", &gated], "yes\nyes");
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -1208,15 +1203,10 @@ fn a_refused_resume_to_another_target_leaves_the_run_on_its_approved_target() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
     let resume = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["resume", &run_id, "--state-dir"])
-            .arg(rig.state())
-            .args(extra)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        rig.bare(
+            &[&["resume", run_id.as_str()], extra].concat(),
+            (ID, SECRET),
+        )
     };
     let out = resume(&["--endpoint", "dts=http://127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
@@ -1231,18 +1221,7 @@ fn a_refused_resume_to_another_target_leaves_the_run_on_its_approved_target() {
 fn a_rehearsal_stays_a_rehearsal_across_resumes_and_reaches_no_cloud_endpoint() {
     let rig = Rig::new("", Duration::from_secs(60));
     let pb = rig.playbook("dts.yaml", DTS_WAIT);
-    let state = rig.state();
-    let runbook = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(args)
-            .arg("--state-dir")
-            .arg(&state)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let runbook = |args: &[&str]| rig.bare(args, (ID, SECRET));
     let out = runbook(&["run", &pb, "--yes", "--sim"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
@@ -1317,15 +1296,10 @@ fn a_real_run_cannot_be_finished_in_the_simulator_and_another_account_needs_a_ne
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
     let resume = |id: &str, secret: &str, extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["resume", &run_id, "--state-dir"])
-            .arg(rig.state())
-            .args(extra)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", id)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        rig.bare(
+            &[&["resume", run_id.as_str()], extra].concat(),
+            (id, secret),
+        )
     };
     let out = resume(ID, SECRET, &["--sim", "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
