@@ -494,26 +494,31 @@ async fn record_of(plan: &Plan, write: impl AsyncFnOnce(&Journal)) -> Prior {
     Prior::from_record(&journal.load_run("r").unwrap(), plan)
 }
 
+/// Journals item 1 of `terminate` as sent and answered `ok`, its unit not finished.
+async fn terminate_answered_ok(j: &Journal) {
+    j.unit_started("r", "terminate", 1, Some(&json!(2)));
+    j.attempt_intent(
+        "k",
+        "r",
+        "terminate",
+        1,
+        1,
+        "call",
+        "TerminateDISyncInstance",
+        "irreversible",
+        "{}".into(),
+        true,
+    )
+    .await
+    .unwrap();
+    j.attempt_ok("k", Some("req"), 200, &json!({"Success": true}));
+}
+
 #[tokio::test]
 async fn a_call_answered_ok_whose_unit_never_finished_is_not_sent_again_on_resume() {
     let plan = plan(stop_wait_terminate());
     let prior = record_of(&plan, async |j: &Journal| {
-        j.unit_started("r", "terminate", 1, Some(&json!(2)));
-        j.attempt_intent(
-            "k",
-            "r",
-            "terminate",
-            1,
-            1,
-            "call",
-            "TerminateDISyncInstance",
-            "irreversible",
-            "{}".into(),
-            true,
-        )
-        .await
-        .unwrap();
-        j.attempt_ok("k", Some("req"), 200, &json!({"Success": true}));
+        terminate_answered_ok(j).await;
         // Killed here: the answer was committed, the unit's result was not.
     })
     .await;
@@ -662,22 +667,7 @@ async fn work_done_after_a_compensation_or_under_a_failed_one_still_counts() {
     // An irreversible call answered ok while the compensation failed: the
     // answer stands, the terminate is not sent again.
     let prior = record_of(&plan, async |j: &Journal| {
-        j.unit_started("r", "terminate", 1, Some(&json!(2)));
-        j.attempt_intent(
-            "k",
-            "r",
-            "terminate",
-            1,
-            1,
-            "call",
-            "TerminateDISyncInstance",
-            "irreversible",
-            "{}".into(),
-            true,
-        )
-        .await
-        .unwrap();
-        j.attempt_ok("k", Some("req"), 200, &json!({"Success": true}));
+        terminate_answered_ok(j).await;
         j.unit_finished(
             "r",
             "terminate",
