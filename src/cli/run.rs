@@ -234,16 +234,8 @@ impl RunArgs {
                 let raw = parse_params(&self.params)?;
                 crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref(), &target.endpoints)?
             };
-            let stored = StoredOptions {
-                endpoints: self.target_args.endpoints.clone(),
-                sim: self.target_args.sim,
-                rehearsal: self.target_args.sim,
-                account: target.account.clone(),
-                sim_faults: self.target_args.sim_faults.clone(),
-                profile: self.target_args.profile.clone(),
-                qps: self.target_args.qps.clone(),
-                concurrency: self.exec.concurrency.map_or(plan.concurrency, usize::from),
-            };
+            let concurrency = self.exec.concurrency.map_or(plan.concurrency, usize::from);
+            let stored = StoredOptions::of(&self.target_args, &target, self.target_args.sim, concurrency);
             let journal = self.state.journal()?;
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
             if let Ok(runs) = journal.list_runs()
@@ -281,10 +273,6 @@ impl ResumeArgs {
             let record = journal.load_run(&self.run_id).map_err(|e| {
                 Error::new(ExitCode::Usage, e.to_string()).with_hint("`runbook runs` lists the runs in the journal")
             })?;
-            if record.run.status == Outcome::Succeeded.as_str() {
-                super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
-                return Ok(ExitCode::Ok);
-            }
             let plan: Plan = serde_json::from_str(&record.plan_json)
                 .map_err(|e| Error::new(ExitCode::Internal, format!("the plan of run {} cannot be read back", record.run.id)).with_source(e))?;
             // Everything below works from the journal as read under the lock:
@@ -328,16 +316,8 @@ impl ResumeArgs {
             let target = Target::connect(&target_args).await?;
             // An approval covers the plan and where it runs: a resume against
             // another target (simulator, endpoints, profile) is approved anew.
-            let new_options = StoredOptions {
-                endpoints: target_args.endpoints.clone(),
-                sim: target_args.sim,
-                rehearsal,
-                account: target.account.clone(),
-                sim_faults: target_args.sim_faults.clone(),
-                profile: target_args.profile.clone(),
-                qps: target_args.qps.clone(),
-                concurrency: self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from),
-            };
+            let concurrency = self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from);
+            let new_options = StoredOptions::of(&target_args, &target, rehearsal, concurrency);
             let same_target = stored.same_target(&new_options);
             let approved = same_target && record.approvals.iter().any(|a| a.step_id.is_none() && a.digest == plan.digest);
             if !same_target {
@@ -361,6 +341,25 @@ impl ResumeArgs {
 }
 
 impl StoredOptions {
+    /// What a run started (or resumed) with `args` against `target` records.
+    fn of(
+        args: &TargetArgs,
+        target: &Target,
+        rehearsal: bool,
+        concurrency: usize,
+    ) -> StoredOptions {
+        StoredOptions {
+            endpoints: args.endpoints.clone(),
+            sim: args.sim,
+            rehearsal,
+            account: target.account.clone(),
+            sim_faults: args.sim_faults.clone(),
+            profile: args.profile.clone(),
+            qps: args.qps.clone(),
+            concurrency,
+        }
+    }
+
     /// Whether `other` sends the calls to the same place, signed the same way.
     fn same_target(&self, other: &StoredOptions) -> bool {
         let sorted = |v: &[String]| {
