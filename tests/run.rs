@@ -14,22 +14,22 @@ use runbook::sim::{
 };
 use serde_json::Value;
 
-const ID: &str = "LTAItestRUNid";
-const SECRET: &str = "run-secret-0123456789abcdef";
+pub(crate) const ID: &str = "LTAItestRUNid";
+pub(crate) const SECRET: &str = "run-secret-0123456789abcdef";
 
 /// A simulator in this process and a state dir; runbook runs as a child.
-struct Rig {
-    rt: tokio::runtime::Runtime,
-    sim: Option<SimHandle>,
-    dir: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) sim: Option<SimHandle>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Rig {
-    fn new(faults: &str, delay: Duration) -> Rig {
+    pub(crate) fn new(faults: &str, delay: Duration) -> Rig {
         Rig::with(faults, delay, |_| {})
     }
 
-    fn with(faults: &str, delay: Duration, tweak: impl FnOnce(&mut SimConfig)) -> Rig {
+    pub(crate) fn with(faults: &str, delay: Duration, tweak: impl FnOnce(&mut SimConfig)) -> Rig {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -56,16 +56,16 @@ impl Rig {
         }
     }
 
-    fn sim(&self) -> &SimHandle {
+    pub(crate) fn sim(&self) -> &SimHandle {
         self.sim.as_ref().unwrap()
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// `runbook ARGS` with credentials, the state dir and both endpoints set.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
         cmd.args(args);
         if matches!(args.first(), Some(&"run" | &"resume" | &"runs" | &"show")) {
@@ -88,13 +88,13 @@ impl Rig {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
     /// `runbook ARGS --state-dir STATE` signed with `key`, with no endpoint
     /// flags: it goes where the args (or the journal, for a resume) say.
-    fn bare(&self, args: &[&str], key: (&str, &str)) -> Output {
+    pub(crate) fn bare(&self, args: &[&str], key: (&str, &str)) -> Output {
         Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(args)
             .arg("--state-dir")
@@ -106,18 +106,18 @@ impl Rig {
             .unwrap()
     }
 
-    fn playbook(&self, name: &str, text: &str) -> String {
+    pub(crate) fn playbook(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_string_lossy().into_owned()
     }
 
-    fn calls(&self) -> Vec<CallRecord> {
+    pub(crate) fn calls(&self) -> Vec<CallRecord> {
         self.sim().calls()
     }
 
     /// Calls of `action` that reached the service, by the value of `key`.
-    fn processed(&self, action: &str, key: &str) -> BTreeMap<String, usize> {
+    pub(crate) fn processed(&self, action: &str, key: &str) -> BTreeMap<String, usize> {
         let mut by = BTreeMap::new();
         for c in self.calls() {
             if c.action.as_deref() == Some(action) && c.processed() {
@@ -128,7 +128,7 @@ impl Rig {
     }
 
     /// Every node of [`FAN_OUT`] ended undeployed.
-    fn assert_all_undeployed(&self) {
+    pub(crate) fn assert_all_undeployed(&self) {
         for id in FILE_IDS {
             assert_eq!(
                 self.status(ResourceKind::DiNode, id).as_deref(),
@@ -138,17 +138,17 @@ impl Rig {
         }
     }
 
-    fn status(&self, kind: ResourceKind, id: &str) -> Option<String> {
+    pub(crate) fn status(&self, kind: ResourceKind, id: &str) -> Option<String> {
         self.sim().resource_status(kind, id)
     }
 
-    fn last_run_id(&self) -> String {
+    pub(crate) fn last_run_id(&self) -> String {
         let out = self.run(&["runs", "--json"]);
         let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
         runs[0]["id"].as_str().unwrap().to_owned()
     }
 
-    fn show(&self, run_id: &str) -> Value {
+    pub(crate) fn show(&self, run_id: &str) -> Value {
         let out = self.run(&["show", run_id, "--json"]);
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
@@ -163,7 +163,7 @@ impl Drop for Rig {
     }
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status.code(),
@@ -172,7 +172,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn repo(path: &str) -> String {
+pub(crate) fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(path)
         .to_string_lossy()
@@ -180,7 +180,7 @@ fn repo(path: &str) -> String {
 }
 
 /// Stop, wait until stopped, terminate, wait until gone: the fan-out shape.
-const FAN_OUT: &str = r#"
+pub(crate) const FAN_OUT: &str = r#"
 name: fan-out
 params:
   project_id: { type: integer, default: 10000 }
@@ -219,7 +219,7 @@ steps:
       timeout: 20s
 "#;
 
-const FILE_IDS: [&str; 6] = ["11", "12", "13", "14", "15", "16"];
+pub(crate) const FILE_IDS: [&str; 6] = ["11", "12", "13", "14", "15", "16"];
 
 #[test]
 fn readme_main_command_completes_against_the_built_in_simulator() {
@@ -347,7 +347,7 @@ fn an_applied_then_dropped_terminate_is_reconciled_not_resent() {
     );
 }
 
-const DTS_WAIT: &str = r#"
+pub(crate) const DTS_WAIT: &str = r#"
 name: dts-wait
 defaults: { region: cn-hangzhou }
 params:
@@ -476,7 +476,7 @@ steps:
 
 /// Kills `runbook run` with SIGKILL once `ready` holds on the call log, then
 /// resumes the run until it finishes.
-fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value {
+pub(crate) fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value {
     let rig = Rig::new(faults, Duration::from_millis(40));
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let mut child = rig
@@ -524,7 +524,7 @@ fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> bool) -> Value
     shown
 }
 
-fn count(calls: &[CallRecord], action: &str) -> usize {
+pub(crate) fn count(calls: &[CallRecord], action: &str) -> usize {
     calls
         .iter()
         .filter(|c| c.action.as_deref() == Some(action) && c.processed())
@@ -1036,7 +1036,7 @@ fn a_rehearsal_resumes_only_against_a_simulator_and_a_new_target_needs_a_new_app
 }
 
 /// A playbook whose terminate of node `file_id` waits for an `approve` step.
-fn gated(file_id: u32) -> String {
+pub(crate) fn gated(file_id: u32) -> String {
     format!(
         r#"
 name: gated
@@ -1053,7 +1053,7 @@ steps:
 }
 
 /// Runs `runbook ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
-fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
+pub(crate) fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
     use std::io::Write as _;
     let mut line = vec![env!("CARGO_BIN_EXE_runbook").to_owned()];
     line.extend(args.iter().map(|a| (*a).to_owned()));
