@@ -129,17 +129,7 @@ impl std::error::Error for Error {
 /// Missing or unusable credentials: exit code 4, with what to do about it.
 impl From<crate::cloud::credentials::CredentialsError> for Error {
     fn from(e: crate::cloud::credentials::CredentialsError) -> Error {
-        use crate::cloud::credentials::CredentialsError;
-        let hint = e.hint();
-        let message = e.to_string();
-        match e {
-            // Keep the I/O cause (permission denied, ...) as `caused by:`.
-            CredentialsError::ConfigRead { source, .. } => {
-                Error::new(ExitCode::Api, message).with_source(source)
-            }
-            _ => Error::new(ExitCode::Api, message),
-        }
-        .with_hint(hint)
+        Error::new(ExitCode::Api, e.to_string()).with_hint(e.hint())
     }
 }
 

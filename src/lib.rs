@@ -9,8 +9,10 @@
 //!
 //! Modules and the one direction their imports point:
 //!
-//! - [`cloud`]: the leaf. Signing, credentials, endpoints, the HTTP client, the
-//!   action catalogue and [`cloud::ApiError`]. Imports nothing else from here.
+//! - [`limits`]: a leaf. The size caps on input files and HTTP answers, and
+//!   the one reader of input files (regular files only, capped).
+//! - [`cloud`]: signing, credentials, endpoints, the HTTP client, the
+//!   action catalogue and [`cloud::ApiError`]. Imports only [`limits`] from here.
 //! - [`playbook`]: the language as written: load YAML with positions, validate,
 //!   render diagnostics with `file:line:col`. Uses `cloud::actions`.
 //! - [`plan`]: a validated playbook plus params becomes a [`plan::Plan`]: steps in
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod error;
+pub mod limits;
 pub mod plan;
 pub mod playbook;
 pub mod run;

@@ -223,18 +223,18 @@ impl Credentials {
         profile: Option<&str>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Credentials, CredentialsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                CredentialsError::ConfigNotFound {
-                    path: path.to_owned(),
+        let text =
+            crate::limits::read_text(path, crate::limits::CONFIG_BYTES).map_err(|reason| {
+                match reason {
+                    crate::limits::ReadError::NotFound => CredentialsError::ConfigNotFound {
+                        path: path.to_owned(),
+                    },
+                    reason => CredentialsError::ConfigRead {
+                        path: path.to_owned(),
+                        reason,
+                    },
                 }
-            } else {
-                CredentialsError::ConfigRead {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        })?;
+            })?;
         // The parser's own message may quote a value from the file (which
         // could be a key), so only its position and category are kept.
         let config: AliyunConfig =
@@ -393,14 +393,14 @@ pub enum CredentialsError {
         /// The file looked for.
         path: PathBuf,
     },
-    /// The config file exists but cannot be read.
-    #[error("cannot read {}", path.display())]
+    /// The config file exists but cannot be read: not a regular file, over
+    /// its size cap, or an I/O error.
+    #[error("{} {reason}", path.display())]
     ConfigRead {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// Why.
+        reason: crate::limits::ReadError,
     },
     /// The config file is not the aliyun CLI's JSON.
     #[error("{}:{line}:{column}: {category}", path.display())]

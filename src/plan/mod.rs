@@ -390,13 +390,8 @@ impl Plan {
     pub fn load_json(path: &Path) -> Result<Plan, crate::Error> {
         use crate::{Error, ExitCode};
         let shown = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(
-                ExitCode::InvalidPlaybook,
-                format!("cannot read plan `{shown}`"),
-            )
-            .with_source(e)
-        })?;
+        let text = crate::limits::read_text(path, crate::limits::PLAN_BYTES)
+            .map_err(|e| Error::new(ExitCode::InvalidPlaybook, format!("plan `{shown}` {e}")))?;
         let probe: Value = serde_json::from_str(&text).map_err(|e| {
             Error::new(
                 ExitCode::InvalidPlaybook,
@@ -434,17 +429,18 @@ impl Plan {
     /// plan's params.
     pub fn check_fresh(&self) -> Result<(), crate::Error> {
         use crate::{Error, ExitCode};
-        let bytes = std::fs::read(&self.source).map_err(|e| {
-            Error::new(
-                ExitCode::Refused,
-                format!(
-                    "cannot re-read playbook `{}` to check the plan is current",
-                    self.source
-                ),
-            )
-            .with_source(e)
-            .with_hint("run the plan from the directory it was written in, or plan again")
-        })?;
+        let bytes =
+            crate::limits::read_file(Path::new(&self.source), crate::limits::PLAYBOOK_BYTES)
+                .map_err(|e| {
+                    Error::new(
+                        ExitCode::Refused,
+                        format!(
+                            "cannot re-read playbook `{}` to check the plan is current: it {e}",
+                            self.source
+                        ),
+                    )
+                    .with_hint("run the plan from the directory it was written in, or plan again")
+                })?;
         let sha = crate::playbook::source::sha256_hex(&bytes);
         if sha != self.playbook_sha256 {
             return Err(Error::new(

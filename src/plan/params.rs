@@ -31,9 +31,8 @@ pub fn bind(
 
     if let Some(path) = file {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::usage(format!("cannot read params file `{shown}`")).with_source(e)
-        })?;
+        let text = crate::limits::read_text(path, crate::limits::PARAMS_BYTES)
+            .map_err(|e| Error::usage(format!("params file `{shown}` {e}")))?;
         let value = crate::playbook::parse_params_file(&text).map_err(|d| {
             let at = d
                 .loc

@@ -49,12 +49,12 @@ impl Playbook {
     /// diagnostics as given.
     pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
         let name = path.display().to_string();
-        match std::fs::read(path) {
+        match crate::limits::read_file(path, crate::limits::PLAYBOOK_BYTES) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Playbook::from_source(Source::new(name, text)),
                 Err(_) => Err(file_error(name, "is not UTF-8 text".to_owned())),
             },
-            Err(e) => Err(file_error(name, format!("cannot be read: {e}"))),
+            Err(e) => Err(file_error(name, e.to_string())),
         }
     }
 

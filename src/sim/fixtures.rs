@@ -208,11 +208,13 @@ fn location_prefix(path: Option<&Path>, line: u64, column: u64) -> String {
 impl Fixtures {
     /// Reads and checks a fixtures file.
     pub fn load(path: &Path) -> Result<Fixtures, FixtureError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FixtureError {
-            path: Some(path.to_owned()),
-            line: 0,
-            column: 0,
-            message: format!("cannot read the fixtures file: {e}"),
+        let text = crate::limits::read_text(path, crate::limits::FIXTURES_BYTES).map_err(|e| {
+            FixtureError {
+                path: Some(path.to_owned()),
+                line: 0,
+                column: 0,
+                message: format!("the fixtures file {e}"),
+            }
         })?;
         Fixtures::from_yaml(&text).map_err(|e| FixtureError {
             path: Some(path.to_owned()),
