@@ -16,10 +16,11 @@ pub enum ExitCode {
     InvalidPlaybook = 3,
     /// Credentials, endpoint or API error outside a step.
     Api = 4,
-    /// Cancelled (Ctrl-C) before the run finished; resume it.
+    /// Cancelled (Ctrl-C or SIGTERM) before the run finished; resume it.
     Cancelled = 5,
-    /// Refused to start: approval missing, another run holds the lock, or the
-    /// plan file no longer matches its playbook and params.
+    /// Refused before anything is sent: approval missing, another run holds
+    /// the lock, the plan file no longer matches its playbook and params, or
+    /// a resume would cross between the simulator and the cloud.
     Refused = 6,
     /// The journal or another local resource failed.
     Internal = 10,

@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic.
 
 mod client;
+mod exits;
 mod limits;
 mod plan;
 mod run;

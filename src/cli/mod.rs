@@ -2,7 +2,9 @@
 //! `Args` struct whose doc comments are the help text and an `exec` that
 //! returns the exit code. Errors are printed here, exactly once.
 
+mod checks;
 mod graph;
+mod interrupt;
 mod plan;
 mod run;
 mod runs;
@@ -30,7 +32,8 @@ Start with a rehearsal against the built-in simulator (no cloud account needed):
   runbook run  playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
 
 Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or credentials error,
-5 cancelled (resumable), 6 refused (approval, lock or stale plan), 10 internal (journal).";
+5 cancelled by Ctrl-C or SIGTERM (resumable), 6 refused (approval, lock, stale plan,
+rehearsal), 10 internal (journal).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

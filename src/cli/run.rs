@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::checks::CheckedFlags;
+use super::interrupt::Interrupts;
 use crate::cloud::client::{ClientOptions, RpcClient};
 use crate::cloud::credentials::Credentials;
 use crate::cloud::{CloudApi, Endpoints};
@@ -188,6 +190,7 @@ Examples:
 #[command(after_long_help = RESUME_EXAMPLES)]
 pub(crate) struct ResumeArgs {
     /// The run id (or a unique prefix), from `runbook runs`.
+    #[arg(value_parser = super::runs::run_id_arg)]
     run_id: String,
     #[command(flatten)]
     target_args: TargetArgs,
@@ -221,6 +224,8 @@ impl RunArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let rt = super::runtime()?;
         rt.block_on(async move {
+            let flags = CheckedFlags::check(&self.target_args, &self.exec, &self.state)?;
+            let interrupts = Interrupts::install()?;
             let target = Target::connect(&self.target_args).await?;
             let is_plan = self.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
             let plan = if is_plan {
@@ -234,6 +239,7 @@ impl RunArgs {
                 let raw = parse_params(&self.params)?;
                 crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref(), &target.endpoints)?
             };
+            flags.check_plan(&plan, &self.target_args, &self.exec)?;
             let concurrency = self.exec.concurrency.map_or(plan.concurrency, usize::from);
             let stored = StoredOptions::of(&self.target_args, &target, self.target_args.sim, concurrency);
             let journal = self.state.journal()?;
@@ -260,7 +266,8 @@ impl RunArgs {
             if let Some(ApprovalDecision::Approved { by, method }) = &approval {
                 journal.record_approval(&run_id, None, by, method, &plan.digest).await.map_err(journal_error)?;
             }
-            execute(plan, target, journal, &self.exec, stored.concurrency, run_id, Prior::default(), false).await
+            let how = How { exec: &self.exec, flags, interrupts, concurrency: stored.concurrency, resumed: false };
+            execute(plan, target, journal, how, run_id, Prior::default()).await
         })
     }
 }
@@ -269,12 +276,13 @@ impl ResumeArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let rt = super::runtime()?;
         rt.block_on(async move {
+            let flags = CheckedFlags::check(&self.target_args, &self.exec, &self.state)?;
+            let interrupts = Interrupts::install()?;
             let journal = self.state.journal()?;
-            let record = journal.load_run(&self.run_id).map_err(|e| {
-                Error::new(ExitCode::Usage, e.to_string()).with_hint("`runbook runs` lists the runs in the journal")
-            })?;
+            let record = journal.load_run(&self.run_id).map_err(super::runs::lookup_error)?;
             let plan: Plan = serde_json::from_str(&record.plan_json)
                 .map_err(|e| Error::new(ExitCode::Internal, format!("the plan of run {} cannot be read back", record.run.id)).with_source(e))?;
+            flags.check_plan(&plan, &self.target_args, &self.exec)?;
             // Everything below works from the journal as read under the lock:
             // another process may have gone on with this run before.
             let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
@@ -302,8 +310,10 @@ impl ResumeArgs {
             }
             if target_args.endpoints.is_empty() && !target_args.sim {
                 if stored.sim {
+                    // The same refusal as a rehearsal pointed at the cloud
+                    // (below), and the same exit code.
                     return Err(Error::new(
-                        ExitCode::Usage,
+                        ExitCode::Refused,
                         format!("run {} ran against the in-process simulator, whose state ended with that process", record.run.id),
                     )
                     .with_hint("pass --sim to resume against a fresh simulator, or --endpoint PRODUCT=URL for every product to point at a running `runbook sim`"));
@@ -335,7 +345,8 @@ impl ResumeArgs {
                     .map_err(journal_error)?;
             }
             let prior = Prior::from_record(&record, &plan);
-            execute(plan, target, journal, &self.exec, new_options.concurrency, record.run.id.clone(), prior, true).await
+            let how = How { exec: &self.exec, flags, interrupts, concurrency: new_options.concurrency, resumed: true };
+            execute(plan, target, journal, how, record.run.id.clone(), prior).await
         })
     }
 }
@@ -702,23 +713,31 @@ impl Approver for StepApprover {
     }
 }
 
+/// How `execute` goes about a run, beyond the plan and target.
+struct How<'a> {
+    exec: &'a ExecArgs,
+    flags: CheckedFlags,
+    interrupts: Interrupts,
+    concurrency: usize,
+    resumed: bool,
+}
+
 /// Runs the plan and prints the outcome; shared by `run` and `resume`.
-#[allow(clippy::too_many_arguments)]
 async fn execute(
     plan: Plan,
     target: Target,
     journal: Journal,
-    exec: &ExecArgs,
-    concurrency: usize,
+    how: How<'_>,
     run_id: String,
     prior: Prior,
-    resumed: bool,
 ) -> Result<ExitCode, Error> {
-    let run_timeout = exec
-        .run_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?;
+    let How {
+        exec,
+        flags,
+        interrupts,
+        concurrency,
+        resumed,
+    } = how;
     let mode = match exec.output {
         OutputFormat::Json => ReportMode::Json,
         OutputFormat::Text if std::io::stderr().is_terminal() => ReportMode::Live,
@@ -740,18 +759,7 @@ async fn execute(
         interactive: is_terminal() && mode != ReportMode::Json,
     };
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\ncancelling: no new calls; waiting for calls in flight (Ctrl-C again to quit at once; `runbook resume` continues)"
-            );
-            on_signal.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(ExitCode::Cancelled.code());
-            }
-        }
-    });
+    interrupts.cancel_on_signal(cancel.clone());
     let runner = Runner::new(
         Arc::new(plan),
         target.api,
@@ -763,7 +771,7 @@ async fn execute(
         RunOptions {
             run_id: run_id.clone(),
             concurrency,
-            run_timeout,
+            run_timeout: flags.run_timeout,
             seed: exec.jitter_seed,
         },
         prior,

@@ -19,6 +19,7 @@ pub(crate) struct RunsArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
     /// The run id (or a unique prefix), from `runbook runs`.
+    #[arg(value_parser = run_id_arg)]
     run_id: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -28,6 +29,29 @@ pub(crate) struct ShowArgs {
     attempts: bool,
     #[command(flatten)]
     state: StateArgs,
+}
+
+/// Parses a RUN_ID argument: an empty id names no run (it is not a prefix
+/// of every id).
+pub(crate) fn run_id_arg(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("the run id is empty; `runbook runs` lists the runs".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// The error of looking a run up by id: a usage error when the id names no
+/// run or more than one (listing them), an internal one when the journal
+/// cannot be read.
+pub(crate) fn lookup_error(e: crate::run::JournalError) -> Error {
+    use crate::run::JournalError;
+    match e {
+        JournalError::NoSuchRun(_) => Error::new(ExitCode::Usage, e.to_string())
+            .with_hint("`runbook runs` lists the runs in the journal"),
+        JournalError::AmbiguousRun { .. } => Error::new(ExitCode::Usage, e.to_string())
+            .with_hint("give more of the id, enough to name one run"),
+        e => Error::new(ExitCode::Internal, "cannot read the journal").with_source(e),
+    }
 }
 
 impl RunsArgs {
@@ -75,10 +99,7 @@ impl RunsArgs {
 impl ShowArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
-        let rec = journal.load_run(&self.run_id).map_err(|e| {
-            Error::new(ExitCode::Usage, e.to_string())
-                .with_hint("`runbook runs` lists the runs in the journal")
-        })?;
+        let rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
         let mut out = std::io::stdout().lock();
         if self.json {
             let value = serde_json::json!({

@@ -55,6 +55,14 @@ pub enum JournalError {
     /// No run with that id.
     #[error("no run `{0}` in the journal")]
     NoSuchRun(String),
+    /// More than one run starts with that prefix.
+    #[error("`{prefix}` is the start of {} run ids: {}", candidates.len(), candidates.join(", "))]
+    AmbiguousRun {
+        /// The prefix given.
+        prefix: String,
+        /// The ids it starts, sorted.
+        candidates: Vec<String>,
+    },
     /// A stored row could not be read back.
     #[error("journal row is corrupt: {0}")]
     Corrupt(String),
@@ -631,19 +639,31 @@ impl Journal {
         )
     }
 
-    /// Everything about one run (a unique prefix of the id is enough).
+    /// Everything about one run: its full id, or a prefix that starts
+    /// exactly one id (an empty prefix names no run).
     pub fn load_run(&self, id: &str) -> Result<RunRecord, JournalError> {
+        if id.is_empty() {
+            return Err(JournalError::NoSuchRun(String::new()));
+        }
         let conn = self.reader()?;
+        // A plain prefix comparison: `%` and `_` in what was typed are
+        // characters, not LIKE wildcards.
         let ids: Vec<String> = self.rows(
             &conn,
-            "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id",
-            params![id, format!("{id}%")],
+            "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
+            params![id],
             |r| r.get(0),
         )?;
         let id = match ids.as_slice() {
+            [] => return Err(JournalError::NoSuchRun(id.to_owned())),
             [one] => one.clone(),
             _ if ids.iter().any(|i| i == id) => id.to_owned(),
-            _ => return Err(JournalError::NoSuchRun(id.to_owned())),
+            _ => {
+                return Err(JournalError::AmbiguousRun {
+                    prefix: id.to_owned(),
+                    candidates: ids,
+                });
+            }
         };
         let (run, plan_json, options_json) = conn
             .query_row(

@@ -276,7 +276,7 @@ impl Runner {
             stop_reason = Some(format!("the run timed out after {limit}"));
             failed = true;
         } else if cancelled && stop_reason.is_none() {
-            stop_reason = Some("cancelled (Ctrl-C)".to_owned());
+            stop_reason = Some("cancelled (Ctrl-C or SIGTERM)".to_owned());
         }
         let any_cancelled = summaries
             .iter()

@@ -1,0 +1,130 @@
+//! The checks of the `run` and `resume` flags, made before anything is
+//! journaled or sent: a flag with a bad value is a usage error (exit 2) that
+//! names the flag, never an orphan "running" run nor a value silently ignored.
+//!
+//! Two passes: [`CheckedFlags::check`] needs only the flags (every value
+//! parses, durations are longer than zero) and runs first of all;
+//! [`CheckedFlags::check_plan`] needs the plan (an `--approve` names one of
+//! its steps, a `--qps` a product it calls) and runs before the journal.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::run::{ExecArgs, StateArgs, TargetArgs, parse_duration};
+use crate::error::Error;
+use crate::plan::{Plan, StepKind};
+use crate::run::ratelimit;
+
+/// Values of the flags that are parsed once checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckedFlags {
+    /// `--run-timeout`.
+    pub(crate) run_timeout: Option<Duration>,
+}
+
+impl CheckedFlags {
+    /// Checks every flag whose value stands on its own.
+    pub(crate) fn check(
+        target: &TargetArgs,
+        exec: &ExecArgs,
+        state: &StateArgs,
+    ) -> Result<CheckedFlags, Error> {
+        positive_duration("--request-timeout", &target.request_timeout)?;
+        positive_duration("--connect-timeout", &target.connect_timeout)?;
+        let run_timeout = exec
+            .run_timeout
+            .as_deref()
+            .map(|v| positive_duration("--run-timeout", v))
+            .transpose()?;
+        for q in &target.qps {
+            ratelimit::parse_limit(q).map_err(|e| Error::usage(format!("--qps: {e}")))?;
+        }
+        if let Some(spec) = &target.sim_faults {
+            spec.parse::<crate::sim::FaultSpec>()
+                .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?;
+        }
+        if let Some(dir) = &state.state_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(Error::usage("--state-dir is empty").with_hint(
+                    "name the directory of the journal, or leave the flag out for the default",
+                ));
+            }
+            if dir.exists() && !dir.is_dir() {
+                return Err(Error::usage(format!(
+                    "--state-dir `{}` is not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(CheckedFlags { run_timeout })
+    }
+
+    /// Checks the flags that name parts of `plan`.
+    pub(crate) fn check_plan(
+        &self,
+        plan: &Plan,
+        target: &TargetArgs,
+        exec: &ExecArgs,
+    ) -> Result<(), Error> {
+        let steps: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        for name in &exec.approve {
+            if !steps.contains(&name.as_str()) {
+                let approve_steps: Vec<&str> = plan
+                    .steps
+                    .iter()
+                    .filter(|s| matches!(s.kind, StepKind::Approve { .. }))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                let hint = crate::playbook::diagnostic::did_you_mean(name, steps.iter().copied())
+                    .unwrap_or_else(|| {
+                        if approve_steps.is_empty() {
+                            format!("`{}` has no `approve` step", plan.name)
+                        } else {
+                            format!("its `approve` steps: {}", approve_steps.join(", "))
+                        }
+                    });
+                return Err(Error::usage(format!(
+                    "--approve `{name}`: `{}` has no step with that id",
+                    plan.name
+                ))
+                .with_hint(hint));
+            }
+        }
+        let products = plan_products(plan);
+        for q in &target.qps {
+            let (product, _) = ratelimit::parse_limit(q).map_err(Error::usage)?;
+            if !products.contains(&product) {
+                let called: Vec<&str> = products.iter().map(String::as_str).collect();
+                return Err(Error::usage(format!(
+                    "--qps `{q}`: `{}` calls no `{product}` API",
+                    plan.name
+                ))
+                .with_hint(format!("the products it calls: {}", called.join(", "))));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The products whose APIs `plan` calls (lower case).
+fn plan_products(plan: &Plan) -> BTreeSet<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Call { call, .. } => Some(call.product.to_ascii_lowercase()),
+            StepKind::Wait(w) => Some(w.call.product.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A duration flag that must be longer than zero.
+fn positive_duration(flag: &str, value: &str) -> Result<Duration, Error> {
+    let d = parse_duration(value).map_err(|e| Error::usage(format!("{flag}: {}", e.message)))?;
+    if d.is_zero() {
+        return Err(Error::usage(format!(
+            "{flag}: `{value}` must be longer than zero"
+        )));
+    }
+    Ok(d)
+}

@@ -1,0 +1,487 @@
+//! Honest state and clean exits, through the CLI against the simulator:
+//! SIGTERM behaves like Ctrl-C, flags are checked before a run is
+//! journaled, run ids are looked up strictly, and every refusal exits 6.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, SECRET, count, gated, text};
+
+/// Sends `signal` (`TERM`, `INT`) to a child process.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// The runs in the journal, as `runs --json` lists them.
+fn runs(rig: &Rig) -> Vec<Value> {
+    let out = rig.run(&["runs", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until the simulator has seen `n` calls of `action`.
+fn wait_for_calls(rig: &Rig, child: &mut Child, action: &str, n: usize) {
+    let start = Instant::now();
+    while rig
+        .calls()
+        .iter()
+        .filter(|c| c.action.as_deref() == Some(action))
+        .count()
+        < n
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {action} arrived"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {action} arrived"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c_journals_calls_in_flight_and_the_run_resumes() {
+    let rig = Rig::new("slow@StopDISyncInstance=1:300ms", Duration::from_millis(20));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut child = rig
+        .cmd(&["run", &pb, "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_calls(&rig, &mut child, "StopDISyncInstance", 1);
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SIGTERM: cancelling"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stopped: cancelled (Ctrl-C or SIGTERM)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        count(&rig.calls(), "TerminateDISyncInstance"),
+        0,
+        "nothing new started after SIGTERM"
+    );
+    // Every stop that reached the service has its answer journaled: the
+    // calls in flight were let finish.
+    let run_id = rig.last_run_id();
+    let shown = rig.show(&run_id);
+    assert_eq!(shown["status"], "cancelled");
+    let stops: Vec<&Value> = shown["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "StopDISyncInstance")
+        .collect();
+    assert!(
+        stops.iter().all(|a| a["outcome"] == "ok"),
+        "a stop in flight was not journaled: {stops:?}"
+    );
+    assert_eq!(
+        stops.len(),
+        count(&rig.calls(), "StopDISyncInstance"),
+        "each stop the service saw is journaled once"
+    );
+    let out = rig.run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    rig.assert_all_undeployed();
+    for action in ["StopDISyncInstance", "TerminateDISyncInstance"] {
+        let by = rig.processed(action, "FileId");
+        assert_eq!(by.len(), FILE_IDS.len(), "{action}: {by:?}");
+        assert!(by.values().all(|&n| n == 1), "{action} repeated: {by:?}");
+    }
+}
+
+#[test]
+fn a_second_signal_quits_at_once_and_the_run_stays_resumable() {
+    for (first, second) in [("TERM", "TERM"), ("INT", "TERM"), ("TERM", "INT")] {
+        // A stop takes 4 s to answer: the first signal waits for it, the
+        // second does not.
+        let rig = Rig::new("slow@StopDISyncInstance=1:4s", Duration::ZERO);
+        let pb = rig.playbook("fan.yaml", FAN_OUT);
+        let mut child = rig
+            .cmd(&["run", &pb, "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_calls(&rig, &mut child, "StopDISyncInstance", 1);
+        signal(&child, first);
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("cancelling") {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "no cancelling line: {seen}"
+            );
+            seen.push_str(&line);
+        }
+        signal(&child, second);
+        stderr.read_to_string(&mut seen).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(5), "{first} then {second}: {seen}");
+        assert!(seen.contains("quitting at once"), "{seen}");
+        // The run was left mid-call: resume settles the stops in flight
+        // through their status call instead of sending them again.
+        let run_id = rig.last_run_id();
+        let out = rig.run(&["resume", &run_id]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        rig.assert_all_undeployed();
+        let terms = rig.processed("TerminateDISyncInstance", "FileId");
+        assert!(terms.values().all(|&n| n == 1), "{terms:?}");
+        let stops = rig.processed("StopDISyncInstance", "FileId");
+        assert!(stops.values().all(|&n| n == 1), "{stops:?}");
+    }
+}
+
+/// Bad values of every `run`/`resume` flag that takes one: (flag, value,
+/// what the message must say).
+const BAD_FLAGS: &[(&str, &str, &str)] = &[
+    ("--run-timeout", "30", "--run-timeout"),
+    (
+        "--run-timeout",
+        "0s",
+        "--run-timeout: `0s` must be longer than zero",
+    ),
+    ("--run-timeout", "-5m", "--run-timeout"),
+    (
+        "--request-timeout",
+        "0s",
+        "--request-timeout: `0s` must be longer than zero",
+    ),
+    ("--request-timeout", "soon", "--request-timeout"),
+    (
+        "--connect-timeout",
+        "0ms",
+        "--connect-timeout: `0ms` must be longer than zero",
+    ),
+    ("--connect-timeout", "5", "--connect-timeout"),
+    ("--qps", "unknown=5", "calls no `unknown` API"),
+    ("--qps", "dataworks", "--qps: invalid rate limit"),
+    ("--qps", "dataworks=-1", "--qps: invalid rate limit"),
+    ("--qps", "=5", "--qps: invalid rate limit"),
+    ("--approve", "nosuchstep", "--approve `nosuchstep`"),
+    ("--approve", "", "--approve ``"),
+    ("--concurrency", "0", "--concurrency"),
+    ("--concurrency", "many", "--concurrency"),
+    ("--output", "yaml", "--output"),
+    ("--jitter-seed", "-1", "--jitter-seed"),
+    ("--sim-seed", "x", "--sim-seed"),
+    ("--sim-faults", "bogus=1", "--sim-faults"),
+];
+
+/// Flags whose bad values are tested elsewhere: `--endpoint` (strict URL
+/// parsing) and `--profile` (a credentials error, exit 4).
+const TESTED_ELSEWHERE: &[&str] = &["--endpoint", "--profile", "--state-dir"];
+
+/// The flags of `runbook SUBCOMMAND` that take a value, from its help.
+fn value_flags(sub: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([sub, "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut flags: Vec<String> = help
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| {
+            let l = l.strip_prefix("-p, ").unwrap_or(l);
+            let (flag, rest) = l.split_once(' ')?;
+            (flag.starts_with("--") && rest.trim_start().starts_with('<')).then(|| flag.to_owned())
+        })
+        .filter(|f| !["--param", "--params"].contains(&f.as_str()))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_value_flag_of_run_and_resume_has_bad_values_tested() {
+    for sub in ["run", "resume"] {
+        let flags = value_flags(sub);
+        assert!(flags.len() >= 8, "{sub} --help lists its flags: {flags:?}");
+        for flag in flags {
+            assert!(
+                TESTED_ELSEWHERE.contains(&flag.as_str())
+                    || BAD_FLAGS.iter().any(|(f, ..)| *f == flag),
+                "`runbook {sub} {flag}` has no bad value in BAD_FLAGS: add one (and check it before the run is journaled)"
+            );
+        }
+    }
+}
+
+/// `runbook ARGS` against the rig's simulator, with no endpoint flags for
+/// the `--sim*` flags (they start their own).
+fn with_bad_flag(rig: &Rig, head: &[&str], flag: &str, value: &str) -> Output {
+    let flag_value = format!("{flag}={value}");
+    let mut args: Vec<&str> = head.to_vec();
+    if flag.starts_with("--sim") {
+        args.extend(["--sim", &flag_value]);
+        return rig.bare(&args, (ID, SECRET));
+    }
+    args.push(&flag_value);
+    rig.run(&args)
+}
+
+#[test]
+fn bad_flag_values_are_usage_errors_before_anything_is_journaled_or_sent() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("gate.yaml", &gated(41));
+    for (flag, value, says) in BAD_FLAGS {
+        let out = with_bad_flag(&rig, &["run", &pb, "--yes"], flag, value);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "run {flag} {value:?}: {}",
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says),
+            "run {flag} {value:?}: {}",
+            text(&out)
+        );
+        assert!(
+            !rig.state().exists() || runs(&rig).is_empty(),
+            "run {flag} {value:?} journaled a run"
+        );
+        assert!(rig.calls().is_empty(), "run {flag} {value:?} sent a call");
+    }
+    // A run that stops at its approve step, for resume to take up.
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let before = runs(&rig);
+    let run_id = before[0]["id"].as_str().unwrap().to_owned();
+    let calls = rig.calls().len();
+    for (flag, value, says) in BAD_FLAGS {
+        let out = with_bad_flag(&rig, &["resume", &run_id, "--yes"], flag, value);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "resume {flag} {value:?}: {}",
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says),
+            "resume {flag} {value:?}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            runs(&rig),
+            before,
+            "resume {flag} {value:?} changed the journal"
+        );
+        assert_eq!(
+            rig.calls().len(),
+            calls,
+            "resume {flag} {value:?} sent a call"
+        );
+    }
+    // A state dir that is a file.
+    let file = rig.dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    for args in [
+        vec!["run", pb.as_str(), "--yes"],
+        vec!["resume", run_id.as_str()],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(&args)
+            .arg("--state-dir")
+            .arg(&file)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a directory"),
+            "{}",
+            text(&out)
+        );
+    }
+    // A good --approve and --qps still run.
+    let out = rig.run(&[
+        "resume",
+        &run_id,
+        "--approve",
+        "go-no-go",
+        "--qps",
+        "dataworks=50",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn run_ids_are_looked_up_strictly_empty_and_ambiguous_ones_are_usage_errors() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("gate.yaml", &gated(42));
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let only = rig.last_run_id();
+    for sub in ["resume", "show"] {
+        // With one run in the journal, "" and " " used to name it.
+        for empty in ["", " "] {
+            let out = rig.run(&[sub, empty]);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{sub} {empty:?}: {}",
+                text(&out)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("the run id is empty"),
+                "{}",
+                text(&out)
+            );
+        }
+        // LIKE wildcards are characters, not patterns.
+        for pattern in ["%", "_", "2%"] {
+            let out = rig.run(&[sub, pattern]);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{sub} {pattern}: {}",
+                text(&out)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains(&format!("no run `{pattern}`")),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    let other = rig.playbook("gate2.yaml", &gated(43));
+    let out = rig.run(&["run", &other, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let second = rig.last_run_id();
+    // Both ids start with the year: the prefix is ambiguous, and says so.
+    let calls = rig.calls().len();
+    for sub in ["resume", "show"] {
+        let out = rig.run(&[sub, &only[..2]]);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("`{}` is the start of 2 run ids", &only[..2])),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&only) && stderr.contains(&second),
+            "{stderr}"
+        );
+    }
+    assert_eq!(rig.calls().len(), calls, "nothing was sent");
+    // A unique prefix still names its run.
+    let unique = &second[..second.len() - 1];
+    assert_eq!(rig.show(unique)["id"], second.as_str());
+}
+
+#[test]
+fn every_refusal_exits_6_and_sends_nothing() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("gate.yaml", &gated(44));
+    // A real run and a rehearsal, both stopped at their approve step.
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let real = rig.last_run_id();
+    let out = rig.bare(&["run", &pb, "--yes", "--sim"], (ID, SECRET));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rehearsal = rig.last_run_id();
+    // A saved plan whose playbook then changed.
+    let stale = rig.playbook("stale.yaml", &gated(45));
+    let plan = rig.dir.path().join("plan.json");
+    let plan = plan.to_str().unwrap();
+    let out = rig.run(&["plan", &stale, "-o", plan]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&stale, gated(46)).unwrap();
+    // The lock of a plan, held as another run would hold it.
+    let held = rig.playbook("held.yaml", &gated(47));
+    let held_plan = rig.dir.path().join("held.json");
+    let out = rig.run(&["plan", &held, "-o", held_plan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let digest: Value = serde_json::from_slice(&std::fs::read(&held_plan).unwrap()).unwrap();
+    let locks = rig.state().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock =
+        std::fs::File::create(locks.join(format!("{}.lock", digest["digest"].as_str().unwrap())))
+            .unwrap();
+    lock.try_lock().unwrap();
+
+    let dataworks = format!("dataworks={}", rig.sim().base_url());
+    let calls = rig.calls().len();
+    let cases: Vec<(&str, Output, &str)> = vec![
+        (
+            "approval missing (no terminal, no --yes)",
+            rig.run(&["run", &pb]),
+            "needs an approval",
+        ),
+        (
+            "another run holds the lock",
+            rig.run(&["run", &held, "--yes"]),
+            "another run of this playbook with these params is in progress",
+        ),
+        (
+            "a saved plan whose playbook changed",
+            rig.run(&["run", plan, "--yes"]),
+            "changed since this plan was written",
+        ),
+        (
+            "a real run resumed against the simulator",
+            rig.bare(&["resume", &real, "--sim", "--yes"], (ID, SECRET)),
+            "is a real run",
+        ),
+        (
+            "a rehearsal resumed with no endpoint (against the cloud)",
+            rig.bare(&["resume", &rehearsal, "--yes"], (ID, SECRET)),
+            "ran against the in-process simulator",
+        ),
+        (
+            "a rehearsal resumed against a cloud endpoint",
+            rig.bare(
+                &[
+                    "resume",
+                    &rehearsal,
+                    "--yes",
+                    "--endpoint",
+                    "dataworks=https://dataworks.cn-shanghai.aliyuncs.com",
+                ],
+                (ID, SECRET),
+            ),
+            "it may go on only against a simulator",
+        ),
+        (
+            "a resume against another target without a new approval",
+            rig.bare(&["resume", &real, "--endpoint", &dataworks], (ID, SECRET)),
+            "needs an approval",
+        ),
+    ];
+    for (what, out, says) in &cases {
+        assert_eq!(out.status.code(), Some(6), "{what}: {}", text(out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{what}: {}",
+            text(out)
+        );
+    }
+    assert_eq!(rig.calls().len(), calls, "a refusal sent a call");
+    drop(lock);
+}
