@@ -23,7 +23,7 @@ use crate::playbook::validate::{
 };
 use crate::playbook::{
     BackoffSpec, ConditionSpec, Located, MatcherSpec, OnFailureSpec, Params, Playbook, Step,
-    StepAction, WhenSpec,
+    StepKindSpec, WhenSpec,
 };
 
 use super::render::{Scope, lookup, wire_text};
@@ -166,14 +166,14 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|f| f.items.as_ref())
             .and_then(|i| i.first().cloned());
-        let (kind, risk) = match s.action()? {
-            StepAction::Call(call) => {
+        let (kind, risk) = match &s.kind {
+            StepKindSpec::Call { call, with, assert } => {
                 let (plan, risk) =
-                    self.call(s, call, s.with.as_ref(), &region, first_item.as_ref())?;
-                let assert = s.assert.as_ref().map(|a| condition(&a.value));
+                    self.call(s, call, with.as_ref(), &region, first_item.as_ref())?;
+                let assert = assert.as_ref().map(|a| condition(&a.value));
                 (StepKind::Call { call: plan, assert }, risk)
             }
-            StepAction::Wait(w) => {
+            StepKindSpec::Wait(w) => {
                 let w = &w.value;
                 let (call, _) =
                     self.call(s, &w.call, w.with.as_ref(), &region, first_item.as_ref())?;
@@ -201,13 +201,13 @@ impl Builder<'_> {
                 };
                 (StepKind::Wait(plan), Risk::Read)
             }
-            StepAction::Sleep(d) => (
+            StepKindSpec::Sleep(d) => (
                 StepKind::Sleep {
                     millis: millis(d.value.0),
                 },
                 Risk::Read,
             ),
-            StepAction::Approve(a) => {
+            StepKindSpec::Approve(a) => {
                 let text = self.symbolic(
                     s,
                     &Located {
@@ -246,7 +246,7 @@ impl Builder<'_> {
         // `defaults.timeout` bounds call steps only: a wait has its own
         // `wait.timeout`, and an approval waits for a human.
         let timeout = s.timeout.as_ref().map(|t| t.value.0).or_else(|| {
-            if s.call.is_some() {
+            if matches!(s.kind, StepKindSpec::Call { .. }) {
                 pb.defaults.timeout.as_ref().map(|t| t.value.0)
             } else {
                 None

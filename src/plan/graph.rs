@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use super::{PlannedStep, StepKind};
 use crate::cloud::Risk;
 use crate::playbook::action;
-use crate::playbook::{Playbook, StepAction};
+use crate::playbook::{Playbook, StepKindSpec};
 
 /// Order, levels and critical path of a set of planned steps (in file order).
 pub(crate) struct Shape {
@@ -125,18 +125,17 @@ pub(crate) fn shape(steps: &[PlannedStep]) -> Shape {
 /// Label of a step in a drawing: its id and what it does.
 fn label(pb: &Playbook, i: usize) -> (String, Risk) {
     let s = &pb.steps[i];
-    let (what, risk) = match s.action() {
-        Some(StepAction::Call(c)) => match action::resolve(c, s.with.as_ref()) {
+    let (what, risk) = match &s.kind {
+        StepKindSpec::Call { call, with, .. } => match action::resolve(call, with.as_ref()) {
             Ok(t) => (t.display_name(), t.risk()),
-            Err(_) => (c.value.clone(), Risk::Mutating),
+            Err(_) => (call.value.clone(), Risk::Mutating),
         },
-        Some(StepAction::Wait(w)) => (format!("wait {}", w.value.call.value), Risk::Read),
-        Some(StepAction::Sleep(d)) => (
+        StepKindSpec::Wait(w) => (format!("wait {}", w.value.call.value), Risk::Read),
+        StepKindSpec::Sleep(d) => (
             format!("sleep {}", crate::playbook::format_duration(d.value.0)),
             Risk::Read,
         ),
-        Some(StepAction::Approve(_)) => ("approve".to_owned(), Risk::Read),
-        None => ("?".to_owned(), Risk::Read),
+        StepKindSpec::Approve(_) => ("approve".to_owned(), Risk::Read),
     };
     let fan = if s.for_each.is_some() {
         " (for each)"

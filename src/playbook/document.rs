@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::load::{DeError, Kind, Node, NodeDe};
-use super::model::{Defaults, Located, Param, ParamDecl, Playbook, Step};
+use super::model::{Defaults, Located, Param, ParamDecl, Playbook, Step, StepDoc, StepKindSpec};
 use super::source::{Loc, Source};
 
 /// The top-level keys of a playbook, in documentation order.
@@ -219,11 +219,14 @@ fn read_steps(
     };
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        match de::<Step>(item) {
-            Ok(mut step) => {
-                step.loc = item.loc;
-                out.push(step);
-            }
+        match de::<StepDoc>(item) {
+            Ok(doc) => match step_of(doc, item.loc, diags) {
+                Ok(step) => out.push(step),
+                Err(id) => {
+                    broken.push(id);
+                    ok = false;
+                }
+            },
             Err(e) => {
                 let context = match item.get("id").and_then(Node::as_str) {
                     Some(id) => {
@@ -238,6 +241,85 @@ fn read_steps(
         }
     }
     ok
+}
+
+/// The step a written step describes: exactly one of `call`, `wait`,
+/// `sleep` or `approve` gives its kind. A step with two kinds keeps the
+/// first (the second is reported); a step with none cannot be built (its
+/// id is returned).
+fn step_of(doc: StepDoc, loc: Loc, diags: &mut Diagnostics) -> Result<Step, String> {
+    let id = doc.id.value.as_str();
+    let mut written: Vec<(&'static str, Loc)> = Vec::new();
+    if let Some(c) = &doc.call {
+        written.push(("call", c.loc));
+    }
+    if let Some(w) = &doc.wait {
+        written.push(("wait", w.loc));
+    }
+    if let Some(s) = &doc.sleep {
+        written.push(("sleep", s.loc));
+    }
+    if let Some(a) = &doc.approve {
+        written.push(("approve", a.loc));
+    }
+    if let [(first, _), (second, at), ..] = written[..] {
+        diags.push(
+            Diagnostic::new(format!("step `{id}` has both `{first}` and `{second}`"), at)
+                .hint("a step does one thing: split it into steps and connect them with `needs`"),
+        );
+    }
+    if doc.call.is_none() {
+        if let Some((k, _)) = doc.with.as_ref().and_then(|w| w.0.first()) {
+            let hint = if doc.wait.is_some() {
+                "for a wait, put `with` inside `wait:`"
+            } else {
+                "`with` gives the parameters of a `call`"
+            };
+            diags.push(
+                Diagnostic::new(format!("step `{id}` has `with` but no `call`"), k.loc).hint(hint),
+            );
+        }
+        if let Some(a) = &doc.assert {
+            diags.push(
+                Diagnostic::new(format!("step `{id}` has `assert` but no `call`"), a.loc)
+                    .hint("`assert` checks the response of the step's `call`; a `wait` has `until` and `fail_if`"),
+            );
+        }
+    }
+    let kind = if let Some(call) = doc.call {
+        StepKindSpec::Call {
+            call,
+            with: doc.with,
+            assert: doc.assert,
+        }
+    } else if let Some(w) = doc.wait {
+        StepKindSpec::Wait(Box::new(w))
+    } else if let Some(s) = doc.sleep {
+        StepKindSpec::Sleep(s)
+    } else if let Some(a) = doc.approve {
+        StepKindSpec::Approve(a)
+    } else {
+        diags.push(
+            Diagnostic::new(format!("step `{id}` does nothing"), doc.id.loc)
+                .hint("give it exactly one of `call`, `wait`, `sleep` or `approve`"),
+        );
+        return Err(doc.id.value);
+    };
+    Ok(Step {
+        id: doc.id,
+        description: doc.description,
+        needs: doc.needs,
+        kind,
+        when: doc.when,
+        for_each: doc.for_each,
+        for_each_concurrency: doc.for_each_concurrency,
+        retry: doc.retry,
+        timeout: doc.timeout,
+        on_failure: doc.on_failure,
+        region: doc.region,
+        compensation: doc.compensation,
+        loc,
+    })
 }
 
 #[cfg(test)]

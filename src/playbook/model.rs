@@ -169,7 +169,7 @@ pub struct PlaybookDoc {
     pub concurrency: Option<u32>,
     /// The steps. They run as a DAG: a step starts when every step it
     /// `needs` has finished; file order only breaks ties.
-    pub steps: Vec<Step>,
+    pub steps: Vec<StepDoc>,
 }
 
 /// Type of a param.
@@ -257,10 +257,12 @@ pub struct Defaults {
     pub for_each_concurrency: Option<Located<u32>>,
 }
 
+// As written; the loader turns it into a [`Step`] with one kind.
 /// One step. Exactly one of `call`, `wait`, `sleep` or `approve` says what it does.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
+#[schemars(rename = "Step")]
+pub struct StepDoc {
     /// Unique id: lower-case letters, digits, `-` and `_`, starting with a
     /// letter or digit. Later templates read its output as `steps.<id>.output`.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
@@ -303,8 +305,36 @@ pub struct Step {
     /// A compensation step: runs only when named by an `on_failure: { run: [...] }`.
     #[serde(default)]
     pub compensation: bool,
-    /// Where the step starts in the file (set by the loader).
-    #[serde(skip)]
+}
+
+/// One step of a loaded playbook.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Its id (`steps.<id>.output` in later templates).
+    pub id: Located<String>,
+    /// What the step does, for the reviewer.
+    pub description: Option<String>,
+    /// Steps that must finish first.
+    pub needs: Needs,
+    /// What the step does: call, wait, sleep or approve.
+    pub kind: StepKindSpec,
+    /// Run the step only when this holds.
+    pub when: Option<Located<WhenSpec>>,
+    /// Fan-out: a template that renders to a list, or a literal list.
+    pub for_each: Option<Located<Value>>,
+    /// Items of a `for_each` in flight at once.
+    pub for_each_concurrency: Option<Located<u32>>,
+    /// Retry policy of the step's calls.
+    pub retry: Option<Located<RetrySpec>>,
+    /// Whole-step timeout: all attempts and all items.
+    pub timeout: Option<Located<DurationSpec>>,
+    /// What a failure of this step does to the run.
+    pub on_failure: Option<Located<OnFailureSpec>>,
+    /// Region of the step's calls (overrides `defaults.region`).
+    pub region: Option<Located<String>>,
+    /// A compensation step: runs only when named by an `on_failure: { run: [...] }`.
+    pub compensation: bool,
+    /// Where the step starts in the file.
     pub loc: Loc,
 }
 
@@ -313,54 +343,52 @@ impl Step {
     pub fn needs_ids(&self) -> impl Iterator<Item = &str> {
         self.needs.0.iter().map(|n| n.value.as_str())
     }
+}
 
-    /// What the step does, when exactly one kind is written (validation
-    /// reports the other cases).
-    pub fn action(&self) -> Option<StepAction<'_>> {
-        match (&self.call, &self.wait, &self.sleep, &self.approve) {
-            (Some(c), None, None, None) => Some(StepAction::Call(c)),
-            (None, Some(w), None, None) => Some(StepAction::Wait(w)),
-            (None, None, Some(s), None) => Some(StepAction::Sleep(s)),
-            (None, None, None, Some(a)) => Some(StepAction::Approve(a)),
-            _ => None,
-        }
-    }
+/// What a step does: exactly one kind.
+#[derive(Clone, Debug)]
+pub enum StepKindSpec {
+    /// `call: ACTION` with its `with` and `assert`.
+    Call {
+        /// The action (`dts.StopDtsJob`, `api`).
+        call: Located<String>,
+        /// Its parameters.
+        with: Option<Params>,
+        /// Fails the step unless this holds on the response.
+        assert: Option<Located<ConditionSpec>>,
+    },
+    /// `wait: {...}`.
+    Wait(Box<Located<WaitSpec>>),
+    /// `sleep: 30s`.
+    Sleep(Located<DurationSpec>),
+    /// `approve: "question"`.
+    Approve(Located<String>),
+}
 
-    /// The kinds written on the step, with where (`call`, `wait`, ...).
-    pub fn kinds_written(&self) -> Vec<(&'static str, Loc)> {
-        let mut out = Vec::new();
-        if let Some(c) = &self.call {
-            out.push(("call", c.loc));
+impl StepKindSpec {
+    /// The key that names the kind (`call`, `wait`, `sleep`, `approve`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKindSpec::Call { .. } => "call",
+            StepKindSpec::Wait(_) => "wait",
+            StepKindSpec::Sleep(_) => "sleep",
+            StepKindSpec::Approve(_) => "approve",
         }
-        if let Some(w) = &self.wait {
-            out.push(("wait", w.loc));
-        }
-        if let Some(s) = &self.sleep {
-            out.push(("sleep", s.loc));
-        }
-        if let Some(a) = &self.approve {
-            out.push(("approve", a.loc));
-        }
-        out
     }
 
     /// Whether the step produces an output other steps can read.
     pub fn has_output(&self) -> bool {
-        self.call.is_some() || self.wait.is_some()
+        matches!(self, StepKindSpec::Call { .. } | StepKindSpec::Wait(_))
     }
-}
 
-/// What a step does.
-#[derive(Clone, Copy, Debug)]
-pub enum StepAction<'a> {
-    /// `call: ACTION` (+ `with`, `assert`).
-    Call(&'a Located<String>),
-    /// `wait: {...}`.
-    Wait(&'a Located<WaitSpec>),
-    /// `sleep: 30s`.
-    Sleep(&'a Located<DurationSpec>),
-    /// `approve: "question"`.
-    Approve(&'a Located<String>),
+    /// The action the step calls or polls, with its parameters.
+    pub fn call(&self) -> Option<(&Located<String>, Option<&Params>)> {
+        match self {
+            StepKindSpec::Call { call, with, .. } => Some((call, with.as_ref())),
+            StepKindSpec::Wait(w) => Some((&w.value.call, w.value.with.as_ref())),
+            StepKindSpec::Sleep(_) | StepKindSpec::Approve(_) => None,
+        }
+    }
 }
 
 /// `needs`: one step id or a list of them.

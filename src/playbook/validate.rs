@@ -24,7 +24,7 @@ use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::load::backticked;
 use super::model::{
     ItemType, Located, OnFailureSpec, ParamDecl, ParamType, Params, Playbook, RetrySpec, Step,
-    StepAction, WhenSpec,
+    StepKindSpec, WaitSpec, WhenSpec,
 };
 use super::source::Loc;
 use super::template::{self, Expr, Root, RootError};
@@ -525,40 +525,6 @@ impl<'a> Checker<'a> {
         let pb = self.pb;
         let s = &pb.steps[i];
         let id = s.id.value.as_str();
-        let kinds = s.kinds_written();
-        match kinds.len() {
-            0 => self.push(
-                Diagnostic::new(format!("step `{id}` does nothing"), s.id.loc)
-                    .hint("give it exactly one of `call`, `wait`, `sleep` or `approve`"),
-            ),
-            1 => {}
-            _ => self.push(
-                Diagnostic::new(
-                    format!("step `{id}` has both `{}` and `{}`", kinds[0].0, kinds[1].0),
-                    kinds[1].1,
-                )
-                .hint("a step does one thing: split it into steps and connect them with `needs`"),
-            ),
-        }
-        if s.call.is_none() {
-            if let Some((k, _)) = s.with.as_ref().and_then(|w| w.0.first()) {
-                let hint = if s.wait.is_some() {
-                    "for a wait, put `with` inside `wait:`"
-                } else {
-                    "`with` gives the parameters of a `call`"
-                };
-                self.push(
-                    Diagnostic::new(format!("step `{id}` has `with` but no `call`"), k.loc)
-                        .hint(hint),
-                );
-            }
-            if let Some(a) = &s.assert {
-                self.push(
-                    Diagnostic::new(format!("step `{id}` has `assert` but no `call`"), a.loc)
-                        .hint("`assert` checks the response of the step's `call`; a `wait` has `until` and `fail_if`"),
-                );
-            }
-        }
         if s.for_each.is_none()
             && let Some(c) = &s.for_each_concurrency
         {
@@ -640,17 +606,17 @@ impl<'a> Checker<'a> {
                 },
             );
         }
-        match s.action() {
-            Some(StepAction::Call(call)) => {
+        match &s.kind {
+            StepKindSpec::Call { call, with, .. } => {
                 self.region_required(s);
-                self.call(i, call, s.with.as_ref(), base, false);
+                self.call(i, call, with.as_ref(), base, false);
             }
-            Some(StepAction::Wait(w)) => {
+            StepKindSpec::Wait(w) => {
                 self.region_required(s);
                 self.call(i, &w.value.call, w.value.with.as_ref(), base, true);
-                self.wait_policy(i);
+                self.wait_policy(i, w);
             }
-            Some(StepAction::Approve(a)) => {
+            StepKindSpec::Approve(a) => {
                 self.template_str(
                     &a.value,
                     a.loc,
@@ -670,7 +636,7 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            Some(StepAction::Sleep(_)) | None => {}
+            StepKindSpec::Sleep(_) => {}
         }
     }
 
@@ -697,14 +663,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn wait_policy(&mut self, i: usize) {
-        let s = &self.pb.steps[i];
-        let Some(w) = &s.wait else { return };
-        let id = s.id.value.as_str();
-        let w = &w.value;
+    fn wait_policy(&mut self, i: usize, wait: &Located<WaitSpec>) {
+        let id = self.pb.steps[i].id.value.as_str();
+        let w = &wait.value;
         if w.until.is_none() {
             self.push(
-                Diagnostic::new(format!("`wait` of step `{id}` has no `until`"), s.wait.as_ref().map_or(s.id.loc, |w| w.loc))
+                Diagnostic::new(format!("`wait` of step `{id}` has no `until`"), wait.loc)
                     .hint("add the condition that ends the wait, e.g. `until: { select: Status, in: [Finished] }`"),
             );
         }
@@ -1123,7 +1087,10 @@ impl<'a> Checker<'a> {
                 let (Some(i), Some(&j)) = (scope.step, self.index.get(target)) else {
                     return false;
                 };
-                scope.steps && i != j && self.pb.steps[j].has_output() && self.is_ancestor(i, j)
+                scope.steps
+                    && i != j
+                    && self.pb.steps[j].kind.has_output()
+                    && self.is_ancestor(i, j)
             }
             Err(_) => false,
         }
@@ -1174,7 +1141,7 @@ impl<'a> Checker<'a> {
             );
             return false;
         }
-        if !pb.steps[j].has_output() {
+        if !pb.steps[j].kind.has_output() {
             self.push(Diagnostic::new(
                 format!("step `{target}` has no output (only `call` and `wait` steps do)"),
                 at,
