@@ -9,6 +9,7 @@
 //!
 //! Modules and the one direction their imports point:
 //!
+//! - [`duration`]: a leaf. The one parser and printer of durations.
 //! - [`limits`]: a leaf. The size caps on input files and HTTP answers, and
 //!   the one reader of input files (regular files only, capped).
 //! - [`cloud`]: signing, credentials, endpoints, the HTTP client, the
@@ -25,6 +26,7 @@
 
 pub mod cli;
 pub mod cloud;
+pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod plan;

@@ -792,13 +792,9 @@ async fn execute(
     })
 }
 
-/// `30s`, `2m`, `1h 30m`.
+/// A duration flag (`30s`, `2m`, `1h 30m`); a bad one is a usage error.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, Error> {
-    let span: jiff::SignedDuration = s
-        .parse()
-        .map_err(|_| Error::usage(format!("invalid duration `{s}`: use e.g. 30s, 2m, 1h 30m")))?;
-    Duration::try_from(span)
-        .map_err(|_| Error::usage(format!("invalid duration `{s}`: must not be negative")))
+    crate::duration::parse(s).map_err(|e| Error::usage(e.message.clone()).with_hint(e.hint()))
 }
 
 /// Keeps two runs of the same plan digest apart; released when the process

@@ -103,11 +103,7 @@ pub(crate) struct SimArgs {
 }
 
 fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
-    let parsed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}` (expected e.g. 0s, 250ms, 2s)"))?;
-    std::time::Duration::try_from(parsed)
-        .map_err(|_| format!("invalid duration `{text}`: must not be negative"))
+    crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
 impl SimArgs {

@@ -14,7 +14,7 @@ use super::{
     Backoff, Condition, Matcher, OnFailure, Plan, PlannedStep, RetryPolicy, StepKind, When,
 };
 use crate::cloud::Risk;
-use crate::playbook::format_duration;
+use crate::duration::format as format_duration;
 
 /// Output formats of `runbook plan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -132,7 +132,7 @@ fn label(pb: &Playbook, i: usize) -> (String, Risk) {
         },
         StepKindSpec::Wait(w) => (format!("wait {}", w.value.call.value), Risk::Read),
         StepKindSpec::Sleep(d) => (
-            format!("sleep {}", crate::playbook::format_duration(d.value.0)),
+            format!("sleep {}", crate::duration::format(d.value.0)),
             Risk::Read,
         ),
         StepKindSpec::Approve(_) => ("approve".to_owned(), Risk::Read),

@@ -29,7 +29,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{
     BackoffSpec, ConditionSpec, Defaults, DurationSpec, ItemType, Located, MatcherSpec, Needs,
     OnFailureSpec, Param, ParamDecl, ParamType, Params, Playbook, PlaybookDoc, RetrySpec, Step,
-    StepDoc, StepKindSpec, WaitSpec, WhenSpec, format_duration,
+    StepDoc, StepKindSpec, WaitSpec, WhenSpec,
 };
 pub use source::{Loc, Source};
 

@@ -516,18 +516,10 @@ pub struct DurationSpec(pub Duration);
 
 impl DurationSpec {
     /// Parses the friendly or ISO 8601 form; negative durations are refused.
-    pub fn parse(s: &str) -> Result<DurationSpec, String> {
-        let signed: jiff::SignedDuration = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`"))?;
-        Duration::try_from(signed)
-            .map(DurationSpec)
-            .map_err(|_| format!("invalid duration `{s}`: it is negative"))
+    pub fn parse(s: &str) -> Result<DurationSpec, crate::duration::DurationError> {
+        crate::duration::parse(s).map(DurationSpec)
     }
 }
-
-const DURATION_HINT: &str = "write a duration with a unit, like `500ms`, `30s`, `2m` or `1h 30m`";
 
 impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DurationSpec, D::Error> {
@@ -541,24 +533,27 @@ impl<'de> Deserialize<'de> for DurationSpec {
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationSpec, E> {
                 DurationSpec::parse(v)
-                    .map_err(|m| E::custom(format!("{m}{HINT_SEPARATOR}{DURATION_HINT}")))
+                    .map_err(|e| E::custom(format!("{}{HINT_SEPARATOR}{}", e.message, e.hint())))
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationSpec, E> {
                 Err(E::custom(format!(
-                    "a duration needs a unit: `{v}` ({DURATION_HINT})"
+                    "a duration needs a unit: `{v}`{HINT_SEPARATOR}{}",
+                    crate::duration::HINT
                 )))
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationSpec, E> {
                 Err(E::custom(format!(
-                    "a duration needs a unit: `{v}` ({DURATION_HINT})"
+                    "a duration needs a unit: `{v}`{HINT_SEPARATOR}{}",
+                    crate::duration::HINT
                 )))
             }
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationSpec, E> {
                 Err(E::custom(format!(
-                    "a duration needs a unit: `{v}` ({DURATION_HINT})"
+                    "a duration needs a unit: `{v}`{HINT_SEPARATOR}{}",
+                    crate::duration::HINT
                 )))
             }
         }
@@ -797,8 +792,8 @@ impl RetrySpec {
         {
             return Err(format!(
                 "retry `max_delay` ({}) is shorter than `delay` ({})",
-                crate::playbook::format_duration(m.0),
-                crate::playbook::format_duration(d.0)
+                crate::duration::format(m.0),
+                crate::duration::format(d.0)
             ));
         }
         Ok(())
@@ -968,31 +963,6 @@ pub struct WaitSpec {
     pub timeout: Option<Located<DurationSpec>>,
 }
 
-/// Formats a duration the way playbooks write it (`1h 30m`, `500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    let mut parts = Vec::new();
-    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
-    let (m, rest) = (rest / 60_000, rest % 60_000);
-    let (s, ms) = (rest / 1000, rest % 1000);
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 {
-        parts.push(format!("{s}s"));
-    }
-    if ms > 0 {
-        parts.push(format!("{ms}ms"));
-    }
-    parts.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1019,8 +989,6 @@ mod tests {
         );
         assert!(DurationSpec::parse("5 parsecs").is_err());
         assert!(DurationSpec::parse("-5s").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h 30m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
     }
 
     #[test]

@@ -700,8 +700,8 @@ impl<'a> Checker<'a> {
             self.push(Diagnostic::new(
                 format!(
                     "`max_every` ({}) is shorter than `every` ({})",
-                    super::model::format_duration(m.value.0),
-                    super::model::format_duration(every)
+                    crate::duration::format(m.value.0),
+                    crate::duration::format(every)
                 ),
                 m.loc,
             ));

@@ -322,8 +322,7 @@ impl FromStr for FaultSpec {
                 let (share, delay) = value
                     .split_once(':')
                     .ok_or_else(|| err("expected slow=SHARE:DURATION, e.g. slow=0.1:2s"))?;
-                let delay =
-                    super::fixtures::parse_duration(delay).map_err(|reason| err(&reason))?;
+                let delay = crate::duration::parse(delay).map_err(|e| err(&e.to_string()))?;
                 (share, delay)
             } else {
                 (value, Duration::ZERO)

@@ -318,17 +318,7 @@ fn at<T>(spanned: &Spanned<T>, message: String) -> FixtureError {
 }
 
 fn duration(value: &Spanned<String>) -> Result<Duration, FixtureError> {
-    parse_duration(&value.value).map_err(|reason| at(value, reason))
-}
-
-/// Parses a friendly duration (`250ms`, `2s`, `1m30s`), refusing negatives.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed: jiff::SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}` (expected e.g. 250ms, 2s, 1m30s)"))?;
-    Duration::try_from(parsed)
-        .map_err(|_| format!("invalid duration `{text}`: must not be negative"))
+    crate::duration::parse(&value.value).map_err(|e| at(value, e.to_string()))
 }
 
 fn status(
@@ -517,9 +507,12 @@ mod tests {
 
     #[test]
     fn durations_refuse_negatives_and_bare_numbers() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("2").is_err());
+        assert_eq!(
+            crate::duration::parse("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(crate::duration::parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(crate::duration::parse("-1s").is_err());
+        assert!(crate::duration::parse("2").is_err());
     }
 }
