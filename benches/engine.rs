@@ -147,7 +147,7 @@ fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Roun
         let wall = start.elapsed();
         assert_eq!(
             summary.outcome,
-            runbook::run::Outcome::Succeeded,
+            runbook::run::RunStatus::Succeeded,
             "{summary:?}"
         );
         let _ = sim.shutdown().await;

@@ -6,4 +6,5 @@ mod limits;
 mod plan;
 mod run;
 mod sim;
+mod status;
 mod validate;

@@ -502,8 +502,8 @@ pub(crate) fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> boo
     let run_id = rig.last_run_id();
     let shown = rig.show(&run_id);
     assert_eq!(
-        shown["status"], "running",
-        "the killed run is left as running"
+        shown["status"], "interrupted",
+        "no process holds the killed run"
     );
     let out = rig.run(&["resume", &run_id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -6,9 +6,8 @@
 //! runner, the live view and the summary.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +21,11 @@ use crate::cloud::credentials::Credentials;
 use crate::cloud::{CloudApi, Endpoints};
 use crate::error::{Error, ExitCode};
 use crate::plan::Plan;
+use crate::run::lock::{LockError, RunLock};
 use crate::run::report::{self, ReportMode};
 use crate::run::{
-    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Outcome, Prior, RateLimits,
-    RunOptions, RunSummary, Runner, ratelimit,
+    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Prior, RateLimits,
+    RunOptions, RunStatus, RunSummary, Runner, ratelimit,
 };
 
 /// Output format of `run` and `resume`.
@@ -64,13 +64,15 @@ impl StateArgs {
 
     pub(crate) fn journal(&self) -> Result<Journal, Error> {
         let dir = self.dir();
-        Journal::open(&dir).map_err(|e| {
-            Error::new(
+        Journal::open(&dir).map_err(|e| match e {
+            crate::run::JournalError::TooNew { .. } => Error::new(ExitCode::Internal, e.to_string())
+                .with_hint("a newer runbook wrote this journal: use that version (or newer), or another --state-dir"),
+            e => Error::new(
                 ExitCode::Internal,
                 format!("cannot open the journal in {}", dir.display()),
             )
             .with_source(e)
-            .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory")
+            .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory"),
         })
     }
 }
@@ -243,11 +245,13 @@ impl RunArgs {
             let concurrency = self.exec.concurrency.map_or(plan.concurrency, usize::from);
             let stored = StoredOptions::of(&self.target_args, &target, self.target_args.sim, concurrency);
             let journal = self.state.journal()?;
-            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            let lock = lock(&self.state, &plan.digest, None)?;
             if let Ok(runs) = journal.list_runs()
-                && let Some(earlier) = runs.iter().find(|r| r.digest == plan.digest && r.status != Outcome::Succeeded.as_str())
+                && let Some(earlier) = runs.iter().find(|r| r.digest == plan.digest && r.status != RunStatus::Succeeded)
             {
-                let how = if earlier.status == "running" { "stopped without finishing" } else { earlier.status.as_str() };
+                // This process holds the plan's lock: an earlier run of it
+                // still `running` has lost its process.
+                let how = if earlier.status == RunStatus::Running { "was interrupted" } else { earlier.status.as_str() };
                 eprintln!("note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over", earlier.id, earlier.id);
             }
             let approval = approve_plan(&plan, &self.exec)?;
@@ -263,6 +267,7 @@ impl RunArgs {
                 )
                 .await
                 .map_err(journal_error)?;
+            lock.claim(&run_id);
             if let Some(ApprovalDecision::Approved { by, method }) = &approval {
                 journal.record_approval(&run_id, None, by, method, &plan.digest).await.map_err(journal_error)?;
             }
@@ -285,9 +290,9 @@ impl ResumeArgs {
             flags.check_plan(&plan, &self.target_args, &self.exec)?;
             // Everything below works from the journal as read under the lock:
             // another process may have gone on with this run before.
-            let _lock = RunLock::acquire(&self.state.dir(), &plan.digest)?;
+            let _lock = lock(&self.state, &plan.digest, Some(&record.run.id))?;
             let record = journal.load_run(&record.run.id).map_err(journal_error)?;
-            if record.run.status == Outcome::Succeeded.as_str() {
+            if record.run.status == RunStatus::Succeeded {
                 super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
                 return Ok(ExitCode::Ok);
             }
@@ -781,14 +786,20 @@ async fn execute(
     let summary: RunSummary = summary.map_err(journal_error)?;
     if exec.output == OutputFormat::Text {
         let _ = report::summary(&summary, &mut std::io::stdout().lock());
-        if summary.outcome != Outcome::Succeeded {
+        if summary.outcome != RunStatus::Succeeded {
             super::out(&format!("continue with: runbook resume {run_id}\n"));
         }
     }
+    // The runner ends a run succeeded, failed or cancelled.
     Ok(match summary.outcome {
-        Outcome::Succeeded | Outcome::Skipped => ExitCode::Ok,
-        Outcome::Failed => ExitCode::StepFailed,
-        Outcome::Cancelled => ExitCode::Cancelled,
+        RunStatus::Succeeded => ExitCode::Ok,
+        RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::WindowClosed => {
+            ExitCode::Cancelled
+        }
+        RunStatus::Failed
+        | RunStatus::Rejected
+        | RunStatus::Running
+        | RunStatus::WaitingApproval => ExitCode::StepFailed,
     })
 }
 
@@ -797,58 +808,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Error> {
     crate::duration::parse(s).map_err(|e| Error::usage(e.message.clone()).with_hint(e.hint()))
 }
 
-/// Keeps two runs of the same plan digest apart; released when the process
-/// ends, however it ends (an OS file lock).
-struct RunLock {
-    _file: File,
-}
-
-impl RunLock {
-    fn acquire(state_dir: &Path, digest: &str) -> Result<RunLock, Error> {
-        let dir = state_dir.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::new(
-                ExitCode::Internal,
-                format!("cannot create {}", dir.display()),
-            )
-            .with_source(e)
-        })?;
-        let path = dir.join(format!("{digest}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| {
-                Error::new(
-                    ExitCode::Internal,
-                    format!("cannot open {}", path.display()),
-                )
-                .with_source(e)
-            })?;
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = file.set_len(0);
-                let _ = (&file).write_all(format!("pid {}\n", std::process::id()).as_bytes());
-                Ok(RunLock { _file: file })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                Err(Error::new(
-                    ExitCode::Refused,
-                    format!(
-                        "another run of this playbook with these params is in progress ({})",
-                        holder.trim()
-                    ),
-                )
-                .with_hint("wait for it to finish, or stop it (Ctrl-C) and `runbook resume` it"))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
-                ExitCode::Internal,
-                format!("cannot lock {}", path.display()),
-            )
-            .with_source(e)),
-        }
-    }
+/// Takes the run lock of plan `digest` (see [`crate::run::lock`]).
+fn lock(state: &StateArgs, digest: &str, run_id: Option<&str>) -> Result<RunLock, Error> {
+    RunLock::acquire(&state.dir(), digest, run_id).map_err(|e| match e {
+        LockError::Held { .. } => Error::new(ExitCode::Refused, e.to_string())
+            .with_hint("wait for it to finish, or stop it (Ctrl-C) and `runbook resume` it"),
+        LockError::Io { .. } => Error::new(ExitCode::Internal, e.to_string()).with_source(e),
+    })
 }

@@ -4,6 +4,8 @@ use std::io::Write;
 
 use super::run::StateArgs;
 use crate::error::{Error, ExitCode};
+use crate::run::lock::observed_status;
+use crate::run::{AttemptKind, StepStatus};
 
 /// List the runs in the journal, newest first.
 #[derive(Debug, clap::Args)]
@@ -57,9 +59,13 @@ pub(crate) fn lookup_error(e: crate::run::JournalError) -> Error {
 impl RunsArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
-        let runs = journal.list_runs().map_err(|e| {
+        let mut runs = journal.list_runs().map_err(|e| {
             Error::new(ExitCode::Internal, "cannot read the journal").with_source(e)
         })?;
+        let dir = self.state.dir();
+        for r in &mut runs {
+            r.status = observed_status(&dir, r);
+        }
         let mut out = std::io::stdout().lock();
         if self.json {
             let rows: Vec<_> = runs
@@ -82,13 +88,13 @@ impl RunsArgs {
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:<26} PLAYBOOK",
+            "{:<24} {:<16} {:<26} PLAYBOOK",
             "RUN", "STATUS", "STARTED"
         );
         for r in runs {
             let _ = writeln!(
                 out,
-                "{:<24} {:<10} {:<26} {} ({})",
+                "{:<24} {:<16} {:<26} {} ({})",
                 r.id, r.status, r.created_at, r.name, r.source
             );
         }
@@ -99,7 +105,8 @@ impl RunsArgs {
 impl ShowArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
-        let rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
+        let mut rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
+        rec.run.status = observed_status(&self.state.dir(), &rec.run);
         let mut out = std::io::stdout().lock();
         if self.json {
             let value = serde_json::json!({
@@ -147,21 +154,24 @@ impl ShowArgs {
                 .iter()
                 .filter(|u| u.step_id == s.step_id)
                 .collect();
-            let done = units.iter().filter(|u| u.status == "succeeded").count();
+            let done = units
+                .iter()
+                .filter(|u| u.status == StepStatus::Succeeded)
+                .count();
             let calls = rec
                 .attempts
                 .iter()
-                .filter(|a| a.step_id == s.step_id && a.kind == "call")
+                .filter(|a| a.step_id == s.step_id && a.kind == AttemptKind::Call)
                 .count();
             let polls = rec
                 .attempts
                 .iter()
-                .filter(|a| a.step_id == s.step_id && a.kind == "poll")
+                .filter(|a| a.step_id == s.step_id && a.kind == AttemptKind::Poll)
                 .count();
             let checks = rec
                 .attempts
                 .iter()
-                .filter(|a| a.step_id == s.step_id && a.kind == "reconcile")
+                .filter(|a| a.step_id == s.step_id && a.kind == AttemptKind::Reconcile)
                 .count();
             let items = s
                 .items
@@ -177,7 +187,7 @@ impl ShowArgs {
                     .map(|d| format!("\n      {d}"))
                     .unwrap_or_default()
             );
-            for u in units.iter().filter(|u| u.status == "failed") {
+            for u in units.iter().filter(|u| u.status == StepStatus::Failed) {
                 let _ = writeln!(
                     out,
                     "      item {}: {}",

@@ -31,17 +31,6 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
         }
     }
-
-    /// Parses the lower-case name (journal rows).
-    pub fn parse(s: &str) -> Option<Outcome> {
-        Some(match s {
-            "succeeded" => Outcome::Succeeded,
-            "skipped" => Outcome::Skipped,
-            "failed" => Outcome::Failed,
-            "cancelled" => Outcome::Cancelled,
-            _ => return None,
-        })
-    }
 }
 
 /// One thing that happened in a run.
@@ -162,7 +151,7 @@ pub enum RunEvent {
         /// Run id.
         run_id: String,
         /// How it ended.
-        outcome: Outcome,
+        outcome: super::RunStatus,
         /// Wall time.
         elapsed_ms: u64,
     },

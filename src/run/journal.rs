@@ -17,16 +17,47 @@
 //! wait for their own commit. Requests hold only API parameters: the common
 //! parameters (AccessKeyId, Signature, SecurityToken) are added by the client
 //! and never reach this module.
+//!
+//! Rows are parsed into typed values once, when they are read (statuses,
+//! attempt kinds and outcomes from [`super::status`], risk and error class
+//! from the action catalogue); a value this binary does not know is a
+//! [`JournalError::Corrupt`] row, not a silent mismatch.
+//!
+//! # Schema versions
+//!
+//! The journal records its schema version (table `schema_version`), checked
+//! on open: a journal written by a newer binary is refused
+//! ([`JournalError::TooNew`]) before anything is read or written, and an
+//! older one is migrated, in one transaction, by the steps of [`MIGRATIONS`].
+//! Version 0 is an empty database or a journal from before versions existed.
+//! To change the schema, append one step (never edit a shipped one); adding a
+//! column is one line:
+//!
+//! ```text
+//! const MIGRATIONS: &[&str] = &[
+//!     V1,
+//!     "ALTER TABLE attempts ADD COLUMN settle_started_at TEXT;", // -> version 2
+//! ];
+//! ```
+//!
+//! # The simulated world
+//!
+//! A run against the in-process simulator keeps the simulator's world with
+//! it ([`Journal::keep_world`]): every commit of the writer also saves the
+//! world, when it changed, in the same transaction. See `cli/run.rs` (resume
+//! `--sim`) for why the world is saved rather than rebuilt.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::event::Outcome;
+use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
+use crate::cloud::{ErrorClass, Risk};
 
 /// A journal failure.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +97,23 @@ pub enum JournalError {
     /// A stored row could not be read back.
     #[error("journal row is corrupt: {0}")]
     Corrupt(String),
+    /// The journal was written by a newer binary (a higher schema version).
+    #[error(
+        "the journal {path} has schema version {found}, newer than this runbook knows (up to {supported})"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest version this binary reads.
+        supported: i64,
+    },
 }
 
-const SCHEMA: &str = "
+/// Version 1: the tables of the unversioned journal (created if missing,
+/// kept as they are otherwise), the simulated worlds, and the version table.
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -138,7 +183,20 @@ CREATE TABLE IF NOT EXISTS events (
     at TEXT NOT NULL,
     event_json TEXT NOT NULL
 );
+CREATE TABLE worlds (
+    run_id TEXT PRIMARY KEY,
+    world_json TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE schema_version (version INTEGER NOT NULL);
 ";
+
+/// The steps that build the schema: `MIGRATIONS[i]` takes a journal from
+/// version `i` to `i + 1` (see the module doc).
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
@@ -154,6 +212,17 @@ struct Op {
     durable: bool,
 }
 
+/// What [`Journal::keep_world`] saves with every commit: the world of the
+/// in-process simulator, as JSON.
+pub type WorldSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The world kept with a run, and the last copy saved.
+struct KeptWorld {
+    run_id: String,
+    source: WorldSource,
+    saved: Option<String>,
+}
+
 /// Handle to the journal: cheap to clone, shared by all step tasks.
 #[derive(Clone)]
 pub struct Journal {
@@ -161,6 +230,7 @@ pub struct Journal {
     tx: mpsc::Sender<Op>,
     failed: Arc<AtomicBool>,
     synced: Arc<AtomicU64>,
+    world: Arc<Mutex<Option<KeptWorld>>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -180,16 +250,16 @@ pub struct AttemptRow {
     pub item: i64,
     /// 1-based attempt within its unit.
     pub attempt: i64,
-    /// `call`, `poll` or `reconcile`.
-    pub kind: String,
+    /// What it was for.
+    pub kind: AttemptKind,
     /// RPC action.
     pub action: String,
-    /// Risk class name.
-    pub risk: String,
-    /// `pending` (sent, no answer recorded), `ok` or `error`.
-    pub outcome: String,
-    /// Error class name, when it failed.
-    pub error_class: Option<String>,
+    /// Risk class of the action.
+    pub risk: Risk,
+    /// Pending (sent, no answer recorded), ok or error.
+    pub outcome: AttemptOutcome,
+    /// Error class, when it failed.
+    pub error_class: Option<ErrorClass>,
     /// Error code.
     pub error_code: Option<String>,
     /// Error message.
@@ -217,8 +287,8 @@ pub struct UnitRow {
     pub item: i64,
     /// The item value, for fan-outs.
     pub item_json: Option<String>,
-    /// `running`, or an [`Outcome`] name.
-    pub status: String,
+    /// Running, or how it ended.
+    pub status: StepStatus,
     /// The output (response body), when it succeeded.
     pub output_json: Option<String>,
     /// Error text.
@@ -232,8 +302,8 @@ pub struct UnitRow {
 pub struct StepRow {
     /// Step id.
     pub step_id: String,
-    /// `running`, or an [`Outcome`] name.
-    pub status: String,
+    /// Running, blocked, or how it ended.
+    pub status: StepStatus,
     /// Fan-out size.
     pub items: Option<i64>,
     /// Error text or skip reason.
@@ -255,8 +325,9 @@ pub struct RunRow {
     pub source: String,
     /// Plan digest.
     pub digest: String,
-    /// `running`, or an [`Outcome`] name.
-    pub status: String,
+    /// As stored: `running` also for a run whose process died (see
+    /// [`super::lock::observed_status`]).
+    pub status: RunStatus,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -308,20 +379,18 @@ impl Journal {
             source,
         })?;
         let path = state_dir.join("journal.db");
-        let conn = open_conn(&path)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|source| JournalError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
+        let mut conn = open_conn(&path)?;
+        migrate(&mut conn, &path)?;
         let (tx, rx) = mpsc::channel::<Op>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let synced = Arc::new(AtomicU64::new(0));
         let synced_count = Arc::clone(&synced);
+        let world = Arc::new(Mutex::new(None));
+        let kept = Arc::clone(&world);
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
-            .spawn(move || writer(conn, &rx, &flag, &synced_count))
+            .spawn(move || writer(conn, &rx, &flag, &synced_count, &kept))
             .map_err(|source| JournalError::Dir {
                 path: state_dir.to_owned(),
                 source,
@@ -331,7 +400,35 @@ impl Journal {
             tx,
             failed,
             synced,
+            world,
         })
+    }
+
+    /// Keeps `source` (the in-process simulator's world) with run `run_id`:
+    /// from now on every commit also saves it, when it changed, in the same
+    /// transaction. So whatever the journal says was answered, the saved
+    /// world has already done.
+    pub fn keep_world(&self, run_id: &str, source: WorldSource) {
+        *self
+            .world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(KeptWorld {
+            run_id: run_id.to_owned(),
+            source,
+            saved: None,
+        });
+    }
+
+    /// The world last saved with run `run_id`, if any.
+    pub fn world(&self, run_id: &str) -> Result<Option<String>, JournalError> {
+        let conn = self.reader()?;
+        conn.query_row(
+            "SELECT world_json FROM worlds WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| self.sql(e))
     }
 
     /// How many commits were synced to disk so far (those holding the
@@ -418,7 +515,7 @@ impl Journal {
     pub async fn set_run_status(
         &self,
         id: &str,
-        status: &str,
+        status: RunStatus,
         finished: bool,
     ) -> Result<(), JournalError> {
         let t = now();
@@ -429,7 +526,7 @@ impl Journal {
         };
         self.send_acked(
             "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
-            vec![id.sv(), status.sv(), t.sv(), fin],
+            vec![id.sv(), status.as_str().sv(), t.sv(), fin],
         )
         .await
     }
@@ -492,7 +589,7 @@ impl Journal {
         self.send_acked(
             "INSERT INTO steps (run_id, step_id, status, detail, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (run_id, step_id) DO UPDATE SET status = ?3, detail = ?4, finished_at = ?5",
-            vec![run_id.sv(), step.sv(), outcome.as_str().sv(), opt(detail), now().sv()],
+            vec![run_id.sv(), step.sv(), StepStatus::from(outcome).as_str().sv(), opt(detail), now().sv()],
         )
         .await
     }
@@ -538,7 +635,7 @@ impl Journal {
                 run_id.sv(),
                 step.sv(),
                 idx(item),
-                outcome.as_str().sv(),
+                StepStatus::from(outcome).as_str().sv(),
                 opt(output.map(Value::to_string).as_deref()),
                 opt(error),
                 now().sv(),
@@ -557,9 +654,9 @@ impl Journal {
         step: &str,
         item: usize,
         attempt: u32,
-        kind: &str,
+        kind: AttemptKind,
         action: &str,
-        risk: &str,
+        risk: Risk,
         request_json: String,
         durable: bool,
     ) -> Result<(), JournalError> {
@@ -571,9 +668,9 @@ impl Journal {
             step.sv(),
             idx(item),
             i64::from(attempt).sv(),
-            kind.sv(),
+            kind.as_str().sv(),
             action.sv(),
-            risk.sv(),
+            risk.as_str().sv(),
             request_json.sv(),
             now().sv(),
         ];
@@ -687,7 +784,7 @@ impl Journal {
             |r| {
                 Ok(StepRow {
                     step_id: r.get(0)?,
-                    status: r.get(1)?,
+                    status: typed(r, 1)?,
                     items: r.get(2)?,
                     detail: r.get(3)?,
                     started_at: r.get(4)?,
@@ -704,7 +801,7 @@ impl Journal {
                     step_id: r.get(0)?,
                     item: r.get(1)?,
                     item_json: r.get(2)?,
-                    status: r.get(3)?,
+                    status: typed(r, 3)?,
                     output_json: r.get(4)?,
                     error: r.get(5)?,
                     finished_at: r.get(6)?,
@@ -721,11 +818,14 @@ impl Journal {
                     step_id: r.get(0)?,
                     item: r.get(1)?,
                     attempt: r.get(2)?,
-                    kind: r.get(3)?,
+                    kind: typed(r, 3)?,
                     action: r.get(4)?,
-                    risk: r.get(5)?,
-                    outcome: r.get(6)?,
-                    error_class: r.get(7)?,
+                    risk: typed(r, 5)?,
+                    outcome: typed(r, 6)?,
+                    error_class: r
+                        .get::<_, Option<String>>(7)?
+                        .map(|_| typed(r, 7))
+                        .transpose()?,
                     error_code: r.get(8)?,
                     error_message: r.get(9)?,
                     request_id: r.get(10)?,
@@ -782,11 +882,73 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         name: r.get(1)?,
         source: r.get(2)?,
         digest: r.get(3)?,
-        status: r.get(4)?,
+        status: typed(r, 4)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
         finished_at: r.get(7)?,
     })
+}
+
+/// Reads a text column into one of the journal's enums (by its serde name).
+fn typed<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_value(Value::String(text.clone())).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown value `{text}`").into(),
+        )
+    })
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], or refuses a newer journal.
+/// One immediate transaction: two processes opening an old journal at once
+/// migrate it once.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let found = schema_version(&tx).map_err(sql)?;
+    if found > SCHEMA_VERSION {
+        return Err(JournalError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[usize::try_from(found).unwrap_or_default()..] {
+        tx.execute_batch(step).map_err(sql)?;
+    }
+    tx.execute("DELETE FROM schema_version", []).map_err(sql)?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES (?1)",
+        [SCHEMA_VERSION],
+    )
+    .map_err(sql)?;
+    tx.commit().map_err(sql)
+}
+
+/// The schema version of a journal (0: empty, or from before versions).
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let versioned: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !versioned {
+        return Ok(0);
+    }
+    conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
+    .map(Option::unwrap_or_default)
 }
 
 fn open_conn(path: &Path) -> Result<Connection, JournalError> {
@@ -812,6 +974,7 @@ fn writer(
     rx: &mpsc::Receiver<Op>,
     failed: &AtomicBool,
     synced_commits: &AtomicU64,
+    world: &Mutex<Option<KeptWorld>>,
 ) {
     let mut synced = false;
     while let Ok(first) = rx.recv() {
@@ -834,7 +997,11 @@ fn writer(
                 .map_err(|e| e.to_string());
             synced = durable;
         }
-        let result = result.and_then(|()| commit(&mut conn, &batch));
+        let mut world = world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = result.and_then(|()| commit(&mut conn, &batch, world.as_mut()));
+        drop(world);
         match &result {
             Err(e) => {
                 tracing::error!("journal write failed: {e}");
@@ -853,7 +1020,13 @@ fn writer(
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), String> {
+/// Commits a batch, with the kept world when it changed: taken after every
+/// answer in the batch arrived, so it holds their effects.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Op],
+    world: Option<&mut KeptWorld>,
+) -> Result<(), String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for op in batch {
         if op.sql == "SELECT 1" {
@@ -863,7 +1036,24 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), String> {
         stmt.execute(rusqlite::params_from_iter(op.args.iter()))
             .map_err(|e| e.to_string())?;
     }
-    tx.commit().map_err(|e| e.to_string())
+    let mut saved = None;
+    if let Some(w) = &world {
+        let json = (w.source)();
+        if w.saved.as_ref() != Some(&json) {
+            tx.prepare_cached(
+                "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3",
+            )
+            .and_then(|mut stmt| stmt.execute(params![w.run_id, json, now()]))
+            .map_err(|e| e.to_string())?;
+            saved = Some(json);
+        }
+    }
+    tx.commit().map_err(|e| e.to_string())?;
+    if let (Some(w), Some(json)) = (world, saved) {
+        w.saved = Some(json);
+    }
+    Ok(())
 }
 
 /// Converts arguments of journal writes into owned SQLite values.
@@ -901,6 +1091,72 @@ fn idx(item: usize) -> rusqlite::types::Value {
 mod tests {
     use super::*;
 
+    /// The tables of a journal from before schema versions.
+    fn unversioned_shape() -> &'static str {
+        &V1[..V1.find("CREATE TABLE worlds").unwrap()]
+    }
+
+    #[tokio::test]
+    async fn an_unversioned_journal_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(unversioned_shape()).unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, name, source, digest, plan_json, options_json, status, created_at, updated_at) VALUES ('r1', 'n', 'p.yaml', 'd', '{}', '{}', 'failed', 't', 't')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.load_run("r1").unwrap().run.status, RunStatus::Failed);
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        // The new table is there and used.
+        j.keep_world("r1", Arc::new(|| "{\"a\":1}".to_owned()));
+        j.flush().await.unwrap();
+        assert_eq!(j.world("r1").unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(j.world("r2").unwrap(), None);
+        // Opening again is a no-op.
+        drop(Journal::open(dir.path()).unwrap());
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_binary_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        conn.execute(
+            "UPDATE schema_version SET version = ?1",
+            [SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+        let err = Journal::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, JournalError::TooNew { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION + 1);
+    }
+
+    #[tokio::test]
+    async fn the_kept_world_is_saved_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let n = Arc::new(AtomicU64::new(0));
+        let calls = Arc::clone(&n);
+        j.keep_world(
+            "r1",
+            Arc::new(move || format!("{}", calls.load(Ordering::SeqCst) / 2)),
+        );
+        for i in 0..4 {
+            n.store(i, Ordering::SeqCst);
+            j.flush().await.unwrap();
+            assert_eq!(j.world("r1").unwrap(), Some(format!("{}", i / 2)));
+        }
+    }
+
     #[tokio::test]
     async fn round_trips_a_run() {
         let dir = tempfile::tempdir().unwrap();
@@ -919,9 +1175,9 @@ mod tests {
             "s1",
             0,
             1,
-            "call",
+            AttemptKind::Call,
             "StopDtsJob",
-            "mutating",
+            Risk::Mutating,
             "{}".into(),
             true,
         )
@@ -944,9 +1200,11 @@ mod tests {
         j.step_finished("r1", "s1", Outcome::Succeeded, None)
             .await
             .unwrap();
-        j.set_run_status("r1", "succeeded", true).await.unwrap();
+        j.set_run_status("r1", RunStatus::Succeeded, true)
+            .await
+            .unwrap();
         let rec = j.load_run("r").unwrap();
-        assert_eq!(rec.run.status, "succeeded");
+        assert_eq!(rec.run.status, RunStatus::Succeeded);
         assert_eq!(rec.approvals[0].method, "--yes");
         assert_eq!(rec.units[0].item_json.as_deref(), Some("7"));
         assert_eq!(
@@ -954,10 +1212,14 @@ mod tests {
             Some("InternalError.System")
         );
         assert_eq!(
-            rec.attempts[0].error_class.as_deref(),
-            Some("unknown_outcome")
+            rec.attempts[0].error_class,
+            Some(ErrorClass::UnknownOutcome)
         );
-        assert_eq!(rec.steps[0].status, "succeeded");
+        assert_eq!(rec.attempts[0].kind, AttemptKind::Call);
+        assert_eq!(rec.attempts[0].outcome, AttemptOutcome::Error);
+        assert_eq!(rec.attempts[0].risk, Risk::Mutating);
+        assert_eq!(rec.units[0].status, StepStatus::Succeeded);
+        assert_eq!(rec.steps[0].status, StepStatus::Succeeded);
         assert!(matches!(j.load_run("zzz"), Err(JournalError::NoSuchRun(_))));
         assert_eq!(
             j.synced_commits(),
@@ -970,9 +1232,9 @@ mod tests {
             "s1",
             1,
             1,
-            "poll",
+            AttemptKind::Poll,
             "GetDISyncInstanceInfo",
-            "read",
+            Risk::Read,
             "{}".into(),
             false,
         )

@@ -21,10 +21,12 @@
 
 pub mod event;
 pub mod journal;
+pub mod lock;
 pub mod ratelimit;
 pub mod report;
 pub mod retry;
 mod scheduler;
+pub mod status;
 mod unit;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,6 +46,7 @@ pub use event::{EventSink, NoSink, Outcome, RunEvent};
 pub use journal::{Journal, JournalError};
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
+pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 
 /// How a run is carried out (beyond the plan itself).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -167,11 +170,11 @@ impl Prior {
                 continue;
             }
             spent.extend(ids.iter().map(crate::plan::StepId::as_str));
-            let all_succeeded = rows.len() == ids.len()
-                && rows.iter().all(|r| r.status == Outcome::Succeeded.as_str());
+            let all_succeeded =
+                rows.len() == ids.len() && rows.iter().all(|r| r.status == StepStatus::Succeeded);
             let step_succeeded = step_row
                 .get(step.id.as_str())
-                .is_some_and(|r| r.status == Outcome::Succeeded.as_str());
+                .is_some_and(|r| r.status == StepStatus::Succeeded);
             if all_succeeded
                 && !step_succeeded
                 && let Some(started) = rows
@@ -190,7 +193,7 @@ impl Prior {
         };
         let mut prior = Prior::default();
         for unit in &record.units {
-            if unit.status == Outcome::Succeeded.as_str()
+            if unit.status == StepStatus::Succeeded
                 && !undone(&unit.step_id, unit.finished_at.as_deref())
             {
                 let output = unit
@@ -208,7 +211,7 @@ impl Prior {
             // Only steps that succeeded, or were skipped by their own `when`,
             // are done; a step skipped because one it needs failed is
             // journaled as `blocked` and runs on resume.
-            let Some(outcome) = Outcome::parse(&step.status) else {
+            let Some(outcome) = step.status.outcome() else {
                 continue;
             };
             // A step whose compensation undid it is not done, nor is a
@@ -240,7 +243,7 @@ impl Prior {
                 .insert(step.step_id.clone(), (outcome, output));
         }
         for a in &record.attempts {
-            if a.kind != "call" || a.risk == "read" {
+            if a.kind != AttemptKind::Call || !a.risk.mutates() {
                 continue;
             }
             let item = usize::try_from(a.item).unwrap_or(usize::MAX);
@@ -250,8 +253,9 @@ impl Prior {
             }
             // An answer the compensation has since undone no longer stands,
             // except for an irreversible call, which nothing undoes.
-            let answer_undone = a.risk != "irreversible" && undone(&a.step_id, Some(&a.sent_at));
-            if a.outcome == "ok" && !answer_undone {
+            let answer_undone =
+                a.risk != crate::cloud::Risk::Irreversible && undone(&a.step_id, Some(&a.sent_at));
+            if a.outcome == AttemptOutcome::Ok && !answer_undone {
                 // Answered: it took effect; its answer stands for it.
                 let answer = a
                     .response_json
@@ -260,8 +264,8 @@ impl Prior {
                     .unwrap_or(Value::Null);
                 prior.maybe_applied.remove(&key);
                 prior.answered.insert(key, answer);
-            } else if (a.outcome == "pending"
-                || a.error_class.as_deref() == Some("unknown_outcome"))
+            } else if (a.outcome == AttemptOutcome::Pending
+                || a.error_class == Some(crate::cloud::ErrorClass::UnknownOutcome))
                 && !prior.answered.contains_key(&key)
             {
                 // Sent without a recorded answer, or with an unknown outcome:
@@ -295,8 +299,8 @@ pub struct StepSummary {
 pub struct RunSummary {
     /// Run id.
     pub run_id: String,
-    /// Overall outcome.
-    pub outcome: Outcome,
+    /// How the run ended.
+    pub outcome: RunStatus,
     /// Per step, in plan order.
     pub steps: Vec<StepSummary>,
     /// Wall time.

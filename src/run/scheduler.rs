@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::unit::{Unit, UnitError, humanize};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
-    RunEvent, RunOptions, RunSummary, Shared, StepSummary,
+    RunEvent, RunOptions, RunStatus, RunSummary, Shared, StepSummary,
 };
 use crate::cloud::CloudApi;
 use crate::plan::{OnFailure, Plan, PlannedStep, StepKind};
@@ -93,7 +93,7 @@ impl Runner {
         let run_id = shared.options.run_id.clone();
         shared
             .journal
-            .set_run_status(&run_id, "running", false)
+            .set_run_status(&run_id, RunStatus::Running, false)
             .await?;
         shared.emit(RunEvent::RunStarted {
             run_id: run_id.clone(),
@@ -283,19 +283,19 @@ impl Runner {
             .flatten()
             .any(|s| s.outcome == Some(Outcome::Cancelled));
         let outcome = if failed {
-            Outcome::Failed
+            RunStatus::Failed
         } else if cancelled || any_cancelled {
-            Outcome::Cancelled
+            RunStatus::Cancelled
         } else if plan.steps.iter().zip(&state).all(|(s, st)| {
             s.compensation || matches!(st, State::Done(Outcome::Succeeded | Outcome::Skipped))
         }) {
-            Outcome::Succeeded
+            RunStatus::Succeeded
         } else {
-            Outcome::Failed
+            RunStatus::Failed
         };
         shared
             .journal
-            .set_run_status(&run_id, outcome.as_str(), true)
+            .set_run_status(&run_id, outcome, true)
             .await?;
         let elapsed = started.elapsed();
         shared.emit(RunEvent::RunFinished {

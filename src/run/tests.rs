@@ -269,7 +269,7 @@ async fn run_fan_out(api: &Arc<Fake>) -> RunSummary {
 async fn fan_out_stop_wait_terminate_completes() {
     let api = Fake::with_nodes(&["1", "2", "3"]);
     let summary = run_fan_out(&api).await;
-    assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
+    assert_eq!(summary.outcome, RunStatus::Succeeded, "{summary:?}");
     assert_eq!(api.count("StopDISyncInstance"), 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 3);
     for id in ["1", "2", "3"] {
@@ -287,7 +287,7 @@ async fn unknown_outcome_of_a_terminate_is_reconciled_not_resent() {
         true,
     );
     let summary = run_fan_out(&api).await;
-    assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
+    assert_eq!(summary.outcome, RunStatus::Succeeded, "{summary:?}");
     let calls: Vec<_> = api
         .state
         .lock()
@@ -312,7 +312,7 @@ async fn unknown_outcome_not_applied_is_resent_after_the_status_check() {
         false,
     );
     let summary = run_fan_out(&api).await;
-    assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
+    assert_eq!(summary.outcome, RunStatus::Succeeded, "{summary:?}");
     assert_eq!(
         api.count("TerminateDISyncInstance"),
         4,
@@ -331,7 +331,7 @@ async fn permanent_errors_fail_without_retry_and_skip_dependents() {
         );
     }
     let summary = run_fan_out(&api).await;
-    assert_eq!(summary.outcome, Outcome::Failed);
+    assert_eq!(summary.outcome, RunStatus::Failed);
     assert!(api.count("StopDISyncInstance") <= 3);
     assert_eq!(api.count("TerminateDISyncInstance"), 0);
     let detail = summary.steps[0].detail.clone().unwrap();
@@ -352,7 +352,7 @@ async fn throttling_is_retried() {
         false,
     );
     let summary = run_fan_out(&api).await;
-    assert_eq!(summary.outcome, Outcome::Succeeded);
+    assert_eq!(summary.outcome, RunStatus::Succeeded);
     assert_eq!(api.count("StopDISyncInstance"), 5);
 }
 
@@ -368,7 +368,7 @@ async fn wait_fail_if_and_timeout_fail_the_run_with_a_clear_message() {
         });
     }
     let summary = run(plan(steps), Arc::clone(&api), dir.path(), Prior::default()).await;
-    assert_eq!(summary.outcome, Outcome::Failed);
+    assert_eq!(summary.outcome, RunStatus::Failed);
     let detail = summary.steps[1].detail.clone().unwrap();
     assert!(
         detail.contains("fail_if held: `Data.Status` is \"PAUSE\""),
@@ -423,7 +423,7 @@ async fn compensation_runs_on_failure() {
     report.compensation = true;
     steps.push(report);
     let summary = run(plan(steps), Arc::clone(&api), dir.path(), Prior::default()).await;
-    assert_eq!(summary.outcome, Outcome::Failed);
+    assert_eq!(summary.outcome, RunStatus::Failed);
     let report = summary.steps.iter().find(|s| s.id == "report").unwrap();
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
 }
@@ -471,7 +471,7 @@ async fn resume_skips_done_units_and_reconciles_in_flight_ones() {
         prior,
     )
     .await;
-    assert_eq!(summary.outcome, Outcome::Succeeded, "{summary:?}");
+    assert_eq!(summary.outcome, RunStatus::Succeeded, "{summary:?}");
     assert_eq!(api.count("StopDISyncInstance"), 0);
     assert_eq!(
         api.count("TerminateDISyncInstance"),
@@ -503,9 +503,9 @@ async fn terminate_answered_ok(j: &Journal) {
         "terminate",
         1,
         1,
-        "call",
+        AttemptKind::Call,
         "TerminateDISyncInstance",
-        "irreversible",
+        crate::cloud::Risk::Irreversible,
         "{}".into(),
         true,
     )

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::Backoff;
-use super::{JournalError, RunEvent, Shared};
+use super::{AttemptKind, JournalError, RunEvent, Shared};
 use crate::cloud::{self, ActionRequest, ApiError};
 use crate::plan::{CallPlan, Condition, PlannedStep, WaitPlan, render};
 
@@ -97,7 +97,7 @@ impl Unit<'_> {
     async fn send(
         &self,
         req: &ActionRequest,
-        kind: &str,
+        kind: AttemptKind,
         attempt: u32,
     ) -> Result<Result<cloud::ApiResponse, ApiError>, UnitError> {
         // Waiting for the rate limit is not sending: cancellation wins.
@@ -107,7 +107,7 @@ impl Unit<'_> {
         }
         let key = uuid::Uuid::new_v4().simple().to_string();
         let request_json = serde_json::to_string(req).unwrap_or_default();
-        let durable = kind == "call" && req.risk.mutates();
+        let durable = kind == AttemptKind::Call && req.risk.mutates();
         self.shared
             .journal
             .attempt_intent(
@@ -118,12 +118,12 @@ impl Unit<'_> {
                 attempt,
                 kind,
                 &req.action,
-                req.risk.as_str(),
+                req.risk,
                 request_json,
                 durable,
             )
             .await?;
-        if kind == "call" {
+        if kind == AttemptKind::Call {
             self.shared.emit(RunEvent::CallSent {
                 step: self.step.id.0.clone(),
                 item: self.item_label(),
@@ -208,7 +208,7 @@ impl Unit<'_> {
                 }
             }
             attempt += 1;
-            let e = match self.send(&req, "call", attempt).await? {
+            let e = match self.send(&req, AttemptKind::Call, attempt).await? {
                 Ok(resp) => {
                     if let Some(cond) = assert
                         && !cond.eval(&resp.body)
@@ -303,7 +303,10 @@ impl Unit<'_> {
         let mut check = 0u32;
         loop {
             check += 1;
-            let resp = match self.send(&status_req, "reconcile", check).await? {
+            let resp = match self
+                .send(&status_req, AttemptKind::Reconcile, check)
+                .await?
+            {
                 Ok(resp) => resp,
                 Err(e) if e.retryable() => match backoff.next() {
                     Some(delay) => {
@@ -376,7 +379,7 @@ impl Unit<'_> {
                 return Err(UnitError::Cancelled);
             }
             poll += 1;
-            match self.send(&req, "poll", poll).await? {
+            match self.send(&req, AttemptKind::Poll, poll).await? {
                 Ok(resp) => {
                     failures_in_a_row = 0;
                     let value = cloud::select(&resp.body, &wait.until.select)
