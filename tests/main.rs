@@ -5,6 +5,7 @@ mod exits;
 mod limits;
 mod plan;
 mod run;
+mod runview;
 mod sim;
 mod status;
 mod validate;

@@ -581,12 +581,20 @@ fn approvals_are_required_bound_to_the_plan_and_journaled() {
     );
     assert!(rig.calls().is_empty());
 
-    // An approve step needs --approve STEP without a terminal.
+    // An approve step needs --approve STEP without a terminal (refused
+    // before anything is sent: tests/runview.rs); on a terminal, a `no`
+    // at the gate fails the run there.
     let gated = rig.playbook("gate.yaml", &gated(31));
     let out = rig.run(&["run", &gated, "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("--approve go-no-go"),
+        String::from_utf8_lossy(&out.stderr).contains("--approve go-no-go"),
+        "{}",
+        text(&out)
+    );
+    let out = on_terminal(&rig, &["run", &gated], "yes\nno");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("step `go-no-go` was not approved"),
         "{}",
         text(&out)
     );

@@ -2,6 +2,7 @@
 //! `Args` struct whose doc comments are the help text and an `exec` that
 //! returns the exit code. Errors are printed here, exactly once.
 
+mod approvals;
 mod checks;
 mod graph;
 mod interrupt;

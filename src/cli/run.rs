@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::approvals::{self, Asking};
 use super::checks::CheckedFlags;
 use super::interrupt::Interrupts;
 use crate::cloud::client::{ClientOptions, RpcClient};
@@ -122,6 +123,9 @@ pub(crate) struct ExecArgs {
     #[arg(long)]
     pub(crate) yes: bool,
     /// Approve the `approve` step STEP non-interactively (repeatable).
+    /// Without a terminal to ask on (or with `--output json`), every
+    /// `approve` step the run may reach needs it, or the run is refused
+    /// before it starts.
     #[arg(long = "approve", value_name = "STEP")]
     pub(crate) approve: Vec<String>,
     /// Steps in flight at once (default: the playbook's `concurrency`).
@@ -254,7 +258,8 @@ impl RunArgs {
                 let how = if earlier.status == RunStatus::Running { "was interrupted" } else { earlier.status.as_str() };
                 eprintln!("note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over", earlier.id, earlier.id);
             }
-            let approval = approve_plan(&plan, &self.exec)?;
+            approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |_| false)?;
+            let approval = approve_plan(&plan, &self.exec, target.account.as_deref())?;
             let run_id = new_run_id();
             journal
                 .create_run(
@@ -338,7 +343,11 @@ impl ResumeArgs {
             if !same_target {
                 eprintln!("note: run {} is resumed against another target than it ran against; the plan needs a new approval", record.run.id);
             }
-            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec)? {
+            let prior = Prior::from_record(&record, &plan);
+            approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |s| {
+                prior.done_steps.contains_key(s)
+            })?;
+            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec, target.account.as_deref())? {
                 journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
             }
             if !same_target {
@@ -349,7 +358,6 @@ impl ResumeArgs {
                     .await
                     .map_err(journal_error)?;
             }
-            let prior = Prior::from_record(&record, &plan);
             let how = How { exec: &self.exec, flags, interrupts, concurrency: new_options.concurrency, resumed: true };
             execute(plan, target, journal, how, record.run.id.clone(), prior).await
         })
@@ -595,8 +603,23 @@ fn is_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
+/// Whether `approve` steps can be asked on this run's terminal.
+fn asking(exec: &ExecArgs) -> Asking {
+    if exec.output == OutputFormat::Json {
+        Asking::Json
+    } else if is_terminal() {
+        Asking::Terminal
+    } else {
+        Asking::NoTerminal
+    }
+}
+
 /// The approval of the whole plan: needed when it changes anything.
-fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>, Error> {
+fn approve_plan(
+    plan: &Plan,
+    exec: &ExecArgs,
+    account: Option<&str>,
+) -> Result<Option<ApprovalDecision>, Error> {
     let mutating: Vec<&crate::plan::PlannedStep> =
         plan.steps.iter().filter(|s| s.risk.mutates()).collect();
     if mutating.is_empty() {
@@ -644,6 +667,11 @@ fn approve_plan(plan: &Plan, exec: &ExecArgs) -> Result<Option<ApprovalDecision>
             "  [{mark:>12}] {}{items}  {action}{only_on_failure}",
             s.id
         );
+        if s.risk == crate::cloud::Risk::Irreversible {
+            for line in approvals::irreversible_details(s, account) {
+                let _ = writeln!(err, "  {:>14} {line}", "");
+            }
+        }
     }
     let b = &plan.blast_radius;
     let _ = write!(
@@ -761,7 +789,7 @@ async fn execute(
             by: who(),
         },
         multi,
-        interactive: is_terminal() && mode != ReportMode::Json,
+        interactive: asking(exec) == Asking::Terminal,
     };
     let cancel = CancellationToken::new();
     interrupts.cancel_on_signal(cancel.clone());

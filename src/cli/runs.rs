@@ -191,12 +191,18 @@ impl ShowArgs {
                 let _ = writeln!(
                     out,
                     "      item {}: {}",
-                    u.item,
+                    unit_label(u).unwrap_or_else(|| u.item.to_string()),
                     u.error.as_deref().unwrap_or("")
                 );
             }
         }
         if self.attempts {
+            // Fan-out items are named by their value: `terminate[FileId=101]`.
+            let labels: std::collections::HashMap<(&str, i64), String> = rec
+                .units
+                .iter()
+                .filter_map(|u| Some(((u.step_id.as_str(), u.item), unit_label(u)?)))
+                .collect();
             let _ = writeln!(out, "attempts:");
             for a in &rec.attempts {
                 let err = a
@@ -209,13 +215,23 @@ impl ShowArgs {
                     .as_ref()
                     .map(|r| format!(" RequestId {r}"))
                     .unwrap_or_default();
+                let item = labels
+                    .get(&(a.step_id.as_str(), a.item))
+                    .map(|l| format!("[{l}]"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {} {}[{}] #{} {} {} -> {}{err}{rid}",
-                    a.sent_at, a.step_id, a.item, a.attempt, a.kind, a.action, a.outcome
+                    "  {} {}{item} #{} {} {} -> {}{err}{rid}",
+                    a.sent_at, a.step_id, a.attempt, a.kind, a.action, a.outcome
                 );
             }
         }
         Ok(ExitCode::Ok)
     }
+}
+
+/// The label of a fan-out item (`None` for a step without fan-out).
+fn unit_label(u: &crate::run::journal::UnitRow) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(u.item_json.as_deref()?).ok()?;
+    Some(crate::run::label::item_label(&value))
 }

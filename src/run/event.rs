@@ -33,6 +33,27 @@ impl Outcome {
     }
 }
 
+/// A fan-out item as events name it: `"item": 3, "item_label": "FileId=101"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRef {
+    /// 0-based index in the step's items.
+    #[serde(rename = "item")]
+    pub index: usize,
+    /// The item named by its value (see [`super::label`]).
+    #[serde(rename = "item_label")]
+    pub label: String,
+}
+
+impl ItemRef {
+    /// Item `index`, whose value is `value`.
+    pub fn new(index: usize, value: &Value) -> ItemRef {
+        ItemRef {
+            index,
+            label: super::label::item_label(value),
+        }
+    }
+}
+
 /// One thing that happened in a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -61,8 +82,9 @@ pub enum RunEvent {
     CallSent {
         /// Step id.
         step: String,
-        /// Fan-out item index.
-        item: Option<usize>,
+        /// The fan-out item (index and label), for `for_each` steps.
+        #[serde(flatten)]
+        item: Option<ItemRef>,
         /// 1-based attempt.
         attempt: u32,
         /// RPC action.
@@ -72,8 +94,9 @@ pub enum RunEvent {
     AttemptFailed {
         /// Step id.
         step: String,
-        /// Fan-out item index.
-        item: Option<usize>,
+        /// The fan-out item (index and label), for `for_each` steps.
+        #[serde(flatten)]
+        item: Option<ItemRef>,
         /// 1-based attempt.
         attempt: u32,
         /// RPC action.
@@ -93,8 +116,9 @@ pub enum RunEvent {
     Reconciled {
         /// Step id.
         step: String,
-        /// Fan-out item index.
-        item: Option<usize>,
+        /// The fan-out item (index and label), for `for_each` steps.
+        #[serde(flatten)]
+        item: Option<ItemRef>,
         /// The mutating action whose outcome was unknown.
         action: String,
         /// Status value observed.
@@ -106,8 +130,9 @@ pub enum RunEvent {
     Polled {
         /// Step id.
         step: String,
-        /// Fan-out item index.
-        item: Option<usize>,
+        /// The fan-out item (index and label), for `for_each` steps.
+        #[serde(flatten)]
+        item: Option<ItemRef>,
         /// 1-based poll number.
         poll: u32,
         /// Value at the `until` path.
@@ -128,8 +153,9 @@ pub enum RunEvent {
     ItemFinished {
         /// Step id.
         step: String,
-        /// Item index.
-        item: usize,
+        /// The item (index and label).
+        #[serde(flatten)]
+        item: ItemRef,
         /// How it ended.
         outcome: Outcome,
         /// Error text when it failed.
@@ -175,4 +201,49 @@ pub struct NoSink;
 
 impl EventSink for NoSink {
     fn emit(&self, _event: &RunEvent) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_events_carry_the_item_index_and_label() {
+        let event = RunEvent::CallSent {
+            step: "terminate".to_owned(),
+            item: Some(ItemRef::new(2, &json!({"FileId": 101}))),
+            attempt: 1,
+            action: "TerminateDISyncInstance".to_owned(),
+        };
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["item"], 2);
+        assert_eq!(v["item_label"], "FileId=101");
+        assert_eq!(serde_json::from_value::<RunEvent>(v).unwrap(), event);
+        let single = RunEvent::CallSent {
+            step: "stop-dts".to_owned(),
+            item: None,
+            attempt: 1,
+            action: "StopDtsJob".to_owned(),
+        };
+        let v = serde_json::to_value(&single).unwrap();
+        assert!(
+            v.get("item").is_none() && v.get("item_label").is_none(),
+            "{v}"
+        );
+        assert_eq!(serde_json::from_value::<RunEvent>(v).unwrap(), single);
+        let done = RunEvent::ItemFinished {
+            step: "terminate".to_owned(),
+            item: ItemRef::new(0, &json!(7)),
+            outcome: Outcome::Succeeded,
+            error: None,
+        };
+        let v = serde_json::to_value(&done).unwrap();
+        assert_eq!(
+            (v["item"].clone(), v["item_label"].clone()),
+            (json!(0), json!("7"))
+        );
+        assert_eq!(serde_json::from_value::<RunEvent>(v).unwrap(), done);
+    }
 }

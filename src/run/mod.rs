@@ -21,6 +21,7 @@
 
 pub mod event;
 pub mod journal;
+pub mod label;
 pub mod lock;
 pub mod ratelimit;
 pub mod report;
@@ -42,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cloud::CloudApi;
 use crate::plan::Plan;
 
-pub use event::{EventSink, NoSink, Outcome, RunEvent};
+pub use event::{EventSink, ItemRef, NoSink, Outcome, RunEvent};
 pub use journal::{Journal, JournalError};
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use super::{Outcome, RunEvent, RunSummary};
+use super::{ItemRef, Outcome, RunEvent, RunSummary};
 
 /// How events are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +56,14 @@ fn ms(v: u64) -> String {
     secs(Duration::from_millis(v))
 }
 
-fn item(i: Option<usize>) -> String {
-    i.map(|i| format!("[{i}]")).unwrap_or_default()
+/// `[label]` of a fan-out item (empty for a step without fan-out).
+fn item(i: Option<&ItemRef>) -> String {
+    i.map(|i| format!("[{}]", i.label)).unwrap_or_default()
+}
+
+/// `[label] ` before a live-view message about one item.
+fn prefix(i: Option<&ItemRef>) -> String {
+    i.map(|i| format!("[{}] ", i.label)).unwrap_or_default()
 }
 
 /// The plain-text line for an event, if it is worth a line.
@@ -104,7 +110,7 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             );
             format!(
                 "{step}{}: {action} attempt {attempt} failed: {code}: {message}{rid}; {next}",
-                item(*i)
+                item(i.as_ref())
             )
         }
         RunEvent::Reconciled {
@@ -121,7 +127,7 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             };
             format!(
                 "{step}{}: outcome of {action} was unknown; status is {observed}: {verdict}",
-                item(*i)
+                item(i.as_ref())
             )
         }
         RunEvent::Polled {
@@ -133,7 +139,7 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
         } => {
             format!(
                 "{step}{}: poll {poll}: {value} after {}",
-                item(*i),
+                item(i.as_ref()),
                 ms(*elapsed_ms)
             )
         }
@@ -154,7 +160,8 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             error,
         } => {
             format!(
-                "{step}[{i}]: {}{}",
+                "{step}[{}]: {}{}",
+                i.label,
                 outcome.as_str(),
                 error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
             )
@@ -237,20 +244,21 @@ impl Live {
             }
             RunEvent::CallSent {
                 step,
+                item: i,
                 attempt,
                 action,
-                ..
             } => {
                 let a = self.attempts.entry(step.clone()).or_default();
                 *a = (*a).max(*attempt);
                 if let Some((bar, _)) = self.bars.get(step)
                     && *attempt > 1
                 {
-                    bar.set_message(format!("{action}: attempt {attempt}"));
+                    bar.set_message(format!("{}{action}: attempt {attempt}", prefix(i.as_ref())));
                 }
             }
             RunEvent::AttemptFailed {
                 step,
+                item: i,
                 code,
                 next_delay_ms,
                 ..
@@ -258,7 +266,7 @@ impl Live {
                 if let Some((bar, _)) = self.bars.get(step) {
                     let next = next_delay_ms
                         .map_or_else(|| "giving up".to_owned(), |d| format!("retry in {}", ms(d)));
-                    bar.set_message(format!("{code}; {next}"));
+                    bar.set_message(format!("{}{code}; {next}", prefix(i.as_ref())));
                 }
             }
             RunEvent::Reconciled { .. } | RunEvent::Approval { .. } => {
@@ -267,10 +275,14 @@ impl Live {
                 }
             }
             RunEvent::Polled {
-                step, poll, value, ..
+                step,
+                item: i,
+                poll,
+                value,
+                ..
             } => {
                 if let Some((bar, _)) = self.bars.get(step) {
-                    bar.set_message(format!("poll {poll}: {value}"));
+                    bar.set_message(format!("{}poll {poll}: {value}", prefix(i.as_ref())));
                 }
             }
             RunEvent::ItemFinished { step, outcome, .. } => {

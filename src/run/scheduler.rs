@@ -503,6 +503,7 @@ async fn run_units(
     let keep_going = step.on_failure == OnFailure::Continue;
     let mut set = JoinSet::new();
     let n = items.len();
+    let labels: Vec<String> = items.iter().map(super::label::item_label).collect();
     for (i, item) in items.into_iter().enumerate() {
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
@@ -553,11 +554,9 @@ async fn run_units(
     failures.sort_by_key(|(i, _)| *i);
     let not_started = n - finished.len() - crashed;
     if let Some((first, why)) = failures.first() {
-        let which = if *first == usize::MAX {
-            "one item".to_owned()
-        } else {
-            format!("item {first}")
-        };
+        let which = labels
+            .get(*first)
+            .map_or_else(|| "one item".to_owned(), |label| format!("item {label}"));
         let mut detail = format!("{} of {n} items failed; {which}: {why}", failures.len());
         if not_started > 0 {
             detail.push_str(&format!("; {not_started} items not started"));
@@ -641,10 +640,10 @@ async fn run_unit(
             )
             .await?;
     }
-    if fan_out {
+    if let Some(value) = &item_value {
         shared.emit(RunEvent::ItemFinished {
             step: step.id.0.clone(),
-            item,
+            item: super::ItemRef::new(item, value),
             outcome,
             error: error.clone(),
         });

@@ -64,8 +64,10 @@ pub(crate) struct Unit<'a> {
 }
 
 impl Unit<'_> {
-    fn item_label(&self) -> Option<usize> {
-        self.fan_out.then_some(self.item)
+    fn item_label(&self) -> Option<super::ItemRef> {
+        self.item_value
+            .filter(|_| self.fan_out)
+            .map(|v| super::ItemRef::new(self.item, v))
     }
 
     fn run_id(&self) -> &str {
