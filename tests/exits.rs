@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, SECRET, count, gated, text};
+use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, SECRET, count, gated, on_terminal, text};
 
 /// Sends `signal` (`TERM`, `INT`) to a child process.
 fn signal(child: &Child, signal: &str) {
@@ -265,8 +265,9 @@ fn bad_flag_values_are_usage_errors_before_anything_is_journaled_or_sent() {
         );
         assert!(rig.calls().is_empty(), "run {flag} {value:?} sent a call");
     }
-    // A run that stops at its approve step, for resume to take up.
-    let out = rig.run(&["run", &pb, "--yes"]);
+    // A run that stops at its approve step (answered `no` on a terminal:
+    // without one it would be refused up front), for resume to take up.
+    let out = on_terminal(&rig, &["run", &pb], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let before = runs(&rig);
     let run_id = before[0]["id"].as_str().unwrap().to_owned();
@@ -335,7 +336,7 @@ fn bad_flag_values_are_usage_errors_before_anything_is_journaled_or_sent() {
 fn run_ids_are_looked_up_strictly_empty_and_ambiguous_ones_are_usage_errors() {
     let rig = Rig::new("", Duration::ZERO);
     let pb = rig.playbook("gate.yaml", &gated(42));
-    let out = rig.run(&["run", &pb, "--yes"]);
+    let out = on_terminal(&rig, &["run", &pb], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let only = rig.last_run_id();
     for sub in ["resume", "show"] {
@@ -371,7 +372,7 @@ fn run_ids_are_looked_up_strictly_empty_and_ambiguous_ones_are_usage_errors() {
         }
     }
     let other = rig.playbook("gate2.yaml", &gated(43));
-    let out = rig.run(&["run", &other, "--yes"]);
+    let out = on_terminal(&rig, &["run", &other], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let second = rig.last_run_id();
     // Both ids start with the year: the prefix is ambiguous, and says so.
@@ -399,11 +400,12 @@ fn run_ids_are_looked_up_strictly_empty_and_ambiguous_ones_are_usage_errors() {
 fn every_refusal_exits_6_and_sends_nothing() {
     let rig = Rig::new("", Duration::ZERO);
     let pb = rig.playbook("gate.yaml", &gated(44));
-    // A real run and a rehearsal, both stopped at their approve step.
-    let out = rig.run(&["run", &pb, "--yes"]);
+    // A real run and a rehearsal, both stopped at their approve step
+    // (answered `no` on a terminal).
+    let out = on_terminal(&rig, &["run", &pb], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let real = rig.last_run_id();
-    let out = rig.bare(&["run", &pb, "--yes", "--sim"], (ID, SECRET));
+    let out = on_terminal(&rig, &["run", &pb, "--sim"], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let rehearsal = rig.last_run_id();
     // A saved plan whose playbook then changed.

@@ -47,6 +47,18 @@ fn an_approve_step_nothing_can_answer_is_refused_before_any_call() {
         assert!(rig.calls().is_empty(), "{:?}", rig.calls());
         assert!(runs(&rig).is_empty(), "a refused run is not journaled");
     }
+    // On a terminal with JSON output: refused before the plan is even
+    // shown for approval, rather than after a `yes`.
+    let out = on_terminal(&rig, &["run", &pb, "--output", "json"], "yes");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("--output json asks no questions"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Type `yes` to run"), "{screen}");
+    assert!(rig.calls().is_empty());
+
     let out = rig.run(&["run", &pb, "--yes", "--approve", "go-no-go"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 1);

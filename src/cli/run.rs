@@ -258,8 +258,8 @@ impl RunArgs {
                 let how = if earlier.status == RunStatus::Running { "was interrupted" } else { earlier.status.as_str() };
                 eprintln!("note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over", earlier.id, earlier.id);
             }
-            approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |_| false)?;
-            let approval = approve_plan(&plan, &self.exec, target.account.as_deref())?;
+            let gates = || approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |_| false);
+            let approval = approve_plan(&plan, &self.exec, target.account.as_deref(), gates)?;
             let run_id = new_run_id();
             journal
                 .create_run(
@@ -344,10 +344,18 @@ impl ResumeArgs {
                 eprintln!("note: run {} is resumed against another target than it ran against; the plan needs a new approval", record.run.id);
             }
             let prior = Prior::from_record(&record, &plan);
-            approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |s| {
-                prior.done_steps.contains_key(s)
-            })?;
-            if !approved && let Some(ApprovalDecision::Approved { by, method }) = approve_plan(&plan, &self.exec, target.account.as_deref())? {
+            let gates = || {
+                approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |s| {
+                    prior.done_steps.contains_key(s)
+                })
+            };
+            let decision = if approved {
+                gates()?;
+                None
+            } else {
+                approve_plan(&plan, &self.exec, target.account.as_deref(), gates)?
+            };
+            if let Some(ApprovalDecision::Approved { by, method }) = decision {
                 journal.record_approval(&record.run.id, None, &by, &method, &plan.digest).await.map_err(journal_error)?;
             }
             if !same_target {
@@ -615,18 +623,24 @@ fn asking(exec: &ExecArgs) -> Asking {
 }
 
 /// The approval of the whole plan: needed when it changes anything.
+/// `gates` checks the run's `approve` steps (see
+/// [`approvals::check_answerable`]): after a refusal for want of a terminal,
+/// which comes first, and before anyone is asked.
 fn approve_plan(
     plan: &Plan,
     exec: &ExecArgs,
     account: Option<&str>,
+    gates: impl FnOnce() -> Result<(), Error>,
 ) -> Result<Option<ApprovalDecision>, Error> {
     let mutating: Vec<&crate::plan::PlannedStep> =
         plan.steps.iter().filter(|s| s.risk.mutates()).collect();
     if mutating.is_empty() {
+        gates()?;
         return Ok(None);
     }
     let short = &plan.digest[..plan.digest.len().min(12)];
     if exec.yes {
+        gates()?;
         return Ok(Some(ApprovalDecision::Approved {
             by: who(),
             method: "--yes".to_owned(),
@@ -639,6 +653,7 @@ fn approve_plan(
         )
         .with_hint("review it with `runbook plan`, then pass --yes to approve it non-interactively"));
     }
+    gates()?;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
     for s in &mutating {
