@@ -2,6 +2,7 @@
 
 mod client;
 mod exits;
+mod language;
 mod limits;
 mod plan;
 mod run;

@@ -176,7 +176,8 @@ fn one_file_reports_all_its_errors() {
         "needs unknown step `stp`",
         "has no `until`",
         "unknown field `atempts` in step `terminate`",
-        "has 6 errors",
+        "`for_each` over a non-array",
+        "has 7 errors",
     ] {
         assert!(
             stderr.contains(expected),

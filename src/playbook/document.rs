@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use super::load::{DeError, Kind, Node, NodeDe};
+use super::load::{DeError, Kind, Lenient, Node, NodeDe, deserialize_all};
 use super::model::{Defaults, Located, Param, ParamDecl, Playbook, Step, StepDoc, StepKindSpec};
 use super::source::{Loc, Source};
 
@@ -38,6 +38,11 @@ pub(crate) struct Assembled {
     pub(crate) broken_params: Vec<String>,
     /// Whether `defaults` failed to load (checks that depend on it are skipped).
     pub(crate) broken_defaults: bool,
+    /// Dotted paths of the values that failed to load and were left out of
+    /// a section that did (`steps.stop.wait.until`, `defaults.region`,
+    /// `params.ids.items`): checks that would only report their absence
+    /// are skipped.
+    pub(crate) left_out: Vec<String>,
 }
 
 /// Builds the playbook from `root`, reporting every structural error; the
@@ -69,6 +74,7 @@ pub(crate) fn assemble(
     let mut broken_ids = Vec::new();
     let mut broken_params = Vec::new();
     let mut broken_defaults = false;
+    let mut left_out = Vec::new();
 
     for (key, value) in entries {
         let Some(k) = key.as_str() else {
@@ -90,14 +96,20 @@ pub(crate) fn assemble(
             "description" => take(de(value).map(|v| description = v)),
             "concurrency" => take(de(value).map(|v| concurrency = v)),
             "defaults" => {
-                let r = de::<Option<Defaults>>(value).map(|v| defaults = v.unwrap_or_default());
-                broken_defaults = r.is_err();
-                take(r);
+                let loaded = deserialize_all::<Option<Defaults>>(value);
+                ok &= report(loaded.errors, "", diags);
+                left_out.extend(dotted("defaults", &loaded.left_out));
+                match loaded.value {
+                    Some(d) => defaults = d.unwrap_or_default(),
+                    None => broken_defaults = true,
+                }
             }
-            "params" => ok &= read_params(value, &mut params, &mut broken_params, diags),
+            "params" => {
+                ok &= read_params(value, &mut params, &mut broken_params, &mut left_out, diags);
+            }
             "steps" => {
                 saw_steps = true;
-                ok &= read_steps(value, &mut steps, &mut broken_ids, diags);
+                ok &= read_steps(value, &mut steps, &mut broken_ids, &mut left_out, diags);
             }
             other => {
                 let hint =
@@ -146,17 +158,35 @@ pub(crate) fn assemble(
         broken_ids,
         broken_params,
         broken_defaults,
+        left_out,
     })
 }
 
+/// Adds `errors` to `diags` with `context` after each message; whether there were none.
+fn report(errors: Vec<DeError>, context: &str, diags: &mut Diagnostics) -> bool {
+    let none = errors.is_empty();
+    for e in errors {
+        diags.push(e.in_context(context).into_diagnostic());
+    }
+    none
+}
+
+/// `paths` under `prefix`, dotted.
+fn dotted<'p>(prefix: &'p str, paths: &'p [Vec<String>]) -> impl Iterator<Item = String> + 'p {
+    paths
+        .iter()
+        .map(move |p| format!("{prefix}.{}", p.join(".")))
+}
+
 fn de<T: for<'a> Deserialize<'a>>(node: &Node) -> Result<T, DeError> {
-    T::deserialize(NodeDe(node))
+    T::deserialize(NodeDe(node, &[]))
 }
 
 fn read_params(
     node: &Node,
     out: &mut Vec<Param>,
     broken: &mut Vec<String>,
+    left_out: &mut Vec<String>,
     diags: &mut Diagnostics,
 ) -> bool {
     let entries = match &node.kind {
@@ -186,13 +216,12 @@ fn read_params(
                 continue;
             }
         };
-        match de::<ParamDecl>(value) {
-            Ok(decl) => out.push(Param { name, decl }),
-            Err(e) => {
-                diags.push(
-                    e.in_context(&format!("in param `{}`", name.value))
-                        .into_diagnostic(),
-                );
+        let loaded: Lenient<ParamDecl> = deserialize_all(value);
+        ok &= report(loaded.errors, &format!("in param `{}`", name.value), diags);
+        left_out.extend(dotted(&format!("params.{}", name.value), &loaded.left_out));
+        match loaded.value {
+            Some(decl) => out.push(Param { name, decl }),
+            None => {
                 broken.push(name.value);
                 ok = false;
             }
@@ -205,6 +234,7 @@ fn read_steps(
     node: &Node,
     out: &mut Vec<Step>,
     broken: &mut Vec<String>,
+    left_out: &mut Vec<String>,
     diags: &mut Diagnostics,
 ) -> bool {
     let Kind::Seq(items) = &node.kind else {
@@ -219,26 +249,35 @@ fn read_steps(
     };
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        match de::<StepDoc>(item) {
-            Ok(doc) => match step_of(doc, item.loc, diags) {
+        let id = item.get("id").and_then(Node::as_str);
+        let context = match id {
+            Some(id) => format!("in step `{id}`"),
+            None => format!("in steps[{i}]"),
+        };
+        let loaded: Lenient<StepDoc> = deserialize_all(item);
+        ok &= report(loaded.errors, &context, diags);
+        let step_left_out: Vec<String> = dotted(
+            &format!("steps.{}", id.unwrap_or_default()),
+            &loaded.left_out,
+        )
+        .collect();
+        let kind_left_out = |key: &str| loaded.left_out.iter().any(|p| p[0] == key);
+        match loaded.value {
+            Some(doc) => match step_of(doc, item.loc, &kind_left_out, diags) {
                 Ok(step) => out.push(step),
                 Err(id) => {
                     broken.push(id);
                     ok = false;
                 }
             },
-            Err(e) => {
-                let context = match item.get("id").and_then(Node::as_str) {
-                    Some(id) => {
-                        broken.push(id.to_owned());
-                        format!("in step `{id}`")
-                    }
-                    None => format!("in steps[{i}]"),
-                };
-                diags.push(e.in_context(&context).into_diagnostic());
+            None => {
+                if let Some(id) = id {
+                    broken.push(id.to_owned());
+                }
                 ok = false;
             }
         }
+        left_out.extend(step_left_out);
     }
     ok
 }
@@ -247,7 +286,12 @@ fn read_steps(
 /// `sleep` or `approve` gives its kind. A step with two kinds keeps the
 /// first (the second is reported); a step with none cannot be built (its
 /// id is returned).
-fn step_of(doc: StepDoc, loc: Loc, diags: &mut Diagnostics) -> Result<Step, String> {
+fn step_of(
+    doc: StepDoc,
+    loc: Loc,
+    left_out: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) -> Result<Step, String> {
     let id = doc.id.value.as_str();
     let mut written: Vec<(&'static str, Loc)> = Vec::new();
     if let Some(c) = &doc.call {
@@ -268,7 +312,7 @@ fn step_of(doc: StepDoc, loc: Loc, diags: &mut Diagnostics) -> Result<Step, Stri
                 .hint("a step does one thing: split it into steps and connect them with `needs`"),
         );
     }
-    if doc.call.is_none() {
+    if doc.call.is_none() && !left_out("call") {
         if let Some((k, _)) = doc.with.as_ref().and_then(|w| w.0.first()) {
             let hint = if doc.wait.is_some() {
                 "for a wait, put `with` inside `wait:`"
@@ -299,10 +343,16 @@ fn step_of(doc: StepDoc, loc: Loc, diags: &mut Diagnostics) -> Result<Step, Stri
     } else if let Some(a) = doc.approve {
         StepKindSpec::Approve(a)
     } else {
-        diags.push(
-            Diagnostic::new(format!("step `{id}` does nothing"), doc.id.loc)
-                .hint("give it exactly one of `call`, `wait`, `sleep` or `approve`"),
-        );
+        // A kind that failed to load is reported already.
+        if !["call", "wait", "sleep", "approve"]
+            .iter()
+            .any(|k| left_out(k))
+        {
+            diags.push(
+                Diagnostic::new(format!("step `{id}` does nothing"), doc.id.loc)
+                    .hint("give it exactly one of `call`, `wait`, `sleep` or `approve`"),
+            );
+        }
         return Err(doc.id.value);
     };
     Ok(Step {

@@ -102,18 +102,33 @@ const MAX_DEPTH: usize = 128;
 /// strings) and integers with leading zeros stay strings (`0755`). Duplicate
 /// keys are errors; anchors, aliases and `<<` merge keys work.
 pub(crate) fn parse(text: &str) -> Result<Node, Diagnostic> {
+    let (root, mut errors) = parse_all(text)?;
+    if errors.is_empty() {
+        Ok(root)
+    } else {
+        Err(errors.swap_remove(0))
+    }
+}
+
+/// Like [`parse`], but errors that leave the rest of the tree meaningful (a
+/// duplicate key: the first one is kept; an alias to no anchor: null) are
+/// returned beside the tree, so the checks of the rest still run. Syntax
+/// errors and the size guards still stop the parse.
+pub(crate) fn parse_all(text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
     let mut b = TreeBuilder {
         parser: granit_parser::Parser::new_from_str(text),
         anchors: HashMap::new(),
         nodes: 0,
+        errors: Vec::new(),
     };
-    b.document()
+    let root = b.document()?;
+    Ok((root, b.errors))
 }
 
 /// Parses YAML (or JSON, which is YAML) into a plain JSON value, for params files.
 pub(crate) fn parse_value(text: &str) -> Result<serde_json::Value, Diagnostic> {
     let node = parse(text)?;
-    serde_json::Value::deserialize(NodeDe(&node)).map_err(DeError::into_diagnostic)
+    serde_json::Value::deserialize(NodeDe(&node, &[])).map_err(DeError::into_diagnostic)
 }
 
 type Parser<'a> = granit_parser::Parser<'a, granit_parser::StrInput<'a>>;
@@ -123,6 +138,8 @@ struct TreeBuilder<'a> {
     parser: Parser<'a>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
+    /// Errors after which parsing went on.
+    errors: Vec<Diagnostic>,
 }
 
 fn loc_of(span: &granit_parser::Span) -> Loc {
@@ -271,13 +288,30 @@ impl<'a> TreeBuilder<'a> {
                     copy.loc = loc;
                     (copy, 0)
                 }
-                None => return Err(Diagnostic::new("alias to an unknown anchor", loc)),
+                None => {
+                    self.errors
+                        .push(Diagnostic::new("alias to an unknown anchor", loc));
+                    (
+                        Node {
+                            loc,
+                            kind: Kind::Null,
+                        },
+                        0,
+                    )
+                }
             },
             Event::UnresolvedAlias(name) => {
-                return Err(Diagnostic::new(
+                self.errors.push(Diagnostic::new(
                     format!("alias `*{name}` has no anchor `&{name}` before it"),
                     loc,
                 ));
+                (
+                    Node {
+                        loc,
+                        kind: Kind::Null,
+                    },
+                    0,
+                )
             }
             _ => return Err(Diagnostic::new("invalid YAML: expected a value", loc)),
         };
@@ -329,8 +363,11 @@ impl<'a> TreeBuilder<'a> {
                     _ => key.describe(),
                 };
                 let line = first.loc.line;
-                return Err(Diagnostic::new(format!("duplicate key {shown}"), key.loc)
-                    .hint(format!("it is already set on line {line}")));
+                self.errors.push(
+                    Diagnostic::new(format!("duplicate key {shown}"), key.loc)
+                        .hint(format!("it is already set on line {line}")),
+                );
+                continue;
             }
             entries.push((key, value));
         }
@@ -436,6 +473,10 @@ pub(crate) struct DeError {
     message: String,
     hint: Option<String>,
     loc: Option<Loc>,
+    /// The innermost mapping entry it arose in.
+    entry: Option<EntryId>,
+    /// For "missing field": the field.
+    missing: Option<&'static str>,
 }
 
 impl DeError {
@@ -444,7 +485,17 @@ impl DeError {
             message,
             hint,
             loc: None,
+            entry: None,
+            missing: None,
         }
+    }
+
+    /// Marks the entry it arose in, unless a deeper one is marked.
+    fn in_entry(mut self, entry: EntryId) -> DeError {
+        if self.entry.is_none() {
+            self.entry = Some(entry);
+        }
+        self
     }
 
     /// Attaches `loc` unless a deeper node already did.
@@ -522,7 +573,9 @@ impl de::Error for DeError {
     }
 
     fn missing_field(field: &'static str) -> DeError {
-        DeError::new(format!("missing field `{field}`"), None)
+        let mut e = DeError::new(format!("missing field `{field}`"), None);
+        e.missing = Some(field);
+        e
     }
 
     fn duplicate_field(field: &'static str) -> DeError {
@@ -571,9 +624,118 @@ fn unexpected_words(unexp: &de::Unexpected<'_>) -> String {
     }
 }
 
-/// A serde `Deserializer` over one located node.
+/// One entry of a mapping in the tree: the address of the mapping's
+/// entries and the entry's index. It names the entry across attempts,
+/// because the tree does not move while it is deserialized.
+pub(crate) type EntryId = (usize, usize);
+
+fn entries_id(entries: &[(Node, Node)]) -> usize {
+    entries.as_ptr() as usize
+}
+
+/// What [`deserialize_all`] made of a node.
+pub(crate) struct Lenient<T> {
+    /// The value, with the entries that failed left out; `None` when an
+    /// error could not be set aside (the node has the wrong shape, or a
+    /// required field is missing).
+    pub(crate) value: Option<T>,
+    /// Every error, in the order found.
+    pub(crate) errors: Vec<DeError>,
+    /// Key paths (from `node`) of the entries left out.
+    pub(crate) left_out: Vec<Vec<String>>,
+}
+
+/// Deserializes `node` as a `T`, setting aside each mapping entry that fails
+/// and trying again, so one pass reports every error of the node: a typo in
+/// `retry` does not hide a bad duration in `wait.every`. serde stops at the
+/// first error of a value, so each attempt finds one more; a node with k
+/// errors takes k + 1 attempts.
+pub(crate) fn deserialize_all<T: for<'a> Deserialize<'a>>(node: &Node) -> Lenient<T> {
+    let mut skip: Vec<EntryId> = Vec::new();
+    let mut errors = Vec::new();
+    let value = loop {
+        match T::deserialize(NodeDe(node, &skip)) {
+            Ok(v) => break Some(v),
+            Err(e) => {
+                let entry = e.entry.filter(|id| !skip.contains(id));
+                if !follows_from_skip(node, &e, &skip) {
+                    errors.push(e);
+                }
+                match entry {
+                    Some(id) => skip.push(id),
+                    None => break None,
+                }
+            }
+        }
+    };
+    let left_out = skip.iter().filter_map(|&id| path_of(node, id)).collect();
+    Lenient {
+        value,
+        errors,
+        left_out,
+    }
+}
+
+/// Whether `e` is "missing field `f`" for a field that was written but set
+/// aside (its own error is already reported).
+fn follows_from_skip(root: &Node, e: &DeError, skip: &[EntryId]) -> bool {
+    let Some(field) = e.missing else {
+        return false;
+    };
+    let map = match e.entry {
+        Some(id) => match entry_of(root, id) {
+            Some((_, v)) => v,
+            None => return false,
+        },
+        None => root,
+    };
+    let Kind::Map(entries) = &map.kind else {
+        return false;
+    };
+    let id = entries_id(entries);
+    entries
+        .iter()
+        .enumerate()
+        .any(|(i, (k, _))| k.as_str() == Some(field) && skip.contains(&(id, i)))
+}
+
+/// The key and value of entry `id` under `root`.
+fn entry_of(root: &Node, id: EntryId) -> Option<(&Node, &Node)> {
+    match &root.kind {
+        Kind::Map(entries) if entries_id(entries) == id.0 => entries.get(id.1).map(|(k, v)| (k, v)),
+        Kind::Map(entries) => entries.iter().find_map(|(_, v)| entry_of(v, id)),
+        Kind::Seq(items) => items.iter().find_map(|n| entry_of(n, id)),
+        _ => None,
+    }
+}
+
+/// The key path from `root` to entry `id` (list items by index).
+fn path_of(root: &Node, id: EntryId) -> Option<Vec<String>> {
+    let key = |k: &Node| k.as_str().map_or_else(|| k.describe(), str::to_owned);
+    match &root.kind {
+        Kind::Map(entries) if entries_id(entries) == id.0 => {
+            entries.get(id.1).map(|(k, _)| vec![key(k)])
+        }
+        Kind::Map(entries) => entries.iter().find_map(|(k, v)| {
+            path_of(v, id).map(|mut p| {
+                p.insert(0, key(k));
+                p
+            })
+        }),
+        Kind::Seq(items) => items.iter().enumerate().find_map(|(i, n)| {
+            path_of(n, id).map(|mut p| {
+                p.insert(0, i.to_string());
+                p
+            })
+        }),
+        _ => None,
+    }
+}
+
+/// A serde `Deserializer` over one located node; mapping entries listed in
+/// the second field are left out, as if not written.
 #[derive(Clone, Copy)]
-pub(crate) struct NodeDe<'a>(pub(crate) &'a Node);
+pub(crate) struct NodeDe<'a>(pub(crate) &'a Node, pub(crate) &'a [EntryId]);
 
 impl<'a> NodeDe<'a> {
     fn unexpected(&self) -> de::Unexpected<'a> {
@@ -600,10 +762,13 @@ impl<'a> NodeDe<'a> {
             Kind::Str(s) => visitor.visit_borrowed_str(s),
             Kind::Seq(items) => visitor.visit_seq(SeqDe {
                 items: items.iter(),
+                skip: self.1,
             }),
             Kind::Map(entries) => visitor.visit_map(MapDe {
-                entries: entries.iter(),
+                entries,
+                next: 0,
                 value: None,
+                skip: self.1,
             }),
         }
     }
@@ -637,6 +802,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
                 .visit_seq(LocatedDe {
                     node: self.0,
                     state: 0,
+                    skip: self.1,
                 })
                 .map_err(|e| e.at(loc));
         }
@@ -670,7 +836,11 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
             Kind::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
             Kind::Map(entries) if entries.len() == 1 => {
                 let (k, v) = &entries[0];
-                visitor.visit_enum(EnumDe { key: k, value: v })
+                visitor.visit_enum(EnumDe {
+                    key: k,
+                    value: v,
+                    skip: self.1,
+                })
             }
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
@@ -700,6 +870,7 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
 
 struct SeqDe<'a> {
     items: std::slice::Iter<'a, Node>,
+    skip: &'a [EntryId],
 }
 
 impl<'a> de::SeqAccess<'a> for SeqDe<'a> {
@@ -710,7 +881,7 @@ impl<'a> de::SeqAccess<'a> for SeqDe<'a> {
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(node) => seed.deserialize(NodeDe(node)).map(Some),
+            Some(node) => seed.deserialize(NodeDe(node, self.skip)).map(Some),
             None => Ok(None),
         }
     }
@@ -721,8 +892,19 @@ impl<'a> de::SeqAccess<'a> for SeqDe<'a> {
 }
 
 struct MapDe<'a> {
-    entries: std::slice::Iter<'a, (Node, Node)>,
+    entries: &'a [(Node, Node)],
+    /// Index of the next entry.
+    next: usize,
     value: Option<&'a Node>,
+    skip: &'a [EntryId],
+}
+
+impl MapDe<'_> {
+    /// Marks an error with the entry it arose in, unless a deeper mapping did.
+    fn tag(&self, e: DeError) -> DeError {
+        let index = self.next.saturating_sub(1);
+        e.in_entry((entries_id(self.entries), index))
+    }
 }
 
 impl<'a> de::MapAccess<'a> for MapDe<'a> {
@@ -732,30 +914,38 @@ impl<'a> de::MapAccess<'a> for MapDe<'a> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
-        match self.entries.next() {
-            Some((k, v)) => {
-                self.value = Some(v);
-                seed.deserialize(NodeDe(k)).map(Some)
-            }
-            None => Ok(None),
+        let id = entries_id(self.entries);
+        while self.next < self.entries.len() && self.skip.contains(&(id, self.next)) {
+            self.next += 1;
         }
+        let Some((k, v)) = self.entries.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        self.value = Some(v);
+        seed.deserialize(NodeDe(k, self.skip))
+            .map(Some)
+            .map_err(|e| self.tag(e))
     }
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         match self.value.take() {
-            Some(v) => seed.deserialize(NodeDe(v)),
+            Some(v) => seed
+                .deserialize(NodeDe(v, self.skip))
+                .map_err(|e| self.tag(e)),
             None => Err(de::Error::custom("value requested before key")),
         }
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.entries.len())
+        Some(self.entries.len() - self.next)
     }
 }
 
 struct EnumDe<'a> {
     key: &'a Node,
     value: &'a Node,
+    skip: &'a [EntryId],
 }
 
 impl<'a> de::EnumAccess<'a> for EnumDe<'a> {
@@ -766,8 +956,8 @@ impl<'a> de::EnumAccess<'a> for EnumDe<'a> {
         self,
         seed: V,
     ) -> Result<(V::Value, NodeDe<'a>), DeError> {
-        let v = seed.deserialize(NodeDe(self.key))?;
-        Ok((v, NodeDe(self.value)))
+        let v = seed.deserialize(NodeDe(self.key, self.skip))?;
+        Ok((v, NodeDe(self.value, self.skip)))
     }
 }
 
@@ -804,6 +994,7 @@ impl<'a> de::VariantAccess<'a> for NodeDe<'a> {
 struct LocatedDe<'a> {
     node: &'a Node,
     state: u8,
+    skip: &'a [EntryId],
 }
 
 impl<'a> de::SeqAccess<'a> for LocatedDe<'a> {
@@ -820,7 +1011,7 @@ impl<'a> de::SeqAccess<'a> for LocatedDe<'a> {
                 seed.deserialize((l.line, l.col, l.len).into_deserializer_tuple())
                     .map(Some)
             }
-            2 => seed.deserialize(NodeDe(self.node)).map(Some),
+            2 => seed.deserialize(NodeDe(self.node, self.skip)).map(Some),
             _ => Ok(None),
         }
     }
@@ -958,14 +1149,14 @@ mod tests {
     #[test]
     fn field_names_must_be_strings() {
         let node = parse("0: 3\n").unwrap();
-        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        let e = Probe::deserialize(NodeDe(&node, &[])).unwrap_err();
         assert_eq!(e.message, "expected a field name, found the integer `0`");
     }
 
     #[test]
     fn errors_point_at_the_innermost_node() {
         let node = parse("attempts: three\n").unwrap();
-        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        let e = Probe::deserialize(NodeDe(&node, &[])).unwrap_err();
         assert_eq!(
             e.message,
             "expected a non-negative integer, found the string `three`"
@@ -973,17 +1164,17 @@ mod tests {
         assert_eq!(e.loc.map(|l| (l.line, l.col)), Some((1, 11)));
 
         let node = parse("attempts: 3\nnmae: x\n").unwrap();
-        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        let e = Probe::deserialize(NodeDe(&node, &[])).unwrap_err();
         assert_eq!(e.message, "unknown field `nmae`");
         assert_eq!(e.hint.as_deref(), Some("did you mean `name`?"));
         assert_eq!(e.loc.map(|l| (l.line, l.col)), Some((2, 1)));
 
         let node = parse("name: x\n").unwrap();
-        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        let e = Probe::deserialize(NodeDe(&node, &[])).unwrap_err();
         assert_eq!(e.message, "missing field `attempts`");
 
         let node = parse("[3, x]\n").unwrap();
-        let e = Probe::deserialize(NodeDe(&node)).unwrap_err();
+        let e = Probe::deserialize(NodeDe(&node, &[])).unwrap_err();
         assert_eq!(e.message, "expected a mapping, found a list");
     }
 }

@@ -67,8 +67,13 @@ impl Playbook {
     pub fn from_source(source: Source) -> Result<Playbook, Diagnostics> {
         let source = Arc::new(source);
         let mut diags = Diagnostics::new(Arc::clone(&source));
-        let root = match load::parse(source.text()) {
-            Ok(root) => root,
+        let root = match load::parse_all(source.text()) {
+            Ok((root, errors)) => {
+                for d in errors {
+                    diags.push(d);
+                }
+                root
+            }
             Err(d) => {
                 diags.push(d);
                 return Err(diags);
@@ -87,6 +92,7 @@ impl Playbook {
             ids: &doc.broken_ids,
             params: &doc.broken_params,
             defaults: doc.broken_defaults,
+            left_out: &doc.left_out,
         };
         validate::validate(&doc.playbook, &broken, &mut diags);
         if doc.complete {

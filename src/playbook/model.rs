@@ -970,7 +970,7 @@ mod tests {
 
     fn de<T: for<'a> Deserialize<'a>>(yaml: &str) -> Result<T, String> {
         let node = parse(yaml).map_err(|d| d.message)?;
-        T::deserialize(NodeDe(&node)).map_err(|e| e.to_string())
+        T::deserialize(NodeDe(&node, &[])).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub(crate) struct Broken<'a> {
     pub(crate) params: &'a [String],
     /// Whether `defaults` failed to load.
     pub(crate) defaults: bool,
+    /// Dotted paths of values that failed to load inside sections that did.
+    pub(crate) left_out: &'a [String],
 }
 
 /// Runs every semantic check on `pb`, adding what it finds to `diags`.
@@ -54,6 +56,7 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
     c.broken = broken.ids;
     c.broken_params = broken.params;
     c.broken_defaults = broken.defaults;
+    c.left_out = broken.left_out;
     c.params();
     c.ids();
     c.needs();
@@ -106,6 +109,8 @@ struct Checker<'a> {
     broken_params: &'a [String],
     /// Whether `defaults` failed to load.
     broken_defaults: bool,
+    /// Dotted paths of values that failed to load inside sections that did.
+    left_out: &'a [String],
 }
 
 impl<'a> Checker<'a> {
@@ -135,6 +140,7 @@ impl<'a> Checker<'a> {
             broken: &[],
             broken_params: &[],
             broken_defaults: false,
+            left_out: &[],
         }
     }
 
@@ -144,6 +150,19 @@ impl<'a> Checker<'a> {
 
     fn is_broken(&self, id: &str) -> bool {
         self.broken.iter().any(|b| b == id)
+    }
+
+    /// Whether the value at dotted `path`, or a value inside it or around
+    /// it, failed to load (its error is reported; checks of what is missing
+    /// would only repeat it).
+    fn left_out(&self, path: &str) -> bool {
+        self.left_out.iter().any(|p| {
+            p == path
+                || p.strip_prefix(path).is_some_and(|r| r.starts_with('.'))
+                || path
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        })
     }
 
     fn ids_hint(&self, id: &str) -> Option<String> {
@@ -168,6 +187,9 @@ impl<'a> Checker<'a> {
 
     fn param_decl(&mut self, name: &str, decl: &ParamDecl) {
         let ty = decl.ty.value;
+        if self.left_out(&format!("params.{name}.items")) {
+            return;
+        }
         if let Some(items) = &decl.items
             && ty != ParamType::Array
         {
@@ -462,7 +484,10 @@ impl<'a> Checker<'a> {
                         .maybe_hint(hint),
                     );
                 }
-                Some(&j) if !self.pb.steps[j].compensation => {
+                Some(&j)
+                    if !self.pb.steps[j].compensation
+                        && !self.left_out(&format!("steps.{}.compensation", id.value)) =>
+                {
                     self.push(
                         Diagnostic::new(
                             format!(
@@ -510,7 +535,12 @@ impl<'a> Checker<'a> {
                     ),
                 );
             }
-            if !named.contains(&s.id.value.as_str()) {
+            // A `run` list that failed to load may have named it.
+            let lost_run = self
+                .left_out
+                .iter()
+                .any(|p| p.contains(".on_failure") || p == "defaults");
+            if !named.contains(&s.id.value.as_str()) && !lost_run {
                 self.push(
                     Diagnostic::new(format!("compensation step `{}` is never run", s.id.value), s.id.loc)
                         .hint(format!("name it in an `on_failure: {{ run: [{}] }}`, or remove `compensation: true`", s.id.value)),
@@ -526,6 +556,7 @@ impl<'a> Checker<'a> {
         let s = &pb.steps[i];
         let id = s.id.value.as_str();
         if s.for_each.is_none()
+            && !self.left_out(&format!("steps.{id}.for_each"))
             && let Some(c) = &s.for_each_concurrency
         {
             self.push(Diagnostic::new(
@@ -655,7 +686,12 @@ impl<'a> Checker<'a> {
     }
 
     fn region_required(&mut self, s: &Step) {
-        if s.region.is_none() && self.pb.defaults.region.is_none() && !self.broken_defaults {
+        if s.region.is_none()
+            && self.pb.defaults.region.is_none()
+            && !self.broken_defaults
+            && !self.left_out("defaults.region")
+            && !self.left_out(&format!("steps.{}.region", s.id.value))
+        {
             self.push(
                 Diagnostic::new(format!("step `{}` calls an API but has no region", s.id.value), s.id.loc)
                     .hint("add `region:` to `defaults` (e.g. `region: \"{{params.region}}\"`) or to the step"),
@@ -666,7 +702,7 @@ impl<'a> Checker<'a> {
     fn wait_policy(&mut self, i: usize, wait: &Located<WaitSpec>) {
         let id = self.pb.steps[i].id.value.as_str();
         let w = &wait.value;
-        if w.until.is_none() {
+        if w.until.is_none() && !self.left_out(&format!("steps.{id}.wait.until")) {
             self.push(
                 Diagnostic::new(format!("`wait` of step `{id}` has no `until`"), wait.loc)
                     .hint("add the condition that ends the wait, e.g. `until: { select: Status, in: [Finished] }`"),
@@ -696,6 +732,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(m) = &w.max_every
             && m.value.0 < every
+            && !self.left_out(&format!("steps.{id}.wait.every"))
         {
             self.push(Diagnostic::new(
                 format!(
@@ -768,7 +805,9 @@ impl<'a> Checker<'a> {
         let empty = Params::default();
         let with = with.unwrap_or(&empty);
         if let Target::Typed(spec) = &target {
-            self.typed_params(id, spec, call.loc, with);
+            let with_path = if is_wait { "wait.with" } else { "with" };
+            let with_whole = !self.left_out(&format!("steps.{id}.{with_path}"));
+            self.typed_params(id, spec, call.loc, with, with_whole);
         }
         for (k, v) in &target.params(with).0 {
             self.template_value(
@@ -782,7 +821,16 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn typed_params(&mut self, id: &str, spec: &'static ActionSpec, call_loc: Loc, with: &Params) {
+    /// Checks the parameters of a typed action; the required ones only when
+    /// `with_whole` (none of `with` failed to load).
+    fn typed_params(
+        &mut self,
+        id: &str,
+        spec: &'static ActionSpec,
+        call_loc: Loc,
+        with: &Params,
+        with_whole: bool,
+    ) {
         for (k, v) in &with.0 {
             let Some(p) = spec.param(&k.value) else {
                 let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
@@ -812,7 +860,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        for p in spec.params.iter().filter(|p| p.required) {
+        for p in spec.params.iter().filter(|p| p.required && with_whole) {
             if with.get(p.name).is_none() {
                 self.push(
                     Diagnostic::new(
@@ -1048,7 +1096,9 @@ impl<'a> Checker<'a> {
                 false
             }
             Ok(Root::Item) => {
-                if scope.item {
+                if scope.item
+                    || step_id.is_some_and(|id| self.left_out(&format!("steps.{id}.for_each")))
+                {
                     return true;
                 }
                 let message = match scope.step {
@@ -1148,7 +1198,7 @@ impl<'a> Checker<'a> {
             ));
             return false;
         }
-        if !self.is_ancestor(i, j) {
+        if !self.is_ancestor(i, j) && !self.left_out(&format!("steps.{id}.needs")) {
             self.push(
                 Diagnostic::new(
                     format!("step `{id}` reads `steps.{target}` but does not need `{target}`"),

@@ -1,0 +1,290 @@
+//! The language checked in one pass: generated cases over the shipped
+//! playbooks and over every key of the language.
+
+use runbook::playbook::Playbook;
+
+/// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const EXAMPLES: &[&str] = &[
+    "playbooks/dts-di-cutover.yaml",
+    "playbooks/di-realtime-maintenance-stop.yaml",
+    "playbooks/di-status-report.yaml",
+    "playbooks/stop-di-job.yaml",
+];
+
+/// One error to inject: a line inserted after line `after` (1-based), and
+/// what `validate` must say about it.
+#[derive(Clone, Debug)]
+struct Injection {
+    after: usize,
+    indent: usize,
+    key: String,
+    value: String,
+    /// Where the error points: the key (`None`) or this many characters into the value.
+    value_offset: Option<usize>,
+    message: String,
+}
+
+/// Where errors can go in `text`: each candidate is independent of the
+/// others (different keys, or different mappings).
+fn candidates(text: &str, n: usize) -> Vec<Injection> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut inj = |after: usize, indent: usize, key: &str, value: &str, off, message: String| {
+        out.push(Injection {
+            after,
+            indent,
+            key: key.to_owned(),
+            value: value.to_owned(),
+            value_offset: off,
+            message,
+        });
+    };
+    // Top level: an unknown key (after `name:`, the first line that is one).
+    let name_line = lines.iter().position(|l| l.starts_with("name:")).unwrap() + 1;
+    inj(
+        name_line,
+        0,
+        &format!("bogus_top_{n}"),
+        "1",
+        None,
+        format!("unknown field `bogus_top_{n}` at the top level"),
+    );
+    if let Some(d) = lines.iter().position(|l| l.starts_with("defaults:")) {
+        inj(
+            d + 1,
+            2,
+            &format!("bogus_default_{n}"),
+            "1",
+            None,
+            format!("unknown field `bogus_default_{n}`"),
+        );
+    }
+    if let Some(p) = lines.iter().position(|l| l.starts_with("params:")) {
+        inj(
+            p + 1,
+            2,
+            &format!("p_bad_{n}"),
+            "{ type: strin }",
+            Some(8),
+            "unknown value `strin`".to_owned(),
+        );
+    }
+    // Steps: `- id:` lines; a step's keys sit two columns right of the dash.
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("- id:"))
+        .map(|(i, _)| i)
+        .collect();
+    for (si, &start) in starts.iter().enumerate() {
+        let end = starts.get(si + 1).copied().unwrap_or(lines.len());
+        let indent = lines[start].find('-').unwrap() + 2;
+        let body = &lines[start..end];
+        let has = |key: &str| {
+            body.iter().any(|l| {
+                l.len() > indent
+                    && l[..indent].trim().trim_start_matches('-').trim().is_empty()
+                    && l[indent..].starts_with(&format!("{key}:"))
+            }) || (key == "id")
+        };
+        let compensation = body.iter().any(|l| l.contains("compensation: true"));
+        let at = start + 1;
+        inj(
+            at,
+            indent,
+            &format!("bogus_{n}_{si}"),
+            "1",
+            None,
+            format!("unknown field `bogus_{n}_{si}`"),
+        );
+        if !has("description") {
+            inj(
+                at,
+                indent,
+                "description",
+                "[1]",
+                Some(0),
+                "expected a string, found a list".to_owned(),
+            );
+        }
+        if !has("timeout") {
+            inj(
+                at,
+                indent,
+                "timeout",
+                "5 parsecs",
+                Some(0),
+                "invalid duration `5 parsecs`".to_owned(),
+            );
+        }
+        if !has("retry") {
+            inj(
+                at,
+                indent,
+                "retry",
+                "{ atempts: 2 }",
+                Some(2),
+                "unknown field `atempts`".to_owned(),
+            );
+        }
+        if !has("when") {
+            inj(
+                at,
+                indent,
+                "when",
+                &format!("\"{{{{params.nope_{n}}}}}\""),
+                Some(1),
+                format!("unknown param `nope_{n}`"),
+            );
+        }
+        if !has("needs") && !compensation {
+            inj(
+                at,
+                indent,
+                "needs",
+                &format!("[nope-{n}]"),
+                Some(1),
+                format!("needs unknown step `nope-{n}`"),
+            );
+        }
+        if !has("region") {
+            inj(
+                at,
+                indent,
+                "region",
+                "Bad_Region",
+                Some(0),
+                "invalid region `Bad_Region`".to_owned(),
+            );
+        }
+        if !has("on_failure") {
+            inj(
+                at,
+                indent,
+                "on_failure",
+                "retry",
+                Some(0),
+                "unknown value `retry`".to_owned(),
+            );
+        }
+        // Inside a block `wait:` mapping.
+        if let Some(w) = body.iter().position(|l| l.trim_end().ends_with("wait:")) {
+            let inner = body[w + 1].len() - body[w + 1].trim_start().len();
+            inj(
+                start + w + 1,
+                inner,
+                &format!("bogus_wait_{n}"),
+                "1",
+                None,
+                format!("unknown field `bogus_wait_{n}`"),
+            );
+            if !body.iter().any(|l| l.trim_start().starts_with("every:")) {
+                inj(
+                    start + w + 1,
+                    inner,
+                    "every",
+                    "2 fortnights",
+                    Some(0),
+                    "invalid duration `2 fortnights`".to_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `text` with `chosen` inserted, and where each error must be reported
+/// (line, column, message).
+fn inject(text: &str, chosen: &[Injection]) -> (String, Vec<(u32, u32, String)>) {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut order: Vec<&Injection> = chosen.iter().collect();
+    order.sort_by_key(|i| i.after);
+    let mut expected = Vec::new();
+    for (shift, i) in order.into_iter().enumerate() {
+        let at = i.after + shift;
+        lines.insert(
+            at,
+            format!("{}{}: {}", " ".repeat(i.indent), i.key, i.value),
+        );
+        let col = match i.value_offset {
+            None => i.indent + 1,
+            Some(off) => i.indent + i.key.len() + 2 + off + 1,
+        };
+        expected.push((at as u32 + 1, col as u32, i.message.clone()));
+    }
+    (lines.join("\n") + "\n", expected)
+}
+
+#[test]
+fn the_examples_are_valid() {
+    for path in EXAMPLES {
+        Playbook::load(std::path::Path::new(path)).unwrap_or_else(|d| panic!("{}", d.render()));
+    }
+}
+
+/// k independent errors injected at random places are all reported by one
+/// `validate`, each at its own position.
+#[test]
+fn every_injected_error_is_reported_at_once() {
+    let mut cases = 0;
+    for path in EXAMPLES {
+        let text = std::fs::read_to_string(path).unwrap();
+        for seed in 0..150u64 {
+            let mut rng = Rng::new(seed + 1);
+            let mut pool = candidates(&text, seed as usize);
+            let k = 1 + rng.below(pool.len().min(8));
+            let mut chosen = Vec::new();
+            for _ in 0..k {
+                chosen.push(pool.swap_remove(rng.below(pool.len())));
+            }
+            let (broken, expected) = inject(&text, &chosen);
+            assert_eq!(
+                expected.len(),
+                k,
+                "{path} seed {seed}: injected lines must be distinct"
+            );
+            let diags = match Playbook::from_str("t.yaml", &broken) {
+                Ok(_) => panic!("{path} seed {seed}: accepted\n{broken}"),
+                Err(d) => d,
+            };
+            let got: Vec<(u32, u32, String)> = diags
+                .items()
+                .iter()
+                .map(|d| {
+                    let l = d.loc.expect("located");
+                    (l.line, l.col, d.message.clone())
+                })
+                .collect();
+            let report = format!("{path} seed {seed}:\n{}\n{broken}", diags.render());
+            assert_eq!(got.len(), k, "{report}");
+            for (line, col, message) in &expected {
+                assert!(
+                    got.iter()
+                        .any(|(l, c, m)| l == line && c == col && m.contains(message.as_str())),
+                    "missing `{message}` at {line}:{col} in {report}"
+                );
+            }
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 150 * EXAMPLES.len());
+}
