@@ -122,3 +122,204 @@ fn a_journal_from_a_newer_runbook_is_refused_with_exit_10_and_nothing_is_sent() 
     }
     assert!(rig.calls().is_empty(), "nothing was sent");
 }
+
+/// A cutover in small: stop a DTS task, wait until it is finished,
+/// terminate three nodes (irreversible), wait until they are gone. The
+/// in-process simulator takes 2 s to finish the task and 1 s to undeploy a
+/// node; the waits give up after 20 s.
+const CUTOVER: &str = r#"
+name: sim-world
+defaults: { region: cn-hangzhou }
+params:
+  job: { type: string, default: job-w }
+  file_ids: { type: array, items: integer, default: [31, 32, 33] }
+steps:
+  - id: stop-dts
+    call: dts.StopDtsJob
+    with: { DtsJobId: "{{params.job}}", SynchronizationDirection: Forward }
+  - id: dts-stopped
+    needs: [stop-dts]
+    wait:
+      call: dts.DescribeDtsJobDetail
+      with: { DtsJobId: "{{params.job}}" }
+      until: { select: Status, in: [Finished] }
+      every: 50ms
+      timeout: 20s
+  - id: terminate
+    needs: [dts-stopped]
+    for_each: "{{params.file_ids}}"
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 10000, TaskType: DI_REALTIME, FileId: "{{item}}" }
+  - id: gone
+    needs: [terminate]
+    for_each: "{{params.file_ids}}"
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 10000, TaskType: DI_REALTIME, FileId: "{{item}}" }
+      until: { select: Data.Status, in: [NORUN] }
+      every: 50ms
+      timeout: 20s
+"#;
+
+/// `runbook ARGS --state-dir STATE` with no credentials and no endpoints.
+fn sim_cmd(rig: &Rig, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(rig.state())
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Kills a `--sim` run once step `started` has started (so every call
+/// before it was answered and journaled), then resumes it with `--sim`.
+fn kill_then_resume_in_the_same_world(started: &str) {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("cutover.yaml", CUTOVER);
+    let mut child = sim_cmd(&rig, &["run", &pb, "--sim", "--yes", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let run_id = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{started} never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        let listed = runs(&rig);
+        if let Some(id) = listed[0]["id"].as_str()
+            && rig.show(id)["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == started)
+        {
+            break id.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(rig.show(&run_id)["status"], "interrupted");
+
+    // In a fresh world the task would be running and the nodes deployed
+    // again: the waits would time out, as the calls that stopped and
+    // undeployed them were answered and are not sent again.
+    let out = sim_cmd(&rig, &["resume", &run_id, "--sim"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{started}: {}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("no simulated world"),
+        "{}",
+        text(&out)
+    );
+    let shown = rig.show(&run_id);
+    assert_eq!(shown["status"], "succeeded", "{shown:#}");
+    for step in shown["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "succeeded", "{step}");
+    }
+    let calls = |action: &str| -> Vec<String> {
+        shown["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "call" && a["action"] == action)
+            .map(|a| a["request"].to_string())
+            .collect()
+    };
+    assert_eq!(
+        calls("StopDtsJob").len(),
+        1,
+        "{started}: the stop was sent once"
+    );
+    let mut terminates = calls("TerminateDISyncInstance");
+    terminates.sort();
+    terminates.dedup();
+    assert_eq!(
+        (calls("TerminateDISyncInstance").len(), terminates.len()),
+        (3, 3),
+        "{started}: one terminate per node, none repeated"
+    );
+}
+
+#[test]
+fn a_rehearsal_killed_after_the_stop_resumes_in_the_world_where_the_stop_happened() {
+    kill_then_resume_in_the_same_world("dts-stopped");
+}
+
+#[test]
+fn a_rehearsal_killed_after_the_terminates_resumes_in_the_world_where_the_nodes_are_gone() {
+    kill_then_resume_in_the_same_world("gone");
+}
+
+#[test]
+fn a_rehearsal_resumed_in_another_simulator_drops_the_saved_world() {
+    let rig = Rig::new("", Duration::ZERO);
+    // Fails at once, in any world: the node never reaches that status.
+    let pb = rig.playbook(
+        "never.yaml",
+        r#"
+name: never
+defaults: { region: cn-hangzhou }
+steps:
+  - id: stop
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: 41, TaskType: DI_REALTIME }
+  - id: never
+    needs: [stop]
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 1, FileId: 41, TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [NORUN] }
+      every: 20ms
+      timeout: 100ms
+"#,
+    );
+    let out = sim_cmd(&rig, &["run", &pb, "--sim", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    let saved = || -> Option<Value> {
+        let conn = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
+        conn.query_row(
+            "SELECT world_json FROM worlds WHERE run_id = ?1",
+            [&run_id],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .map(|w| serde_json::from_str(&w).unwrap())
+    };
+    let world = saved().expect("the world was saved with the run");
+    assert!(
+        ["KILLING", "PAUSE"].contains(&world["nodes"]["41"]["machine"]["status"].as_str().unwrap()),
+        "the stop is in the saved world: {world}"
+    );
+    let url = rig.sim().base_url();
+    let out = sim_cmd(
+        &rig,
+        &[
+            "resume",
+            &run_id,
+            "--yes",
+            "--endpoint",
+            &format!("dataworks={url}"),
+            "--endpoint",
+            &format!("dts={url}"),
+        ],
+    )
+    .env("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::run::ID)
+    .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", crate::run::SECRET)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        count(&rig.calls(), "GetDISyncInstanceInfo") > 0,
+        "it went on in the other simulator"
+    );
+    assert_eq!(saved(), None, "that world is no longer where the run is");
+}

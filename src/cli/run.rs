@@ -4,6 +4,21 @@
 //! simulator), the approval gate bound to the plan digest, the lock that
 //! keeps two runs of the same playbook and params apart, the journal, the
 //! runner, the live view and the summary.
+//!
+//! # A rehearsal's world
+//!
+//! A run against the in-process simulator (`--sim`) keeps the simulator's
+//! world in the journal, saved in the same transaction as every commit
+//! (so with every answered call), and `resume --sim` restores it: the
+//! rehearsal goes on in the world it left, with transitions under way
+//! completing at their saved wall-clock times. The world is saved rather
+//! than rebuilt by replaying the journaled calls because the journal does
+//! not know every effect: a call applied but answered with a dropped
+//! connection, or sent just before a kill, changed the world without an
+//! `ok` row, and replaying would have to guess. A saved world is exact: it
+//! holds every effect of every answer the journal records, and a call in
+//! flight at a kill is settled on resume through its status call, against
+//! that world, like against the cloud.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -87,7 +102,8 @@ pub(crate) struct TargetArgs {
     pub(crate) endpoints: Vec<String>,
     /// Run against the built-in simulator, started in-process on a free
     /// loopback port with generated credentials; every resource the playbook
-    /// names exists and is running. No cloud account needed.
+    /// names exists and is running (on `resume`: as the run left it, from the
+    /// world saved in the journal). No cloud account needed.
     #[arg(long)]
     pub(crate) sim: bool,
     /// Faults for the simulator (with --sim), e.g.
@@ -189,7 +205,8 @@ Examples:
   runbook runs                       # find the run id
   runbook show RUN_ID --attempts     # see where it stopped and why
   runbook resume RUN_ID              # continue it
-  runbook resume RUN_ID --sim --yes  # a run rehearsed with --sim continues against a fresh simulator";
+  runbook resume RUN_ID --sim        # a run rehearsed with --sim goes on in the simulated world it
+                                     # left (saved in the journal): what it stopped is still stopped";
 
 /// Continue an interrupted, cancelled or failed run from its journal.
 #[derive(Debug, clap::Args)]
@@ -324,9 +341,9 @@ impl ResumeArgs {
                     // (below), and the same exit code.
                     return Err(Error::new(
                         ExitCode::Refused,
-                        format!("run {} ran against the in-process simulator, whose state ended with that process", record.run.id),
+                        format!("run {} ran against the in-process simulator; it goes on only in a simulator, not against the cloud", record.run.id),
                     )
-                    .with_hint("pass --sim to resume against a fresh simulator, or --endpoint PRODUCT=URL for every product to point at a running `runbook sim`"));
+                    .with_hint("pass --sim to go on in the simulated world saved with the run, or --endpoint PRODUCT=URL for every product to point at a running `runbook sim`"));
                 }
                 target_args.endpoints.clone_from(&stored.endpoints);
             }
@@ -366,6 +383,7 @@ impl ResumeArgs {
                     .await
                     .map_err(journal_error)?;
             }
+            target.restore_world(&journal, &record.run.id)?;
             let how = How { exec: &self.exec, flags, interrupts, concurrency: new_options.concurrency, resumed: true };
             execute(plan, target, journal, how, record.run.id.clone(), prior).await
         })
@@ -461,7 +479,8 @@ struct Target {
     account: Option<String>,
     endpoints: Endpoints,
     limits: RateLimits,
-    _sim: Option<crate::sim::SimHandle>,
+    /// The in-process simulator (`--sim`).
+    sim: Option<crate::sim::SimHandle>,
 }
 
 impl Target {
@@ -508,8 +527,33 @@ impl Target {
             account: Some(account),
             endpoints,
             limits: RateLimits::new(limits),
-            _sim: sim,
+            sim,
         })
+    }
+
+    /// With the in-process simulator: puts back the world saved with run
+    /// `run_id` (see the module doc), if one was. Elsewhere: drops it, as
+    /// the run goes on in another world.
+    fn restore_world(&self, journal: &Journal, run_id: &str) -> Result<(), Error> {
+        let Some(sim) = &self.sim else {
+            journal.forget_world(run_id);
+            return Ok(());
+        };
+        match journal.world(run_id).map_err(journal_error)? {
+            Some(world) => sim.simulator().restore_world(&world).map_err(|e| {
+                Error::new(
+                    ExitCode::Internal,
+                    format!("cannot restore the simulated world of run {run_id}"),
+                )
+                .with_source(e)
+            }),
+            None => {
+                eprintln!(
+                    "note: no simulated world was saved with run {run_id}; it goes on against a fresh simulator"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -808,6 +852,10 @@ async fn execute(
     };
     let cancel = CancellationToken::new();
     interrupts.cancel_on_signal(cancel.clone());
+    if let Some(sim) = &target.sim {
+        let sim = sim.simulator().clone();
+        journal.keep_world(&run_id, Arc::new(move || sim.save_world()));
+    }
     let runner = Runner::new(
         Arc::new(plan),
         target.api,

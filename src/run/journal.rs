@@ -419,6 +419,12 @@ impl Journal {
         });
     }
 
+    /// Drops the world saved with run `run_id` (it goes on elsewhere, so
+    /// that world is out of date). Committed before anything queued later.
+    pub fn forget_world(&self, run_id: &str) {
+        self.send("DELETE FROM worlds WHERE run_id = ?1", vec![run_id.sv()]);
+    }
+
     /// The world last saved with run `run_id`, if any.
     pub fn world(&self, run_id: &str) -> Result<Option<String>, JournalError> {
         let conn = self.reader()?;

@@ -39,6 +39,7 @@ mod gateway;
 mod handlers;
 mod served;
 mod state;
+mod world;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,6 +61,7 @@ pub use fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, FixtureError, Fixtures,
 };
 pub use state::{ResourceKind, StatusError};
+pub use world::WorldError;
 
 use conn::{Conn, SimListener};
 use state::{Now, State};
@@ -213,6 +215,18 @@ impl Simulator {
         status: &str,
     ) -> Result<(), StatusError> {
         self.lock().set_status(kind, id, status, Now::current())
+    }
+
+    /// The world (every resource, its status and the transitions under
+    /// way), as JSON: what `run --sim` keeps with the run.
+    pub fn save_world(&self) -> String {
+        world::save(&self.lock())
+    }
+
+    /// Replaces every resource with those of a world [`Simulator::save_world`]
+    /// returned; transitions under way complete at their saved times.
+    pub fn restore_world(&self, json: &str) -> Result<(), WorldError> {
+        world::restore(&mut self.lock(), json)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

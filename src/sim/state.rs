@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::faults::{FaultSpec, Faults};
 use super::fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, Fixtures,
@@ -113,18 +115,65 @@ impl Now {
     }
 }
 
+#[derive(Clone)]
 struct Pending {
     at: Instant,
     at_wall: jiff::Timestamp,
     then: String,
 }
 
-/// A status that may be on its way to another one.
+/// A status that may be on its way to another one. Saved (in a world, see
+/// `world.rs`) with wall-clock times only: a transition under way when it
+/// was saved completes at the same wall-clock time once restored.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "SavedMachine", from = "SavedMachine")]
 pub(crate) struct Machine {
     status: String,
     pending: Option<Pending>,
     /// When `status` was entered.
     pub(crate) since: jiff::Timestamp,
+}
+
+/// A [`Machine`] as saved.
+#[derive(Serialize, Deserialize)]
+struct SavedMachine {
+    status: String,
+    since: jiff::Timestamp,
+    /// The status it settles into, and when.
+    pending: Option<(String, jiff::Timestamp)>,
+}
+
+impl From<Machine> for SavedMachine {
+    fn from(m: Machine) -> SavedMachine {
+        SavedMachine {
+            status: m.status,
+            since: m.since,
+            pending: m.pending.map(|p| (p.then, p.at_wall)),
+        }
+    }
+}
+
+impl From<SavedMachine> for Machine {
+    /// Due now or in the past: settles at the next read.
+    fn from(saved: SavedMachine) -> Machine {
+        let now = Now::current();
+        Machine {
+            status: saved.status,
+            since: saved.since,
+            pending: saved.pending.map(|(then, at_wall)| {
+                let ahead = now
+                    .wall
+                    .duration_until(at_wall)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO);
+                Pending {
+                    at: now.mono.checked_add(ahead).unwrap_or(now.mono),
+                    at_wall,
+                    then,
+                }
+            }),
+        }
+    }
 }
 
 impl Machine {
@@ -198,6 +247,7 @@ impl Machine {
 }
 
 /// A DTS task.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct DtsJob {
     pub(crate) id: String,
     pub(crate) instance_id: String,
@@ -237,6 +287,7 @@ impl DtsJob {
 }
 
 /// A DI real-time node.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct DiNode {
     pub(crate) project_id: i64,
     pub(crate) file_id: i64,
@@ -281,6 +332,7 @@ impl DiNode {
 }
 
 /// A new-style DI job.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct DiJob {
     pub(crate) id: i64,
     pub(crate) project_id: Option<i64>,
@@ -300,6 +352,7 @@ impl DiJob {
 }
 
 /// A DI solution.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct DiSolution {
     pub(crate) project_id: i64,
     pub(crate) file_id: i64,
