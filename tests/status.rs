@@ -323,3 +323,108 @@ steps:
     );
     assert_eq!(saved(), None, "that world is no longer where the run is");
 }
+
+/// Stop two nodes one after the other, wait until they are stopped, check one.
+const SNAP: &str = r#"
+name: snap
+defaults:
+  region: cn-shanghai
+  retry: { attempts: 2, delay: 10ms }
+params:
+  file_ids: { type: array, items: integer, default: [51, 52] }
+concurrency: 1
+steps:
+  - id: stop
+    for_each: "{{params.file_ids}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 10000, FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: stopped
+    needs: [stop]
+    for_each: "{{params.file_ids}}"
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 10000, FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [PAUSE] }
+      every: 20ms
+      timeout: 5s
+  - id: report
+    needs: [stopped]
+    call: dataworks.GetDISyncInstanceInfo
+    with: { ProjectId: 10000, FileId: 51, TaskType: DI_REALTIME }
+    assert: { select: Data.Status, in: [PAUSE] }
+"#;
+
+/// Snapshot settings that redact what changes from one run to the next:
+/// ids, times, digests, the temporary directory, who approved.
+fn stable(rig: &Rig) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&rig.dir.path().to_string_lossy()), "[dir]");
+    for (pattern, by) in [
+        (r"\d{8}T\d{6}Z-[0-9a-f]{6}", "[run-id]"),
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]"),
+        (
+            r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}",
+            "[request-id]",
+        ),
+        (r"[0-9a-f]{64}", "[digest]"),
+        (r"digest [0-9a-f]{12}", "digest [digest]"),
+        (r"\b\d+\.\ds\b", "[secs]"),
+        (r"by [^ @]+@\S+", "by [who]"),
+        (r#""by": "[^"]*""#, r#""by": "[who]""#),
+    ] {
+        settings.add_filter(pattern, by);
+    }
+    settings
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// `show` as text, with `--attempts`, and as JSON, and the run's summary,
+/// for a run that succeeded and one that failed.
+#[test]
+fn show_and_the_run_summary_look_like_this() {
+    for (name, fixtures) in [("succeeded", vec![]), ("failed", vec![52])] {
+        let rig = Rig::with("", Duration::ZERO, |c| {
+            for id in fixtures {
+                let mut node = runbook::sim::DiNodeFixture::running(10000, id);
+                node.status = "NORUN".to_owned();
+                c.fixtures.di_nodes.push(node);
+            }
+        });
+        let pb = rig.playbook("snap.yaml", SNAP);
+        let run = rig.run(&["run", &pb, "--yes"]);
+        assert_eq!(
+            run.status.code(),
+            Some(if name == "failed" { 1 } else { 0 }),
+            "{}",
+            text(&run)
+        );
+        let run_id = rig.last_run_id();
+        let show = |args: &[&str]| {
+            let mut all = vec!["show", run_id.as_str()];
+            all.extend(args);
+            let out = rig.run(&all);
+            assert!(out.status.success(), "{}", text(&out));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        stable(&rig).bind(|| {
+            insta::assert_snapshot!(
+                format!("summary-{name}"),
+                String::from_utf8_lossy(&run.stdout)
+            );
+            insta::assert_snapshot!(format!("show-{name}-text"), show(&[]));
+            insta::assert_snapshot!(format!("show-{name}-attempts"), show(&["--attempts"]));
+            insta::assert_snapshot!(format!("show-{name}-json"), show(&["--json"]));
+        });
+    }
+}
