@@ -288,3 +288,156 @@ fn every_injected_error_is_reported_at_once() {
     }
     assert_eq!(cases, 150 * EXAMPLES.len());
 }
+
+/// One-edit typos of `key`: each letter dropped, doubled, replaced, and
+/// each neighbour pair swapped.
+fn typos(key: &str) -> Vec<String> {
+    let chars: Vec<char> = key.chars().collect();
+    let mut out = Vec::new();
+    for i in 0..chars.len() {
+        let mut v = chars.clone();
+        v.remove(i);
+        out.push(v.iter().collect());
+        let mut v = chars.clone();
+        v.insert(i, chars[i]);
+        out.push(v.iter().collect());
+        let mut v = chars.clone();
+        v[i] = if chars[i] == 'q' { 'z' } else { 'q' };
+        out.push(v.iter().collect());
+        if i + 1 < chars.len() && chars[i] != chars[i + 1] {
+            let mut v = chars.clone();
+            v.swap(i, i + 1);
+            out.push(v.iter().collect());
+        }
+    }
+    out.retain(|t: &String| !t.is_empty() && !t.starts_with('_'));
+    out
+}
+
+/// A playbook with the line `KEY: 1` in the mapping that `def` describes.
+fn context(def: &str) -> &'static str {
+    match def {
+        "" => "name: t\nKEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n",
+        "ParamDecl" => {
+            "name: t\nparams:\n  p:\n    type: string\n    KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
+        }
+        "Defaults" => "name: t\ndefaults:\n  KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n",
+        "RetryObject" => {
+            "name: t\ndefaults:\n  retry:\n    attempts: 2\n    KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
+        }
+        "OnFailureRun" => {
+            "name: t\nsteps:\n  - id: a\n    sleep: 1s\n    on_failure:\n      run: [u]\n      KEY: 1\n  - id: u\n    compensation: true\n    sleep: 1s\n"
+        }
+        "Step" => "name: t\nsteps:\n  - id: a\n    sleep: 1s\n    KEY: 1\n",
+        "WaitSpec" => {
+            "name: t\ndefaults:\n  region: cn-hangzhou\nsteps:\n  - id: a\n    wait:\n      call: dts.DescribeDtsJobDetail\n      with: { DtsJobId: j }\n      until: { select: Status, in: [x] }\n      KEY: 1\n"
+        }
+        "ConditionSpec" => {
+            "name: t\ndefaults:\n  region: cn-hangzhou\nsteps:\n  - id: a\n    wait:\n      call: dts.DescribeDtsJobDetail\n      with: { DtsJobId: j }\n      until:\n        select: Status\n        in: [x]\n        KEY: 1\n"
+        }
+        "WhenMatch" => {
+            "name: t\nparams:\n  x: { type: string }\nsteps:\n  - id: a\n    sleep: 1s\n    when:\n      value: '{{params.x}}'\n      equals: y\n      KEY: 1\n"
+        }
+        "api" => {
+            "name: t\ndefaults:\n  region: cn-hangzhou\nsteps:\n  - id: a\n    call: api\n    with:\n      product: ecs\n      version: '2014-05-26'\n      action: DescribeInstances\n      risk: read\n      KEY: 1\n"
+        }
+        other => panic!("no context for mapping `{other}`: add one"),
+    }
+}
+
+/// Every key of every mapping of the language (from the JSON Schema, plus
+/// the keys of `call: api`), misspelt by one edit, gets "did you mean" that key.
+#[test]
+fn every_key_typo_gets_a_suggestion() {
+    let schema: serde_json::Value = serde_json::from_str(runbook::playbook::SCHEMA).unwrap();
+    let keys_of = |v: &serde_json::Value| -> Vec<String> {
+        v.get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut mappings = vec![(String::new(), keys_of(&schema))];
+    for (name, def) in schema["$defs"].as_object().unwrap() {
+        let keys = keys_of(def);
+        if !keys.is_empty() {
+            mappings.push((name.clone(), keys));
+        }
+    }
+    mappings.push((
+        "api".to_owned(),
+        runbook::playbook::action::GENERIC_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
+    ));
+    assert!(mappings.len() >= 10, "{mappings:?}");
+    let mut checked = 0;
+    for (def, keys) in &mappings {
+        // The context is valid as it stands (with a key it already has).
+        let valid: String = context(def)
+            .lines()
+            .filter(|l| !l.contains("KEY"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Playbook::from_str("t.yaml", &valid)
+            .unwrap_or_else(|d| panic!("context of `{def}`: {}", d.render()));
+        for key in keys {
+            for typo in typos(key) {
+                if keys.contains(&typo) {
+                    continue;
+                }
+                let text = context(def).replace("KEY", &typo);
+                let diags = Playbook::from_str("t.yaml", &text)
+                    .err()
+                    .unwrap_or_else(|| panic!("`{typo}` accepted in `{def}`"));
+                let want = format!("`{key}`");
+                assert!(
+                    diags
+                        .items()
+                        .iter()
+                        .any(|d| d.message.contains(&format!("`{typo}`"))
+                            && d.hint.as_deref().is_some_and(
+                                |h| h.starts_with("did you mean") && h.contains(want.as_str())
+                            )),
+                    "`{typo}` in `{def}` should suggest `{key}`:\n{}",
+                    diags.render()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
+
+#[test]
+fn inflected_keys_get_a_suggestion() {
+    for (typo, key, text) in [
+        (
+            "retries",
+            "retry",
+            "name: t\nsteps:\n  - id: a\n    sleep: 1s\n    retries: 3\n",
+        ),
+        (
+            "need",
+            "needs",
+            "name: t\nsteps:\n  - id: a\n    sleep: 1s\n    need: [a]\n",
+        ),
+        (
+            "step",
+            "steps",
+            "name: t\nstep:\n  - id: a\n    sleep: 1s\n",
+        ),
+    ] {
+        let diags = Playbook::from_str("t.yaml", text).unwrap_err();
+        let want = format!("did you mean `{key}`?");
+        assert!(
+            diags
+                .items()
+                .iter()
+                .any(|d| d.message.contains(&format!("`{typo}`"))
+                    && d.hint.as_deref() == Some(want.as_str())),
+            "{}",
+            diags.render()
+        );
+    }
+}

@@ -200,16 +200,47 @@ fn window(line: &str, col: usize) -> (String, usize) {
     (shown, col - start + offset)
 }
 
-/// The closest of `candidates` to `name`, if it is close enough to be a
-/// likely typo ("did you mean ...").
-pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// The closest of `candidates` to `name`, if any is close enough to be a
+/// likely typo ("did you mean ..."): a few edits away (a third of the
+/// length, at least one), or an inflection of it (`retries` for `retry`,
+/// `need` for `needs`). Candidates equally close are all returned, in
+/// their order (`wit` is one edit from both `wait` and `with`).
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let name_lower = name.to_ascii_lowercase();
-    candidates
+    let stem = stem(&name_lower);
+    let scored: Vec<(usize, &str)> = candidates
         .into_iter()
-        .map(|c| (levenshtein(&name_lower, &c.to_ascii_lowercase()), c))
-        .filter(|&(d, c)| d <= (c.chars().count().max(name.chars().count()) / 3).max(1))
-        .min_by_key(|&(d, _)| d)
+        .filter_map(|c| {
+            let lower = c.to_ascii_lowercase();
+            let d = levenshtein(&name_lower, &lower);
+            if d <= (c.chars().count().max(name.chars().count()) / 3).max(1) {
+                return Some((d, c));
+            }
+            // Inflections rank after every plain typo.
+            (stem.len() >= 3 && stem == self::stem(&lower)).then_some((usize::MAX, c))
+        })
+        .collect();
+    let best = scored.iter().map(|&(d, _)| d).min();
+    let mut out: Vec<&str> = scored
+        .into_iter()
+        .filter(|&(d, _)| Some(d) == best)
         .map(|(_, c)| c)
+        .collect();
+    out.dedup();
+    out
+}
+
+/// A word without its plural or verb ending: `retries` and `retry` give
+/// `retr`, `needs` and `need` give `need`.
+fn stem(word: &str) -> &str {
+    for suffix in ["ies", "es", "s", "y", "ing", "ed"] {
+        if let Some(s) = word.strip_suffix(suffix)
+            && s.len() >= 3
+        {
+            return s;
+        }
+    }
+    word
 }
 
 /// A "did you mean" hint for `name`, if a candidate is close.
@@ -217,7 +248,14 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
+    let close = suggest(name, candidates);
+    let (last, rest) = close.split_last()?;
+    Some(if rest.is_empty() {
+        format!("did you mean `{last}`?")
+    } else {
+        let rest: Vec<String> = rest.iter().map(|c| format!("`{c}`")).collect();
+        format!("did you mean {} or `{last}`?", rest.join(", "))
+    })
 }
 
 /// Edit distance counting a swap of two neighbours as one edit (typos like
@@ -293,9 +331,17 @@ mod tests {
     fn suggestions_need_to_be_close() {
         assert_eq!(
             suggest("create-dsk", ["create-disk", "attach"]),
-            Some("create-disk")
+            ["create-disk"]
         );
-        assert_eq!(suggest("zzz", ["create-disk", "attach"]), None);
-        assert_eq!(suggest("neds", ["needs", "id"]), Some("needs"));
+        assert!(suggest("zzz", ["create-disk", "attach"]).is_empty());
+        assert_eq!(suggest("neds", ["needs", "id"]), ["needs"]);
+        assert_eq!(suggest("retries", ["retry", "region"]), ["retry"]);
+        assert_eq!(suggest("need", ["needs", "id"]), ["needs"]);
+        assert_eq!(suggest("timeouts", ["timeout", "every"]), ["timeout"]);
+        assert_eq!(suggest("regions", ["retry", "region"]), ["region"]);
+        assert_eq!(
+            did_you_mean("wit", ["call", "with", "wait"]).as_deref(),
+            Some("did you mean `with` or `wait`?")
+        );
     }
 }
