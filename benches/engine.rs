@@ -99,7 +99,7 @@ fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Roun
         let sim = sim::spawn(config).await.expect("simulator");
         let mut endpoints = Endpoints::new();
         endpoints.set_override("dataworks", &sim.base_url());
-        let plan = runbook::plan::load_and_build(&path, &[], None, &endpoints).expect("plan");
+        let plan = runbook::plan::load_and_build(&path, &[], None).expect("plan");
         let client = RpcClient::new(
             Credentials::new(id, secret, None),
             endpoints,

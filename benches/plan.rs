@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use runbook::cloud::Endpoints;
 use runbook::plan::Plan;
 use runbook::playbook::Playbook;
 
@@ -123,7 +122,6 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let text = generate();
-    let endpoints = Endpoints::new();
     let params: BTreeMap<String, serde_json::Value> = BTreeMap::from([
         ("region".to_owned(), serde_json::json!("cn-hangzhou")),
         ("project_id".to_owned(), serde_json::json!(10000)),
@@ -157,7 +155,7 @@ fn main() {
             }
         };
         let t1 = Instant::now();
-        let plan = match Plan::build(&pb, &params, &endpoints) {
+        let plan = match Plan::build(&pb, &params) {
             Ok(p) => p,
             Err(d) => {
                 eprintln!("{}", d.render());

@@ -67,7 +67,9 @@ fn main() {
     let credentials = Credentials::new("LTAI5tBenchKeyId0001", "bench-secret", None);
     let nonce = "c5b3f1e0-0d7b-4a6e-9f3a-000000000004";
     let timestamp: jiff::Timestamp = "2024-05-01T08:00:00Z".parse().expect("a valid timestamp");
-    let base = Endpoints::new().resolve(&req.product, &req.region);
+    let base = Endpoints::new()
+        .resolve(&req.product, &req.region)
+        .expect("a valid product and region");
 
     let signature = measure(|| {
         let mut all = black_box(&req.query).clone();

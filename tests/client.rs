@@ -985,13 +985,13 @@ async fn no_secret_reaches_output_logs_or_plans() {
         "{answer:?} {}",
         serde_json::to_string(&answer).unwrap()
     );
-    let preview = typed.preview(client.endpoints());
+    let preview = typed.preview();
     let _ = write!(
         out,
         "{preview:?} {}",
         serde_json::to_string(&preview).unwrap()
     );
-    let signed = client.sign(&typed, "n", jiff::Timestamp::now());
+    let signed = client.sign(&typed, "n", jiff::Timestamp::now()).unwrap();
     let _ = write!(out, "{signed:?} {}", signed.redacted_url());
     for (api, case) in [
         (&client, "nonce"),

@@ -2,6 +2,7 @@
 
 mod client;
 mod exits;
+mod integrity;
 mod language;
 mod limits;
 mod plan;

@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use runbook::ExitCode;
-use runbook::cloud::Endpoints;
 use runbook::plan::{Plan, StepKind};
 
 use crate::validate::{run_cli, transcript};
@@ -107,7 +106,7 @@ fn graphs() {
 }
 
 #[test]
-fn command_line_params_override_the_file_and_endpoints_change_hosts() {
+fn command_line_params_override_the_file_and_requests_name_product_and_region() {
     let (code, stdout, stderr) = run_cli(&[
         "plan",
         "playbooks/dts-di-cutover.yaml",
@@ -117,17 +116,26 @@ fn command_line_params_override_the_file_and_endpoints_change_hosts() {
         "file_ids=7",
         "-p",
         "region=cn-shanghai",
-        "--endpoint",
-        "dts=http://127.0.0.1:9000",
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("file_ids=[7]"), "{stdout}");
-    assert!(stdout.contains("POST 127.0.0.1:9000"), "{stdout}");
-    assert!(
-        stdout.contains("POST dataworks.cn-shanghai.aliyuncs.com"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("POST dts in cn-shanghai"), "{stdout}");
+    assert!(stdout.contains("POST dataworks in cn-shanghai"), "{stdout}");
     assert!(stdout.contains("RegionId=cn-shanghai"), "{stdout}");
+    assert!(
+        !stdout.contains("aliyuncs.com"),
+        "no host in a plan: {stdout}"
+    );
+    // Where requests go is decided at run time: `--endpoint` only steers `--refresh` reads.
+    let (code, _, stderr) = run_cli(&[
+        "plan",
+        "playbooks/stop-di-job.yaml",
+        "-p",
+        "di_job_id=1",
+        "--endpoint",
+        "dataworks=http://127.0.0.1:9000",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]
@@ -173,13 +181,8 @@ fn a_string_param_that_does_not_fit_an_integer_api_parameter_is_refused() {
         "name: t\nparams:\n  project: { type: string }\ndefaults: { region: cn-shanghai }\nsteps:\n  - id: stop\n    call: dataworks.StopDIJob\n    with: { DIJobId: \"{{params.project}}\" }\n",
     )
     .expect("write");
-    let err = runbook::plan::load_and_build(
-        &path,
-        &[("project".into(), "abc".into())],
-        None,
-        &Endpoints::new(),
-    )
-    .expect_err("abc is not an integer");
+    let err = runbook::plan::load_and_build(&path, &[("project".into(), "abc".into())], None)
+        .expect_err("abc is not an integer");
     assert_eq!(err.exit, ExitCode::InvalidPlaybook);
     let text = err.rendered.expect("rendered");
     assert!(
@@ -187,13 +190,8 @@ fn a_string_param_that_does_not_fit_an_integer_api_parameter_is_refused() {
         "{text}"
     );
     assert!(text.contains("p.yaml:8:22"), "{text}");
-    let ok = runbook::plan::load_and_build(
-        &path,
-        &[("project".into(), "11668".into())],
-        None,
-        &Endpoints::new(),
-    )
-    .expect("11668 is an integer");
+    let ok = runbook::plan::load_and_build(&path, &[("project".into(), "11668".into())], None)
+        .expect("11668 is an integer");
     let StepKind::Call { call, .. } = &ok.steps[0].kind else {
         panic!("a call")
     };
@@ -221,14 +219,14 @@ fn plan_files_round_trip_and_refuse_a_changed_playbook() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.starts_with("wrote plan to "), "{stderr}");
 
-    let plan = Plan::load_json(&out).expect("plan file loads");
+    let plan = Plan::load_verified(&out).expect("plan file loads");
     assert_eq!(plan.params["di_job_id"], serde_json::json!(11668));
-    plan.check_fresh().expect("unchanged playbook");
+    assert_eq!(plan.digest, runbook::plan::integrity::digest(&plan));
 
     // Same params, different playbook bytes: refused.
     let text = std::fs::read_to_string(&playbook).expect("read");
     std::fs::write(&playbook, text.replace("every: 5s", "every: 1s")).expect("write");
-    let err = plan.check_fresh().expect_err("changed playbook");
+    let err = Plan::load_verified(&out).expect_err("changed playbook");
     assert_eq!(err.exit, ExitCode::Refused);
     assert!(
         err.message.contains("changed since this plan was written"),
@@ -236,18 +234,33 @@ fn plan_files_round_trip_and_refuse_a_changed_playbook() {
         err.message
     );
 
-    // Same playbook, edited params in the plan file: refused.
+    // Same playbook, edited params in the plan file: refused, naming the field.
     std::fs::write(&playbook, &text).expect("restore");
-    let mut edited = plan.clone();
-    edited
-        .params
-        .insert("di_job_id".into(), serde_json::json!(1));
-    let err = edited.check_fresh().expect_err("edited params");
+    let saved = std::fs::read_to_string(&out).expect("read plan");
+    let edited = saved.replace("\"di_job_id\": 11668", "\"di_job_id\": 1");
+    assert_ne!(edited, saved);
+    std::fs::write(&out, edited).expect("write");
+    let err = Plan::load_verified(&out).expect_err("edited params");
     assert_eq!(err.exit, ExitCode::Refused);
+    assert!(
+        err.message
+            .contains(".with.DIJobId: saved \"{{params.di_job_id}}\"")
+            || err.message.contains("saved \"11668\", rebuilt \"1\""),
+        "{}",
+        err.message
+    );
+    // Every value edited consistently: only the digest tells.
+    std::fs::write(&out, saved.replace("11668", "1")).expect("write");
+    let err = Plan::load_verified(&out).expect_err("edited everywhere");
+    assert_eq!(err.exit, ExitCode::Refused);
+    assert!(err.message.contains("digest: saved "), "{}", err.message);
 
-    // Not a plan.
+    // Not a plan of this format.
     std::fs::write(&out, "{\"format\": 99}").expect("write");
-    let err = Plan::load_json(&out).expect_err("wrong format");
+    let err = Plan::load_verified(&out).expect_err("wrong format");
+    assert_eq!(err.exit, ExitCode::Refused);
+    std::fs::write(&out, "{").expect("write");
+    let err = Plan::load_verified(&out).expect_err("not JSON");
     assert_eq!(err.exit, ExitCode::InvalidPlaybook);
 }
 

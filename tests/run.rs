@@ -64,7 +64,10 @@ impl Rig {
         self.dir.path().join("state")
     }
 
-    /// `runbook ARGS` with credentials, the state dir and both endpoints set.
+    /// `runbook ARGS` with credentials, the state dir and, for `run`, the
+    /// endpoints of the products the playbook (or plan) calls pointed at the
+    /// simulator (`--endpoint` refuses a product no step calls). A `resume`
+    /// goes where the journal says, unless the args say otherwise.
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
         cmd.args(args);
@@ -76,16 +79,28 @@ impl Rig {
             .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
-        if matches!(args.first(), Some(&"run" | &"resume")) {
-            let url = self.sim().base_url();
-            cmd.args([
-                "--endpoint",
-                &format!("dataworks={url}"),
-                "--endpoint",
-                &format!("dts={url}"),
-            ]);
+        if args.first() == Some(&"run") {
+            cmd.args(self.endpoint_flags(args.get(1).copied()));
         }
         cmd
+    }
+
+    /// `--endpoint PRODUCT=SIM` for the products the playbook or plan file
+    /// at `target` calls.
+    pub(crate) fn endpoint_flags(&self, target: Option<&str>) -> Vec<String> {
+        let url = self.sim().base_url();
+        let called = target
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let mut flags = Vec::new();
+        for product in ["dataworks", "dts"] {
+            if called.contains(&format!("{product}."))
+                || called.contains(&format!("\"product\": \"{product}\""))
+            {
+                flags.extend(["--endpoint".to_owned(), format!("{product}={url}")]);
+            }
+        }
+        flags
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
@@ -1069,13 +1084,7 @@ pub(crate) fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
         "--state-dir".to_owned(),
         rig.state().to_string_lossy().into_owned(),
     ]);
-    let url = rig.sim().base_url();
-    line.extend([
-        "--endpoint".to_owned(),
-        format!("dataworks={url}"),
-        "--endpoint".to_owned(),
-        format!("dts={url}"),
-    ]);
+    line.extend(rig.endpoint_flags(args.get(1).copied()));
     let mut child = Command::new("script")
         .args(["-qec", &line.join(" "), "/dev/null"])
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)

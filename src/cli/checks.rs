@@ -5,7 +5,8 @@
 //! Two passes: [`CheckedFlags::check`] needs only the flags (every value
 //! parses, durations are longer than zero) and runs first of all;
 //! [`CheckedFlags::check_plan`] needs the plan (an `--approve` names one of
-//! its steps, a `--qps` a product it calls) and runs before the journal.
+//! its steps, an `--endpoint` or a `--qps` a product it calls) and runs
+//! before the journal.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -90,6 +91,15 @@ impl CheckedFlags {
                 .with_hint(hint));
             }
         }
+        let mut endpoints = crate::cloud::Endpoints::new();
+        for e in &target.endpoints {
+            endpoints
+                .add_flag(e)
+                .map_err(|e| Error::usage(e.to_string()))?;
+        }
+        endpoints
+            .check_products(plan.products())
+            .map_err(Error::usage)?;
         let products = plan_products(plan);
         for q in &target.qps {
             let (product, _) = ratelimit::parse_limit(q).map_err(Error::usage)?;
@@ -108,13 +118,9 @@ impl CheckedFlags {
 
 /// The products whose APIs `plan` calls (lower case).
 fn plan_products(plan: &Plan) -> BTreeSet<String> {
-    plan.steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            StepKind::Call { call, .. } => Some(call.product.to_ascii_lowercase()),
-            StepKind::Wait(w) => Some(w.call.product.to_ascii_lowercase()),
-            _ => None,
-        })
+    plan.products()
+        .into_iter()
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 

@@ -18,6 +18,7 @@ Examples:
   runbook plan playbooks/stop-di-job.yaml -p di_job_id=11668 --format markdown
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # then: runbook run plan.json
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml --refresh       # what would change, what is a no-op
+  runbook plan playbooks/dts-di-cutover.yaml --params p.yaml --refresh -o plan.json   # keep the states read: `run` checks them for drift
 
 Exit 2 for bad params, 3 for an invalid playbook, 4 when --refresh finds no credentials.";
 
@@ -38,11 +39,18 @@ pub(crate) struct PlanArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Also write the plan as JSON to this file, for `runbook run PLAN.json`
-    /// (which refuses it if the playbook or params changed since).
+    /// (which rebuilds it from the playbook, found relative to this file,
+    /// and refuses any difference). With --refresh it keeps the states read.
     #[arg(short = 'o', long = "output", value_name = "PLAN.json")]
     output: Option<PathBuf>,
-    /// Show requests to PRODUCT going to URL (repeatable), e.g. `dts=http://127.0.0.1:9000`.
-    #[arg(long = "endpoint", value_name = "PRODUCT=URL")]
+    /// With `--refresh`: send PRODUCT's status reads to URL (repeatable),
+    /// e.g. `dts=http://127.0.0.1:9000`. PRODUCT must be one the playbook calls.
+    #[arg(
+        long = "endpoint",
+        value_name = "PRODUCT=URL",
+        requires = "refresh",
+        conflicts_with = "sim"
+    )]
     endpoints: Vec<String>,
     /// Also read each resource's current state through the read-only status
     /// APIs and show which mutating steps would change it and which would be
@@ -75,14 +83,26 @@ impl PlanArgs {
                 .add_flag(e)
                 .map_err(|err| Error::usage(err.to_string()))?;
         }
-        let plan = crate::plan::load_and_build(
-            &self.playbook,
-            &self.params,
-            self.params_file.as_deref(),
-            &endpoints,
-        )?;
+        let mut plan =
+            crate::plan::load_and_build(&self.playbook, &self.params, self.params_file.as_deref())?;
+        endpoints
+            .check_products(plan.products())
+            .map_err(Error::usage)?;
+        if self.refresh {
+            plan.observations = Some(self.observe(&plan, &endpoints)?);
+        }
         if let Some(out) = &self.output {
-            std::fs::write(out, display::json(&plan)).map_err(|e| {
+            // The playbook is found from the plan file's directory, wherever
+            // `run PLAN.json` is started (`source` is not in the digest).
+            let dir = match out.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            let mut saved = plan.clone();
+            saved.source = crate::plan::integrity::relative_to(&self.playbook, dir)
+                .to_string_lossy()
+                .into_owned();
+            std::fs::write(out, display::json(&saved)).map_err(|e| {
                 Error::new(
                     ExitCode::Internal,
                     format!("cannot write plan to `{}`", out.display()),
@@ -91,24 +111,7 @@ impl PlanArgs {
             })?;
             eprintln!("wrote plan to {} (digest {})", out.display(), plan.digest);
         }
-        if !self.refresh {
-            super::out(&display::render(&plan, self.format));
-            return Ok(ExitCode::Ok);
-        }
-        let observations = self.observe(&plan, &endpoints)?;
-        match self.format {
-            Format::Json => {
-                let both = serde_json::json!({ "plan": plan, "refresh": observations });
-                super::out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&both).unwrap_or_default()
-                ));
-            }
-            _ => {
-                super::out(&display::render(&plan, self.format));
-                super::out(&crate::plan::refresh::render_text(&observations));
-            }
-        }
+        super::out(&display::render(&plan, self.format));
         Ok(ExitCode::Ok)
     }
 

@@ -97,8 +97,10 @@ impl StateArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct TargetArgs {
     /// Send PRODUCT's calls to URL instead of its public endpoint, e.g.
-    /// `--endpoint dts=http://127.0.0.1:9000` (repeatable).
-    #[arg(long = "endpoint", value_name = "PRODUCT=URL")]
+    /// `--endpoint dts=http://127.0.0.1:9000` (repeatable). PRODUCT must be
+    /// one the playbook calls; URL is `http(s)://HOST[:PORT]` and nothing
+    /// more. Not with --sim, which decides where every call goes.
+    #[arg(long = "endpoint", value_name = "PRODUCT=URL", conflicts_with = "sim")]
     pub(crate) endpoints: Vec<String>,
     /// Run against the built-in simulator, started in-process on a free
     /// loopback port with generated credentials; every resource the playbook
@@ -156,16 +158,25 @@ pub(crate) struct ExecArgs {
     /// Seed for retry jitter (default: random).
     #[arg(long, value_name = "N", hide = true)]
     pub(crate) jitter_seed: Option<u64>,
+    /// Go on although a resource's state differs from what a refreshed
+    /// plan (`plan --refresh -o PLAN.json`) recorded; the override is journaled.
+    #[arg(long)]
+    pub(crate) allow_drift: bool,
 }
 
 /// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = RUN_EXAMPLES)]
 pub(crate) struct RunArgs {
-    /// A playbook (YAML) or a plan written by `runbook plan -o PLAN.json`
-    /// (runs exactly that plan; refused if its playbook or params changed).
+    /// A playbook (YAML) or a plan written by `runbook plan -o PLAN.json`:
+    /// rebuilt from its playbook (found relative to the plan file) and
+    /// params, refused on any difference, and run as rebuilt.
     #[arg(value_name = "PLAYBOOK|PLAN.json")]
     target: PathBuf,
+    /// Refuse (exit 6) unless the plan built from the playbook or plan file
+    /// has this digest (SHA-256, as `runbook plan` shows it).
+    #[arg(long, value_name = "SHA256")]
+    expect_digest: Option<String>,
     /// A param value, `KEY=VALUE` (repeatable; arrays as `[1,2]` or `1,2`).
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
@@ -185,9 +196,9 @@ Examples:
   # rehearse against the built-in simulator (with faults, to see retries and reconciliation)
   runbook run playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
   runbook run playbooks/dts-di-cutover.yaml --params p.yaml --sim --sim-faults throttle=0.3,applied_drop=0.1 --yes
-  # review a plan, then run exactly that plan
+  # review a plan, then run exactly that plan (the digest goes in the change ticket)
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json
-  runbook run plan.json --yes
+  runbook run plan.json --expect-digest SHA256 --yes
   # scheduled run: approve the plan and an `approve` step non-interactively, JSON events for the log
   runbook run playbooks/di-realtime-maintenance-stop.yaml --params p.yaml --yes --approve go-ahead --output json
 
@@ -248,21 +259,29 @@ impl RunArgs {
         let rt = super::runtime()?;
         rt.block_on(async move {
             let flags = CheckedFlags::check(&self.target_args, &self.exec, &self.state)?;
+            let expected = self.expect_digest.as_deref().map(parse_digest).transpose()?;
             let interrupts = Interrupts::install()?;
-            let target = Target::connect(&self.target_args).await?;
             let is_plan = self.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
             let plan = if is_plan {
                 if !self.params.is_empty() || self.params_file.is_some() {
                     return Err(Error::usage("a saved plan carries its own params: drop -p/--params, or run the playbook instead"));
                 }
-                let plan = Plan::load_json(&self.target)?;
-                plan.check_fresh()?;
-                plan
+                Plan::load_verified(&self.target)?
             } else {
                 let raw = parse_params(&self.params)?;
-                crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref(), &target.endpoints)?
+                crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref())?
             };
             flags.check_plan(&plan, &self.target_args, &self.exec)?;
+            if let Some(expected) = expected
+                && expected != plan.digest
+            {
+                return Err(Error::new(
+                    ExitCode::Refused,
+                    format!("the plan's digest is {}, not the expected {expected}", plan.digest),
+                )
+                .with_hint("the playbook, its params or the plan file differ from what was reviewed; review this plan (`runbook plan`) before running it"));
+            }
+            let target = Target::connect(&self.target_args).await?;
             let concurrency = self.exec.concurrency.map_or(plan.concurrency, usize::from);
             let stored = StoredOptions::of(&self.target_args, &target, self.target_args.sim, concurrency);
             let journal = self.state.journal()?;
@@ -441,16 +460,8 @@ fn rehearsal_stays_local(
             .add_flag(e)
             .map_err(|e| Error::usage(e.to_string()))?;
     }
-    let products: std::collections::BTreeSet<&str> = plan
-        .steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            crate::plan::StepKind::Call { call, .. } => Some(call.product.as_str()),
-            crate::plan::StepKind::Wait(w) => Some(w.call.product.as_str()),
-            _ => None,
-        })
-        .collect();
-    let remote: Vec<&str> = products
+    let remote: Vec<&str> = plan
+        .products()
         .into_iter()
         .filter(|p| {
             !endpoints
@@ -477,7 +488,6 @@ struct Target {
     api: Arc<dyn CloudApi>,
     /// Fingerprint of the signing AccessKeyId.
     account: Option<String>,
-    endpoints: Endpoints,
     limits: RateLimits,
     /// The in-process simulator (`--sim`).
     sim: Option<crate::sim::SimHandle>,
@@ -519,13 +529,12 @@ impl Target {
             request_timeout: parse_duration(&args.request_timeout)?,
         };
         let account = fingerprint(credentials.access_key_id());
-        let client = RpcClient::new(credentials, endpoints.clone(), options).map_err(|e| {
+        let client = RpcClient::new(credentials, endpoints, options).map_err(|e| {
             Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
         })?;
         Ok(Target {
             api: Arc::new(client),
             account: Some(account),
-            endpoints,
             limits: RateLimits::new(limits),
             sim,
         })
@@ -584,6 +593,18 @@ fn fingerprint(access_key_id: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(access_key_id.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses `--expect-digest`: a full SHA-256 in hex (64 digits, any case).
+fn parse_digest(s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(Error::usage(format!(
+            "invalid --expect-digest `{s}`: expected the 64 hex digits of the plan digest `runbook plan` shows"
+        )))
+    }
 }
 
 /// Parses `KEY=VALUE` flags.

@@ -321,24 +321,32 @@ impl RpcClient {
     }
 
     /// Signs `req` for its endpoint with the given nonce and timestamp, as
-    /// [`CloudApi::call`] does with fresh ones.
+    /// [`CloudApi::call`] does with fresh ones. Errs when the request's
+    /// product or region is not a valid id (no host is built from it).
     pub fn sign(
         &self,
         req: &ActionRequest,
         nonce: &str,
         timestamp: jiff::Timestamp,
-    ) -> SignedRequest {
-        build_signed(
+    ) -> Result<SignedRequest, ApiError> {
+        Ok(build_signed(
             req,
-            &self.endpoints.resolve(&req.product, &req.region),
+            &self.base_url(req)?,
             &self.credentials,
             nonce,
             timestamp,
-        )
+        ))
+    }
+
+    /// Where `req` goes, or an `InvalidEndpoint` error (nothing is sent).
+    fn base_url(&self, req: &ActionRequest) -> Result<String, ApiError> {
+        self.endpoints
+            .resolve(&req.product, &req.region)
+            .map_err(|e| ApiError::new("InvalidEndpoint", e.to_string(), None))
     }
 
     async fn send(&self, req: &ActionRequest) -> Result<ApiResponse, ApiError> {
-        let base = self.endpoints.resolve(&req.product, &req.region);
+        let base = self.base_url(req)?;
         let host = host_of(&base).to_owned();
         let loopback = is_loopback(&base);
         if !loopback && base.starts_with("http://") {

@@ -93,14 +93,10 @@ impl ActionRequest {
     }
 
     /// What this request looks like on the wire, with secrets redacted and
-    /// the per-attempt values (nonce, timestamp) shown as placeholders.
-    pub fn preview(&self, endpoints: &Endpoints) -> RequestPreview {
-        let base = endpoints.resolve(&self.product, &self.region);
-        let host = base
-            .split_once("://")
-            .map_or(base.as_str(), |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_owned();
+    /// the per-attempt values (nonce, timestamp) shown as placeholders. Where
+    /// it goes is recorded as product and region, not as a host: the host
+    /// depends on where it runs (`--endpoint`, the simulator).
+    pub fn preview(&self) -> RequestPreview {
         let mut query: BTreeMap<String, String> = self.query.clone();
         for (k, v) in [
             ("Action", self.action.as_str()),
@@ -117,8 +113,8 @@ impl ActionRequest {
         }
         RequestPreview {
             method: "POST".to_owned(),
-            url: format!("{base}/"),
-            host,
+            product: self.product.clone(),
+            region: self.region.clone(),
             query: redact_query(&signer::canonicalized_query(&query)),
             body: signer::canonicalized_query(&self.body),
         }
@@ -130,10 +126,10 @@ impl ActionRequest {
 pub struct RequestPreview {
     /// HTTP method (always POST, as Alibaba's current SDKs send it).
     pub method: String,
-    /// Full URL without the query.
-    pub url: String,
-    /// Host the request goes to.
-    pub host: String,
+    /// Product code: with the region, picks the endpoint at run time.
+    pub product: String,
+    /// Region the request targets (empty: the product's central endpoint).
+    pub region: String,
     /// Canonical (sorted, encoded) query string with secrets redacted.
     pub query: String,
     /// Form body (empty when the action has no body parameters).
@@ -216,8 +212,11 @@ mod tests {
             "cn-hangzhou",
             [("DtsJobId".to_owned(), "j1".to_owned())].into(),
         );
-        let p = req.preview(&Endpoints::new());
-        assert_eq!(p.host, "dts.cn-hangzhou.aliyuncs.com");
+        let p = req.preview();
+        assert_eq!(
+            (p.product.as_str(), p.region.as_str()),
+            ("dts", "cn-hangzhou")
+        );
         assert!(p.query.contains("AccessKeyId=<redacted>"), "{}", p.query);
         assert!(p.query.contains("Signature=<redacted>"), "{}", p.query);
         assert!(p.query.starts_with("AccessKeyId="), "sorted: {}", p.query);

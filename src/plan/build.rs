@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::cloud::{Endpoints, Risk};
+use crate::cloud::Risk;
+use crate::cloud::endpoint::is_region_id;
 use crate::playbook::action::{self, Target};
 use crate::playbook::diagnostic::{Diagnostic, Diagnostics};
 use crate::playbook::template::{self, Root};
@@ -34,13 +35,8 @@ use super::{
 
 impl Plan {
     /// Builds the plan of `pb` with bound `params` (see [`super::params::bind`]).
-    /// Hosts in request previews follow `endpoints`. Errors carry the
-    /// playbook position of the value that failed.
-    pub fn build(
-        pb: &Playbook,
-        params: &BTreeMap<String, Value>,
-        endpoints: &Endpoints,
-    ) -> Result<Plan, Diagnostics> {
+    /// Errors carry the playbook position of the value that failed.
+    pub fn build(pb: &Playbook, params: &BTreeMap<String, Value>) -> Result<Plan, Diagnostics> {
         let mut b = Builder {
             pb,
             params: Value::Object(
@@ -49,7 +45,6 @@ impl Plan {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<Map<_, _>>(),
             ),
-            endpoints,
             diags: Diagnostics::new(std::sync::Arc::clone(&pb.source)),
         };
         let steps: Vec<PlannedStep> = pb.steps.iter().filter_map(|s| b.step(s)).collect();
@@ -70,13 +65,13 @@ impl Plan {
             .collect();
 
         let worst_case_secs = u64::try_from(shape.worst_case_ms.div_ceil(1000)).unwrap_or(u64::MAX);
-        Ok(Plan {
+        let mut plan = Plan {
             format: PLAN_FORMAT,
             name: pb.name.value.clone(),
             description: pb.description.clone(),
             source: pb.source.name().to_owned(),
             playbook_sha256: pb.source.sha256().to_owned(),
-            digest: super::digest(pb.source.text().as_bytes(), params),
+            digest: String::new(),
             params: params.clone(),
             concurrency: pb
                 .concurrency
@@ -87,7 +82,10 @@ impl Plan {
             critical_path,
             worst_case_secs,
             blast_radius,
-        })
+            observations: None,
+        };
+        plan.digest = super::integrity::digest(&plan);
+        Ok(plan)
     }
 }
 
@@ -119,7 +117,6 @@ fn blast_radius(steps: &[PlannedStep]) -> BlastRadius {
 struct Builder<'a> {
     pb: &'a Playbook,
     params: Value,
-    endpoints: &'a Endpoints,
     diags: Diagnostics,
 }
 
@@ -295,8 +292,23 @@ impl Builder<'_> {
             },
         )?;
         match v.value {
-            Value::String(region) if v.known && !region.trim().is_empty() => {
+            Value::String(region) if v.known && is_region_id(region.trim()) => {
                 Some(region.trim().to_owned())
+            }
+            Value::String(region) if v.known && !region.trim().is_empty() => {
+                let from = if template::has_template(&r.value) {
+                    format!(" (rendered from `{}`)", r.value)
+                } else {
+                    String::new()
+                };
+                self.fail(
+                    s,
+                    format!(
+                        "region `{region}`{from} is not a region id such as `cn-hangzhou` or `ap-southeast-1`"
+                    ),
+                    r.loc,
+                );
+                None
             }
             other => {
                 self.fail(
@@ -448,13 +460,13 @@ impl Builder<'_> {
             rendered,
             request: crate::cloud::RequestPreview {
                 method: String::new(),
-                url: String::new(),
-                host: String::new(),
+                product: String::new(),
+                region: String::new(),
                 query: String::new(),
                 body: String::new(),
             },
         };
-        let mut request = request_for(&plan, region, for_request).preview(self.endpoints);
+        let mut request = request_for(&plan, region, for_request).preview();
         request.query = readable_placeholders(&request.query);
         request.body = readable_placeholders(&request.body);
         plan.request = request;
@@ -654,8 +666,7 @@ mod example_tests {
             ("file_ids".to_owned(), "101,102".to_owned()),
         ];
         let params = super::super::params::bind(&pb, &raw, None).unwrap();
-        let plan = Plan::build(&pb, &params, &Endpoints::new())
-            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let plan = Plan::build(&pb, &params).unwrap_or_else(|d| panic!("{}", d.render()));
         let order: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             order,
@@ -687,9 +698,6 @@ mod example_tests {
             "{}",
             call.request.query
         );
-        assert_eq!(
-            plan.digest,
-            super::super::digest(pb.source.text().as_bytes(), &params)
-        );
+        assert_eq!(plan.digest, super::super::integrity::digest(&plan));
     }
 }

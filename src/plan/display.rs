@@ -232,7 +232,11 @@ pub fn text(plan: &Plan) -> String {
         plan.source,
         short(&plan.playbook_sha256)
     );
-    let _ = writeln!(o, "digest:       {}", plan.digest);
+    let _ = writeln!(
+        o,
+        "digest:       {}  (for the change ticket; `run --expect-digest` checks it)",
+        plan.digest
+    );
     let _ = writeln!(o, "params:       {}", params_line(plan));
     let _ = writeln!(o, "blast radius: {}", blast_radius_line(plan));
     let _ = writeln!(
@@ -271,6 +275,9 @@ pub fn text(plan: &Plan) -> String {
         critical_line(plan),
         secs(plan.worst_case_secs)
     );
+    if let Some(obs) = &plan.observations {
+        o.push_str(&super::refresh::render_text(obs));
+    }
     o
 }
 
@@ -374,7 +381,11 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
         field(
             o,
             "request",
-            &format!("{} {}{item_note}", call.request.method, call.request.host),
+            &format!(
+                "{} {}{item_note}",
+                call.request.method,
+                destination(&call.request)
+            ),
         );
         more(o, &call.request.query);
         if !call.request.body.is_empty() {
@@ -389,6 +400,17 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
     field(o, "on failure", &on_failure(&s.on_failure));
 }
 
+/// Where a request goes, as the plan records it: product and region (the
+/// host is chosen at run time: the public endpoint, `--endpoint` or the
+/// simulator).
+fn destination(r: &crate::cloud::RequestPreview) -> String {
+    if r.region.is_empty() {
+        format!("{} (central endpoint)", r.product)
+    } else {
+        format!("{} in {}", r.product, r.region)
+    }
+}
+
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -398,6 +420,12 @@ fn md_escape(s: &str) -> String {
 pub fn markdown(plan: &Plan) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Plan: {}", plan.name);
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "**Digest `{}`**: put it in the change ticket; `runbook run PLAN.json --expect-digest {}` runs this plan and nothing else.",
+        plan.digest, plan.digest
+    );
     let _ = writeln!(o);
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "> {}", md_escape(d));
@@ -444,6 +472,10 @@ pub fn markdown(plan: &Plan) -> String {
         for (k, v) in &plan.params {
             let _ = writeln!(o, "| `{k}` | `{}` |", md_escape(&value(v)));
         }
+    }
+    if let Some(obs) = &plan.observations {
+        let _ = writeln!(o);
+        o.push_str(&markdown_observations(obs));
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "## Steps");
@@ -541,12 +573,64 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(o, "### `{}`", s.id);
         let _ = writeln!(o);
         let _ = writeln!(o, "```text");
-        let _ = writeln!(o, "{} {}", call.request.method, call.request.url);
+        let _ = writeln!(o, "{} {}", call.request.method, destination(&call.request));
         let _ = writeln!(o, "{}", call.request.query);
         if !call.request.body.is_empty() {
             let _ = writeln!(o, "body: {}", call.request.body);
         }
         let _ = writeln!(o, "```");
+    }
+    o
+}
+
+/// The `plan --refresh` section: each resource's state as read, and what
+/// its step would do to it. `run` re-reads these and stops on drift.
+fn markdown_observations(obs: &[super::refresh::Observation]) -> String {
+    use super::refresh::Verdict;
+    let mut o = String::new();
+    let _ = writeln!(o, "## Current state");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Read through read-only status calls when the plan was made; `run` reads them again before it starts and before each mutating step, and stops if a step would now do something else."
+    );
+    let _ = writeln!(o);
+    if obs.is_empty() {
+        let _ = writeln!(o, "No mutating steps.");
+        return o;
+    }
+    let _ = writeln!(o, "| Step | Resource | Status | Verdict | RequestId |");
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for ob in obs {
+        let step = match &ob.item {
+            Some(i) => format!("`{}` [{}]", ob.step, value(i)),
+            None => format!("`{}`", ob.step),
+        };
+        let resource = ob
+            .resource
+            .as_deref()
+            .map_or_else(|| "—".to_owned(), |r| format!("`{}`", md_escape(r)));
+        let status = match (&ob.select, &ob.observed) {
+            (Some(sel), Some(v)) => format!("`{sel}` = `{}`", md_escape(&value(v))),
+            (Some(sel), None) => format!("`{sel}` missing"),
+            _ => "—".to_owned(),
+        };
+        let verdict = match ob.verdict {
+            Verdict::WillChange => "would change it".to_owned(),
+            Verdict::NoOp => "no-op: already done".to_owned(),
+            Verdict::Unknown => format!(
+                "unknown{}",
+                ob.note
+                    .as_deref()
+                    .filter(|_| ob.request_id.is_none())
+                    .map_or(String::new(), |n| format!(" ({})", md_escape(n)))
+            ),
+        };
+        let rid = ob
+            .request_id
+            .as_deref()
+            .map_or_else(|| "—".to_owned(), |r| format!("`{}`", md_escape(r)));
+        let _ = writeln!(o, "| {step} | {resource} | {status} | {verdict} | {rid} |");
     }
     o
 }

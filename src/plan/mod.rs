@@ -6,7 +6,8 @@
 //! template that depends only on params (values that depend on earlier
 //! outputs stay templates, shown symbolically as `<steps.x.output.Y>`), and
 //! previews each request. The plan is serializable: `plan -o PLAN.json`
-//! writes it, `run PLAN.json` reads it back and checks its digest.
+//! writes it, `run PLAN.json` rebuilds it and refuses any difference
+//! (`integrity.rs`: canonical JSON, the digest, the comparison).
 //!
 //! Types in this file are the contract between the planner, the displays and
 //! the executor: change them with care (the journal stores plans as JSON).
@@ -19,6 +20,7 @@
 mod build;
 pub mod display;
 pub mod graph;
+pub mod integrity;
 pub mod params;
 pub mod refresh;
 pub mod render;
@@ -33,7 +35,7 @@ use serde_json::Value;
 use crate::cloud::{ActionRequest, RequestPreview, Risk};
 
 /// Version of the plan JSON format; bumped on incompatible changes.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 /// A step id, as written in the playbook.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -62,14 +64,15 @@ pub struct Plan {
     pub name: String,
     /// Playbook `description`.
     pub description: Option<String>,
-    /// Path of the playbook file the plan was built from.
+    /// Path of the playbook file the plan was built from (in a plan file:
+    /// relative to the plan file's directory).
     pub source: String,
     /// SHA-256 (hex) of the playbook file's bytes.
     pub playbook_sha256: String,
     /// Params after defaults and type coercion.
     pub params: BTreeMap<String, Value>,
-    /// SHA-256 (hex) over the playbook bytes and the canonical JSON of the
-    /// params: what an approval and `run PLAN.json` are bound to.
+    /// SHA-256 (hex) of the plan's canonical JSON (see [`integrity`]): what
+    /// an approval, `--expect-digest` and `run PLAN.json` are bound to.
     pub digest: String,
     /// Steps in flight at once.
     pub concurrency: usize,
@@ -87,6 +90,10 @@ pub struct Plan {
     /// by item count when it is known from params; unknown counts are
     /// reported in `unknown_fan_out`).
     pub blast_radius: BlastRadius,
+    /// The states `plan --refresh` read, which `run` holds the world to
+    /// (drift checks). Not part of the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observations: Option<Vec<refresh::Observation>>,
 }
 
 /// Counts of calls by risk class.
@@ -307,6 +314,18 @@ impl Plan {
     pub fn step(&self, id: &str) -> Option<&PlannedStep> {
         self.steps.iter().find(|s| s.id.0 == id)
     }
+
+    /// The product codes the plan's calls and waits go to.
+    pub fn products(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Call { call, .. } => Some(call.product.as_str()),
+                StepKind::Wait(w) => Some(w.call.product.as_str()),
+                StepKind::Sleep { .. } | StepKind::Approve { .. } => None,
+            })
+            .collect()
+    }
 }
 
 impl PlannedStep {
@@ -346,17 +365,6 @@ pub fn request_for(
     }
 }
 
-/// SHA-256 (hex) over the playbook's bytes, a newline, and the canonical
-/// JSON of the params (keys sorted): what a plan file and an approval are
-/// bound to.
-pub fn digest(playbook: &[u8], params: &BTreeMap<String, Value>) -> String {
-    let mut bytes = Vec::with_capacity(playbook.len() + 64);
-    bytes.extend_from_slice(playbook);
-    bytes.push(b'\n');
-    bytes.extend_from_slice(serde_json::to_string(params).unwrap_or_default().as_bytes());
-    crate::playbook::source::sha256_hex(&bytes)
-}
-
 /// Loads the playbook at `path`, binds params (`--params FILE`, then `-p`
 /// pairs) and builds the plan: the one entry `plan`, `run` and `graph` use.
 ///
@@ -368,11 +376,10 @@ pub fn load_and_build(
     path: &Path,
     raw_params: &[(String, String)],
     params_file: Option<&Path>,
-    endpoints: &crate::cloud::Endpoints,
 ) -> Result<Plan, crate::Error> {
     let pb = load_playbook(path)?;
     let params = params::bind(&pb, raw_params, params_file)?;
-    Plan::build(&pb, &params, endpoints).map_err(diagnostics_error)
+    Plan::build(&pb, &params).map_err(diagnostics_error)
 }
 
 /// Loads and checks a playbook, turning its diagnostics into an exit-3 error.
@@ -383,89 +390,4 @@ pub fn load_playbook(path: &Path) -> Result<crate::playbook::Playbook, crate::Er
 /// Rendered diagnostics as the top-level error (exit 3).
 pub fn diagnostics_error(d: crate::playbook::Diagnostics) -> crate::Error {
     crate::Error::rendered(crate::ExitCode::InvalidPlaybook, d.summary(), d.render())
-}
-
-impl Plan {
-    /// Reads a plan written by `runbook plan -o PLAN.json`.
-    pub fn load_json(path: &Path) -> Result<Plan, crate::Error> {
-        use crate::{Error, ExitCode};
-        let shown = path.display();
-        let text = crate::limits::read_text(path, crate::limits::PLAN_BYTES)
-            .map_err(|e| Error::new(ExitCode::InvalidPlaybook, format!("plan `{shown}` {e}")))?;
-        let probe: Value = serde_json::from_str(&text).map_err(|e| {
-            Error::new(
-                ExitCode::InvalidPlaybook,
-                format!(
-                    "plan `{shown}` is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        let format = probe.get("format").and_then(Value::as_u64);
-        if format != Some(u64::from(PLAN_FORMAT)) {
-            return Err(Error::new(
-                ExitCode::InvalidPlaybook,
-                format!(
-                    "plan `{shown}` has format {}, this runbook reads format {PLAN_FORMAT}",
-                    format.map_or("none".to_owned(), |f| f.to_string())
-                ),
-            )
-            .with_hint(
-                "write the plan again with this version: `runbook plan PLAYBOOK -o PLAN.json`",
-            ));
-        }
-        serde_json::from_value(probe).map_err(|e| {
-            Error::new(
-                ExitCode::InvalidPlaybook,
-                format!("plan `{shown}` is not a runbook plan: {e}"),
-            )
-            .with_hint("write it with `runbook plan PLAYBOOK -o PLAN.json`")
-        })
-    }
-
-    /// Refuses (exit 6) a plan whose playbook changed since it was written:
-    /// re-reads the playbook at `source` and recomputes the digest with the
-    /// plan's params.
-    pub fn check_fresh(&self) -> Result<(), crate::Error> {
-        use crate::{Error, ExitCode};
-        let bytes =
-            crate::limits::read_file(Path::new(&self.source), crate::limits::PLAYBOOK_BYTES)
-                .map_err(|e| {
-                    Error::new(
-                        ExitCode::Refused,
-                        format!(
-                            "cannot re-read playbook `{}` to check the plan is current: it {e}",
-                            self.source
-                        ),
-                    )
-                    .with_hint("run the plan from the directory it was written in, or plan again")
-                })?;
-        let sha = crate::playbook::source::sha256_hex(&bytes);
-        if sha != self.playbook_sha256 {
-            return Err(Error::new(
-                ExitCode::Refused,
-                format!(
-                    "playbook `{}` changed since this plan was written",
-                    self.source
-                ),
-            )
-            .with_hint(format!(
-                "review the change and plan again: `runbook plan {} -o PLAN.json`",
-                self.source
-            )));
-        }
-        let digest = digest(&bytes, &self.params);
-        if digest != self.digest {
-            return Err(Error::new(
-                ExitCode::Refused,
-                format!(
-                    "plan digest does not match playbook `{}` and the plan's params",
-                    self.source
-                ),
-            )
-            .with_hint("the plan file was edited; plan again instead of editing it"));
-        }
-        Ok(())
-    }
 }

@@ -26,7 +26,6 @@ pub fn bind(
     raw: &[(String, String)],
     file: Option<&Path>,
 ) -> Result<BTreeMap<String, Value>, Error> {
-    let mut errors: Vec<String> = Vec::new();
     let mut given: BTreeMap<String, (Value, String)> = BTreeMap::new();
 
     if let Some(path) = file {
@@ -57,9 +56,31 @@ pub fn bind(
     for (k, v) in raw {
         given.insert(k.clone(), (Value::String(v.clone()), "from -p".to_owned()));
     }
+    bind_given(pb, &given)
+}
 
+/// Binds the params saved in a plan file, as a params file would give them
+/// (`run PLAN.json` rebuilds the plan from them).
+pub fn bind_saved(
+    pb: &Playbook,
+    saved: &serde_json::Map<String, Value>,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let given = saved
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.clone(), "in the plan".to_owned())))
+        .collect();
+    bind_given(pb, &given)
+}
+
+/// Checks and converts the given values (name -> value and where it came
+/// from), then adds defaults and reports what is missing.
+fn bind_given(
+    pb: &Playbook,
+    given: &BTreeMap<String, (Value, String)>,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let mut errors: Vec<String> = Vec::new();
     let mut out = BTreeMap::new();
-    for (name, (value, origin)) in &given {
+    for (name, (value, origin)) in given {
         let Some(param) = pb.param(name) else {
             let hint = did_you_mean(name, pb.params.iter().map(|p| p.name.value.as_str()))
                 .map_or_else(|| declared_list(pb), |h| format!(" ({h})"));

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::render::{self, Scope};
@@ -17,7 +17,7 @@ use super::{Plan, StepKind};
 use crate::cloud::{self, ActionRequest, ApiError, CallFuture, CloudApi};
 
 /// What the status call says about one step (or one fan-out item).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The resource is not in a done state: the step would change it.
@@ -29,7 +29,7 @@ pub enum Verdict {
 }
 
 /// One resource's current state.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// Step id.
     pub step: String,
@@ -47,6 +47,13 @@ pub struct Observation {
     pub verdict: Verdict,
     /// Why the verdict is unknown, or the RequestId of the read.
     pub note: Option<String>,
+    /// The resource read: the status action and the parameters it was
+    /// called with (`GetDISyncInstanceInfo FileId=11 ProjectId=10000`).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// RequestId of the status read.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Refuses every call the catalogue does not type as read-only.
@@ -93,6 +100,8 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
             observed: None,
             verdict: Verdict::Unknown,
             note: Some(note),
+            resource: None,
+            request_id: None,
         };
         let Some(effect) = cloud::actions::lookup(&call.action).and_then(|s| s.effect.as_ref())
         else {
@@ -148,6 +157,7 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                         .map(|v| ((*to).to_owned(), v.clone()))
                 })
                 .collect();
+            let resource = resource_label(effect.status_action, &carried);
             let status_req = ActionRequest::typed(status_spec, &step.region, carried);
             let (observed, verdict, note) = match guard.call(&status_req).await {
                 Ok(resp) => {
@@ -176,12 +186,34 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                 status_action: Some(effect.status_action.to_owned()),
                 select: Some(effect.select.to_owned()),
                 observed,
+                request_id: note
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix("RequestId "))
+                    .map(str::to_owned),
                 verdict,
                 note,
+                resource: Some(resource),
             });
         }
     }
     out
+}
+
+/// `GetDISyncInstanceInfo FileId=11 ProjectId=10000 TaskType=DI_REALTIME`:
+/// which resource a status read is about.
+fn resource_label(
+    status_action: &str,
+    carried: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut s = status_action
+        .rsplit('.')
+        .next()
+        .unwrap_or(status_action)
+        .to_owned();
+    for (k, v) in carried {
+        let _ = write!(s, " {k}={v}");
+    }
+    s
 }
 
 /// The observations as a text section.

@@ -673,11 +673,7 @@ impl<'a> Checker<'a> {
 
     /// A region written out (not a template) must look like a region id.
     fn region_literal(&mut self, region: &str, loc: Loc) {
-        let valid = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !region.contains("{{") && !valid {
+        if !region.contains("{{") && !crate::cloud::endpoint::is_region_id(region) {
             self.push(
                 Diagnostic::new(format!("invalid region `{region}`"), loc)
                     .hint("a region id looks like `cn-hangzhou` or `ap-southeast-1`"),

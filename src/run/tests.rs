@@ -8,9 +8,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::cloud::{
-    ActionRequest, ApiError, ApiResponse, CallFuture, CloudApi, Endpoints, Risk, actions,
-};
+use crate::cloud::{ActionRequest, ApiError, ApiResponse, CallFuture, CloudApi, Risk, actions};
 use crate::plan::{
     Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
     PlannedStep, RetryPolicy, StepId, StepKind, WaitPlan,
@@ -118,7 +116,7 @@ fn call_plan(action: &str, with: Value) -> CallPlan {
         risk: spec.risk,
         with,
         rendered: BTreeMap::new(),
-        request: req.preview(&Endpoints::new()),
+        request: req.preview(),
     }
 }
 
@@ -182,6 +180,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         worst_case_secs: 0,
         blast_radius: BlastRadius::default(),
         steps,
+        observations: None,
     }
 }
 
