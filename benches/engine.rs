@@ -139,6 +139,7 @@ fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Roun
                 concurrency,
                 run_timeout: None,
                 seed: Some(1),
+                allow_drift: false,
             },
             Prior::default(),
         );

@@ -253,7 +253,8 @@ fn a_refusal_names_the_first_differing_fields() {
     let out = rig.run(&["plan", &pb, "-o", plan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type EditFn = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, EditFn, &str)> = vec![
         (
             "a terminate's risk",
             Box::new(|p| p["steps"][2]["risk"] = "read".into()),
@@ -506,4 +507,188 @@ fn endpoint_flags_must_name_a_called_product_and_a_plain_url() {
         (crate::run::ID, crate::run::SECRET),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Stop nodes 21 and 22 after an approval, stop them again (the same
+/// resources, mutated by `stop`), then terminate node 23.
+const DRIFT: &str = r#"
+name: drift
+params:
+  file_ids: { type: array, items: integer, default: [21, 22] }
+defaults:
+  region: cn-shanghai
+  retry: { attempts: 3, backoff: fixed, delay: 20ms }
+steps:
+  - id: gate
+    approve: "Stop nodes 21 and 22?"
+  - id: stop
+    needs: [gate]
+    for_each: "{{params.file_ids}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 10000, FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: stop-again
+    needs: [stop]
+    for_each: "{{params.file_ids}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 10000, FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: terminate
+    needs: [stop-again]
+    call: dataworks.TerminateDISyncInstance
+    with: { ProjectId: 10000, FileId: 23, TaskType: DI_REALTIME }
+"#;
+
+const NODE_22: &str = "GetDISyncInstanceInfo FileId=22 ProjectId=10000 TaskType=DI_REALTIME";
+
+/// `plan --refresh -o PLAN.json` of [`DRIFT`] against the rig's simulator.
+fn refreshed_plan(rig: &Rig) -> String {
+    let pb = rig.playbook("drift.yaml", DRIFT);
+    let plan = rig.dir.path().join("plan.json");
+    let url = rig.sim().base_url();
+    let out = rig.run(&[
+        "plan",
+        &pb,
+        "--refresh",
+        "--endpoint",
+        &format!("dataworks={url}"),
+        "--format",
+        "markdown",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("## Current state"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "| `stop` [22] | `{NODE_22}` | `Data.Status` = `RUN` | would change it | `"
+        )),
+        "{md}"
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let observations = saved["observations"].as_array().unwrap();
+    assert_eq!(observations.len(), 5, "{saved}");
+    assert!(
+        observations.iter().all(|o| o["request_id"].is_string()),
+        "{saved}"
+    );
+    plan.to_string_lossy().into_owned()
+}
+
+fn mutating_calls(rig: &Rig) -> usize {
+    rig.calls()
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.action.as_deref(),
+                Some("StopDISyncInstance" | "TerminateDISyncInstance")
+            )
+        })
+        .count()
+}
+
+/// The drift events journaled for the run.
+fn drift_events(rig: &Rig) -> Vec<Value> {
+    let db = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT event_json FROM events ORDER BY rowid")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|e| serde_json::from_str::<Value>(&e.unwrap()).unwrap())
+        .filter(|e| e["event"] == "drift")
+        .collect()
+}
+
+#[test]
+fn a_refreshed_plan_runs_only_against_the_world_it_was_reviewed_against() {
+    let rig = Rig::new("", Duration::ZERO);
+    let plan = refreshed_plan(&rig);
+    let reads = rig.calls().len();
+    // Node 22 was stopped by someone else after the review.
+    rig.sim()
+        .set_status(runbook::sim::ResourceKind::DiNode, "22", "PAUSE")
+        .unwrap();
+    let out = rig.run(&["run", &plan, "--yes", "--approve", "gate"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "`{NODE_22}` (step `stop` item 22) was reviewed as \"RUN\" (would change it) and is now \"PAUSE\" (no-op: already done)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(mutating_calls(&rig), 0, "nothing but reads before the run");
+    assert!(rig.calls()[reads..].iter().all(|c| !c.changed));
+    let runs = rig.run(&["runs", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&runs.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    // Overridden: it runs, and the journal says so.
+    let out = rig.run(&["run", &plan, "--yes", "--approve", "gate", "--allow-drift"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Each (step, resource) pair that drifted, at the start and again before `stop`.
+    let events = drift_events(&rig);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["resource"] == NODE_22 && e["allowed"] == true),
+        "{events:?}"
+    );
+    let steps: Vec<&str> = events.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["stop", "stop-again", "stop"], "{events:?}");
+}
+
+#[test]
+fn drift_during_a_run_stops_before_the_step_and_a_resume_checks_again() {
+    let rig = Rig::new("", Duration::ZERO);
+    let plan = refreshed_plan(&rig);
+    // The run stops at the approval (none given), before anything changes.
+    let out = rig.run(&["run", &plan, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    rig.sim()
+        .set_status(runbook::sim::ResourceKind::DiNode, "22", "PAUSE")
+        .unwrap();
+    let out = rig.run(&["resume", &run_id, "--approve", "gate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("drift since the plan was reviewed"), "{all}");
+    assert!(all.contains(NODE_22), "{all}");
+    assert_eq!(mutating_calls(&rig), 0, "the drifted step sent nothing");
+    let events = drift_events(&rig);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["step"], "stop");
+    assert_eq!(events[0]["allowed"], false);
+
+    // Back as reviewed: the run goes on. `stop-again` is not re-checked
+    // (its nodes were stopped by `stop`, which would read as drift);
+    // `terminate` is, and node 23 is as reviewed.
+    rig.sim()
+        .set_status(runbook::sim::ResourceKind::DiNode, "22", "RUN")
+        .unwrap();
+    let before = rig.calls().len();
+    let out = rig.run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let reads: Vec<String> = rig.calls()[before..]
+        .iter()
+        .filter(|c| c.action.as_deref() == Some("GetDISyncInstanceInfo"))
+        .map(|c| c.param("FileId").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        reads,
+        ["21", "22", "23"],
+        "stop's nodes and terminate's node, once each"
+    );
+    assert_eq!(drift_events(&rig).len(), 1);
+    assert_eq!(
+        rig.status(runbook::sim::ResourceKind::DiNode, "23")
+            .as_deref(),
+        Some("NORUN")
+    );
 }

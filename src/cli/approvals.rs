@@ -143,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.yaml");
         std::fs::write(&path, yaml).unwrap();
-        crate::plan::load_and_build(&path, &[], None, &crate::cloud::Endpoints::new()).unwrap()
+        crate::plan::load_and_build(&path, &[], None).unwrap()
     }
 
     const GATES: &str = r#"

@@ -294,6 +294,11 @@ impl RunArgs {
                 let how = if earlier.status == RunStatus::Running { "was interrupted" } else { earlier.status.as_str() };
                 eprintln!("note: run {} of this same plan {how}; `runbook resume {}` would continue it instead of starting over", earlier.id, earlier.id);
             }
+            // A refreshed plan holds the world to what was reviewed.
+            let drifts = crate::plan::drift::check(&plan, None, &Default::default(), target.api.as_ref()).await;
+            if !drifts.is_empty() && !self.exec.allow_drift {
+                return Err(drift_error(&drifts));
+            }
             let gates = || approvals::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |_| false);
             let approval = approve_plan(&plan, &self.exec, target.account.as_deref(), gates)?;
             let run_id = new_run_id();
@@ -311,6 +316,17 @@ impl RunArgs {
             lock.claim(&run_id);
             if let Some(ApprovalDecision::Approved { by, method }) = &approval {
                 journal.record_approval(&run_id, None, by, method, &plan.digest).await.map_err(journal_error)?;
+            }
+            for d in drifts {
+                eprintln!("warning: drift allowed (--allow-drift): {d}");
+                journal.event(&run_id, &crate::run::RunEvent::Drift {
+                    step: d.step,
+                    item: d.item,
+                    resource: d.resource,
+                    reviewed: d.reviewed,
+                    current: d.current,
+                    allowed: true,
+                });
             }
             let how = How { exec: &self.exec, flags, interrupts, concurrency: stored.concurrency, resumed: false };
             execute(plan, target, journal, how, run_id, Prior::default()).await
@@ -593,6 +609,22 @@ fn fingerprint(access_key_id: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(access_key_id.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The refusal of a refreshed plan whose resources drifted (exit 6).
+fn drift_error(drifts: &[crate::plan::drift::Drift]) -> Error {
+    let mut listed: Vec<String> = drifts.iter().take(5).map(ToString::to_string).collect();
+    if drifts.len() > 5 {
+        listed.push(format!("and {} more", drifts.len() - 5));
+    }
+    Error::new(
+        ExitCode::Refused,
+        format!(
+            "the world changed since the plan was reviewed; nothing was sent: {}",
+            listed.join("; ")
+        ),
+    )
+    .with_hint("plan again with --refresh and review it, or pass --allow-drift to run it anyway (journaled)")
 }
 
 /// Parses `--expect-digest`: a full SHA-256 in hex (64 digits, any case).
@@ -890,6 +922,7 @@ async fn execute(
             concurrency,
             run_timeout: flags.run_timeout,
             seed: exec.jitter_seed,
+            allow_drift: exec.allow_drift,
         },
         prior,
     );

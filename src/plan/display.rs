@@ -616,10 +616,10 @@ fn markdown_observations(obs: &[super::refresh::Observation]) -> String {
             _ => "—".to_owned(),
         };
         let verdict = match ob.verdict {
-            Verdict::WillChange => "would change it".to_owned(),
-            Verdict::NoOp => "no-op: already done".to_owned(),
+            Verdict::WillChange | Verdict::NoOp => ob.verdict.words().to_owned(),
             Verdict::Unknown => format!(
-                "unknown{}",
+                "{}{}",
+                ob.verdict.words(),
                 ob.note
                     .as_deref()
                     .filter(|_| ob.request_id.is_none())

@@ -12,13 +12,16 @@
 //! Types in this file are the contract between the planner, the displays and
 //! the executor: change them with care (the journal stores plans as JSON).
 //!
-//! Files: `build.rs` (playbook + params -> plan), `params.rs` (binding `-p`
+//! Files: `build.rs` (playbook + params -> plan), `integrity.rs` (canonical
+//! JSON, digest, rebuilding a plan file), `refresh.rs` and `drift.rs` (the
+//! states a plan was reviewed against), `params.rs` (binding `-p`
 //! and `--params`), `render.rs` (run-time templates and conditions, for the
 //! executor), `graph.rs` (order, levels, critical path, dot/Mermaid),
 //! `display.rs` (text, markdown and JSON plans).
 
 mod build;
 pub mod display;
+pub mod drift;
 pub mod graph;
 pub mod integrity;
 pub mod params;

@@ -28,6 +28,17 @@ pub enum Verdict {
     Unknown,
 }
 
+impl Verdict {
+    /// How the verdict reads in a plan and in messages.
+    pub fn words(&self) -> &'static str {
+        match self {
+            Verdict::WillChange => "would change it",
+            Verdict::NoOp => "no-op: already done",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
 /// One resource's current state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
@@ -233,11 +244,7 @@ pub fn render_text(observations: &[Observation]) -> String {
             (Some(sel), None) => format!("{sel} missing"),
             _ => String::new(),
         };
-        let verdict = match o.verdict {
-            Verdict::WillChange => "would change it",
-            Verdict::NoOp => "no-op: already done",
-            Verdict::Unknown => "unknown",
-        };
+        let verdict = o.verdict.words();
         let _ = write!(s, "  {}{item}  {}  {value}  -> {verdict}", o.step, o.action);
         if o.verdict == Verdict::Unknown
             && let Some(note) = &o.note

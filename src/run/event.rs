@@ -149,6 +149,22 @@ pub enum RunEvent {
         /// Given or refused.
         approved: bool,
     },
+    /// A resource of a refreshed plan is not in the state it was reviewed
+    /// in: the step would now do something else (see `plan::drift`).
+    Drift {
+        /// Step id.
+        step: String,
+        /// Fan-out item, when the step fans out.
+        item: Option<Value>,
+        /// The resource (status action and its parameters).
+        resource: String,
+        /// Status and verdict at review.
+        reviewed: String,
+        /// Status and verdict now.
+        current: String,
+        /// Whether `--allow-drift` let the run go on.
+        allowed: bool,
+    },
     /// A fan-out item ended.
     ItemFinished {
         /// Step id.

@@ -19,6 +19,7 @@
 //! 3. Cancellation (Ctrl-C, run timeout) starts nothing new and lets calls in
 //!    flight finish, so their outcome is known and journaled.
 
+mod drift;
 pub mod event;
 pub mod journal;
 pub mod label;
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub run_timeout: Option<Duration>,
     /// Seed for retry jitter (`None`: random).
     pub seed: Option<u64>,
+    /// Go on when a refreshed plan's resources drifted (journaled).
+    #[serde(default)]
+    pub allow_drift: bool,
 }
 
 /// The decision on an `approve` step (or on the whole plan).
@@ -321,6 +325,7 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     pub(crate) options: RunOptions,
     pub(crate) prior: Prior,
+    pub(crate) drift: drift::DriftGuard,
 }
 
 impl Shared {

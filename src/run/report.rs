@@ -153,6 +153,24 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
                 format!("{what} not approved")
             }
         }
+        RunEvent::Drift {
+            step,
+            item: i,
+            resource,
+            reviewed,
+            current,
+            allowed,
+        } => {
+            let i = i.as_ref().map(|i| format!("[{i}]")).unwrap_or_default();
+            let then = if *allowed {
+                "going on (--allow-drift)"
+            } else {
+                "not starting the step"
+            };
+            format!(
+                "{step}{i}: drift: {resource} was reviewed as {reviewed}, is now {current}; {then}"
+            )
+        }
         RunEvent::ItemFinished {
             step,
             item: i,
@@ -269,7 +287,7 @@ impl Live {
                     bar.set_message(format!("{}{code}; {next}", prefix(i.as_ref())));
                 }
             }
-            RunEvent::Reconciled { .. } | RunEvent::Approval { .. } => {
+            RunEvent::Reconciled { .. } | RunEvent::Approval { .. } | RunEvent::Drift { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);
                 }

@@ -69,8 +69,10 @@ impl Runner {
         options: RunOptions,
         prior: Prior,
     ) -> Runner {
+        let drift = super::drift::DriftGuard::new(&plan, &prior);
         Runner {
             shared: Arc::new(Shared {
+                drift,
                 plan,
                 api,
                 journal,
@@ -445,6 +447,9 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
         step: step.id.0.clone(),
         items: n_items,
     });
+    if let Some(why) = shared.drift.gate(&shared, step).await {
+        return finish(Outcome::Failed, None, Some(why), n_items).await;
+    }
 
     // The step's own token: a step timeout cancels only this step, and like
     // Ctrl-C it lets calls in flight finish so their outcome is journaled.

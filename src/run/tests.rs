@@ -246,6 +246,7 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
             concurrency: 4,
             run_timeout: None,
             seed: Some(1),
+            allow_drift: false,
         },
         prior,
     );
