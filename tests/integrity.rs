@@ -390,6 +390,12 @@ fn expect_digest_runs_only_the_reviewed_plan() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
     }
     assert!(rig.calls().is_empty());
+    let runs = rig.run(&["runs", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&runs.stdout).unwrap(),
+        serde_json::json!([]),
+        "nothing journaled"
+    );
     let out = rig.run(&[
         "run",
         plan,
