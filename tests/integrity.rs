@@ -650,8 +650,8 @@ fn a_refreshed_plan_runs_only_against_the_world_it_was_reviewed_against() {
 fn drift_during_a_run_stops_before_the_step_and_a_resume_checks_again() {
     let rig = Rig::new("", Duration::ZERO);
     let plan = refreshed_plan(&rig);
-    // The run stops at the approval (none given), before anything changes.
-    let out = rig.run(&["run", &plan, "--yes"]);
+    // The run stops at the approval (answered `no`), before anything changes.
+    let out = crate::run::on_terminal(&rig, &["run", &plan], "yes\nno");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
     rig.sim()

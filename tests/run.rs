@@ -79,17 +79,19 @@ impl Rig {
             .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
-        if args.first() == Some(&"run") {
-            cmd.args(self.endpoint_flags(args.get(1).copied()));
-        }
+        cmd.args(self.endpoint_flags(args));
         cmd
     }
 
-    /// `--endpoint PRODUCT=SIM` for the products the playbook or plan file
-    /// at `target` calls.
-    pub(crate) fn endpoint_flags(&self, target: Option<&str>) -> Vec<String> {
+    /// For `runbook run TARGET ...` without `--sim`: `--endpoint PRODUCT=SIM`
+    /// for the products the playbook or plan file TARGET calls.
+    pub(crate) fn endpoint_flags(&self, args: &[&str]) -> Vec<String> {
+        if args.first() != Some(&"run") || args.contains(&"--sim") {
+            return Vec::new();
+        }
         let url = self.sim().base_url();
-        let called = target
+        let called = args
+            .get(1)
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
         let mut flags = Vec::new();
@@ -1084,7 +1086,7 @@ pub(crate) fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
         "--state-dir".to_owned(),
         rig.state().to_string_lossy().into_owned(),
     ]);
-    line.extend(rig.endpoint_flags(args.get(1).copied()));
+    line.extend(rig.endpoint_flags(args));
     let mut child = Command::new("script")
         .args(["-qec", &line.join(" "), "/dev/null"])
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
