@@ -308,8 +308,6 @@ steps:
             "--yes",
             "--endpoint",
             &format!("dataworks={url}"),
-            "--endpoint",
-            &format!("dts={url}"),
         ],
     )
     .env("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::run::ID)
