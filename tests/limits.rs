@@ -225,3 +225,209 @@ fn validate_refuses_dev_zero_itself() {
         text(&out)
     );
 }
+
+/// What a [`Hose`] saw of one endless answer.
+#[derive(Clone, Copy, Debug)]
+struct Streamed {
+    /// Whether the client hung up before the server's bound.
+    hung_up: bool,
+}
+
+/// A loopback server for `playbooks/stop-di-job.yaml`: `GetDIJob` answers
+/// `Running` until a `StopDIJob` came, then `Stopped`; `StopDIJob` answers
+/// 200 with a JSON body that never ends, streamed until the client hangs up
+/// (or, bounded, the cap plus 16 MiB). With `declared`, the answer says its
+/// length up front (5 GB); without, it is delimited by closing.
+struct Hose {
+    addr: std::net::SocketAddr,
+    streamed: std::sync::Arc<std::sync::Mutex<Vec<Streamed>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepter: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hose {
+    const BOUND: u64 = runbook::limits::RESPONSE_BYTES + 16 * 1024 * 1024;
+
+    fn start(declared: bool) -> Hose {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streamed = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let accepter = {
+            let (streamed, stop) = (Arc::clone(&streamed), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            conn.set_nonblocking(false).unwrap();
+                            let (streamed, stopped) = (Arc::clone(&streamed), Arc::clone(&stopped));
+                            conns.push(std::thread::spawn(move || {
+                                serve(conn, declared, &streamed, &stopped);
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                for c in conns {
+                    let _ = c.join();
+                }
+            })
+        };
+        Hose {
+            addr,
+            streamed,
+            stop,
+            accepter: Some(accepter),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn streamed(&self) -> Vec<Streamed> {
+        self.streamed.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hose {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(a) = self.accepter.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// Serves the requests of one connection (see [`Hose`]).
+fn serve(
+    mut conn: std::net::TcpStream,
+    declared: bool,
+    streamed: &std::sync::Mutex<Vec<Streamed>>,
+    stopped: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // One request: the head, then a body of its Content-Length.
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        let first_line = head.lines().next().unwrap_or_default().to_owned();
+        if first_line.contains("Action=StopDIJob") {
+            stopped.store(true, Ordering::SeqCst);
+            let length = if declared {
+                "Content-Length: 5000000000\r\n"
+            } else {
+                "Connection: close\r\n"
+            };
+            let mut sent = 0u64;
+            let mut hung_up = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n{{\"RequestId\":\"r\",\"Pad\":\""
+                    )
+                    .as_bytes(),
+                )
+                .is_err();
+            let pad = vec![b'a'; 64 * 1024];
+            while !hung_up && sent < Hose::BOUND {
+                match conn.write_all(&pad) {
+                    Ok(()) => sent += pad.len() as u64,
+                    Err(_) => hung_up = true,
+                }
+            }
+            streamed.lock().unwrap().push(Streamed { hung_up });
+            return;
+        }
+        let status = if stopped.load(Ordering::SeqCst) {
+            "Stopped"
+        } else {
+            "Running"
+        };
+        let body = format!(
+            "{{\"RequestId\":\"r\",\"Data\":{{\"DIJobId\":1,\"JobStatus\":\"{status}\"}}}}"
+        );
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// An answer larger than the cap is not read past it: the client hangs up,
+/// the call counts as an unknown outcome (it was sent and answered), and the
+/// status call settles it.
+#[test]
+fn an_endless_answer_is_cut_off_at_the_cap_and_settled_by_its_status_call() {
+    for declared in [false, true] {
+        let hose = Hose::start(declared);
+        let home = tempfile::tempdir().unwrap();
+        let mut cmd = runbook(
+            &[
+                "run",
+                "playbooks/stop-di-job.yaml",
+                "-p",
+                "di_job_id=1",
+                "--yes",
+                "--endpoint",
+                &format!("dataworks={}", hose.url()),
+            ],
+            home.path(),
+        );
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIlimits")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "limits-secret");
+        let out = bounded(cmd);
+        let why = format!("declared length: {declared}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{why}");
+        let streamed = hose.streamed();
+        assert_eq!(streamed.len(), 1, "one StopDIJob: {streamed:?} {why}");
+        assert!(streamed[0].hung_up, "the client hung up: {streamed:?}");
+        let runs = bounded(runbook(&["runs", "--json"], home.path()));
+        let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+        let run_id = runs[0]["id"].as_str().unwrap();
+        let show = bounded(runbook(&["show", run_id, "--attempts"], home.path()));
+        let shown = String::from_utf8_lossy(&show.stdout);
+        assert!(
+            shown.contains("Transport.AnswerTooLarge")
+                && shown.contains("larger than the 4 MiB limit on API answers"),
+            "{}",
+            text(&show)
+        );
+    }
+}

@@ -34,6 +34,7 @@
 //! | no connection | `Transport.Connect` | rejected (nothing was sent) |
 //! | no answer in time | `Transport.Timeout` | unknown outcome |
 //! | connection closed or reset after sending, body cut short | `Transport.ConnectionDropped` | unknown outcome |
+//! | a body larger than [`crate::limits::RESPONSE_BYTES`] (4 MiB) | `Transport.AnswerTooLarge` | unknown outcome |
 //!
 //! `Data.Status` is only a verdict for mutating DataWorks calls: in a read
 //! (`GetDISyncInstanceInfo` of a `DI_SOLUTION`) `fail` is the state of the
@@ -396,9 +397,12 @@ impl RpcClient {
         let status = response.status().as_u16();
         let retry_after = header_value(response.headers(), RETRY_AFTER_HEADER);
         let header_request_id = header_value(response.headers(), REQUEST_ID_HEADER);
-        let bytes = match response.bytes().await {
+        let bytes = match read_body(response, crate::limits::RESPONSE_BYTES).await {
             Ok(bytes) => bytes,
-            Err(e) => {
+            Err(BodyError::TooLarge(cap)) => {
+                return Err(self.finish_error(too_large(&host, status, cap), &signed));
+            }
+            Err(BodyError::Http(e)) => {
                 return Err(self.finish_error(body_error(&e, &host, status, self.options), &signed));
             }
         };
@@ -782,6 +786,44 @@ fn transport_error(e: &reqwest::Error, host: &str, options: ClientOptions) -> Ap
             None,
         )
     }
+}
+
+/// Why the body of an answer could not be read whole.
+enum BodyError {
+    /// It is larger than the cap (in bytes).
+    TooLarge(u64),
+    /// The transport failed.
+    Http(reqwest::Error),
+}
+
+/// Reads the body of an answer, at most `cap` bytes: an answer that says it
+/// is longer is refused before its body is read, and one that turns out
+/// longer as it streams stops being read one chunk past the cap.
+async fn read_body(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(BodyError::TooLarge(cap));
+    }
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(BodyError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An answer over the size cap. The request was sent and answered, so it
+/// may have been applied: an unknown outcome (a `Transport.*` code).
+fn too_large(host: &str, status: u16, cap: u64) -> ApiError {
+    ApiError::new(
+        "Transport.AnswerTooLarge",
+        format!(
+            "the answer from {host} (HTTP {status}) is larger than the {} limit on API answers",
+            crate::limits::format_bytes(cap)
+        ),
+        Some(status),
+    )
 }
 
 /// A failure while reading the body of an answer.
