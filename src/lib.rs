@@ -12,6 +12,8 @@
 //! - [`duration`]: a leaf. The one parser and printer of durations.
 //! - [`limits`]: a leaf. The size caps on input files and HTTP answers, and
 //!   the one reader of input files (regular files only, capped).
+//! - [`dag`]: a leaf. The step graph's algorithms (cycles, topological order,
+//!   levels, longest path, reachability), all iterative.
 //! - [`cloud`]: signing, credentials, endpoints, the HTTP client, the
 //!   action catalogue and [`cloud::ApiError`]. Imports only [`limits`] from here.
 //! - [`playbook`]: the language as written: load YAML with positions, validate,
@@ -26,6 +28,7 @@
 
 pub mod cli;
 pub mod cloud;
+pub mod dag;
 pub mod duration;
 pub mod error;
 pub mod limits;

@@ -11,7 +11,8 @@ use crate::run::text;
 /// file is refused at once, so this is only a guard against a hang.
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-/// Runs `cmd` to completion, killing it (and failing) if it hangs.
+/// Runs `cmd` to completion, killing it (and failing) if it hangs. Its
+/// output is read as it comes, so a child writing a lot never blocks.
 pub(crate) fn bounded(mut cmd: Command) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -19,22 +20,35 @@ pub(crate) fn bounded(mut cmd: Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the runbook binary runs");
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let started = Instant::now();
-    loop {
-        if child
-            .try_wait()
-            .expect("the child can be waited on")
-            .is_some()
-        {
-            return child.wait_with_output().expect("the child's output");
+    let (status, hung) = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited on") {
+            break (status, false);
         }
         if started.elapsed() > HANG_GUARD {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("the killed child's output");
-            panic!("runbook hung: {:?}\n{}", cmd.get_args(), text(&out));
+            break (child.wait().expect("the killed child"), true);
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().expect("stdout was read"),
+        stderr: stderr.join().expect("stderr was read"),
+    };
+    assert!(!hung, "runbook hung: {:?}\n{}", cmd.get_args(), text(&out));
+    out
 }
 
 /// `runbook ARGS` in the package dir, with no credentials, and `HOME` and
@@ -110,6 +124,8 @@ struct Kind {
     cap: u64,
     args: fn(&str) -> Vec<String>,
     exit: i32,
+    /// Text around a value nested 100,000 lists deep, in the file's format.
+    nest: (&'static str, &'static str),
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -123,6 +139,7 @@ const KINDS: &[Kind] = &[
         cap: runbook::limits::PLAYBOOK_BYTES,
         args: |f| strings(&["validate", f]),
         exit: 3,
+        nest: ("name: deep\nsteps: ", "\n"),
     },
     Kind {
         name: "playbook (plan)",
@@ -130,6 +147,7 @@ const KINDS: &[Kind] = &[
         cap: runbook::limits::PLAYBOOK_BYTES,
         args: |f| strings(&["plan", f]),
         exit: 3,
+        nest: ("name: deep\nsteps: ", "\n"),
     },
     Kind {
         name: "playbook (graph)",
@@ -137,6 +155,7 @@ const KINDS: &[Kind] = &[
         cap: runbook::limits::PLAYBOOK_BYTES,
         args: |f| strings(&["graph", f]),
         exit: 3,
+        nest: ("name: deep\nsteps: ", "\n"),
     },
     Kind {
         name: "params",
@@ -144,6 +163,7 @@ const KINDS: &[Kind] = &[
         cap: runbook::limits::PARAMS_BYTES,
         args: |f| strings(&["plan", "playbooks/stop-di-job.yaml", "--params", f]),
         exit: 2,
+        nest: ("di_job_id: ", "\n"),
     },
     Kind {
         name: "plan",
@@ -151,6 +171,7 @@ const KINDS: &[Kind] = &[
         cap: runbook::limits::PLAN_BYTES,
         args: |f| strings(&["run", f, "--sim"]),
         exit: 3,
+        nest: ("{\"format\": 1, \"steps\": ", "}"),
     },
     Kind {
         name: "fixtures",
@@ -170,6 +191,7 @@ const KINDS: &[Kind] = &[
             ])
         },
         exit: 2,
+        nest: ("dts_jobs: ", "\n"),
     },
     Kind {
         name: "aliyun config",
@@ -185,6 +207,7 @@ const KINDS: &[Kind] = &[
             ])
         },
         exit: 4,
+        nest: ("{\"profiles\": ", "}"),
     },
 ];
 
@@ -210,6 +233,31 @@ fn every_file_read_is_a_capped_read_of_a_regular_file() {
             assert!(stderr.contains(&bad.words(kind.cap)), "says why: {why}");
             assert!(!stderr.contains("panicked"), "{why}");
         }
+    }
+}
+
+#[test]
+fn deep_nesting_in_any_file_is_an_error_not_a_crash() {
+    const DEPTH: usize = 100_000;
+    for kind in KINDS {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(kind.file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let (before, after) = kind.nest;
+        let content = format!("{before}{}{}{after}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+        std::fs::write(&path, content).unwrap();
+        let shown = path.to_string_lossy().into_owned();
+        let args = (kind.args)(&shown);
+        let out = bounded(runbook(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            home.path(),
+        ));
+        let why = format!("{}: {}", kind.name, text(&out));
+        assert_eq!(out.status.code(), Some(kind.exit), "{why}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(kind.file.rsplit('/').next().unwrap()),
+            "names the file: {why}"
+        );
     }
 }
 
@@ -430,4 +478,81 @@ fn an_endless_answer_is_cut_off_at_the_cap_and_settled_by_its_status_call() {
             text(&show)
         );
     }
+}
+
+/// A playbook of `n` sleep steps `s0 .. s{n-1}`, each needing the one
+/// before; with `closed`, `s0` needs the last, closing a loop.
+pub(crate) fn chain_playbook(n: usize, closed: bool) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from("name: chain\nsteps:\n");
+    for i in 0..n {
+        let needs = match (i, closed) {
+            (0, false) => String::new(),
+            (0, true) => format!("s{}", n - 1),
+            _ => format!("s{}", i - 1),
+        };
+        let _ = write!(text, "  - id: s{i}\n    needs: [{needs}]\n    sleep: 1s\n");
+    }
+    text
+}
+
+/// Steps in the long chain and loop below: past where a recursive walk
+/// overflowed the stack (20,000 steps), small enough for a debug build.
+const LONG: usize = 50_000;
+
+#[test]
+fn a_long_chain_and_loop_are_checked_planned_and_drawn_without_recursion() {
+    let home = tempfile::tempdir().unwrap();
+    let chain = home.path().join("chain.yaml");
+    let cycle = home.path().join("cycle.yaml");
+    std::fs::write(&chain, chain_playbook(LONG, false)).unwrap();
+    std::fs::write(&cycle, chain_playbook(LONG, true)).unwrap();
+    let (chain, cycle) = (
+        chain.to_string_lossy().into_owned(),
+        cycle.to_string_lossy().into_owned(),
+    );
+    // The loop from s0: s0 needs the last step, which needs the one before...
+    let message = format!(
+        "error: dependency cycle: s0 -> s{} -> s{} -> s{} -> s{} -> s{} -> ... {} more steps ... \
+         -> s4 -> s3 -> s2 -> s1 -> s0 ({LONG} steps)",
+        LONG - 1,
+        LONG - 2,
+        LONG - 3,
+        LONG - 4,
+        LONG - 5,
+        LONG - 10,
+    );
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["validate", &chain], 0),
+        (vec!["validate", &cycle], 3),
+        (vec!["plan", &chain], 0),
+        (vec!["plan", &cycle], 3),
+        (vec!["graph", &chain], 0),
+        (vec!["graph", &cycle, "--format", "mermaid"], 3),
+    ];
+    // The six runs are independent: run them side by side.
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|(args, _)| scope.spawn(|| bounded(runbook(args, home.path()))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((args, exit), out) in cases.iter().zip(&outs) {
+        let why = format!("{args:?}: {}", text(out));
+        assert_eq!(out.status.code(), Some(*exit), "{why}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if *exit == 3 {
+            assert!(stderr.starts_with(&message), "{why}");
+        } else {
+            assert!(!out.stdout.is_empty(), "{why}");
+        }
+    }
+    // The plan of the chain lists every step, in order.
+    let plan = String::from_utf8_lossy(&outs[2].stdout);
+    let at = |id: &str| plan.find(&format!(" {id} ")).unwrap_or(usize::MAX);
+    assert!(
+        at("s0") < at("s1") && at("s1") < at(&format!("s{}", LONG - 1)),
+        "{plan:.2000}"
+    );
 }

@@ -1,17 +1,17 @@
-//! The step graph: a deterministic topological order (file order breaks
-//! ties), levels of steps that can run together, the critical path by
-//! worst-case duration, and the `dot` / Mermaid drawings.
+//! The step graph of a plan: its order (file order breaks ties), levels of
+//! steps that can run together, the critical path by worst-case duration
+//! (the algorithms are [`crate::dag`]'s), and the `dot` / Mermaid drawings.
 //!
 //! Validation has already refused unknown `needs` and cycles, so the order
 //! here always covers every step; compensation steps sit outside the DAG and
 //! come last, in file order.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::{PlannedStep, StepKind};
 use crate::cloud::Risk;
+use crate::dag::Dag;
 use crate::playbook::action;
 use crate::playbook::{Playbook, StepKindSpec};
 
@@ -47,47 +47,9 @@ pub(crate) fn shape(steps: &[PlannedStep]) -> Shape {
             v
         })
         .collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
-    let mut pending: Vec<usize> = vec![0; steps.len()];
-    for (i, ns) in needs.iter().enumerate() {
-        pending[i] = ns.len();
-        for &n in ns {
-            dependents[n].push(i);
-        }
-    }
-
-    // Kahn's algorithm with the smallest file index first.
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..steps.len())
-        .filter(|&i| pending[i] == 0 && !steps[i].compensation)
-        .map(Reverse)
-        .collect();
-    let mut order = Vec::with_capacity(steps.len());
-    while let Some(Reverse(i)) = ready.pop() {
-        order.push(i);
-        for &d in &dependents[i] {
-            pending[d] -= 1;
-            if pending[d] == 0 && !steps[d].compensation {
-                ready.push(Reverse(d));
-            }
-        }
-    }
-
-    let mut level = vec![0usize; steps.len()];
-    let mut dist: Vec<(u128, usize)> = vec![(0, 0); steps.len()];
-    let mut pred: Vec<Option<usize>> = vec![None; steps.len()];
-    for &i in &order {
-        level[i] = needs[i].iter().map(|&n| level[n] + 1).max().unwrap_or(0);
-        let best = needs[i]
-            .iter()
-            .copied()
-            .fold(None::<usize>, |best, n| match best {
-                Some(b) if dist[b] >= dist[n] => Some(b),
-                _ => Some(n),
-            });
-        let (base, count) = best.map_or((0, 0), |b| dist[b]);
-        dist[i] = (base + steps[i].worst_case().as_millis(), count + 1);
-        pred[i] = best;
-    }
+    let dag = Dag::new(needs);
+    let mut order = dag.order(|i| !steps[i].compensation);
+    let level = dag.levels(&order);
     let depth = order.iter().map(|&i| level[i] + 1).max().unwrap_or(0);
     let mut levels: Vec<Vec<usize>> = vec![Vec::new(); depth];
     for &i in &order {
@@ -96,22 +58,7 @@ pub(crate) fn shape(steps: &[PlannedStep]) -> Shape {
     for l in &mut levels {
         l.sort_unstable();
     }
-
-    let end = order
-        .iter()
-        .copied()
-        .fold(None::<usize>, |best, i| match best {
-            Some(b) if dist[b] >= dist[i] => Some(b),
-            _ => Some(i),
-        });
-    let mut critical = Vec::new();
-    let mut at = end;
-    while let Some(i) = at {
-        critical.push(i);
-        at = pred[i];
-    }
-    critical.reverse();
-    let worst_case_ms = end.map_or(0, |e| dist[e].0);
+    let (critical, worst_case_ms) = dag.longest_path(&order, |i| steps[i].worst_case().as_millis());
 
     order.extend((0..steps.len()).filter(|&i| steps[i].compensation));
     Shape {

@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
 
 use crate::cloud::Risk;
 use crate::cloud::actions::{ActionSpec, ParamType as ApiType};
+use crate::dag::{Dag, Reach};
 
 use super::action::{self, Target};
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
@@ -93,16 +93,32 @@ impl Scope<'_> {
     }
 }
 
+/// A dependency loop as `a -> b -> a`; past a dozen steps, its first and
+/// last steps around a count of the ones left out.
+fn loop_text(names: &[&str]) -> String {
+    const HEAD: usize = 6;
+    const TAIL: usize = 5;
+    if names.len() <= HEAD + TAIL + 1 {
+        return names.join(" -> ");
+    }
+    let hidden = names.len() - HEAD - TAIL;
+    format!(
+        "{} -> ... {hidden} more steps ... -> {} ({} steps)",
+        names[..HEAD].join(" -> "),
+        names[names.len() - TAIL..].join(" -> "),
+        names.len() - 1
+    )
+}
+
 struct Checker<'a> {
     pb: &'a Playbook,
     diags: &'a mut Diagnostics,
     /// Step id -> index of its first definition.
     index: HashMap<&'a str, usize>,
-    /// Resolved `needs` of each step (unknown ids left out).
-    needs: Vec<Vec<usize>>,
-    /// Scratch marks for the ancestor search (a stamp per search).
-    marks: Vec<u32>,
-    stamp: u32,
+    /// The graph of resolved `needs` (unknown ids left out).
+    dag: Dag,
+    /// Scratch space for the ancestor search.
+    reach: Reach,
     /// Ids of steps that failed to load.
     broken: &'a [String],
     /// Names of params whose declaration failed to load.
@@ -134,9 +150,8 @@ impl<'a> Checker<'a> {
             pb,
             diags,
             index,
-            needs,
-            marks: vec![0; pb.steps.len()],
-            stamp: 0,
+            dag: Dag::new(needs),
+            reach: Reach::new(pb.steps.len()),
             broken: &[],
             broken_params: &[],
             broken_defaults: false,
@@ -323,30 +338,10 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Reports each dependency cycle once, as the whole loop.
+    /// Reports each dependency cycle once, as the whole loop (its middle
+    /// elided when it is long).
     fn cycles(&mut self) {
-        let n = self.pb.steps.len();
-        let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(n, n);
-        for i in 0..n {
-            g.add_node(i);
-        }
-        for (i, needs) in self.needs.iter().enumerate() {
-            for &j in needs {
-                g.add_edge(NodeIndex::new(i), NodeIndex::new(j), ());
-            }
-        }
-        let mut sccs: Vec<Vec<usize>> = petgraph::algo::tarjan_scc(&g)
-            .into_iter()
-            .filter(|c| c.len() > 1)
-            .map(|c| {
-                let mut v: Vec<usize> = c.into_iter().map(NodeIndex::index).collect();
-                v.sort_unstable();
-                v
-            })
-            .collect();
-        sccs.sort();
-        for scc in sccs {
-            let cycle = self.cycle_through(&scc);
+        for cycle in self.dag.cycles() {
             let names: Vec<&str> = cycle
                 .iter()
                 .map(|&i| self.pb.steps[i].id.value.as_str())
@@ -360,74 +355,16 @@ impl<'a> Checker<'a> {
                 .find(|n| n.value == next)
                 .map_or(first.id.loc, |n| n.loc);
             self.push(
-                Diagnostic::new(format!("dependency cycle: {}", names.join(" -> ")), loc).hint(
+                Diagnostic::new(format!("dependency cycle: {}", loop_text(&names)), loc).hint(
                     "each step waits for the next one in the loop; remove one of these `needs`",
                 ),
             );
         }
     }
 
-    /// A shortest loop from the first member of a strongly connected
-    /// component back to itself, following `needs`.
-    fn cycle_through(&self, scc: &[usize]) -> Vec<usize> {
-        let start = scc[0];
-        let mut prev: HashMap<usize, usize> = HashMap::new();
-        let mut queue = std::collections::VecDeque::from([start]);
-        while let Some(cur) = queue.pop_front() {
-            for &nx in &self.needs[cur] {
-                if scc.binary_search(&nx).is_err() {
-                    continue;
-                }
-                if nx == start {
-                    // Walk the predecessor chain back to `start`, then read it forwards.
-                    let mut chain = vec![cur];
-                    let mut at = cur;
-                    while at != start {
-                        at = prev[&at];
-                        chain.push(at);
-                    }
-                    chain.reverse();
-                    chain.push(start);
-                    return chain;
-                }
-                if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(nx) {
-                    e.insert(cur);
-                    queue.push_back(nx);
-                }
-            }
-        }
-        vec![start, start]
-    }
-
     /// Whether `target` is among the steps `step` needs, directly or not.
     fn is_ancestor(&mut self, step: usize, target: usize) -> bool {
-        // Most templates read a step they need directly: answer that
-        // without a search.
-        if self.needs[step].contains(&target) {
-            return true;
-        }
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.marks.iter_mut().for_each(|m| *m = 0);
-            self.stamp = 1;
-        }
-        let mut stack: Vec<usize> = self.needs[step].clone();
-        while let Some(cur) = stack.pop() {
-            if cur == target {
-                return true;
-            }
-            if self.marks[cur] == self.stamp {
-                continue;
-            }
-            self.marks[cur] = self.stamp;
-            stack.extend(
-                self.needs[cur]
-                    .iter()
-                    .copied()
-                    .filter(|&j| self.marks[j] != self.stamp),
-            );
-        }
-        false
+        self.reach.needs(&self.dag, step, target)
     }
 
     // ---- defaults -------------------------------------------------------
