@@ -556,3 +556,180 @@ fn a_long_chain_and_loop_are_checked_planned_and_drawn_without_recursion() {
         "{plan:.2000}"
     );
 }
+
+/// `runbook sim` as a child process on a free loopback port; killed when
+/// dropped.
+struct SimProcess {
+    child: std::process::Child,
+    url: String,
+    addr: std::net::SocketAddr,
+}
+
+const SIM_ID: &str = "LTAIlimitsSim";
+const SIM_SECRET: &str = "limits-sim-secret";
+
+impl SimProcess {
+    fn start(flags: &[&str]) -> SimProcess {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args([
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--auto-create",
+                "--delay",
+                "0s",
+            ])
+            .args(flags)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_SECRET)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("runbook sim starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout is piped"))
+            .read_line(&mut line)
+            .expect("runbook sim prints its URL");
+        let url = line.trim().to_owned();
+        let addr = url
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|_| panic!("runbook sim printed `{url}`"));
+        SimProcess { child, url, addr }
+    }
+
+    /// `runbook run playbooks/stop-di-job.yaml` against it: real HTTP, real
+    /// signatures, a read, a stop and a wait.
+    fn stop_a_job(&self, home: &Path) -> Output {
+        let mut cmd = runbook(
+            &[
+                "run",
+                "playbooks/stop-di-job.yaml",
+                "-p",
+                "di_job_id=7",
+                "--yes",
+                "--endpoint",
+                &format!("dataworks={}", self.url),
+            ],
+            home,
+        );
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_SECRET);
+        bounded(cmd)
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the server has closed `conn` (end of stream or reset), waiting up
+/// to `patience` for it.
+fn closed_by_server(conn: &mut std::net::TcpStream, patience: Duration) -> bool {
+    use std::io::Read as _;
+    conn.set_read_timeout(Some(patience)).unwrap();
+    let mut byte = [0u8; 1];
+    match conn.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// 2,000 connections that never finish a request against a simulator
+/// capped at 512: it holds at most 512 of them open, and a real run still
+/// gets through. The timeouts are long, so the cap alone does it.
+#[test]
+fn a_capped_simulator_serves_a_real_run_past_2000_half_open_connections() {
+    const CAP: usize = 512;
+    const HALF_OPEN: usize = 2_000;
+    let sim = SimProcess::start(&[
+        "--max-connections",
+        &CAP.to_string(),
+        "--header-timeout",
+        "1h",
+        "--idle-timeout",
+        "1h",
+    ]);
+    let mut conns: Vec<std::net::TcpStream> = (0..HALF_OPEN)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(sim.addr).expect("loopback connects");
+            if i % 2 == 1 {
+                // Half of them start a request and never finish its head.
+                use std::io::Write as _;
+                let _ = c.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+            }
+            c
+        })
+        .collect();
+
+    let home = tempfile::tempdir().unwrap();
+    let out = sim.stop_a_job(home.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Every connection past the cap was closed to make room; the newest
+    // stay open. (Each check waits a little for the server's close to
+    // arrive; an open connection costs the full wait, so only the newest
+    // are waited on.)
+    let mut open = 0;
+    for (i, c) in conns.iter_mut().enumerate() {
+        let patience = if i < HALF_OPEN - CAP {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_millis(1)
+        };
+        if !closed_by_server(c, patience) {
+            open += 1;
+        }
+    }
+    assert!(open <= CAP, "{open} connections of {HALF_OPEN} held open");
+}
+
+/// A connection that sends nothing, one that stops in the middle of a
+/// request head, and one that trickles a head byte by byte are all closed
+/// by the simulator's timeouts; a real run still works.
+#[test]
+fn the_simulator_closes_idle_and_trickling_connections() {
+    use std::io::Write as _;
+    let sim = SimProcess::start(&["--header-timeout", "300ms", "--idle-timeout", "300ms"]);
+    let mut silent = std::net::TcpStream::connect(sim.addr).unwrap();
+    let mut partial = std::net::TcpStream::connect(sim.addr).unwrap();
+    partial
+        .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut trickle = std::net::TcpStream::connect(sim.addr).unwrap();
+    // One header byte every 50 ms keeps it busy but never finishes the
+    // head: the header timeout, not the idle one, must end it.
+    let header = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    let mut sent = 0usize;
+    let trickled_until_closed = loop {
+        let byte = header.get(sent).copied().unwrap_or(b'a');
+        if trickle.write_all(&[byte]).is_err() {
+            break true;
+        }
+        sent += 1;
+        if closed_by_server(&mut trickle, Duration::from_millis(50)) {
+            break true;
+        }
+        if sent > 1_200 {
+            // A minute of trickling: the header timeout never fired.
+            break false;
+        }
+    };
+    assert!(trickled_until_closed, "a trickled header was never cut off");
+    assert!(closed_by_server(&mut silent, Duration::from_secs(30)));
+    assert!(closed_by_server(&mut partial, Duration::from_secs(30)));
+
+    let home = tempfile::tempdir().unwrap();
+    let out = sim.stop_a_job(home.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::error::{Error, ExitCode};
-use crate::sim::{Delays, FaultSpec, Fixtures, SimConfig};
+use crate::sim::{ConnLimits, Delays, FaultSpec, Fixtures, SimConfig};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -100,13 +100,48 @@ pub(crate) struct SimArgs {
     /// Print one line per call to stderr.
     #[arg(short, long)]
     verbose: bool,
+
+    /// Most connections open at once (default 512); at the cap, a new
+    /// connection closes the one that has waited longest for a request.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+
+    /// How long a request may take to arrive whole, from its first byte
+    /// (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    header_timeout: Option<std::time::Duration>,
+
+    /// How long a connection may wait for a request with nothing arriving
+    /// (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    idle_timeout: Option<std::time::Duration>,
 }
 
 fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_delay(text)?;
+    if d.is_zero() {
+        return Err(format!("invalid duration `{text}`: must be more than 0s"));
+    }
+    Ok(d)
+}
+
 impl SimArgs {
+    /// The connection limits: the flags given, the defaults for the rest.
+    fn limits(&self) -> ConnLimits {
+        let default = ConnLimits::default();
+        ConnLimits {
+            max_connections: self
+                .max_connections
+                .map_or(default.max_connections, |n| n as usize),
+            header_timeout: self.header_timeout.unwrap_or(default.header_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(default.idle_timeout),
+        }
+    }
+
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         if !self.listen.ip().is_loopback() {
             return Err(Error::usage(format!(
@@ -144,6 +179,7 @@ impl SimArgs {
             seed,
             log_path: self.log.clone(),
             echo: self.verbose,
+            limits: self.limits(),
         };
         let runtime = super::runtime()?;
         runtime.block_on(self.serve(config))
@@ -228,6 +264,15 @@ async fn stop_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_limits_default_as_their_help_says() {
+        let limits = ConnLimits::default();
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(60));
+        assert!(parse_timeout("0s").is_err());
+    }
 
     #[test]
     fn delay_and_fault_flags_parse() {

@@ -56,6 +56,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 
 pub use calllog::{CallRecord, Outcome};
+pub use conn::ConnLimits;
 pub use faults::{FaultKind, FaultRule, FaultSpec, FaultSpecError};
 pub use fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, FixtureError, Fixtures,
@@ -63,7 +64,7 @@ pub use fixtures::{
 pub use state::{ResourceKind, StatusError};
 pub use world::WorldError;
 
-use conn::{Conn, SimListener};
+use conn::{Conn, Registry, SimListener};
 use state::{Now, State};
 
 /// Everything a simulator starts from.
@@ -83,6 +84,8 @@ pub struct SimConfig {
     pub log_path: Option<PathBuf>,
     /// Print one line per call to stderr.
     pub echo: bool,
+    /// Bounds on the connections it holds open.
+    pub limits: ConnLimits,
 }
 
 impl Default for SimConfig {
@@ -97,6 +100,7 @@ impl Default for SimConfig {
             seed: 0,
             log_path: None,
             echo: false,
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl fmt::Debug for SimConfig {
             .field("seed", &self.seed)
             .field("log_path", &self.log_path)
             .field("echo", &self.echo)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -152,6 +157,10 @@ pub(crate) struct Shared {
     pub(crate) log: calllog::CallLog,
     /// Arrival counter of call records.
     pub(crate) seq: AtomicU64,
+    /// Bounds on the connections served.
+    pub(crate) limits: ConnLimits,
+    /// The connections open now.
+    pub(crate) connections: Arc<Registry>,
 }
 
 /// A simulator: its state, credentials and call log. Cheap to clone; every
@@ -190,6 +199,8 @@ impl Simulator {
                 state: Mutex::new(state),
                 log,
                 seq: AtomicU64::new(0),
+                limits: config.limits,
+                connections: Arc::new(Registry::default()),
             }),
         })
     }
@@ -197,6 +208,11 @@ impl Simulator {
     /// Every call received so far (the most recent 200,000), in arrival order.
     pub fn calls(&self) -> Vec<CallRecord> {
         self.shared.log.snapshot()
+    }
+
+    /// How many connections it holds open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.len()
     }
 
     /// The status a status call would report for a resource now, or `None`
@@ -244,13 +260,15 @@ pub async fn serve(
     sim: Simulator,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = SimListener::new(
+        listener,
+        sim.shared.limits,
+        Arc::clone(&sim.shared.connections),
+    );
     let app = axum::Router::new().fallback(rpc).with_state(sim);
-    axum::serve(
-        SimListener::new(listener),
-        app.into_make_service_with_connect_info::<Conn>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<Conn>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Every request, whatever its path and method: the gateway decides.
@@ -262,6 +280,7 @@ async fn rpc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _answering = conn.answering();
     let header = |name| {
         headers
             .get(name)
