@@ -6,7 +6,7 @@
 //! lists the steps `i` waits for. Every walk keeps its own stack on the heap,
 //! never recursion, so a 200,000-step chain or loop costs memory in
 //! proportion to its size and cannot overflow the thread's stack. A leaf
-//! module: the validator, the plan and the scheduler all use it.
+//! module: the validator and the plan use it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -387,9 +387,9 @@ mod tests {
                 }
             }
             let mut r = Reach::new(n);
-            for i in 0..n {
-                for j in 0..n {
-                    assert_eq!(r.needs(&dag, i, j), reach[i][j], "{needs:?} {i}->{j}");
+            for (i, row) in reach.iter().enumerate() {
+                for (j, &expected) in row.iter().enumerate() {
+                    assert_eq!(r.needs(&dag, i, j), expected, "{needs:?} {i}->{j}");
                 }
             }
             let looped = (0..n).any(|i| reach[i][i]);
