@@ -9,7 +9,8 @@
 //! module: the validator and the plan use it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 /// A directed graph of steps by their `needs`.
 #[derive(Debug, Clone)]
@@ -128,10 +129,12 @@ impl Dag {
     }
 
     /// A shortest loop from `component[0]` back to itself through the
-    /// (sorted) `component`, by breadth-first search.
+    /// (sorted) `component`, by breadth-first search. Its scratch space is
+    /// the size of the component, not of the graph: a playbook may hold
+    /// many small loops.
     fn shortest_loop(&self, component: &[usize]) -> Vec<usize> {
         let start = component[0];
-        let mut prev: Vec<Option<usize>> = vec![None; self.len()];
+        let mut prev: HashMap<usize, usize> = HashMap::with_capacity(component.len());
         let mut queue = VecDeque::from([start]);
         while let Some(cur) = queue.pop_front() {
             for &next in &self.needs[cur] {
@@ -142,7 +145,7 @@ impl Dag {
                     // Walk the predecessors back to `start`, then read forwards.
                     let mut chain = vec![cur];
                     let mut at = cur;
-                    while let Some(p) = prev[at] {
+                    while let Some(&p) = prev.get(&at) {
                         chain.push(p);
                         at = p;
                     }
@@ -150,8 +153,8 @@ impl Dag {
                     chain.push(start);
                     return chain;
                 }
-                if next != start && prev[next].is_none() {
-                    prev[next] = Some(cur);
+                if let Entry::Vacant(e) = prev.entry(next) {
+                    e.insert(cur);
                     queue.push_back(next);
                 }
             }
@@ -326,6 +329,17 @@ mod tests {
             assert!(dag.needs(w[0]).contains(&w[1]), "{w:?}");
         }
         assert!(dag.order(|_| true).is_empty());
+    }
+
+    #[test]
+    fn many_small_loops_are_each_reported() {
+        // 100,000 pairs that need each other.
+        let n = 200_000;
+        let dag = Dag::new((0..n).map(|i| vec![i ^ 1]).collect());
+        let cycles = dag.cycles();
+        assert_eq!(cycles.len(), n / 2);
+        assert_eq!(cycles[0], vec![0, 1, 0]);
+        assert_eq!(cycles[n / 2 - 1], vec![n - 2, n - 1, n - 2]);
     }
 
     #[test]
