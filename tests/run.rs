@@ -1306,7 +1306,9 @@ steps:
 
 #[test]
 fn a_real_run_cannot_be_finished_in_the_simulator_and_another_account_needs_a_new_approval() {
-    let rig = Rig::with("", Duration::from_millis(700), |c| {
+    // The stop takes effect after 2 s: well past the wait's 600 ms timeout,
+    // even on a loaded machine, so the first run fails at the wait.
+    let rig = Rig::with("", Duration::from_secs(2), |c| {
         c.credentials
             .push(("LTAIotheraccount".to_owned(), "other-secret".to_owned()));
     });
@@ -1327,7 +1329,7 @@ fn a_real_run_cannot_be_finished_in_the_simulator_and_another_account_needs_a_ne
         "{}",
         text(&out)
     );
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_secs(2));
     let polls = count(&rig.calls(), "DescribeDtsJobDetail");
     let out = resume("LTAIotheraccount", "other-secret", &[]);
     assert_eq!(
