@@ -423,8 +423,8 @@ pub fn markdown(plan: &Plan) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "**Digest `{}`**: put it in the change ticket; `runbook run PLAN.json --expect-digest {}` runs this plan and nothing else.",
-        plan.digest, plan.digest
+        "**Digest `{}`**: put it in the change ticket; `runbook run PLAN.json --expect-digest DIGEST` runs this plan and nothing else.",
+        plan.digest
     );
     let _ = writeln!(o);
     if let Some(d) = &plan.description {
