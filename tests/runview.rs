@@ -316,3 +316,73 @@ fn the_plan_approval_prompt_lists_the_ids_region_and_account_of_irreversible_ite
     );
     assert!(rig.calls().is_empty());
 }
+
+/// A wait over nodes listed by an earlier step, then one over a param list.
+const WAITS: &str = r#"
+name: waits
+params:
+  file_ids: { type: array, items: integer, default: [1, 2, 3, 4, 5, 6, 7] }
+defaults: { region: cn-shanghai }
+concurrency: 2
+steps:
+  - id: list
+    call: dataworks.GetDISyncInstanceInfo
+    with: { ProjectId: 1, FileId: 1, TaskType: DI_REALTIME }
+    timeout: 1m
+  - id: listed-paused
+    needs: [list]
+    for_each: "{{steps.list.output.Data.FileIds}}"
+    for_each_concurrency: 4
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [PAUSE] }
+      timeout: 5m
+  - id: params-paused
+    needs: [listed-paused]
+    for_each: "{{params.file_ids}}"
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
+      until: { select: Data.Status, in: [PAUSE] }
+      timeout: 3m
+"#;
+
+#[test]
+fn the_plan_counts_rounds_of_fan_out_waits_and_names_those_of_unknown_size() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("waits.yaml", WAITS);
+    let out = rig.run(&["plan", &pb, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 1m + one round of 5m (size unknown) + ceil(7/2) = 4 rounds of 3m.
+    assert_eq!(plan["worst_case_secs"], 60 + 5 * 60 + 4 * 3 * 60, "{plan}");
+    assert_eq!(
+        plan["worst_case_open"],
+        serde_json::json!(["listed-paused"])
+    );
+    let out = rig.run(&["plan", &pb]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("worst case:   18m along the critical path (one round of items counted for listed-paused: their number is known only at run time)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "worst case: 5m per round of 4 items; the number of items is known only at run time"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("worst case: 12m: 7 items, 2 at once, up to 3m each"),
+        "{shown}"
+    );
+    // With more at once, fewer rounds: 1m + 5m + 3m.
+    let pb = rig.playbook(
+        "wide.yaml",
+        &WAITS.replace("concurrency: 2", "concurrency: 7"),
+    );
+    let out = rig.run(&["plan", &pb, "--format", "json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["worst_case_secs"], 9 * 60, "{plan}");
+}

@@ -52,7 +52,11 @@ impl Plan {
             return Err(b.diags);
         }
 
-        let shape = graph::shape(&steps);
+        let concurrency = pb
+            .concurrency
+            .as_ref()
+            .map_or(DEFAULT_CONCURRENCY, |c| c.value) as usize;
+        let shape = graph::shape(&steps, concurrency);
         let ids = |v: &[usize]| v.iter().map(|&i| steps[i].id.clone()).collect::<Vec<_>>();
         let levels = shape.levels.iter().map(|l| ids(l)).collect();
         let critical_path = ids(&shape.critical);
@@ -65,6 +69,16 @@ impl Plan {
             .collect();
 
         let worst_case_secs = u64::try_from(shape.worst_case_ms.div_ceil(1000)).unwrap_or(u64::MAX);
+        let worst_case_open = ordered
+            .iter()
+            .filter(|s| {
+                !s.compensation
+                    && s.worst_case(concurrency)
+                        .rounds
+                        .is_some_and(|r| r.open_ended())
+            })
+            .map(|s| s.id.clone())
+            .collect();
         let mut plan = Plan {
             format: PLAN_FORMAT,
             name: pb.name.value.clone(),
@@ -73,14 +87,12 @@ impl Plan {
             playbook_sha256: pb.source.sha256().to_owned(),
             digest: String::new(),
             params: params.clone(),
-            concurrency: pb
-                .concurrency
-                .as_ref()
-                .map_or(DEFAULT_CONCURRENCY, |c| c.value) as usize,
+            concurrency,
             steps: ordered,
             levels,
             critical_path,
             worst_case_secs,
+            worst_case_open,
             blast_radius,
             observations: None,
         };

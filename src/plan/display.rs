@@ -131,16 +131,59 @@ fn badge(s: &PlannedStep) -> &'static str {
 }
 
 /// Why the worst case may be longer than shown.
-fn worst_case_note(plan: &Plan) -> &'static str {
+fn worst_case_note(plan: &Plan) -> String {
+    let mut notes = Vec::new();
     if plan
         .steps
         .iter()
         .any(|s| matches!(s.kind, StepKind::Approve { .. }))
     {
-        " (plus time waiting for approval)"
-    } else {
-        ""
+        notes.push("plus time waiting for approval".to_owned());
     }
+    if !plan.worst_case_open.is_empty() {
+        let ids: Vec<&str> = plan.worst_case_open.iter().map(|i| i.as_str()).collect();
+        notes.push(format!(
+            "one round of items counted for {}: their number is known only at run time",
+            ids.join(", ")
+        ));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    }
+}
+
+/// How a fan-out wait or sleep adds up: "20m: 5 items, 4 at once, up to 10m each".
+fn rounds_text(s: &PlannedStep, concurrency: usize) -> Option<String> {
+    let w = s.worst_case(concurrency);
+    let r = w.rounds?;
+    let each = format_duration(r.per_item);
+    let at_once = r.concurrency;
+    let items = |n: usize| match n {
+        1 => "1 item".to_owned(),
+        n if n <= at_once => format!("{n} items, all at once"),
+        n => format!("{n} items, {at_once} at once"),
+    };
+    Some(match (r.items, r.capped) {
+        (Some(n), false) => format!(
+            "{}: {}, up to {each} each",
+            format_duration(w.duration),
+            items(n)
+        ),
+        (Some(n), true) => format!(
+            "{}, the step timeout ({}, up to {each} each)",
+            format_duration(w.duration),
+            items(n)
+        ),
+        (None, true) => format!(
+            "{}, the step timeout (items known at run time, {at_once} at once, up to {each} each)",
+            format_duration(w.duration)
+        ),
+        (None, false) => format!(
+            "{each} per round of {at_once} items; the number of items is known only at run time"
+        ),
+    })
 }
 
 fn kind_line(s: &PlannedStep) -> String {
@@ -258,14 +301,14 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(o, "steps:");
     for (n, s) in main.iter().enumerate() {
         let _ = writeln!(o);
-        text_step(&mut o, n + 1, s);
+        text_step(&mut o, n + 1, s, plan.concurrency);
     }
     if !comp.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(o, "compensation steps (run only from an on_failure):");
         for (n, s) in comp.iter().enumerate() {
             let _ = writeln!(o);
-            text_step(&mut o, n + 1, s);
+            text_step(&mut o, n + 1, s, plan.concurrency);
         }
     }
     let _ = writeln!(o);
@@ -281,7 +324,7 @@ pub fn text(plan: &Plan) -> String {
     o
 }
 
-fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
+fn text_step(o: &mut String, n: usize, s: &PlannedStep, concurrency: usize) {
     let fan = match &s.for_each {
         Some(f) => match &f.items {
             Some(items) => format!(" x{}", items.len()),
@@ -396,6 +439,9 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep) {
     }
     if let Some(t) = s.timeout_secs {
         field(o, "timeout", &secs(t));
+    }
+    if let Some(rounds) = rounds_text(s, concurrency) {
+        field(o, "worst case", &rounds);
     }
     field(o, "on failure", &on_failure(&s.on_failure));
 }

@@ -27,8 +27,9 @@ pub(crate) struct Shape {
     pub(crate) worst_case_ms: u128,
 }
 
-/// Computes the shape of the DAG formed by the non-compensation steps.
-pub(crate) fn shape(steps: &[PlannedStep]) -> Shape {
+/// Computes the shape of the DAG formed by the non-compensation steps, at
+/// the run's `concurrency` (for the worst cases of fan-outs).
+pub(crate) fn shape(steps: &[PlannedStep], concurrency: usize) -> Shape {
     let index: HashMap<&str, usize> = steps
         .iter()
         .enumerate()
@@ -58,7 +59,9 @@ pub(crate) fn shape(steps: &[PlannedStep]) -> Shape {
     for l in &mut levels {
         l.sort_unstable();
     }
-    let (critical, worst_case_ms) = dag.longest_path(&order, |i| steps[i].worst_case().as_millis());
+    let (critical, worst_case_ms) = dag.longest_path(&order, |i| {
+        steps[i].worst_case(concurrency).duration.as_millis()
+    });
 
     order.extend((0..steps.len()).filter(|&i| steps[i].compensation));
     Shape {

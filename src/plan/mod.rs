@@ -17,7 +17,8 @@
 //! states a plan was reviewed against), `params.rs` (binding `-p`
 //! and `--params`), `render.rs` (run-time templates and conditions, for the
 //! executor), `graph.rs` (order, levels, critical path, dot/Mermaid),
-//! `display.rs` (text, markdown and JSON plans).
+//! `worst.rs` (worst-case durations), `display.rs` (text, markdown and JSON
+//! plans).
 
 mod build;
 pub mod display;
@@ -27,10 +28,10 @@ pub mod integrity;
 pub mod params;
 pub mod refresh;
 pub mod render;
+pub mod worst;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,6 +90,11 @@ pub struct Plan {
     pub critical_path: Vec<StepId>,
     /// Sum of worst-case durations along the critical path, in seconds.
     pub worst_case_secs: u64,
+    /// Steps whose worst case grows with an item count known only at run
+    /// time (a wait or sleep over an earlier output, with no step `timeout`):
+    /// `worst_case_secs` counts one round of their items.
+    #[serde(default)]
+    pub worst_case_open: Vec<StepId>,
     /// How many calls of each risk class a full run sends (fan-outs counted
     /// by item count when it is known from params; unknown counts are
     /// reported in `unknown_fan_out`).
@@ -328,23 +334,6 @@ impl Plan {
                 StepKind::Sleep { .. } | StepKind::Approve { .. } => None,
             })
             .collect()
-    }
-}
-
-impl PlannedStep {
-    /// Worst-case duration of the step, for the critical path.
-    ///
-    /// A wait is bounded by its own `timeout` (a step `timeout` shorter than
-    /// that does not cut it short); other steps by the step `timeout`.
-    pub fn worst_case(&self) -> Duration {
-        let step = self.timeout_secs.map(Duration::from_secs);
-        match &self.kind {
-            StepKind::Wait(w) => {
-                Duration::from_millis(w.timeout_millis).max(step.unwrap_or_default())
-            }
-            StepKind::Sleep { millis } => step.unwrap_or(Duration::from_millis(*millis)),
-            _ => step.unwrap_or_default(),
-        }
     }
 }
 

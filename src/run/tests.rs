@@ -178,6 +178,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         levels: vec![],
         critical_path: vec![],
         worst_case_secs: 0,
+        worst_case_open: vec![],
         blast_radius: BlastRadius::default(),
         steps,
         observations: None,
