@@ -116,7 +116,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.yaml");
         std::fs::write(&path, yaml).unwrap();
-        crate::plan::load_and_build(&path, &[], None, &crate::cloud::Endpoints::new()).unwrap()
+        crate::plan::load_and_build(&path, &[], None).unwrap()
     }
 
     /// A wait (or sleep) over `n` items with the given concurrency,
