@@ -127,8 +127,12 @@ pub struct RequestPreview {
     /// HTTP method (always POST, as Alibaba's current SDKs send it).
     pub method: String,
     /// Product code: with the region, picks the endpoint at run time.
+    /// (Empty in plans journaled before requests were recorded this way,
+    /// which carried `url` and `host`; they still resume.)
+    #[serde(default)]
     pub product: String,
     /// Region the request targets (empty: the product's central endpoint).
+    #[serde(default)]
     pub region: String,
     /// Canonical (sorted, encoded) query string with secrets redacted.
     pub query: String,
@@ -220,6 +224,13 @@ mod tests {
         assert!(p.query.contains("AccessKeyId=<redacted>"), "{}", p.query);
         assert!(p.query.contains("Signature=<redacted>"), "{}", p.query);
         assert!(p.query.starts_with("AccessKeyId="), "sorted: {}", p.query);
+    }
+
+    #[test]
+    fn previews_journaled_with_a_host_still_read() {
+        let old = r#"{"method":"POST","url":"https://dts.aliyuncs.com/","host":"dts.aliyuncs.com","query":"A=1","body":""}"#;
+        let p: RequestPreview = serde_json::from_str(old).unwrap();
+        assert_eq!((p.product.as_str(), p.query.as_str()), ("", "A=1"));
     }
 
     #[test]
