@@ -392,6 +392,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(r) = &d.region {
             self.region_literal(&r.value, r.loc);
+            self.region_param(&r.value, r.loc, "`defaults.region`");
             let scope = Scope {
                 step: None,
                 item: false,
@@ -563,6 +564,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(r) = &s.region {
             self.region_literal(&r.value, r.loc);
+            self.region_param(&r.value, r.loc, &format!("`region` of step `{id}`"));
             self.template_str(
                 &r.value,
                 r.loc,
@@ -985,9 +987,84 @@ impl<'a> Checker<'a> {
         };
         let mut ok = true;
         for e in &t.exprs {
-            ok &= self.expr(s, loc, e, scope);
+            let fine = self.expr(s, loc, e, scope);
+            if fine && !t.single {
+                ok &= self.list_in_text(s, loc, e, scope);
+            }
+            ok &= fine;
         }
         ok
+    }
+
+    /// A list param cannot be part of a text (`"ids: {{params.ids}}"`): the
+    /// plan would refuse to render it.
+    fn list_in_text(&mut self, s: &str, loc: Loc, e: &Expr, scope: Scope<'_>) -> bool {
+        let Some(p) = self.whole_param(e) else {
+            return true;
+        };
+        if self
+            .param_decl_of(p)
+            .is_none_or(|d| d.ty.value != ParamType::Array)
+        {
+            return true;
+        }
+        let whose = scope.step.map_or(String::new(), |i| {
+            format!(" of step `{}`", self.pb.steps[i].id.value)
+        });
+        let at = self.expr_loc(loc, s, e);
+        self.push(
+            Diagnostic::new(
+                format!(
+                    "param `{p}` is a list and cannot be part of the text of {}{whose}",
+                    scope.where_()
+                ),
+                at,
+            )
+            .hint(format!(
+                "pick one item (`{{{{params.{p}.[0]}}}}`), or fan out over it with `for_each` and use `{{{{item}}}}`"
+            )),
+        );
+        false
+    }
+
+    /// The param `e` reads as a whole (`params.X`, no path after it).
+    fn whole_param<'e>(&self, e: &'e Expr) -> Option<&'e str> {
+        match (e.root(), e.rest().is_empty()) {
+            (Ok(Root::Param(p)), true) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A region that is one `{{params.X}}` needs X to be a string: the plan
+    /// refuses a region that renders to a list, a number or a boolean.
+    fn region_param(&mut self, region: &str, loc: Loc, place: &str) {
+        let Ok(t) = template::parse(region) else {
+            return;
+        };
+        if !t.single {
+            return;
+        }
+        let e = &t.exprs[0];
+        let Some(p) = self.whole_param(e) else {
+            return;
+        };
+        let Some(decl) = self.param_decl_of(p) else {
+            return;
+        };
+        if decl.ty.value == ParamType::String {
+            return;
+        }
+        let at = self.expr_loc(loc, region, e);
+        self.push(
+            Diagnostic::new(
+                format!(
+                    "{place} must be a region id, but param `{p}` is declared `type: {}`",
+                    decl.ty.value.as_str()
+                ),
+                at,
+            )
+            .hint(format!("declare `{p}` with `type: string`")),
+        );
     }
 
     fn expr(&mut self, s: &str, loc: Loc, e: &Expr, scope: Scope<'_>) -> bool {
