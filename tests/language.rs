@@ -441,3 +441,152 @@ fn inflected_keys_get_a_suggestion() {
         );
     }
 }
+
+// ---- durations from params -----------------------------------------------------
+
+/// A playbook whose every duration field reads a param.
+const HOLD: &str = "name: hold
+params:
+  hold: { type: string, default: 20ms }
+  poll: { type: string, default: 1s }
+  limit: { type: string, default: 2m }
+  max_poll: { type: string, default: 5s }
+  call_limit: { type: string, default: 1m }
+defaults:
+  region: cn-hangzhou
+steps:
+  - id: check
+    call: dts.DescribeDtsJobDetail
+    with: { DtsJobId: j1 }
+    timeout: \"{{params.call_limit}}\"
+  - id: pause
+    needs: [check]
+    sleep: \"{{params.hold}}\"
+  - id: settle
+    needs: [check]
+    wait:
+      call: dts.DescribeDtsJobDetail
+      with: { DtsJobId: j1 }
+      until: { select: Status, in: [Synchronizing] }
+      every: \"{{params.poll}}\"
+      max_every: \"{{params.max_poll}}\"
+      backoff: 2
+      timeout: \"{{params.limit}}\"
+";
+
+fn hold_playbook() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hold.yaml");
+    std::fs::write(&path, HOLD).unwrap();
+    (dir, path.display().to_string())
+}
+
+fn runbook(args: &[&str]) -> (i32, String, String) {
+    let out = assert_cmd::cargo::cargo_bin_cmd!("runbook")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn durations_from_params_are_rendered_into_the_plan() {
+    let (_dir, pb) = hold_playbook();
+    let (code, stdout, stderr) = runbook(&[
+        "plan",
+        &pb,
+        "-p",
+        "hold=1m 30s",
+        "-p",
+        "poll=2s",
+        "-p",
+        "limit=10m",
+        "-p",
+        "max_poll=20s",
+        "-p",
+        "call_limit=45s",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let step = |id: &str| {
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(step("pause")["kind"]["millis"], 90_000, "{stdout}");
+    let wait = &step("settle")["kind"];
+    assert_eq!(wait["every_millis"], 2_000, "{stdout}");
+    assert_eq!(wait["max_every_millis"], 20_000, "{stdout}");
+    assert_eq!(wait["timeout_millis"], 600_000, "{stdout}");
+    assert_eq!(step("check")["timeout_secs"], 45, "{stdout}");
+}
+
+/// Each duration field given a bad value through its param: the plan is
+/// refused (exit 3), naming the step, the field and the value.
+#[test]
+fn a_bad_duration_from_a_param_is_refused_when_the_plan_is_built() {
+    let (_dir, pb) = hold_playbook();
+    for (param, step, field) in [
+        ("hold", "pause", "sleep"),
+        ("poll", "settle", "every"),
+        ("max_poll", "settle", "max_every"),
+        ("limit", "settle", "timeout"),
+        ("call_limit", "check", "timeout"),
+    ] {
+        for bad in ["5 parsecs", "30", "-1s", "soon"] {
+            let (code, stdout, stderr) = runbook(&["plan", &pb, "-p", &format!("{param}={bad}")]);
+            assert_eq!(code, 3, "{param}={bad}: {stdout}{stderr}");
+            let want = format!(
+                "step `{step}`: `{field}` is `{{{{params.{param}}}}}`, which renders to `{bad}`, not a duration"
+            );
+            assert!(
+                stderr.contains(&want),
+                "{param}={bad}: want `{want}` in\n{stderr}"
+            );
+        }
+        if field != "sleep" {
+            let (code, _, stderr) = runbook(&["plan", &pb, "-p", &format!("{param}=0s")]);
+            assert_eq!(code, 3, "{param}=0s");
+            assert!(stderr.contains("it must be longer than 0s"), "{stderr}");
+        }
+    }
+    let (code, _, stderr) = runbook(&["plan", &pb, "-p", "poll=10s", "-p", "max_poll=1s"]);
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("`max_every` (1s) is shorter than `every` (10s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_sleep_from_a_param_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sleep.yaml");
+    std::fs::write(
+        &path,
+        "name: s\nparams:\n  hold: { type: string }\nsteps:\n  - id: pause\n    sleep: \"{{params.hold}}\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, stdout, stderr) = runbook(&[
+        "run",
+        &path.display().to_string(),
+        "--sim",
+        "-p",
+        "hold=10ms",
+        "--state-dir",
+        &state.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

@@ -23,8 +23,8 @@ use crate::playbook::validate::{
     self, DEFAULT_CONCURRENCY, DEFAULT_WAIT_EVERY, DEFAULT_WAIT_TIMEOUT, wire_value,
 };
 use crate::playbook::{
-    BackoffSpec, ConditionSpec, Located, MatcherSpec, OnFailureSpec, Params, Playbook, Step,
-    StepKindSpec, WhenSpec,
+    BackoffSpec, ConditionSpec, DurationExpr, Located, MatcherSpec, OnFailureSpec, Params,
+    Playbook, Step, StepKindSpec, WhenSpec,
 };
 
 use super::render::{Scope, lookup, wire_text};
@@ -187,18 +187,35 @@ impl Builder<'_> {
                 let (call, _) =
                     self.call(s, &w.call, w.with.as_ref(), &region, first_item.as_ref())?;
                 let until = condition(&w.until.as_ref()?.value);
-                let every = w.every.as_ref().map_or(DEFAULT_WAIT_EVERY, |e| e.value.0);
+                let every = match &w.every {
+                    Some(e) => self.duration(s, e, "every")?,
+                    None => DEFAULT_WAIT_EVERY,
+                };
                 let backoff = w.backoff.as_ref().map_or(1.0, |b| b.value);
-                let max_every = w
-                    .max_every
-                    .as_ref()
-                    .map_or(if backoff > 1.0 { every * 10 } else { every }, |m| {
-                        m.value.0
-                    });
-                let timeout = w
-                    .timeout
-                    .as_ref()
-                    .map_or(DEFAULT_WAIT_TIMEOUT, |t| t.value.0);
+                let max_every = match &w.max_every {
+                    Some(m) => {
+                        let max = self.duration(s, m, "max_every")?;
+                        if max < every {
+                            self.fail(
+                                s,
+                                format!(
+                                    "`max_every` ({}) is shorter than `every` ({})",
+                                    crate::duration::format(max),
+                                    crate::duration::format(every)
+                                ),
+                                m.loc,
+                            );
+                            return None;
+                        }
+                        max
+                    }
+                    None if backoff > 1.0 => every * 10,
+                    None => every,
+                };
+                let timeout = match &w.timeout {
+                    Some(t) => self.duration(s, t, "timeout")?,
+                    None => DEFAULT_WAIT_TIMEOUT,
+                };
                 let plan = WaitPlan {
                     call,
                     until,
@@ -212,7 +229,7 @@ impl Builder<'_> {
             }
             StepKindSpec::Sleep(d) => (
                 StepKind::Sleep {
-                    millis: millis(d.value.0),
+                    millis: millis(self.duration(s, d, "sleep")?),
                 },
                 Risk::Read,
             ),
@@ -254,13 +271,15 @@ impl Builder<'_> {
         };
         // `defaults.timeout` bounds call steps only: a wait has its own
         // `wait.timeout`, and an approval waits for a human.
-        let timeout = s.timeout.as_ref().map(|t| t.value.0).or_else(|| {
-            if matches!(s.kind, StepKindSpec::Call { .. }) {
-                pb.defaults.timeout.as_ref().map(|t| t.value.0)
-            } else {
-                None
-            }
-        });
+        let inherited = if matches!(s.kind, StepKindSpec::Call { .. }) {
+            pb.defaults.timeout.as_ref()
+        } else {
+            None
+        };
+        let timeout = match s.timeout.as_ref().or(inherited) {
+            Some(t) => Some(self.duration(s, t, "timeout")?),
+            None => None,
+        };
         let on_failure = match s
             .on_failure
             .as_ref()
@@ -290,6 +309,41 @@ impl Builder<'_> {
             region,
             line: s.loc.line as usize,
         })
+    }
+
+    /// A duration field (`name` as written), its template rendered with
+    /// params and checked: a duration, longer than zero unless a `sleep`.
+    fn duration(&mut self, s: &Step, d: &Located<DurationExpr>, name: &str) -> Option<Duration> {
+        let template = match &d.value {
+            DurationExpr::Fixed(f) => return Some(f.0),
+            DurationExpr::Template(t) => t,
+        };
+        let v = self.symbolic(
+            s,
+            &Located {
+                value: Value::String(template.clone()),
+                loc: d.loc,
+            },
+        )?;
+        let text = wire_text(&v.value).unwrap_or_default();
+        let id = &s.id.value;
+        let (message, hint) = match crate::duration::parse(&text) {
+            Ok(x) if !x.is_zero() || name == "sleep" => return Some(x),
+            Ok(_) => (
+                format!(
+                    "step `{id}`: `{name}` is `{template}`, which renders to `{text}`; it must be longer than 0s"
+                ),
+                "pass a longer duration".to_owned(),
+            ),
+            Err(e) => (
+                format!(
+                    "step `{id}`: `{name}` is `{template}`, which renders to `{text}`, not a duration"
+                ),
+                e.hint().to_owned(),
+            ),
+        };
+        self.diags.push(Diagnostic::new(message, d.loc).hint(hint));
+        None
     }
 
     fn region(&mut self, s: &Step) -> Option<String> {

@@ -81,10 +81,7 @@ fn label(pb: &Playbook, i: usize) -> (String, Risk) {
             Err(_) => (call.value.clone(), Risk::Mutating),
         },
         StepKindSpec::Wait(w) => (format!("wait {}", w.value.call.value), Risk::Read),
-        StepKindSpec::Sleep(d) => (
-            format!("sleep {}", crate::duration::format(d.value.0)),
-            Risk::Read,
-        ),
+        StepKindSpec::Sleep(d) => (format!("sleep {}", d.value), Risk::Read),
         StepKindSpec::Approve(_) => ("approve".to_owned(), Risk::Read),
     };
     let fan = if s.for_each.is_some() {

@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{
-    BackoffSpec, ConditionSpec, Defaults, DurationSpec, ItemType, Located, MatcherSpec, Needs,
-    OnFailureSpec, Param, ParamDecl, ParamType, Params, Playbook, PlaybookDoc, RetrySpec, Step,
-    StepDoc, StepKindSpec, WaitSpec, WhenSpec,
+    BackoffSpec, ConditionSpec, Defaults, DurationExpr, DurationSpec, ItemType, Located,
+    MatcherSpec, Needs, OnFailureSpec, Param, ParamDecl, ParamType, Params, Playbook, PlaybookDoc,
+    RetrySpec, Step, StepDoc, StepKindSpec, WaitSpec, WhenSpec,
 };
 pub use source::{Loc, Source};
 

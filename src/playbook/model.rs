@@ -249,7 +249,7 @@ pub struct Defaults {
     /// Retry policy of every call (merged field by field with a step's own).
     pub retry: Option<Located<RetrySpec>>,
     /// Whole-step timeout of every `call` step (waits use their own `wait.timeout`).
-    pub timeout: Option<Located<DurationSpec>>,
+    pub timeout: Option<Located<DurationExpr>>,
     /// What a failed step does to the run.
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Items in flight at once in a `for_each` step (default: the run's `concurrency`).
@@ -282,7 +282,7 @@ pub struct StepDoc {
     /// Poll a read-only call until a condition holds.
     pub wait: Option<Located<WaitSpec>>,
     /// Sleep this long (`30s`, `2m`).
-    pub sleep: Option<Located<DurationSpec>>,
+    pub sleep: Option<Located<DurationExpr>>,
     /// Stop for a human's yes; this is the question asked. Non-interactive
     /// runs need `--approve <id>`.
     pub approve: Option<Located<String>>,
@@ -297,7 +297,7 @@ pub struct StepDoc {
     /// Retry policy of the step's calls: attempts, or the full policy.
     pub retry: Option<Located<RetrySpec>>,
     /// Whole-step timeout: all attempts and all items.
-    pub timeout: Option<Located<DurationSpec>>,
+    pub timeout: Option<Located<DurationExpr>>,
     /// What a failure of this step does to the run.
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Region of the step's calls (overrides `defaults.region`).
@@ -327,7 +327,7 @@ pub struct Step {
     /// Retry policy of the step's calls.
     pub retry: Option<Located<RetrySpec>>,
     /// Whole-step timeout: all attempts and all items.
-    pub timeout: Option<Located<DurationSpec>>,
+    pub timeout: Option<Located<DurationExpr>>,
     /// What a failure of this step does to the run.
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Region of the step's calls (overrides `defaults.region`).
@@ -360,7 +360,7 @@ pub enum StepKindSpec {
     /// `wait: {...}`.
     Wait(Box<Located<WaitSpec>>),
     /// `sleep: 30s`.
-    Sleep(Located<DurationSpec>),
+    Sleep(Located<DurationExpr>),
     /// `approve: "question"`.
     Approve(Located<String>),
 }
@@ -558,6 +558,87 @@ impl<'de> Deserialize<'de> for DurationSpec {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// A duration written out (`30s`) or read from params
+/// (`"{{params.hold}}"`, `"{{params.minutes}}m"`): the plan renders the
+/// template and checks the result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DurationExpr {
+    /// Written out.
+    Fixed(DurationSpec),
+    /// A template over params, rendered when the plan is built.
+    Template(String),
+}
+
+impl DurationExpr {
+    /// The duration, when written out.
+    pub fn fixed(&self) -> Option<Duration> {
+        match self {
+            DurationExpr::Fixed(d) => Some(d.0),
+            DurationExpr::Template(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for DurationExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationExpr::Fixed(d) => f.write_str(&crate::duration::format(d.0)),
+            DurationExpr::Template(t) => f.write_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationExpr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DurationExpr, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationExpr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like `30s` or a template like `\"{{params.hold}}\"`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationExpr, E> {
+                if super::template::has_template(v) {
+                    return Ok(DurationExpr::Template(v.to_owned()));
+                }
+                DurationSpec::deserialize(de::value::StrDeserializer::<E>::new(v))
+                    .map(DurationExpr::Fixed)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationExpr, E> {
+                DurationSpec::deserialize(de::value::U64Deserializer::<E>::new(v))
+                    .map(DurationExpr::Fixed)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationExpr, E> {
+                DurationSpec::deserialize(de::value::I64Deserializer::<E>::new(v))
+                    .map(DurationExpr::Fixed)
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationExpr, E> {
+                DurationSpec::deserialize(de::value::F64Deserializer::<E>::new(v))
+                    .map(DurationExpr::Fixed)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for DurationExpr {
+    fn schema_name() -> Cow<'static, str> {
+        "DurationOrTemplate".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration with a unit (`500ms`, `30s`, `2m`, `1h 30m`), or a template over params that renders to one (`\"{{params.hold}}\"`, `\"{{params.minutes}}m\"`), checked when the plan is built.",
+            "type": "string",
+            "examples": ["30s", "2m", "{{params.hold}}"]
+        })
     }
 }
 
@@ -954,13 +1035,13 @@ pub struct WaitSpec {
     /// Fail at once when this holds on the response.
     pub fail_if: Option<Located<ConditionSpec>>,
     /// Poll interval (default `10s`).
-    pub every: Option<Located<DurationSpec>>,
+    pub every: Option<Located<DurationExpr>>,
     /// Multiply the interval by this after each poll (default 1.0: fixed; at least 1.0).
     pub backoff: Option<Located<f64>>,
     /// Upper bound of the interval when backing off (default: 10 x `every`).
-    pub max_every: Option<Located<DurationSpec>>,
+    pub max_every: Option<Located<DurationExpr>>,
     /// Give up after this long (default `15m`).
-    pub timeout: Option<Located<DurationSpec>>,
+    pub timeout: Option<Located<DurationExpr>>,
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use super::action::{self, Target};
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::load::backticked;
 use super::model::{
-    ItemType, Located, OnFailureSpec, ParamDecl, ParamType, Params, Playbook, RetrySpec, Step,
-    StepKindSpec, WaitSpec, WhenSpec,
+    DurationExpr, ItemType, Located, OnFailureSpec, ParamDecl, ParamType, Params, Playbook,
+    RetrySpec, Step, StepKindSpec, WaitSpec, WhenSpec,
 };
 use super::source::Loc;
 use super::template::{self, Expr, Root, RootError};
@@ -385,10 +385,8 @@ impl<'a> Checker<'a> {
                 c.loc,
             ));
         }
-        if let Some(t) = &d.timeout
-            && t.value.0.is_zero()
-        {
-            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        if let Some(t) = &d.timeout {
+            self.duration(t, "`timeout`", None);
         }
         if let Some(r) = &d.region {
             self.region_literal(&r.value, r.loc);
@@ -510,10 +508,8 @@ impl<'a> Checker<'a> {
                 c.loc,
             ));
         }
-        if let Some(t) = &s.timeout
-            && t.value.0.is_zero()
-        {
-            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        if let Some(t) = &s.timeout {
+            self.duration(t, "`timeout`", Some(i));
         }
         if let Some(r) = &s.retry {
             let base = pb
@@ -606,7 +602,7 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            StepKindSpec::Sleep(_) => {}
+            StepKindSpec::Sleep(d) => self.duration(d, "`sleep`", Some(i)),
         }
     }
 
@@ -643,16 +639,18 @@ impl<'a> Checker<'a> {
                     .hint("add the condition that ends the wait, e.g. `until: { select: Status, in: [Finished] }`"),
             );
         }
-        let every = w.every.as_ref().map_or(DEFAULT_WAIT_EVERY, |e| e.value.0);
-        if let Some(e) = &w.every
-            && e.value.0.is_zero()
-        {
-            self.push(Diagnostic::new("`every` must be longer than 0s", e.loc));
+        let every = w
+            .every
+            .as_ref()
+            .map_or(Some(DEFAULT_WAIT_EVERY), |e| e.value.fixed());
+        if let Some(e) = &w.every {
+            self.duration(e, "`every`", Some(i));
         }
-        if let Some(t) = &w.timeout
-            && t.value.0.is_zero()
-        {
-            self.push(Diagnostic::new("`timeout` must be longer than 0s", t.loc));
+        if let Some(t) = &w.timeout {
+            self.duration(t, "`timeout`", Some(i));
+        }
+        if let Some(m) = &w.max_every {
+            self.duration(m, "`max_every`", Some(i));
         }
         if let Some(b) = &w.backoff
             && !(b.value.is_finite() && b.value >= 1.0)
@@ -666,18 +664,84 @@ impl<'a> Checker<'a> {
             );
         }
         if let Some(m) = &w.max_every
-            && m.value.0 < every
+            && let (Some(max), Some(every)) = (m.value.fixed(), every)
+            && max < every
             && !self.left_out(&format!("steps.{id}.wait.every"))
         {
             self.push(Diagnostic::new(
                 format!(
                     "`max_every` ({}) is shorter than `every` ({})",
-                    crate::duration::format(m.value.0),
+                    crate::duration::format(max),
                     crate::duration::format(every)
                 ),
                 m.loc,
             ));
         }
+    }
+
+    /// A duration field (`name` as shown): written out, it must be longer
+    /// than zero; a template may read only params, and a param it reads as
+    /// a whole must be a string (`"30s"`: a number has no unit).
+    fn duration(&mut self, d: &Located<DurationExpr>, name: &str, step: Option<usize>) {
+        let t = match &d.value {
+            DurationExpr::Fixed(f) => {
+                if f.0.is_zero() && name != "`sleep`" {
+                    self.push(Diagnostic::new(
+                        format!("{name} must be longer than 0s"),
+                        d.loc,
+                    ));
+                }
+                return;
+            }
+            DurationExpr::Template(t) => t,
+        };
+        let scope = Scope {
+            step,
+            item: false,
+            steps: false,
+            place: name,
+            key: None,
+        };
+        if !self.template_str(t, d.loc, scope) {
+            return;
+        }
+        let Ok(parsed) = template::parse(t) else {
+            return;
+        };
+        if !parsed.single {
+            return;
+        }
+        let e = &parsed.exprs[0];
+        let Some(p) = self.whole_param(e) else {
+            return;
+        };
+        let Some(decl) = self.param_decl_of(p) else {
+            return;
+        };
+        if decl.ty.value == ParamType::String {
+            return;
+        }
+        let whose = step.map_or(String::new(), |i| {
+            format!(" of step `{}`", self.pb.steps[i].id.value)
+        });
+        let hint = if decl.ty.value == ParamType::Integer {
+            format!(
+                "give the unit in the template (`\"{{{{params.{p}}}}}s\"`), or declare `{p}` with `type: string` and pass `30s`"
+            )
+        } else {
+            format!("declare `{p}` with `type: string` and pass a duration like `30s`")
+        };
+        let at = self.expr_loc(d.loc, t, e);
+        self.push(
+            Diagnostic::new(
+                format!(
+                    "{name}{whose} must be a duration, but param `{p}` is declared `type: {}`",
+                    decl.ty.value.as_str()
+                ),
+                at,
+            )
+            .hint(hint),
+        );
     }
 
     fn call(
@@ -1120,9 +1184,16 @@ impl<'a> Checker<'a> {
                         scope.where_()
                     ),
                 };
-                let hint = if scope.place == "`for_each`"
-                    || scope.place == "`when`"
-                    || scope.place == "`region`"
+                let hint = if [
+                    "`for_each`",
+                    "`when`",
+                    "`region`",
+                    "`sleep`",
+                    "`timeout`",
+                    "`every`",
+                    "`max_every`",
+                ]
+                .contains(&scope.place)
                 {
                     format!(
                         "{} is evaluated once for the whole step, before the fan-out",
