@@ -2,7 +2,7 @@
 //! report every problem with `file:line:col`, the source line and a hint.
 //!
 //! ```text
-//! text --load.rs--> located YAML tree --document.rs + model.rs--> Playbook --validate.rs--> Playbook (valid)
+//! text --load.rs--> located YAML tree --document.rs + model.rs--> Playbook --validate/--> Playbook (valid)
 //! ```
 //!
 //! [`Playbook::load`] is the entry: it returns a valid playbook or
