@@ -907,7 +907,18 @@ async fn execute(
     interrupts.cancel_on_signal(cancel.clone());
     if let Some(sim) = &target.sim {
         let sim = sim.simulator().clone();
-        journal.keep_world(&run_id, Arc::new(move || sim.save_world()));
+        let mark = std::sync::Mutex::new(None);
+        journal.keep_world(
+            &run_id,
+            Arc::new(move || {
+                let mut mark = mark
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (world, at) = sim.save_world(*mark)?;
+                *mark = Some(at);
+                Some(world)
+            }),
+        );
     }
     let runner = Runner::new(
         Arc::new(plan),

@@ -213,14 +213,14 @@ struct Op {
 }
 
 /// What [`Journal::keep_world`] saves with every commit: the world of the
-/// in-process simulator, as JSON.
-pub type WorldSource = Arc<dyn Fn() -> String + Send + Sync>;
+/// in-process simulator, as JSON, or `None` when it has not changed since
+/// the last time it was asked.
+pub type WorldSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
-/// The world kept with a run, and the last copy saved.
+/// The world kept with a run.
 struct KeptWorld {
     run_id: String,
     source: WorldSource,
-    saved: Option<String>,
 }
 
 /// Handle to the journal: cheap to clone, shared by all step tasks.
@@ -407,7 +407,8 @@ impl Journal {
     /// Keeps `source` (the in-process simulator's world) with run `run_id`:
     /// from now on every commit also saves it, when it changed, in the same
     /// transaction. So whatever the journal says was answered, the saved
-    /// world has already done.
+    /// world has already done. (If that commit fails, the writer stops, and
+    /// nothing more is sent.)
     pub fn keep_world(&self, run_id: &str, source: WorldSource) {
         *self
             .world
@@ -415,7 +416,6 @@ impl Journal {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(KeptWorld {
             run_id: run_id.to_owned(),
             source,
-            saved: None,
         });
     }
 
@@ -1003,10 +1003,10 @@ fn writer(
                 .map_err(|e| e.to_string());
             synced = durable;
         }
-        let mut world = world
+        let world = world
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = result.and_then(|()| commit(&mut conn, &batch, world.as_mut()));
+        let result = result.and_then(|()| commit(&mut conn, &batch, world.as_ref()));
         drop(world);
         match &result {
             Err(e) => {
@@ -1028,11 +1028,7 @@ fn writer(
 
 /// Commits a batch, with the kept world when it changed: taken after every
 /// answer in the batch arrived, so it holds their effects.
-fn commit(
-    conn: &mut Connection,
-    batch: &[Op],
-    world: Option<&mut KeptWorld>,
-) -> Result<(), String> {
+fn commit(conn: &mut Connection, batch: &[Op], world: Option<&KeptWorld>) -> Result<(), String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for op in batch {
         if op.sql == "SELECT 1" {
@@ -1042,24 +1038,17 @@ fn commit(
         stmt.execute(rusqlite::params_from_iter(op.args.iter()))
             .map_err(|e| e.to_string())?;
     }
-    let mut saved = None;
-    if let Some(w) = &world {
-        let json = (w.source)();
-        if w.saved.as_ref() != Some(&json) {
-            tx.prepare_cached(
-                "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3",
-            )
-            .and_then(|mut stmt| stmt.execute(params![w.run_id, json, now()]))
-            .map_err(|e| e.to_string())?;
-            saved = Some(json);
-        }
+    if let Some(w) = world
+        && let Some(json) = (w.source)()
+    {
+        tx.prepare_cached(
+            "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3",
+        )
+        .and_then(|mut stmt| stmt.execute(params![w.run_id, json, now()]))
+        .map_err(|e| e.to_string())?;
     }
-    tx.commit().map_err(|e| e.to_string())?;
-    if let (Some(w), Some(json)) = (world, saved) {
-        w.saved = Some(json);
-    }
-    Ok(())
+    tx.commit().map_err(|e| e.to_string())
 }
 
 /// Converts arguments of journal writes into owned SQLite values.
@@ -1119,7 +1108,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
         // The new table is there and used.
-        j.keep_world("r1", Arc::new(|| "{\"a\":1}".to_owned()));
+        j.keep_world("r1", Arc::new(|| Some("{\"a\":1}".to_owned())));
         j.flush().await.unwrap();
         assert_eq!(j.world("r1").unwrap().as_deref(), Some("{\"a\":1}"));
         assert_eq!(j.world("r2").unwrap(), None);
@@ -1147,19 +1136,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_kept_world_is_saved_only_when_it_changed() {
+    async fn the_kept_world_is_saved_with_every_commit_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let n = Arc::new(AtomicU64::new(0));
-        let calls = Arc::clone(&n);
+        let changes = Arc::clone(&n);
         j.keep_world(
             "r1",
-            Arc::new(move || format!("{}", calls.load(Ordering::SeqCst) / 2)),
+            Arc::new(move || {
+                let n = changes.load(Ordering::SeqCst);
+                n.is_multiple_of(2).then(|| n.to_string())
+            }),
         );
-        for i in 0..4 {
+        for (i, saved) in [(0, "0"), (1, "0"), (2, "2"), (3, "2")] {
             n.store(i, Ordering::SeqCst);
             j.flush().await.unwrap();
-            assert_eq!(j.world("r1").unwrap(), Some(format!("{}", i / 2)));
+            assert_eq!(j.world("r1").unwrap().as_deref(), Some(saved));
         }
     }
 

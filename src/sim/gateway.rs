@@ -380,6 +380,9 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
                     (_, Ok(())) => handle(&mut state, spec, &params, &ctx),
                 }
             };
+            if reply.changed {
+                state.changes += 1;
+            }
             (seq, reply)
         }
     };

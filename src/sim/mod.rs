@@ -62,7 +62,7 @@ pub use fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, FixtureError, Fixtures,
 };
 pub use state::{ResourceKind, StatusError};
-pub use world::WorldError;
+pub use world::{WorldError, WorldMark};
 
 use conn::{Conn, Registry, SimListener};
 use state::{Now, State};
@@ -234,9 +234,12 @@ impl Simulator {
     }
 
     /// The world (every resource, its status and the transitions under
-    /// way), as JSON: what `run --sim` keeps with the run.
-    pub fn save_world(&self) -> String {
-        world::save(&self.lock())
+    /// way), as JSON: what `run --sim` keeps with the run. `None` when no
+    /// call changed it since the save that returned `since`; with it comes
+    /// the mark to pass next time.
+    pub fn save_world(&self, since: Option<WorldMark>) -> Option<(String, WorldMark)> {
+        world::save_if_changed(&self.lock(), since.map(|m| m.0))
+            .map(|(json, changes)| (json, WorldMark(changes)))
     }
 
     /// Replaces every resource with those of a world [`Simulator::save_world`]

@@ -416,6 +416,10 @@ pub(crate) struct State {
     pub(crate) auto_create: bool,
     pub(crate) nonces: NonceCache,
     pub(crate) faults: Faults,
+    /// How many times a call (or [`State::set_status`], or a restore)
+    /// changed a resource: a world saved at one count is the same world at
+    /// that count.
+    pub(crate) changes: u64,
 }
 
 impl State {
@@ -452,6 +456,7 @@ impl State {
             auto_create,
             nonces: NonceCache::new(nonce_ttl),
             faults: Faults::new(faults, seed, now.mono),
+            changes: 0,
         }
     }
 
@@ -482,6 +487,7 @@ impl State {
                 status: status.to_owned(),
             });
         }
+        self.changes += 1;
         let int_id = || {
             id.parse::<i64>().map_err(|_| StatusError::InvalidId {
                 kind,

@@ -27,10 +27,24 @@ struct World {
     solutions: BTreeMap<i64, DiSolution>,
 }
 
+/// Where a world was saved: a later save returns nothing until a call
+/// changes the world again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorldMark(pub(crate) u64);
+
 /// A saved world that cannot be read back.
 #[derive(Debug, thiserror::Error)]
 #[error("the saved simulator world cannot be read: {0}")]
 pub struct WorldError(#[from] serde_json::Error);
+
+/// The world of `state`, as JSON, unless it is the same as when
+/// `state.changes` was `unchanged_since`. Returns the count it was saved at.
+pub(crate) fn save_if_changed(
+    state: &State,
+    unchanged_since: Option<u64>,
+) -> Option<(String, u64)> {
+    (unchanged_since != Some(state.changes)).then(|| (save(state), state.changes))
+}
 
 /// The world of `state`, as JSON.
 pub(crate) fn save(state: &State) -> String {
@@ -50,6 +64,7 @@ pub(crate) fn restore(state: &mut State, json: &str) -> Result<(), WorldError> {
     state.nodes = world.nodes;
     state.di_jobs = world.di_jobs;
     state.solutions = world.solutions;
+    state.changes += 1;
     Ok(())
 }
 
