@@ -140,6 +140,7 @@ fn round(rt: &tokio::runtime::Runtime, nodes: usize, concurrency: usize) -> Roun
                 run_timeout: None,
                 seed: Some(1),
                 allow_drift: false,
+                time_scale: runbook::run::TimeScale::REAL,
             },
             Prior::default(),
         );

@@ -41,7 +41,7 @@ use crate::run::lock::{LockError, RunLock};
 use crate::run::report::{self, ReportMode};
 use crate::run::{
     ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Prior, RateLimits,
-    RunOptions, RunStatus, RunSummary, Runner, ratelimit,
+    RunOptions, RunStatus, RunSummary, Runner, TimeScale, ratelimit,
 };
 
 /// Output format of `run` and `resume`.
@@ -115,6 +115,17 @@ pub(crate) struct TargetArgs {
     /// Seed of the simulator's faults (with --sim), for a reproducible rehearsal.
     #[arg(long, value_name = "N", requires = "sim", default_value_t = 1)]
     pub(crate) sim_seed: u64,
+    /// Compress time in a rehearsal (with --sim): every duration of the run
+    /// (sleeps, poll intervals, back-offs, retry-after, timeouts, settle
+    /// windows, --run-timeout) and every delay of the simulator is divided
+    /// by N (a number of at least 1, e.g. 10 or 2.5). Journaled: a resume
+    /// keeps it unless given again.
+    #[arg(long, value_name = "N", requires = "sim")]
+    pub(crate) time_scale: Option<TimeScale>,
+    /// Append every call the in-process simulator receives to FILE as a
+    /// JSON line (with --sim), as `runbook sim --log` does.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    pub(crate) sim_log: Option<PathBuf>,
     /// Profile of ~/.aliyun/config.json to sign with (default: the env vars
     /// ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN, else the file's current profile).
     #[arg(long, value_name = "NAME")]
@@ -252,6 +263,9 @@ struct StoredOptions {
     profile: Option<String>,
     qps: Vec<String>,
     concurrency: usize,
+    /// `--time-scale` of a rehearsal.
+    #[serde(default)]
+    time_scale: Option<TimeScale>,
 }
 
 impl RunArgs {
@@ -370,6 +384,9 @@ impl ResumeArgs {
             if target_args.qps.is_empty() {
                 target_args.qps.clone_from(&stored.qps);
             }
+            if target_args.time_scale.is_none() && target_args.sim {
+                target_args.time_scale = stored.time_scale;
+            }
             if target_args.endpoints.is_empty() && !target_args.sim {
                 if stored.sim {
                     // The same refusal as a rehearsal pointed at the cloud
@@ -442,6 +459,7 @@ impl StoredOptions {
             profile: args.profile.clone(),
             qps: args.qps.clone(),
             concurrency,
+            time_scale: args.time_scale.filter(|_| args.sim),
         }
     }
 
@@ -505,6 +523,8 @@ struct Target {
     /// Fingerprint of the signing AccessKeyId.
     account: Option<String>,
     limits: RateLimits,
+    /// Compressed time (only against the in-process simulator).
+    time_scale: TimeScale,
     /// The in-process simulator (`--sim`).
     sim: Option<crate::sim::SimHandle>,
 }
@@ -528,6 +548,8 @@ impl Target {
             let (credentials, handle) = start_sim(&mut endpoints, |config| {
                 config.faults = faults;
                 config.seed = args.sim_seed;
+                config.time_scale = args.time_scale.unwrap_or_default();
+                config.log_path.clone_from(&args.sim_log);
             })
             .await?;
             (credentials, Some(handle))
@@ -552,6 +574,7 @@ impl Target {
             api: Arc::new(client),
             account: Some(account),
             limits: RateLimits::new(limits),
+            time_scale: args.time_scale.filter(|_| args.sim).unwrap_or_default(),
             sim,
         })
     }
@@ -934,6 +957,7 @@ async fn execute(
             run_timeout: flags.run_timeout,
             seed: exec.jitter_seed,
             allow_drift: exec.allow_drift,
+            time_scale: target.time_scale,
         },
         prior,
     );

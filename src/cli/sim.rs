@@ -180,6 +180,7 @@ impl SimArgs {
             log_path: self.log.clone(),
             echo: self.verbose,
             limits: self.limits(),
+            ..SimConfig::default()
         };
         let runtime = super::runtime()?;
         runtime.block_on(self.serve(config))

@@ -127,6 +127,13 @@ impl ApiError {
         self.class != ErrorClass::Permanent
     }
 
+    /// Whether the service refused it before processing it for load
+    /// (throttling, unavailable): sending it again later is safe, and does
+    /// not count as another try of the same thing.
+    pub fn throttled(&self) -> bool {
+        self.class == ErrorClass::Rejected && !self.code.starts_with("Transport.")
+    }
+
     /// Whether the call may have been applied even though it failed.
     pub fn outcome_unknown(&self) -> bool {
         self.class == ErrorClass::UnknownOutcome

@@ -29,6 +29,7 @@ pub mod report;
 pub mod retry;
 mod scheduler;
 pub mod status;
+pub mod time_scale;
 mod unit;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,6 +50,7 @@ pub use journal::{Journal, JournalError};
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
 pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
+pub use time_scale::TimeScale;
 
 /// How a run is carried out (beyond the plan itself).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +66,9 @@ pub struct RunOptions {
     /// Go on when a refreshed plan's resources drifted (journaled).
     #[serde(default)]
     pub allow_drift: bool,
+    /// Compressed time (rehearsals against the in-process simulator only).
+    #[serde(default)]
+    pub time_scale: TimeScale,
 }
 
 /// The decision on an `approve` step (or on the whole plan).
@@ -144,6 +149,10 @@ pub struct Prior {
     /// (the process died in between, or the `assert` failed): the journaled
     /// answer stands for the call, which is not sent again.
     pub answered: HashMap<(String, usize), Value>,
+    /// Units of `maybe_applied` whose status check had begun: when its first
+    /// read was sent. A resumed check goes on with the same settle window
+    /// instead of starting a new one.
+    pub checking_since: HashMap<(String, usize), jiff::Timestamp>,
 }
 
 impl Prior {
@@ -278,6 +287,26 @@ impl Prior {
                 prior.maybe_applied.insert(key);
             }
         }
+        // The status check of a call began with the first read after the
+        // call's last attempt (attempts are in the order they were sent).
+        for a in &record.attempts {
+            let item = usize::try_from(a.item).unwrap_or(usize::MAX);
+            let key = (a.step_id.clone(), item);
+            if !prior.maybe_applied.contains(&key) {
+                continue;
+            }
+            match a.kind {
+                AttemptKind::Call => {
+                    prior.checking_since.remove(&key);
+                }
+                AttemptKind::Reconcile => {
+                    if let Some(at) = time(Some(&a.sent_at)) {
+                        prior.checking_since.entry(key).or_insert(at);
+                    }
+                }
+                AttemptKind::Poll => {}
+            }
+        }
         prior
     }
 }
@@ -312,6 +341,8 @@ pub struct RunSummary {
     pub elapsed_ms: u64,
     /// Why the run stopped early, if it did.
     pub stopped_because: Option<String>,
+    /// How much the rehearsal compressed time (1: real time).
+    pub time_scale: TimeScale,
 }
 
 /// Everything the step tasks share.

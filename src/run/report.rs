@@ -385,6 +385,16 @@ pub fn summary(summary: &RunSummary, out: &mut impl Write) -> std::io::Result<()
     if let Some(why) = &summary.stopped_because {
         writeln!(out, "stopped: {why}")?;
     }
-    writeln!(out, "elapsed: {}", ms(summary.elapsed_ms))?;
+    if summary.time_scale.is_real() {
+        writeln!(out, "elapsed: {}", ms(summary.elapsed_ms))?;
+    } else {
+        writeln!(
+            out,
+            "elapsed: {} (time compressed {}x: --time-scale {})",
+            ms(summary.elapsed_ms),
+            summary.time_scale,
+            summary.time_scale
+        )?;
+    }
     Ok(())
 }

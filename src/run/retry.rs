@@ -5,6 +5,10 @@
 //! each delay is drawn uniformly from `[0, d]` (AWS's "full jitter", which
 //! spreads a fan-out's retries instead of having them hit the API together).
 //! The random source is injected so tests are deterministic.
+//!
+//! A call's retries are counted (`attempts`); a read's are not: a status read
+//! goes on until its deadline, and a successful read starts the back-off over
+//! ([`Backoff::unbounded`], [`Backoff::reset`]).
 
 use std::time::Duration;
 
@@ -12,10 +16,12 @@ use rand::{Rng, RngExt, SeedableRng};
 
 use crate::plan::{Backoff as BackoffKind, RetryPolicy};
 
-/// The delays between attempts: yields `attempts - 1` delays, then `None`.
+/// The delays between attempts: yields `attempts - 1` delays, then `None`
+/// (or, [`Backoff::unbounded`], never runs out).
 pub struct Backoff<R> {
     policy: RetryPolicy,
-    retries_left: u32,
+    /// `None`: unbounded.
+    retries_left: Option<u32>,
     next_base: Duration,
     rng: R,
 }
@@ -26,6 +32,15 @@ impl Backoff<rand::rngs::SmallRng> {
     pub fn seeded(policy: &RetryPolicy, seed: u64) -> Self {
         Backoff::new(policy, rand::rngs::SmallRng::seed_from_u64(seed))
     }
+
+    /// The delays of `policy` without its attempt count, for reads retried
+    /// until a deadline.
+    pub fn unbounded(policy: &RetryPolicy, seed: u64) -> Self {
+        Backoff {
+            retries_left: None,
+            ..Backoff::seeded(policy, seed)
+        }
+    }
 }
 
 impl<R: Rng> Backoff<R> {
@@ -33,9 +48,32 @@ impl<R: Rng> Backoff<R> {
     pub fn new(policy: &RetryPolicy, rng: R) -> Self {
         Backoff {
             policy: policy.clone(),
-            retries_left: policy.attempts.saturating_sub(1),
+            retries_left: Some(policy.attempts.saturating_sub(1)),
             next_base: Duration::from_millis(policy.delay_millis),
             rng,
+        }
+    }
+
+    /// Starts the delays over from the first one (after a successful read).
+    pub fn reset(&mut self) {
+        self.next_base = Duration::from_millis(self.policy.delay_millis);
+    }
+}
+
+impl<R: Rng> Backoff<R> {
+    /// The next delay without using up an attempt (a call refused by
+    /// throttling before it was processed).
+    pub fn next_uncounted(&mut self) -> Duration {
+        let max = Duration::from_millis(self.policy.max_delay_millis.max(self.policy.delay_millis));
+        let base = self.next_base.min(max);
+        if self.policy.backoff == BackoffKind::Exponential {
+            self.next_base = base.saturating_mul(2).min(max);
+        }
+        if self.policy.jitter && !base.is_zero() {
+            let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(self.rng.random_range(0..=millis))
+        } else {
+            base
         }
     }
 }
@@ -44,21 +82,13 @@ impl<R: Rng> Iterator for Backoff<R> {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        if self.retries_left == 0 {
-            return None;
+        if let Some(left) = &mut self.retries_left {
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
         }
-        self.retries_left -= 1;
-        let max = Duration::from_millis(self.policy.max_delay_millis.max(self.policy.delay_millis));
-        let base = self.next_base.min(max);
-        if self.policy.backoff == BackoffKind::Exponential {
-            self.next_base = base.saturating_mul(2).min(max);
-        }
-        if self.policy.jitter && !base.is_zero() {
-            let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
-            Some(Duration::from_millis(self.rng.random_range(0..=millis)))
-        } else {
-            Some(base)
-        }
+        Some(self.next_uncounted())
     }
 }
 
@@ -98,6 +128,24 @@ mod tests {
             Backoff::seeded(&policy(1, BackoffKind::Fixed, false), 1).count(),
             0
         );
+    }
+
+    #[test]
+    fn unbounded_never_runs_out_and_a_reset_starts_over() {
+        let mut b = Backoff::unbounded(&policy(1, BackoffKind::Exponential, false), 1);
+        let first: Vec<u128> = (&mut b).take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(first, vec![100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn uncounted_delays_back_off_without_using_up_attempts() {
+        let mut b = Backoff::seeded(&policy(2, BackoffKind::Exponential, false), 1);
+        assert_eq!(b.next_uncounted(), Duration::from_millis(100));
+        assert_eq!(b.next_uncounted(), Duration::from_millis(200));
+        assert_eq!(b.next(), Some(Duration::from_millis(400)));
+        assert_eq!(b.next(), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::unit::{Unit, UnitError, humanize};
+use super::unit::{Deadline, Unit, UnitError, humanize};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
     RunEvent, RunOptions, RunStatus, RunSummary, Shared, StepSummary,
@@ -106,7 +106,8 @@ impl Runner {
         });
 
         let timed_out = Arc::new(AtomicBool::new(false));
-        if let Some(limit) = shared.options.run_timeout {
+        let scale = shared.options.time_scale;
+        if let Some(limit) = shared.options.run_timeout.map(|t| scale.apply(t)) {
             let cancel = shared.cancel.clone();
             let flag = Arc::clone(&timed_out);
             tokio::spawn(async move {
@@ -274,7 +275,11 @@ impl Runner {
 
         let cancelled = shared.cancel.is_cancelled();
         if timed_out.load(Ordering::SeqCst) {
-            let limit = shared.options.run_timeout.map(humanize).unwrap_or_default();
+            let limit = shared
+                .options
+                .run_timeout
+                .map(|t| humanize(scale.apply(t)))
+                .unwrap_or_default();
             stop_reason = Some(format!("the run timed out after {limit}"));
             failed = true;
         } else if cancelled && stop_reason.is_none() {
@@ -321,6 +326,7 @@ impl Runner {
             steps,
             elapsed_ms: millis(elapsed),
             stopped_because: stop_reason,
+            time_scale: scale,
         })
     }
 }
@@ -454,24 +460,42 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
     // The step's own token: a step timeout cancels only this step, and like
     // Ctrl-C it lets calls in flight finish so their outcome is journaled.
     let step_cancel = shared.cancel.child_token();
-    let body = run_units(Arc::clone(&shared), index, ctx, items, step_cancel.clone());
-    tokio::pin!(body);
+    let scale = shared.options.time_scale;
     let effective_timeout = step.timeout_secs.map(|t| {
         let t = Duration::from_secs(t);
-        match &step.kind {
+        scale.apply(match &step.kind {
             StepKind::Wait(w) => {
                 t.max(Duration::from_millis(w.timeout_millis) + Duration::from_secs(5))
             }
             _ => t,
-        }
+        })
     });
-    let result = match effective_timeout {
-        Some(limit) => tokio::select! {
+    let deadline = effective_timeout.map(|timeout| Deadline {
+        at: started + timeout,
+        timeout,
+    });
+    let body = run_units(
+        Arc::clone(&shared),
+        index,
+        ctx,
+        items,
+        step_cancel.clone(),
+        deadline,
+    );
+    tokio::pin!(body);
+    let result = match deadline {
+        Some(deadline) => tokio::select! {
             r = &mut body => r,
-            () = tokio::time::sleep(limit) => {
+            () = tokio::time::sleep_until(deadline.at) => {
                 step_cancel.cancel();
-                (&mut body).await?;
-                Ok((Outcome::Failed, None, Some(format!("step timed out after {}", humanize(limit)))))
+                // What the units said when they stopped (a status check that
+                // ran out of time says what it last read).
+                let (outcome, _, detail) = (&mut body).await?;
+                let mut why = format!("step timed out after {}", humanize(deadline.timeout));
+                if let (Outcome::Failed, Some(detail)) = (outcome, detail) {
+                    why = format!("{why}: {detail}");
+                }
+                Ok((Outcome::Failed, None, Some(why)))
             }
         },
         None => body.await,
@@ -489,12 +513,13 @@ async fn run_units(
     ctx: Value,
     items: Option<Vec<Value>>,
     cancel: CancellationToken,
+    deadline: Option<Deadline>,
 ) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let ctx = Arc::new(ctx);
     let Some(items) = items else {
         let (outcome, output, error) =
-            run_unit(Arc::clone(&shared), index, 0, None, ctx, cancel).await?;
+            run_unit(Arc::clone(&shared), index, 0, None, ctx, cancel, deadline).await?;
         return Ok((outcome, output, error));
     };
     let limit = step
@@ -521,7 +546,7 @@ async fn run_units(
         let ctx = Arc::clone(&ctx);
         let cancel = cancel.clone();
         set.spawn(async move {
-            let result = run_unit(shared, index, i, Some(item), ctx, cancel).await;
+            let result = run_unit(shared, index, i, Some(item), ctx, cancel, deadline).await;
             if matches!(&result, Ok((Outcome::Failed, ..))) && !keep_going {
                 stop_items.store(true, Ordering::SeqCst);
             }
@@ -589,6 +614,7 @@ async fn run_unit(
     item_value: Option<Value>,
     ctx: Arc<Value>,
     cancel: CancellationToken,
+    deadline: Option<Deadline>,
 ) -> UnitsResult {
     let step = &shared.plan.steps[index];
     let run_id = &shared.options.run_id;
@@ -613,13 +639,14 @@ async fn run_unit(
         item_value: item_value.as_ref(),
         seed,
         cancel: &cancel,
+        deadline,
     };
     let result = match &step.kind {
         StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
         StepKind::Wait(wait) => unit.wait(wait).await,
         StepKind::Sleep { millis } => {
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(*millis)) => Ok(Value::Null),
+                () = tokio::time::sleep(shared.options.time_scale.apply(Duration::from_millis(*millis))) => Ok(Value::Null),
                 () = cancel.cancelled() => Err(UnitError::Cancelled),
             }
         }

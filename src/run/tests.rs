@@ -248,6 +248,7 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
             run_timeout: None,
             seed: Some(1),
             allow_drift: false,
+            time_scale: crate::run::TimeScale::REAL,
         },
         prior,
     );

@@ -10,13 +10,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::Backoff;
-use super::{AttemptKind, JournalError, RunEvent, Shared};
+use super::{AttemptKind, JournalError, RunEvent, Shared, TimeScale};
 use crate::cloud::{self, ActionRequest, ApiError};
 use crate::plan::{CallPlan, Condition, PlannedStep, WaitPlan, render};
 
-/// How long a status check waits for a transitional status to settle before
-/// giving up (fail closed: the call is not sent again).
+/// How long a status check goes on when its step has no `timeout` (fail
+/// closed: the call is not sent again).
 const MAX_SETTLING: Duration = Duration::from_secs(15 * 60);
+
+/// When a unit must be done by: the end of its step's `timeout`, which
+/// covers every attempt and item, already in compressed time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    /// The step's `timeout`, for messages.
+    pub(crate) timeout: Duration,
+}
 
 /// Why a unit did not succeed.
 #[derive(Debug)]
@@ -61,6 +70,9 @@ pub(crate) struct Unit<'a> {
     pub(crate) seed: u64,
     /// The step's cancellation (Ctrl-C, run or step timeout).
     pub(crate) cancel: &'a CancellationToken,
+    /// The step's deadline, when it has a `timeout` (the scheduler cancels
+    /// the step then).
+    pub(crate) deadline: Option<Deadline>,
 }
 
 impl Unit<'_> {
@@ -72,6 +84,10 @@ impl Unit<'_> {
 
     fn run_id(&self) -> &str {
         &self.shared.options.run_id
+    }
+
+    fn scale(&self) -> TimeScale {
+        self.shared.options.time_scale
     }
 
     async fn sleep(&self, d: Duration) -> Result<(), UnitError> {
@@ -191,14 +207,17 @@ impl Unit<'_> {
             }
             return Ok(answer.clone());
         }
+        let started = Instant::now();
         let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
+        // A status check an earlier attempt at this run began goes on.
+        let mut checking_since = self.shared.prior.checking_since.get(&key).copied();
         let mut attempt = 0u32;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(UnitError::Cancelled);
             }
             if reconcile_first {
-                match self.reconcile(&req).await? {
+                match self.reconcile(&req, checking_since.take()).await? {
                     Settled::TookEffect(body) => return check_reconciled(&req, assert, body),
                     Settled::NotApplied => reconcile_first = false,
                     Settled::Unknown(why) => {
@@ -208,6 +227,9 @@ impl Unit<'_> {
                         )));
                     }
                 }
+            }
+            if self.cancel.is_cancelled() {
+                return Err(UnitError::Cancelled);
             }
             attempt += 1;
             let e = match self.send(&req, AttemptKind::Call, attempt).await? {
@@ -245,12 +267,19 @@ impl Unit<'_> {
                 }
                 reconcile_first = true;
             }
-            let Some(mut delay) = backoff.next() else {
+            // A call refused by throttling was not processed: it does not
+            // use up an attempt, and is sent again until the step's deadline.
+            let next = if e.throttled() {
+                Some(backoff.next_uncounted())
+            } else {
+                backoff.next()
+            };
+            let Some(mut delay) = next else {
                 self.attempt_failed(&req, attempt, &e, None);
                 if reconcile_first {
                     // The last attempt's outcome is unknown too: settle it
                     // before reporting, so the journal says what happened.
-                    match self.reconcile(&req).await? {
+                    match self.reconcile(&req, None).await? {
                         Settled::TookEffect(body) => return check_reconciled(&req, assert, body),
                         Settled::NotApplied => {}
                         Settled::Unknown(why) => {
@@ -266,16 +295,56 @@ impl Unit<'_> {
                     req.action
                 )));
             };
+            delay = self.scale().apply(delay);
             if let Some(after) = e.retry_after {
-                delay = delay.max(after);
+                delay = delay.max(self.scale().apply(after));
+            }
+            if e.throttled() {
+                let (limit, what) = self.limit(started);
+                if Instant::now() + delay >= limit {
+                    self.attempt_failed(&req, attempt, &e, None);
+                    return Err(UnitError::Failed(format!(
+                        "{} was still throttled when {what} passed, after {attempt} attempts: {e}",
+                        req.action
+                    )));
+                }
             }
             self.attempt_failed(&req, attempt, &e, Some(delay));
             self.sleep(delay).await?;
         }
     }
 
-    /// Reads the status call of a mutating request to learn whether it took effect.
-    async fn reconcile(&self, req: &ActionRequest) -> Result<Settled, UnitError> {
+    /// When reads (and throttled calls) that began at `started` stop being
+    /// retried, and how to name that moment: the step's deadline, or 15
+    /// minutes when the step has no `timeout`.
+    fn limit(&self, started: Instant) -> (Instant, String) {
+        match self.deadline {
+            Some(d) => (
+                d.at,
+                format!("the step's deadline (timeout {})", humanize(d.timeout)),
+            ),
+            None => {
+                let limit = self.scale().apply(MAX_SETTLING);
+                (
+                    started + limit,
+                    format!("the limit of {} (the step has no timeout)", humanize(limit)),
+                )
+            }
+        }
+    }
+
+    /// Reads the status call of a mutating request to learn whether it took
+    /// effect. The reads are reads: throttling, 5xx, timeouts and dropped
+    /// connections are retried with back-off (at least `x-acs-retry-after`)
+    /// until the step's deadline, however many there are; a successful read
+    /// starts the back-off over. Only a permanent error, or the deadline,
+    /// ends the check without an answer. `since`: when an earlier attempt at
+    /// this run began this check (its settle window goes on from there).
+    async fn reconcile(
+        &self,
+        req: &ActionRequest,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<Settled, UnitError> {
         let Some(effect) = req.spec().and_then(|s| s.effect.as_ref()) else {
             return Ok(Settled::Unknown(format!(
                 "{} has no status call",
@@ -295,85 +364,123 @@ impl Unit<'_> {
             }
         }
         let status_req = ActionRequest::typed(status_spec, &req.region, carried);
-        // The status call is a read: it has its own retry budget, so a
-        // throttled check does not use up the mutating call's attempts.
-        let mut backoff = Backoff::seeded(&self.step.retry, self.seed.wrapping_add(1));
+        let scale = self.scale();
+        let mut backoff = Backoff::unbounded(&self.step.retry, self.seed.wrapping_add(1));
         let started = Instant::now();
-        let settle = Duration::from_secs(effect.settle_secs);
-        let interval = Duration::from_millis(self.step.retry.delay_millis)
-            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        // How long the settle window had run before this process took over.
+        let before = since
+            .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok())
+            .unwrap_or_default();
+        let window = || started.elapsed() + before;
+        let settle = scale.apply(Duration::from_secs(effect.settle_secs));
+        let interval = scale.apply(
+            Duration::from_millis(self.step.retry.delay_millis)
+                .clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        );
+        let (deadline, limit) = self.limit(started);
+        // What the last read gave: an error, or an undecided status.
+        let mut last = String::from("no read was answered");
         let mut check = 0u32;
         loop {
             check += 1;
-            let resp = match self
-                .send(&status_req, AttemptKind::Reconcile, check)
-                .await?
-            {
-                Ok(resp) => resp,
-                Err(e) if e.retryable() => match backoff.next() {
-                    Some(delay) => {
-                        self.attempt_failed(&status_req, check, &e, Some(delay));
-                        self.sleep(delay.max(e.retry_after.unwrap_or_default()))
-                            .await?;
-                        continue;
-                    }
-                    None => return Ok(Settled::Unknown(e.to_string())),
-                },
-                Err(e) => return Ok(Settled::Unknown(e.to_string())),
+            let sent = match self.send(&status_req, AttemptKind::Reconcile, check).await {
+                Err(UnitError::Cancelled) if Instant::now() >= deadline => {
+                    return Ok(Settled::Unknown(format!("{limit} passed; {last}")));
+                }
+                other => other?,
             };
-            let observed = cloud::select(&resp.body, effect.select)
-                .cloned()
-                .unwrap_or(Value::Null);
-            let is = |set: &[&str]| {
-                observed
-                    .as_str()
-                    .is_some_and(|s| set.iter().any(|d| d.eq_ignore_ascii_case(s)))
-            };
-            let took_effect = is(effect.done);
-            // A transitional status decides nothing, and an API whose effect
-            // shows late must show "not done" for a while before that counts.
-            let undecided = !took_effect && (is(effect.settling) || started.elapsed() < settle);
-            if undecided {
-                if started.elapsed() >= settle.max(MAX_SETTLING) {
+            let delay = match sent {
+                Err(e) if !e.retryable() => {
+                    self.attempt_failed(&status_req, check, &e, None);
                     return Ok(Settled::Unknown(format!(
-                        "{} still reports {observed} after {}",
-                        status_spec.action,
-                        humanize(started.elapsed())
+                        "{} answered with a permanent error: {e}",
+                        status_spec.action
                     )));
                 }
-                self.sleep(interval).await?;
-                continue;
+                Err(e) => {
+                    let mut delay = scale.apply(backoff.next().unwrap_or(interval));
+                    if let Some(after) = e.retry_after {
+                        delay = delay.max(scale.apply(after));
+                    }
+                    self.attempt_failed(&status_req, check, &e, Some(delay));
+                    last = format!("the last read failed: {e}");
+                    delay
+                }
+                Ok(resp) => {
+                    backoff.reset();
+                    let observed = cloud::select(&resp.body, effect.select)
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let is = |set: &[&str]| {
+                        observed
+                            .as_str()
+                            .is_some_and(|s| set.iter().any(|d| d.eq_ignore_ascii_case(s)))
+                    };
+                    let took_effect = is(effect.done);
+                    // A transitional status decides nothing, and an API whose
+                    // effect shows late must show "not done" for a while
+                    // before that counts.
+                    let undecided = !took_effect && (is(effect.settling) || window() < settle);
+                    if !undecided {
+                        self.shared.emit(RunEvent::Reconciled {
+                            step: self.step.id.0.clone(),
+                            item: self.item_label(),
+                            action: req.action.clone(),
+                            observed,
+                            took_effect,
+                        });
+                        if !took_effect {
+                            return Ok(Settled::NotApplied);
+                        }
+                        let mut body = resp.body;
+                        if let Value::Object(map) = &mut body {
+                            map.insert(
+                                "ReconciledBy".to_owned(),
+                                Value::String(status_spec.action.to_owned()),
+                            );
+                        }
+                        return Ok(Settled::TookEffect(body));
+                    }
+                    last = format!(
+                        "{} still reported {observed} after {}{}",
+                        status_spec.action,
+                        humanize(window()),
+                        resp.request_id
+                            .map(|r| format!(" (RequestId {r})"))
+                            .unwrap_or_default()
+                    );
+                    interval
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Settled::Unknown(format!("{limit} passed; {last}")));
             }
-            self.shared.emit(RunEvent::Reconciled {
-                step: self.step.id.0.clone(),
-                item: self.item_label(),
-                action: req.action.clone(),
-                observed,
-                took_effect,
-            });
-            if !took_effect {
-                return Ok(Settled::NotApplied);
+            match self.sleep(delay.min(deadline - now)).await {
+                Err(UnitError::Cancelled) if Instant::now() >= deadline => {
+                    return Ok(Settled::Unknown(format!("{limit} passed; {last}")));
+                }
+                other => other?,
             }
-            let mut body = resp.body;
-            if let Value::Object(map) = &mut body {
-                map.insert(
-                    "ReconciledBy".to_owned(),
-                    Value::String(status_spec.action.to_owned()),
-                );
-            }
-            return Ok(Settled::TookEffect(body));
         }
     }
 
-    /// Polls until `until` holds; fails at once on `fail_if`, or at the deadline.
+    /// Polls until `until` holds; fails at once on `fail_if`, or at the
+    /// deadline (`wait.timeout`). A poll that fails for a transient reason
+    /// (throttling, 5xx, a timeout, a dropped connection) is retried until
+    /// that deadline, backing off beyond `every` while failures last and
+    /// honouring `x-acs-retry-after`; a permanent error fails at once.
     pub(crate) async fn wait(&self, wait: &WaitPlan) -> Result<Value, UnitError> {
         let req = self.render_request(&wait.call)?;
+        let scale = self.scale();
         let start = Instant::now();
-        let timeout = Duration::from_millis(wait.timeout_millis);
+        let timeout = scale.apply(Duration::from_millis(wait.timeout_millis));
         let deadline = start + timeout;
-        let max_every = Duration::from_millis(wait.max_every_millis.max(wait.every_millis));
-        let mut interval = Duration::from_millis(wait.every_millis);
-        let mut failures_in_a_row = 0u32;
+        let max_every = scale.apply(Duration::from_millis(
+            wait.max_every_millis.max(wait.every_millis),
+        ));
+        let mut interval = scale.apply(Duration::from_millis(wait.every_millis));
+        let mut backoff = Backoff::unbounded(&self.step.retry, self.seed);
         let mut last: Option<Value> = None;
         let mut poll = 0u32;
         loop {
@@ -381,9 +488,11 @@ impl Unit<'_> {
                 return Err(UnitError::Cancelled);
             }
             poll += 1;
+            let mut delay = interval;
+            let mut last_error: Option<ApiError> = None;
             match self.send(&req, AttemptKind::Poll, poll).await? {
                 Ok(resp) => {
-                    failures_in_a_row = 0;
+                    backoff.reset();
                     let value = cloud::select(&resp.body, &wait.until.select)
                         .cloned()
                         .unwrap_or(Value::Null);
@@ -414,29 +523,38 @@ impl Unit<'_> {
                     }
                     last = Some(value);
                 }
+                Err(e) if !e.retryable() => {
+                    self.attempt_failed(&req, poll, &e, None);
+                    return Err(UnitError::Failed(format!(
+                        "status call {} failed: {e}",
+                        req.action
+                    )));
+                }
                 Err(e) => {
-                    failures_in_a_row += 1;
-                    if !e.retryable() || failures_in_a_row >= self.step.retry.attempts.max(1) {
-                        self.attempt_failed(&req, poll, &e, None);
-                        return Err(UnitError::Failed(format!(
-                            "status call {} failed: {e}",
-                            req.action
-                        )));
+                    if let Some(d) = backoff.next() {
+                        delay = delay.max(scale.apply(d));
                     }
-                    self.attempt_failed(&req, poll, &e, Some(interval));
+                    if let Some(after) = e.retry_after {
+                        delay = delay.max(scale.apply(after));
+                    }
+                    self.attempt_failed(&req, poll, &e, Some(delay));
+                    last_error = Some(e);
                 }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(UnitError::Failed(format!(
-                    "timed out after {} waiting for `{}` to be {}; last value: {}",
+                    "timed out after {} waiting for `{}` to be {}; last value: {}{}",
                     humanize(timeout),
                     wait.until.select,
                     describe_matcher(&wait.until),
-                    last.map_or_else(|| "none (no successful poll)".to_owned(), |v| v.to_string())
+                    last.map_or_else(|| "none (no successful poll)".to_owned(), |v| v.to_string()),
+                    last_error
+                        .map(|e| format!("; the last poll failed: {e}"))
+                        .unwrap_or_default()
                 )));
             }
-            self.sleep(interval.min(deadline - now)).await?;
+            self.sleep(delay.min(deadline - now)).await?;
             interval = interval.mul_f64(wait.backoff.max(1.0)).min(max_every);
         }
     }

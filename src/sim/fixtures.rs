@@ -85,6 +85,20 @@ impl Delays {
             di_job_stop: delay,
         }
     }
+
+    /// The same transitions in compressed time (`run --sim --time-scale`).
+    pub fn scaled(&self, scale: crate::run::TimeScale) -> Delays {
+        let at = |d: Duration| scale.apply(d);
+        Delays {
+            dts_stop: at(self.dts_stop),
+            dts_suspend: at(self.dts_suspend),
+            dts_start: at(self.dts_start),
+            di_stop: at(self.di_stop),
+            di_terminate: at(self.di_terminate),
+            di_start: at(self.di_start),
+            di_job_stop: at(self.di_job_stop),
+        }
+    }
 }
 
 /// A DTS task (one per `DtsJobId`).

@@ -86,6 +86,8 @@ pub struct SimConfig {
     pub echo: bool,
     /// Bounds on the connections it holds open.
     pub limits: ConnLimits,
+    /// Compressed time: every transition delay is divided by it.
+    pub time_scale: crate::run::TimeScale,
 }
 
 impl Default for SimConfig {
@@ -101,6 +103,7 @@ impl Default for SimConfig {
             log_path: None,
             echo: false,
             limits: ConnLimits::default(),
+            time_scale: crate::run::TimeScale::REAL,
         }
     }
 }
@@ -121,6 +124,7 @@ impl fmt::Debug for SimConfig {
             .field("log_path", &self.log_path)
             .field("echo", &self.echo)
             .field("limits", &self.limits)
+            .field("time_scale", &self.time_scale)
             .finish()
     }
 }
@@ -185,8 +189,10 @@ impl Simulator {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let log = calllog::CallLog::new(config.log_path.as_deref(), config.echo)?;
+        let mut fixtures = config.fixtures;
+        fixtures.delays = fixtures.delays.scaled(config.time_scale);
         let state = State::new(
-            &config.fixtures,
+            &fixtures,
             &config.faults,
             config.seed,
             config.auto_create,
