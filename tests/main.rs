@@ -6,6 +6,7 @@ mod integrity;
 mod language;
 mod limits;
 mod plan;
+mod reconcile;
 mod run;
 mod runview;
 mod sim;

@@ -207,6 +207,8 @@ Examples:
   # rehearse against the built-in simulator (with faults, to see retries and reconciliation)
   runbook run playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
   runbook run playbooks/dts-di-cutover.yaml --params p.yaml --sim --sim-faults throttle=0.3,applied_drop=0.1 --yes
+  # the same with time compressed 20x: every wait, back-off, timeout and simulator delay is 20 times shorter
+  runbook run playbooks/dts-di-cutover.yaml --params p.yaml --sim --time-scale 20 --yes
   # review a plan, then run exactly that plan (the digest goes in the change ticket)
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json
   runbook run plan.json --expect-digest SHA256 --yes

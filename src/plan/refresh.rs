@@ -9,8 +9,11 @@
 
 use std::fmt::Write as _;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::render::{self, Scope};
 use super::{Plan, StepKind};
@@ -170,7 +173,7 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                 .collect();
             let resource = resource_label(effect.status_action, &carried);
             let status_req = ActionRequest::typed(status_spec, &step.region, carried);
-            let (observed, verdict, note) = match guard.call(&status_req).await {
+            let (observed, verdict, note) = match read(&guard, &status_req, step).await {
                 Ok(resp) => {
                     let observed = cloud::select(&resp.body, effect.select).cloned();
                     let done = observed
@@ -225,6 +228,36 @@ fn resource_label(
         let _ = write!(s, " {k}={v}");
     }
     s
+}
+
+/// Sends a status read. A read is a read: its transient failures
+/// (throttling, 5xx, timeouts, dropped connections) are retried with the
+/// step's back-off, at least `x-acs-retry-after`, until the step's `timeout`
+/// (15 minutes without one); a permanent error ends it at once.
+async fn read(
+    api: &dyn CloudApi,
+    req: &ActionRequest,
+    step: &super::PlannedStep,
+) -> Result<cloud::ApiResponse, ApiError> {
+    use crate::run::retry::{Backoff, READ_LIMIT};
+    let limit = step.timeout_secs.map_or(READ_LIMIT, Duration::from_secs);
+    let deadline = Instant::now() + limit;
+    let mut backoff = Backoff::unbounded(&step.retry, rand::random());
+    loop {
+        match api.call(req).await {
+            Err(e) if e.retryable() => {
+                let delay = backoff
+                    .next()
+                    .unwrap_or_default()
+                    .max(e.retry_after.unwrap_or_default());
+                if Instant::now() + delay >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(delay).await;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// The observations as a text section.

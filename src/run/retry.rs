@@ -16,6 +16,10 @@ use rand::{Rng, RngExt, SeedableRng};
 
 use crate::plan::{Backoff as BackoffKind, RetryPolicy};
 
+/// How long status reads (and calls refused by throttling) go on being
+/// retried when their step has no `timeout`.
+pub const READ_LIMIT: Duration = Duration::from_secs(15 * 60);
+
 /// The delays between attempts: yields `attempts - 1` delays, then `None`
 /// (or, [`Backoff::unbounded`], never runs out).
 pub struct Backoff<R> {

@@ -9,14 +9,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::retry::Backoff;
+use super::retry::{Backoff, READ_LIMIT};
 use super::{AttemptKind, JournalError, RunEvent, Shared, TimeScale};
 use crate::cloud::{self, ActionRequest, ApiError};
 use crate::plan::{CallPlan, Condition, PlannedStep, WaitPlan, render};
-
-/// How long a status check goes on when its step has no `timeout` (fail
-/// closed: the call is not sent again).
-const MAX_SETTLING: Duration = Duration::from_secs(15 * 60);
 
 /// When a unit must be done by: the end of its step's `timeout`, which
 /// covers every attempt and item, already in compressed time.
@@ -304,7 +300,7 @@ impl Unit<'_> {
                 if Instant::now() + delay >= limit {
                     self.attempt_failed(&req, attempt, &e, None);
                     return Err(UnitError::Failed(format!(
-                        "{} was still throttled when {what} passed, after {attempt} attempts: {e}",
+                        "{} was still throttled after {attempt} attempts, and {what} comes before the next: {e}",
                         req.action
                     )));
                 }
@@ -321,13 +317,13 @@ impl Unit<'_> {
         match self.deadline {
             Some(d) => (
                 d.at,
-                format!("the step's deadline (timeout {})", humanize(d.timeout)),
+                format!("the step's timeout of {}", humanize(d.timeout)),
             ),
             None => {
-                let limit = self.scale().apply(MAX_SETTLING);
+                let limit = self.scale().apply(READ_LIMIT);
                 (
                     started + limit,
-                    format!("the limit of {} (the step has no timeout)", humanize(limit)),
+                    format!("the {} limit of a step without a timeout", humanize(limit)),
                 )
             }
         }

@@ -9,13 +9,14 @@
 //! | `error=0.05` | 5 % answer 500 `InternalError.System`, not applied |
 //! | `drop=0.02` | 2 % close the connection without an answer, *before* the call is applied |
 //! | `applied_drop=0.05` | 5 % apply the call, *then* close the connection without an answer |
+//! | `deny=0.1` | 10 % answer 403 `Forbidden.RAM` (a permanent error), not applied |
 //! | `slow=0.1:2s` | 10 % wait 2 s before answering (after the call is applied) |
 //! | `qps=dataworks:20` | at most 20 calls a second to DataWorks (a token bucket); more are throttled |
 //!
 //! `@ACTION` limits a rule to one RPC action (`applied_drop@TerminateDISyncInstance=1`);
 //! `#N` fires it at most N times (`throttle@StopDtsJob=1#2`: the first two
-//! `StopDtsJob` calls are throttled, later ones pass). Throttle, error, drop
-//! and applied_drop are exclusive: one random draw per call picks at most one
+//! `StopDtsJob` calls are throttled, later ones pass). Throttle, error, drop,
+//! applied_drop and deny are exclusive: one random draw per call picks at most one
 //! of them, so their shares for any action add up to at most 1. Slow is drawn
 //! separately and adds its delay to whatever happens. The draws come from a
 //! generator seeded with `--seed`, so a sequential client sees the same faults
@@ -44,6 +45,9 @@ pub enum FaultKind {
     Drop,
     /// Apply the call, then close the connection without an answer.
     AppliedDrop,
+    /// Answer 403 `Forbidden.RAM` (access denied, a permanent error) without
+    /// applying the call.
+    Deny,
     /// Wait before answering.
     Slow,
     /// Throttled by a per-product QPS limit (not a rule; recorded in the call log).
@@ -58,6 +62,7 @@ impl FaultKind {
             FaultKind::Error => "error",
             FaultKind::Drop => "drop",
             FaultKind::AppliedDrop => "applied_drop",
+            FaultKind::Deny => "deny",
             FaultKind::Slow => "slow",
             FaultKind::Qps => "qps",
         }
@@ -209,7 +214,7 @@ impl FaultSpec {
                     let what = if slow {
                         "slow"
                     } else {
-                        "throttle, error, drop and applied_drop"
+                        "throttle, error, drop, applied_drop and deny"
                     };
                     return Err(FaultSpecError {
                         item: whole(),
@@ -299,10 +304,11 @@ impl FromStr for FaultSpec {
                 "error" => FaultKind::Error,
                 "drop" => FaultKind::Drop,
                 "applied_drop" => FaultKind::AppliedDrop,
+                "deny" => FaultKind::Deny,
                 "slow" => FaultKind::Slow,
                 _ => {
                     return Err(err(
-                        "unknown kind (expected throttle, error, drop, applied_drop, slow or qps)",
+                        "unknown kind (expected throttle, error, drop, applied_drop, deny, slow or qps)",
                     ));
                 }
             };
@@ -350,7 +356,7 @@ impl FromStr for FaultSpec {
 /// What the dice decided for one call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Draw {
-    /// At most one of throttle, error, drop, applied_drop.
+    /// At most one of throttle, error, drop, applied_drop, deny.
     pub(crate) outcome: Option<FaultKind>,
     /// A slow answer's delay.
     pub(crate) slow: Option<Duration>,

@@ -347,6 +347,13 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
                 }
                 match (draw.outcome, checked) {
                     (Some(FaultKind::Throttle), _) => throttled(&ctx, spec.product),
+                    // Access is decided before the parameters are looked at.
+                    (Some(FaultKind::Deny), _) => gateway_error(
+                        &ctx,
+                        403,
+                        "Forbidden.RAM",
+                        "User not authorized to operate on the specified resource, or this API does not support RAM.".to_owned(),
+                    ),
                     (_, Err(invalid)) => {
                         // The gateway refuses bad parameters before any backend fault.
                         faults.retain(|k| {
