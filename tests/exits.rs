@@ -185,6 +185,13 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
     ("--jitter-seed", "-1", "--jitter-seed"),
     ("--sim-seed", "x", "--sim-seed"),
     ("--sim-faults", "bogus=1", "--sim-faults"),
+    ("--time-scale", "0.5", "at least 1"),
+    ("--time-scale", "fast", "at least 1"),
+    (
+        "--sim-log",
+        "/nonexistent/calls.jsonl",
+        "--sim-log `/nonexistent/calls.jsonl`",
+    ),
 ];
 
 /// Flags whose bad values are tested elsewhere: `--endpoint` (strict URL
@@ -234,7 +241,7 @@ fn every_value_flag_of_run_and_resume_has_bad_values_tested() {
 fn with_bad_flag(rig: &Rig, head: &[&str], flag: &str, value: &str) -> Output {
     let flag_value = format!("{flag}={value}");
     let mut args: Vec<&str> = head.to_vec();
-    if flag.starts_with("--sim") {
+    if flag.starts_with("--sim") || flag == "--time-scale" {
         args.extend(["--sim", &flag_value]);
         return rig.bare(&args, (ID, SECRET));
     }

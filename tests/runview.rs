@@ -85,8 +85,8 @@ steps:
 
 #[test]
 fn a_resume_is_refused_up_front_while_a_gate_it_still_has_to_pass_is_unanswerable() {
-    // The first stop is throttled and not retried: the run fails before its gate.
-    let rig = Rig::new("throttle@StopDISyncInstance=1#1", Duration::ZERO);
+    // The first stop is refused (403, permanent): the run fails before its gate.
+    let rig = Rig::new("deny@StopDISyncInstance=1#1", Duration::ZERO);
     let pb = rig.playbook("gate.yaml", GATE_AFTER_STOP);
     let out = rig.run(&["run", &pb, "--yes", "--approve", "go-no-go"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -105,14 +105,14 @@ fn a_resume_is_refused_up_front_while_a_gate_it_still_has_to_pass_is_unanswerabl
 
 #[test]
 fn a_gate_that_already_passed_needs_no_answer_on_resume() {
-    // The terminate is throttled once and not retried: the run fails after its gate.
-    let rig = Rig::new("throttle@TerminateDISyncInstance=1#1", Duration::ZERO);
+    // The terminate is refused once (403, permanent): the run fails after its gate.
+    let rig = Rig::new("deny@TerminateDISyncInstance=1#1", Duration::ZERO);
     let pb = rig.playbook("gate.yaml", GATE_AFTER_STOP);
     let out = rig.run(&["run", &pb, "--yes", "--approve", "go-no-go"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let out = rig.run(&["resume", &rig.last_run_id()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    // `count` counts calls the service processed (not the throttled one).
+    // `count` counts calls the service processed (not the refused one).
     assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1);
     assert_eq!(count(&rig.calls(), "TerminateDISyncInstance"), 1);
 }

@@ -44,6 +44,15 @@ impl CheckedFlags {
             spec.parse::<crate::sim::FaultSpec>()
                 .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?;
         }
+        if let Some(log) = &target.sim_log {
+            let dir = log.parent().filter(|d| !d.as_os_str().is_empty());
+            if log.as_os_str().is_empty() || log.is_dir() || dir.is_some_and(|d| !d.is_dir()) {
+                return Err(Error::usage(format!(
+                    "--sim-log `{}` is not a file in an existing directory",
+                    log.display()
+                )));
+            }
+        }
         if let Some(dir) = &state.state_dir {
             if dir.as_os_str().is_empty() {
                 return Err(Error::usage("--state-dir is empty").with_hint(
