@@ -61,6 +61,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::common;
 use super::credentials::{Credentials, Secret};
 use super::endpoint::{Endpoints, is_loopback};
 use super::error::{ApiError, ErrorClass};
@@ -78,21 +79,6 @@ pub const REQUEST_ID_HEADER: &str = "x-acs-request-id";
 pub const METHOD: &str = "POST";
 /// Content type of a non-empty body.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-
-/// Names the client sets itself; a body parameter of the same name is dropped
-/// so it can neither override nor duplicate them.
-const COMMON_PARAM_NAMES: &[&str] = &[
-    "Action",
-    "Version",
-    "Format",
-    "AccessKeyId",
-    "SignatureMethod",
-    "SignatureVersion",
-    "SignatureNonce",
-    "Timestamp",
-    "SecurityToken",
-    "Signature",
-];
 
 /// Code of a business failure that names no code of its own.
 pub const OPERATION_FAILED: &str = "OperationFailed";
@@ -225,7 +211,9 @@ pub fn build_signed(
     let body: BTreeMap<String, String> = req
         .body
         .iter()
-        .filter(|(name, _)| !COMMON_PARAM_NAMES.contains(&name.as_str()))
+        // The client sets the common parameters itself: an API parameter of
+        // the same name can neither override nor duplicate them.
+        .filter(|(name, _)| !common::is_common(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
 

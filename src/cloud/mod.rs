@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod client;
+pub mod common;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
@@ -20,6 +21,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 pub use actions::{ActionSpec, Risk};
+use common::Common;
 pub use endpoint::Endpoints;
 pub use error::{ApiError, ErrorClass};
 
@@ -92,24 +94,43 @@ impl ActionRequest {
         actions::lookup_rpc(&self.product, &self.action)
     }
 
+    /// The status call that shows whether this mutating request took effect
+    /// (its action's [`actions::Effect`]), carrying the parameters it names.
+    pub fn status_request(&self) -> Option<(&'static actions::Effect, ActionRequest)> {
+        let effect = self.spec()?.effect.as_ref()?;
+        let status_spec = actions::lookup(effect.status_action)?;
+        let mut carried = BTreeMap::new();
+        for (from, to) in effect.carry {
+            if let Some(v) = self.query.get(*from).or_else(|| self.body.get(*from)) {
+                carried.insert((*to).to_owned(), v.clone());
+            }
+        }
+        Some((
+            effect,
+            ActionRequest::typed(status_spec, &self.region, carried),
+        ))
+    }
+
     /// What this request looks like on the wire, with secrets redacted and
     /// the per-attempt values (nonce, timestamp) shown as placeholders. Where
     /// it goes is recorded as product and region, not as a host: the host
     /// depends on where it runs (`--endpoint`, the simulator).
     pub fn preview(&self) -> RequestPreview {
         let mut query: BTreeMap<String, String> = self.query.clone();
-        for (k, v) in [
-            ("Action", self.action.as_str()),
-            ("Version", self.version.as_str()),
-            ("Format", "JSON"),
-            ("AccessKeyId", REDACTED),
-            ("SignatureMethod", signer::SIGNATURE_METHOD),
-            ("SignatureVersion", signer::SIGNATURE_VERSION),
-            ("SignatureNonce", "<per-attempt>"),
-            ("Timestamp", "<per-attempt>"),
-            ("Signature", REDACTED),
-        ] {
-            query.insert(k.to_owned(), v.to_owned());
+        for c in common::ALL {
+            // Secrets are redacted; nonce and timestamp are set per attempt.
+            let value = match c {
+                Common::Action => self.action.as_str(),
+                Common::Version => self.version.as_str(),
+                Common::Format => "JSON",
+                Common::SignatureMethod => signer::SIGNATURE_METHOD,
+                Common::SignatureVersion => signer::SIGNATURE_VERSION,
+                Common::SignatureNonce | Common::Timestamp => "<per-attempt>",
+                Common::AccessKeyId | Common::Signature => REDACTED,
+                // Sent only with STS credentials, which a plan does not know of.
+                Common::SecurityToken => continue,
+            };
+            query.insert(c.name().to_owned(), value.to_owned());
         }
         RequestPreview {
             method: "POST".to_owned(),

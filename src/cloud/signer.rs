@@ -21,6 +21,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
 
+use super::common::{self, Common};
+
 /// Bytes Alibaba leaves unencoded: RFC 3986 "unreserved" (`A-Z a-z 0-9 - _ . ~`).
 const ALIBABA_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -141,19 +143,24 @@ pub struct CommonParams<'a> {
 impl CommonParams<'_> {
     /// Adds the common parameters to `params` (overwriting any of the same name).
     pub fn apply(&self, params: &mut BTreeMap<String, String>) {
-        let mut put = |k: &str, v: &str| {
-            params.insert(k.to_owned(), v.to_owned());
-        };
-        put("Action", self.action);
-        put("Version", self.version);
-        put("Format", "JSON");
-        put("AccessKeyId", self.access_key_id);
-        put("SignatureMethod", SIGNATURE_METHOD);
-        put("SignatureVersion", SIGNATURE_VERSION);
-        put("SignatureNonce", self.nonce);
-        put("Timestamp", &format_timestamp(self.timestamp));
-        if let Some(token) = self.security_token {
-            put("SecurityToken", token);
+        let timestamp = format_timestamp(self.timestamp);
+        for c in common::ALL {
+            let value = match c {
+                Common::Action => Some(self.action),
+                Common::Version => Some(self.version),
+                Common::Format => Some("JSON"),
+                Common::AccessKeyId => Some(self.access_key_id),
+                Common::SignatureMethod => Some(SIGNATURE_METHOD),
+                Common::SignatureVersion => Some(SIGNATURE_VERSION),
+                Common::SignatureNonce => Some(self.nonce),
+                Common::Timestamp => Some(timestamp.as_str()),
+                Common::SecurityToken => self.security_token,
+                // Computed over all the others, by the caller.
+                Common::Signature => None,
+            };
+            if let Some(v) = value {
+                params.insert(c.name().to_owned(), v.to_owned());
+            }
         }
     }
 }

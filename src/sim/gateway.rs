@@ -30,7 +30,7 @@ use super::handlers::{Ctx, Reply, gateway_error, handle};
 use super::served;
 use super::state::Now;
 use crate::cloud::actions::{ActionSpec, DATAWORKS, ParamType};
-use crate::cloud::signer;
+use crate::cloud::{common, signer};
 
 /// The parts of an HTTP request the gateway reads.
 pub(crate) struct RawRequest<'a> {
@@ -53,15 +53,6 @@ pub(crate) struct Processed {
 
 /// How long a `Timestamp` may differ from the simulator's clock.
 pub(crate) const TIMESTAMP_WINDOW: Duration = Duration::from_secs(15 * 60);
-
-const COMMON: &[&str] = &[
-    "AccessKeyId",
-    "SignatureMethod",
-    "SignatureVersion",
-    "SignatureNonce",
-    "Timestamp",
-    "Signature",
-];
 
 fn missing(ctx: &Ctx<'_>, name: &str) -> Reply {
     gateway_error(
@@ -128,7 +119,11 @@ fn authenticate(
                 "Specified api is not found, please check your url and method.".to_owned(),
             )
         })?;
-    for name in COMMON {
+    for name in common::ALL
+        .iter()
+        .filter(|c| c.required())
+        .map(|c| c.name())
+    {
         if get(name).is_none() {
             return Err(missing(ctx, name));
         }
