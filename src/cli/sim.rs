@@ -30,7 +30,7 @@ Fixtures (YAML; every key optional):
     dts_stop: 2s          # StopDtsJob: old status, then Finished
     di_stop: 1s           # StopDISyncInstance: KILLING, then PAUSE
     di_terminate: 1s      # TerminateDISyncInstance: KILLING, then NORUN
-    # also dts_suspend, dts_start, di_start, di_job_stop
+    # also dts_suspend, dts_start, di_start, di_job_stop, di_job_start
   dts_jobs:
     - { id: l3m1213ye7l, status: Synchronizing, reverse_status: Synchronizing }
   di_nodes:

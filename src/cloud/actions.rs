@@ -109,6 +109,31 @@ pub struct Effect {
     pub settle_secs: u64,
 }
 
+impl Effect {
+    /// The status value in an answer of the status call (null when missing).
+    pub fn observed(&self, body: &serde_json::Value) -> serde_json::Value {
+        super::select(body, self.select)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether `observed` shows that the call has taken effect.
+    pub fn is_done(&self, observed: &serde_json::Value) -> bool {
+        one_of(self.done, observed)
+    }
+
+    /// Whether `observed` is a transitional status (look again later).
+    pub fn is_settling(&self, observed: &serde_json::Value) -> bool {
+        one_of(self.settling, observed)
+    }
+}
+
+fn one_of(set: &[&str], observed: &serde_json::Value) -> bool {
+    observed
+        .as_str()
+        .is_some_and(|s| set.iter().any(|d| d.eq_ignore_ascii_case(s)))
+}
+
 /// A typed action in the catalogue.
 #[derive(Debug, Serialize)]
 pub struct ActionSpec {
@@ -297,6 +322,101 @@ pub static CATALOGUE: &[ActionSpec] = &[
         description: "read the status of a DI real-time node (Data.Status: RUN, KILLING, PAUSE, NORUN, WAIT)",
     },
     ActionSpec {
+        name: "dataworks.StartDIJob",
+        product: DATAWORKS,
+        version: DATAWORKS_VERSION,
+        action: "StartDIJob",
+        risk: Risk::Mutating,
+        region_param: false,
+        params: &[
+            p(
+                "DIJobId",
+                Integer,
+                true,
+                Query,
+                &[],
+                "id of the new-style DI job",
+            ),
+            p(
+                "ForceToRerun",
+                Boolean,
+                false,
+                Query,
+                &[],
+                "rerun every step of the job, not only those that have not run",
+            ),
+            p(
+                "RealtimeStartSettings",
+                Str,
+                false,
+                Query,
+                &[],
+                "real-time start settings as JSON, e.g. {\"StartTime\":1671516776}",
+            ),
+        ],
+        effect: Some(Effect {
+            status_action: "dataworks.GetDIJob",
+            carry: &[("DIJobId", "DIJobId")],
+            select: "Data.JobStatus",
+            done: &["Running"],
+            settling: &[],
+            settle_secs: 20,
+        }),
+        description: "start a stopped new-style Data Integration job",
+    },
+    ActionSpec {
+        name: "dataworks.StartDISyncInstance",
+        product: DATAWORKS,
+        version: DATAWORKS_VERSION,
+        action: "StartDISyncInstance",
+        risk: Risk::Mutating,
+        region_param: false,
+        params: &[
+            p(
+                "ProjectId",
+                Integer,
+                true,
+                Query,
+                &[],
+                "DataWorks workspace id",
+            ),
+            p(
+                "FileId",
+                Integer,
+                true,
+                Query,
+                &[],
+                "id of the real-time sync node (file)",
+            ),
+            p(
+                "TaskType",
+                Str,
+                true,
+                Query,
+                &["DI_REALTIME", "DI_SOLUTION"],
+                "DI_REALTIME for a node, DI_SOLUTION for a solution",
+            ),
+            p(
+                "StartParam",
+                Str,
+                false,
+                Query,
+                &[],
+                "start parameters of the node as JSON (failover, dirty-data limit, DDL handling)",
+            ),
+        ],
+        effect: Some(Effect {
+            status_action: "dataworks.GetDISyncInstanceInfo",
+            carry: DI_NODE_CARRY,
+            select: "Data.Status",
+            done: &["WAIT", "RUN"],
+            // A node still being stopped refuses a start: wait until it is PAUSE.
+            settling: &["KILLING"],
+            settle_secs: 0,
+        }),
+        description: "start (resume) a paused DI real-time node: PAUSE -> WAIT -> RUN",
+    },
+    ActionSpec {
         name: "dataworks.StopDIJob",
         product: DATAWORKS,
         version: DATAWORKS_VERSION,
@@ -411,6 +531,24 @@ pub static CATALOGUE: &[ActionSpec] = &[
         description: "read a DTS task and its Status (Synchronizing, Suspending, Finished, Failed, ...)",
     },
     ActionSpec {
+        name: "dts.StartDtsJob",
+        product: DTS,
+        version: DTS_VERSION,
+        action: "StartDtsJob",
+        risk: Risk::Mutating,
+        region_param: true,
+        params: DTS_JOB_PARAMS,
+        effect: Some(Effect {
+            status_action: "dts.DescribeDtsJobDetail",
+            carry: DTS_JOB_CARRY,
+            select: "Status",
+            done: &["Synchronizing", "Migrating"],
+            settling: &[],
+            settle_secs: 20,
+        }),
+        description: "start (resume) a DTS task (Suspending -> Synchronizing)",
+    },
+    ActionSpec {
         name: "dts.StopDtsJob",
         product: DTS,
         version: DTS_VERSION,
@@ -427,6 +565,24 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settle_secs: 20,
         }),
         description: "end a DTS task (Synchronizing -> Finished)",
+    },
+    ActionSpec {
+        name: "dts.SuspendDtsJob",
+        product: DTS,
+        version: DTS_VERSION,
+        action: "SuspendDtsJob",
+        risk: Risk::Mutating,
+        region_param: true,
+        params: DTS_JOB_PARAMS,
+        effect: Some(Effect {
+            status_action: "dts.DescribeDtsJobDetail",
+            carry: DTS_JOB_CARRY,
+            select: "Status",
+            done: &["Suspending"],
+            settling: &[],
+            settle_secs: 20,
+        }),
+        description: "pause a DTS task (Synchronizing -> Suspending); start it again with dts.StartDtsJob",
     },
 ];
 

@@ -11,6 +11,7 @@
 //!   di_terminate: 1s      # TerminateDISyncInstance: KILLING -> NORUN
 //!   di_start: 1s          # StartDISyncInstance: WAIT -> RUN
 //!   di_job_stop: 1s       # StopDIJob: Running -> Stopped
+//!   di_job_start: 1s      # StartDIJob: Stopped -> Running
 //! dts_jobs:
 //!   - id: l3m1213ye7l
 //!     instance_id: dtsl3m1213ye7l   # default: "dts" + id
@@ -55,6 +56,8 @@ pub struct Delays {
     pub di_start: Duration,
     /// `StopDIJob`: `Running`, then `Stopped`.
     pub di_job_stop: Duration,
+    /// `StartDIJob`: the old status (`Stopped`), then `Running`.
+    pub di_job_start: Duration,
 }
 
 impl Default for Delays {
@@ -68,6 +71,7 @@ impl Default for Delays {
             di_terminate: Duration::from_secs(1),
             di_start: Duration::from_secs(1),
             di_job_stop: Duration::from_secs(1),
+            di_job_start: Duration::from_secs(1),
         }
     }
 }
@@ -83,6 +87,7 @@ impl Delays {
             di_terminate: delay,
             di_start: delay,
             di_job_stop: delay,
+            di_job_start: delay,
         }
     }
 
@@ -283,6 +288,7 @@ struct RawDelays {
     di_terminate: Option<Spanned<String>>,
     di_start: Option<Spanned<String>>,
     di_job_stop: Option<Spanned<String>>,
+    di_job_start: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +391,7 @@ impl RawFixtures {
                 (&raw.di_terminate, &mut delays.di_terminate),
                 (&raw.di_start, &mut delays.di_start),
                 (&raw.di_job_stop, &mut delays.di_job_stop),
+                (&raw.di_job_start, &mut delays.di_job_start),
             ] {
                 if let Some(value) = field {
                     *slot = duration(value)?;

@@ -119,6 +119,7 @@ pub(crate) fn handle(
         (DATAWORKS, "StartDISyncInstance") => di_start(state, params, ctx),
         (DATAWORKS, "GetDISyncInstanceInfo") => di_info(state, params, ctx),
         (DATAWORKS, "StopDIJob") => di_job_stop(state, params, ctx),
+        (DATAWORKS, "StartDIJob") => di_job_start(state, params, ctx),
         (DATAWORKS, "GetDIJob") => di_job_get(state, params, ctx),
         (DTS, "StopDtsJob") => dts_stop(state, params, ctx),
         (DTS, "SuspendDtsJob") => dts_suspend(state, params, ctx),
@@ -377,6 +378,22 @@ fn di_job_stop(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
     }
     // Stopping a job that is not running is a no-op success.
     Reply::ok(json!({"RequestId": ctx.request_id}), changed)
+}
+
+fn di_job_start(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
+    let delay = state.delays.di_job_start;
+    let job = match di_job(state, params, ctx) {
+        Ok(job) => job,
+        Err(reply) => return *reply,
+    };
+    let target = job.machine.target(ctx.now).to_owned();
+    if target == "Running" {
+        // Starting a running job is a no-op success.
+        return Reply::ok(json!({"RequestId": ctx.request_id}), false);
+    }
+    // The job reports its old status until the start shows, as a stop does.
+    job.machine.go(ctx.now, &target, "Running", delay);
+    Reply::ok(json!({"RequestId": ctx.request_id}), true)
 }
 
 fn di_job_get(state: &mut State, params: &Params, ctx: &Ctx<'_>) -> Reply {
