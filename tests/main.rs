@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic.
 
 mod client;
+mod compensation;
 mod exits;
 mod integrity;
 mod language;

@@ -145,6 +145,7 @@ impl Builder<'_> {
             params: Some(&self.params),
             steps: None,
             item: None,
+            failed: None,
         }
     }
 
@@ -703,6 +704,7 @@ mod tests {
             params: Some(&params),
             steps: None,
             item: None,
+            failed: None,
         };
         let r = symbolic(&Value::from("{{params.p}}"), scope).unwrap();
         assert_eq!((r.value, r.known), (Value::from(7), true));

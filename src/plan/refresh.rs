@@ -146,6 +146,7 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                 params: Some(&params),
                 steps: None,
                 item: None,
+                failed: None,
             };
             if let Some(v) = &item {
                 scope = scope.with_item(v);

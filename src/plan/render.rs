@@ -5,8 +5,12 @@
 //! ```json
 //! { "params": { "project_id": 10000 },
 //!   "steps":  { "dts-stopped": { "output": { "Status": "Finished" } } },
-//!   "item":   42 }
+//!   "item":   42,
+//!   "failed": { "changed_items": [101, 103] } }
 //! ```
+//!
+//! (`failed` only in a compensation step: what the step whose failure runs
+//! it changed.)
 //!
 //! [`context`], [`set_output`] and [`set_item`] build it; [`Scope`] is the
 //! same thing by reference, so the executor can bind `item` for each of a
@@ -50,6 +54,8 @@ pub struct Scope<'a> {
     pub steps: Option<&'a Value>,
     /// `item`: the current item of a fan-out.
     pub item: Option<&'a Value>,
+    /// `failed`: `{ "changed_items": [...] }`, in a compensation step.
+    pub failed: Option<&'a Value>,
 }
 
 impl<'a> Scope<'a> {
@@ -59,6 +65,7 @@ impl<'a> Scope<'a> {
             params: ctx.get("params"),
             steps: ctx.get("steps"),
             item: ctx.get("item"),
+            failed: ctx.get("failed"),
         }
     }
 
@@ -234,11 +241,11 @@ fn copy_root(e: &Expr, scope: Scope<'_>, out: &mut Map<String, Value>) {
                 out.insert("item".to_owned(), item.clone());
             }
         }
-        Some(root @ ("params" | "steps")) => {
-            let src = if root == "params" {
-                scope.params
-            } else {
-                scope.steps
+        Some(root @ ("params" | "steps" | "failed")) => {
+            let src = match root {
+                "params" => scope.params,
+                "steps" => scope.steps,
+                _ => scope.failed,
             };
             let (Some(name), Some(src)) = (key(1), src) else {
                 return;
@@ -259,6 +266,7 @@ pub fn lookup<'v>(e: &Expr, scope: Scope<'v>) -> Result<&'v Value, String> {
         Some(Seg::Key(k)) if k == "params" => (scope.params, &e.path[1..]),
         Some(Seg::Key(k)) if k == "steps" => (scope.steps, &e.path[1..]),
         Some(Seg::Key(k)) if k == "item" => (scope.item, &e.path[1..]),
+        Some(Seg::Key(k)) if k == "failed" => (scope.failed, &e.path[1..]),
         _ => return Err(format!("unknown template variable `{}`", e.text)),
     };
     let Some(mut cur) = root else {

@@ -14,6 +14,7 @@
 //! committed at `schemas/playbook.schema.json` (a test keeps them equal).
 
 pub mod action;
+mod changed_items;
 pub mod diagnostic;
 mod document;
 mod load;

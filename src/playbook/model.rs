@@ -290,6 +290,8 @@ pub struct StepDoc {
     pub when: Option<Located<WhenSpec>>,
     /// Fan-out: a template that renders to a list (`"{{params.file_ids}}"`)
     /// or a literal list; the step runs once per item, with `{{item}}` bound.
+    /// A compensation step may fan out over `"{{failed.changed_items}}"`:
+    /// the items the failed step actually changed in this run.
     pub for_each: Option<Located<Value>>,
     /// Items of a `for_each` in flight at once.
     #[schemars(range(min = 1))]
@@ -302,7 +304,8 @@ pub struct StepDoc {
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Region of the step's calls (overrides `defaults.region`).
     pub region: Option<Located<String>>,
-    /// A compensation step: runs only when named by an `on_failure: { run: [...] }`.
+    /// A compensation step: runs only when named by an `on_failure: { run: [...] }`;
+    /// it may read `{{failed.changed_items}}`, what the failed step changed.
     #[serde(default)]
     pub compensation: bool,
 }

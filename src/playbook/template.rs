@@ -5,7 +5,9 @@
 //!
 //! - `{{params.NAME}}` (and `{{params.file_ids.[0]}}` or `.0` for an item),
 //! - `{{steps.ID.output.PATH}}`: the response of an earlier step,
-//! - `{{item}}` / `{{item.Field}}`: the current item of a `for_each`.
+//! - `{{item}}` / `{{item.Field}}`: the current item of a `for_each`,
+//! - `{{failed.changed_items}}`, in a compensation step: the items the step
+//!   whose failure runs it actually changed (see [`Root::ChangedItems`]).
 //!
 //! Helpers and blocks (`{{#if}}`, `{{#each}}`) are refused: every reference
 //! must be checkable before a run, and a runbook is no place for logic. A
@@ -55,7 +57,15 @@ pub enum Root<'a> {
     StepOutput(&'a str),
     /// `item...`.
     Item,
+    /// `failed.changed_items`: in a compensation step, the items (their
+    /// values, in input order) that the failed step changed in this run: its
+    /// call took effect, and the status read just before it did not already
+    /// show the call's effect.
+    ChangedItems,
 }
+
+/// The root and field of [`Root::ChangedItems`], as written.
+pub const CHANGED_ITEMS: &str = "failed.changed_items";
 
 impl Expr {
     /// The root the path reads, or why it is not a valid reference.
@@ -74,6 +84,10 @@ impl Expr {
                 Ok(Root::StepOutput(id))
             }
             Some("item") => Ok(Root::Item),
+            Some("failed") => match key(1) {
+                Some("changed_items") => Ok(Root::ChangedItems),
+                _ => Err(RootError::Failed),
+            },
             Some(other) => Err(RootError::Unknown(other.to_owned())),
             None => Err(RootError::Unknown(self.text.clone())),
         }
@@ -84,6 +98,7 @@ impl Expr {
         let skip = match self.path.first() {
             Some(Seg::Key(k)) if k == "params" => 2,
             Some(Seg::Key(k)) if k == "steps" => 3,
+            Some(Seg::Key(k)) if k == "failed" => 2,
             _ => 1,
         };
         self.path.get(skip..).unwrap_or(&[])
@@ -99,7 +114,9 @@ pub enum RootError {
     StepId,
     /// `{{steps.x}}` or `{{steps.x.foo}}` instead of `steps.x.output...`.
     StepOutput(String),
-    /// A root other than `params`, `steps` or `item`.
+    /// `{{failed}}` or `{{failed.x}}` instead of `failed.changed_items`.
+    Failed,
+    /// A root other than `params`, `steps`, `item` or `failed`.
     Unknown(String),
 }
 
@@ -111,6 +128,7 @@ impl fmt::Display for RootError {
             RootError::StepOutput(id) => {
                 write!(f, "a step's response is read as `steps.{id}.output...`")
             }
+            RootError::Failed => write!(f, "`failed` has one field: `{CHANGED_ITEMS}`"),
             RootError::Unknown(root) => write!(f, "unknown template variable `{root}`"),
         }
     }
@@ -318,6 +336,11 @@ mod tests {
         );
         let t = parse("{{steps.x.Status}}").unwrap();
         assert_eq!(t.exprs[0].root(), Err(RootError::StepOutput("x".into())));
+        let t = parse("{{failed.changed_items}}").unwrap();
+        assert_eq!(t.exprs[0].root(), Ok(Root::ChangedItems));
+        assert!(t.exprs[0].rest().is_empty());
+        let t = parse("{{failed.items}}").unwrap();
+        assert_eq!(t.exprs[0].root(), Err(RootError::Failed));
         let t = parse("{{parms.x}}").unwrap();
         assert_eq!(t.exprs[0].root(), Err(RootError::Unknown("parms".into())));
     }

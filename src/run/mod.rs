@@ -19,6 +19,7 @@
 //! 3. Cancellation (Ctrl-C, run timeout) starts nothing new and lets calls in
 //!    flight finish, so their outcome is known and journaled.
 
+mod changed;
 mod drift;
 pub mod event;
 pub mod journal;

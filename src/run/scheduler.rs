@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::changed;
 use super::unit::{Deadline, Unit, UnitError, humanize};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
@@ -263,7 +264,14 @@ impl Runner {
                                 continue;
                             }
                             state[j] = State::Running;
-                            let ctx = context(&plan, &plan.steps[j], &outputs);
+                            let mut ctx = context(&plan, &plan.steps[j], &outputs);
+                            if changed::reads_changed_items(&plan.steps[j]) {
+                                // From the journal, so a resume sees the same set.
+                                shared.journal.flush().await?;
+                                let record = shared.journal.load_run(&run_id)?;
+                                let items = changed::changed_items(&record, step);
+                                ctx["failed"] = json!({ "changed_items": items });
+                            }
                             let comp = run_step(Arc::clone(&shared), j, ctx).await?;
                             state[j] = State::Done(comp.outcome);
                             summaries[j] = Some(comp.summary(&plan.steps[j]));

@@ -2,6 +2,8 @@
 //! by policy and reconciled when their outcome is unknown; waits poll until
 //! their condition holds, fails, or the deadline passes.
 
+pub(super) mod precheck;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -207,6 +209,9 @@ impl Unit<'_> {
         let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
         // A status check an earlier attempt at this run began goes on.
         let mut checking_since = self.shared.prior.checking_since.get(&key).copied();
+        // The status before the first send, for the changed set and for a
+        // compensation to wait out a transition.
+        let mut prechecked = !(req.risk.mutates() && (self.fan_out || self.step.compensation));
         let mut attempt = 0u32;
         loop {
             if self.cancel.is_cancelled() {
@@ -226,6 +231,10 @@ impl Unit<'_> {
             }
             if self.cancel.is_cancelled() {
                 return Err(UnitError::Cancelled);
+            }
+            if !prechecked {
+                prechecked = true;
+                self.precheck(&req).await?;
             }
             attempt += 1;
             let e = match self.send(&req, AttemptKind::Call, attempt).await? {

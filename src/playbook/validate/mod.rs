@@ -70,6 +70,9 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
         c.step(i);
     }
     c.compensations();
+    for d in super::changed_items::check(pb) {
+        c.push(d);
+    }
 }
 
 /// Where a template may look.

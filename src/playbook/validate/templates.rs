@@ -171,6 +171,20 @@ impl<'a> Checker<'a> {
                 false
             }
             Ok(Root::StepOutput(target)) => self.step_ref(scope, target, at, &whose),
+            Ok(Root::ChangedItems) => {
+                self.push(
+                    Diagnostic::new(
+                        format!(
+                            "`{}` is only defined in a compensation step, but {}{whose} is not in one",
+                            template::CHANGED_ITEMS,
+                            scope.where_()
+                        ),
+                        at,
+                    )
+                    .hint("it lists what the failed step changed, for the compensation that undoes it"),
+                );
+                false
+            }
         }
     }
 
@@ -179,6 +193,7 @@ impl<'a> Checker<'a> {
         match e.root() {
             Ok(Root::Param(p)) => self.pb.param(p).is_some(),
             Ok(Root::Item) => scope.item,
+            Ok(Root::ChangedItems) => scope.step.is_some_and(|i| self.pb.steps[i].compensation),
             Ok(Root::StepOutput(target)) => {
                 let (Some(i), Some(&j)) = (scope.step, self.index.get(target)) else {
                     return false;
