@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::model::StepKindSpec;
 use super::template::{self, CHANGED_ITEMS, Root};
 use super::{Diagnostic, Located, OnFailureSpec, Playbook, Step};
 
@@ -35,7 +36,7 @@ pub(crate) fn check(pb: &Playbook) -> Vec<Diagnostic> {
         let Some(comp) = ids.iter().find(|id| readers.contains(&id.value.as_str())) else {
             continue;
         };
-        if s.call.is_some() && s.for_each.is_none() {
+        if matches!(s.kind, StepKindSpec::Call { .. }) && s.for_each.is_none() {
             out.push(
                 Diagnostic::new(
                     format!(
@@ -58,7 +59,10 @@ pub(crate) fn check(pb: &Playbook) -> Vec<Diagnostic> {
 fn reads_changed_items(s: &Step) -> bool {
     let mut values: Vec<&Value> = Vec::new();
     values.extend(s.for_each.as_ref().map(|fe| &fe.value));
-    if let Some(with) = &s.with {
+    if let StepKindSpec::Call {
+        with: Some(with), ..
+    } = &s.kind
+    {
         values.extend(with.0.iter().map(|(_, v)| &v.value));
     }
     values.into_iter().any(reads)
