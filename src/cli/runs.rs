@@ -171,7 +171,10 @@ impl ShowArgs {
             let checks = rec
                 .attempts
                 .iter()
-                .filter(|a| a.step_id == s.step_id && a.kind == AttemptKind::Reconcile)
+                .filter(|a| {
+                    a.step_id == s.step_id
+                        && matches!(a.kind, AttemptKind::Reconcile | AttemptKind::Precheck)
+                })
                 .count();
             let items = s
                 .items

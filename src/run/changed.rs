@@ -11,7 +11,7 @@
 use serde_json::Value;
 
 use super::journal::{AttemptRow, RunRecord};
-use super::unit::precheck::PRECHECK;
+use super::status::{AttemptKind, AttemptOutcome, StepStatus};
 use crate::cloud::actions::{self, Effect};
 use crate::plan::{OnFailure, PlannedStep, StepKind};
 
@@ -52,21 +52,24 @@ pub(crate) fn changed_items(record: &RunRecord, step: &PlannedStep) -> Vec<Value
             .iter()
             .filter(|a| a.step_id == id && a.item == unit.item && current(Some(&a.sent_at)))
             .collect();
-        let last_precheck = attempts.iter().rposition(|a| a.kind == PRECHECK);
+        let last_precheck = attempts
+            .iter()
+            .rposition(|a| a.kind == AttemptKind::Precheck);
         let already = last_precheck.is_some_and(|p| {
             let a = attempts[p];
-            a.outcome == "ok" && effect.is_some_and(|e| e.is_done(&observed(e, a)))
+            a.outcome == AttemptOutcome::Ok && effect.is_some_and(|e| e.is_done(&observed(e, a)))
         });
         if already {
             continue;
         }
         let after = &attempts[last_precheck.map_or(0, |p| p + 1)..];
         let applied = after.iter().any(|a| {
-            a.outcome == "ok"
-                && (a.kind == "call"
-                    || (a.kind == "reconcile"
+            a.outcome == AttemptOutcome::Ok
+                && (a.kind == AttemptKind::Call
+                    || (a.kind == AttemptKind::Reconcile
                         && effect.is_some_and(|e| e.is_done(&observed(e, a)))))
-        }) || (unit.status == "succeeded" && current(unit.finished_at.as_deref()));
+        }) || (unit.status == StepStatus::Succeeded
+            && current(unit.finished_at.as_deref()));
         if applied {
             out.push(item);
         }
@@ -97,7 +100,7 @@ fn undone_until(record: &RunRecord, step: &PlannedStep) -> Option<jiff::Timestam
         .map(|id| record.steps.iter().find(|r| r.step_id == id.as_str()))
         .collect::<Option<_>>()?;
     rows.iter()
-        .all(|r| r.status == "succeeded")
+        .all(|r| r.status == StepStatus::Succeeded)
         .then(|| {
             rows.iter()
                 .filter_map(|r| r.started_at.as_deref().and_then(time))

@@ -158,12 +158,19 @@ pub enum AttemptKind {
     Poll,
     /// A status read that settles the unknown outcome of a mutating call.
     Reconcile,
+    /// The status read just before a mutating call of a fan-out or of a
+    /// compensation (what the resource was before this run changed it).
+    Precheck,
 }
 
 impl AttemptKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AttemptKind; 3] =
-        [AttemptKind::Call, AttemptKind::Poll, AttemptKind::Reconcile];
+    pub const ALL: [AttemptKind; 4] = [
+        AttemptKind::Call,
+        AttemptKind::Poll,
+        AttemptKind::Reconcile,
+        AttemptKind::Precheck,
+    ];
 
     /// The text form.
     pub fn as_str(self) -> &'static str {
@@ -171,6 +178,7 @@ impl AttemptKind {
             AttemptKind::Call => "call",
             AttemptKind::Poll => "poll",
             AttemptKind::Reconcile => "reconcile",
+            AttemptKind::Precheck => "precheck",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! by policy and reconciled when their outcome is unknown; waits poll until
 //! their condition holds, fails, or the deadline passes.
 
-pub(super) mod precheck;
+mod precheck;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -15,9 +15,7 @@ use tokio::time::Instant;
 use super::{MAX_SETTLING, Unit, UnitError, humanize};
 use crate::cloud::ActionRequest;
 use crate::run::retry::Backoff;
-
-/// The journal kind of the read.
-pub(crate) const PRECHECK: &str = "precheck";
+use crate::run::status::AttemptKind;
 
 impl Unit<'_> {
     /// Reads the status `req` would change. A read that cannot be made does
@@ -34,7 +32,7 @@ impl Unit<'_> {
         let mut check = 0u32;
         loop {
             check += 1;
-            let body = match self.send(&status_req, PRECHECK, check).await? {
+            let body = match self.send(&status_req, AttemptKind::Precheck, check).await? {
                 Ok(resp) => resp.body,
                 Err(e) if e.retryable() => match backoff.next() {
                     Some(delay) => {
