@@ -61,6 +61,7 @@ fn fixture(kind: &str) -> String {
 const KINDS: &[&str] = &[
     "bad-duration",
     "bad-output-path",
+    "changed-items",
     "cycle",
     "duplicate-step-id",
     "duration-template",
@@ -138,6 +139,7 @@ macro_rules! fixture_tests {
 fixture_tests! {
     bad_duration => "bad-duration",
     bad_output_path => "bad-output-path",
+    changed_items_only_in_compensations_of_fan_outs => "changed-items",
     cycle_names_the_whole_loop => "cycle",
     duplicate_step_id => "duplicate-step-id",
     duration_template => "duration-template",

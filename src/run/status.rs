@@ -158,8 +158,9 @@ pub enum AttemptKind {
     Poll,
     /// A status read that settles the unknown outcome of a mutating call.
     Reconcile,
-    /// The status read just before a mutating call of a fan-out or of a
-    /// compensation (what the resource was before this run changed it).
+    /// The status read just before a mutating call of a fan-out that a
+    /// compensation undoes, or of a compensation (what the resource was
+    /// before the call changed it).
     Precheck,
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::changed;
 use super::retry::{Backoff, READ_LIMIT};
 use super::{AttemptKind, JournalError, RunEvent, Shared, TimeScale};
 use crate::cloud::{self, ActionRequest, ApiError};
@@ -209,9 +210,10 @@ impl Unit<'_> {
         let mut reconcile_first = self.shared.prior.maybe_applied.contains(&key);
         // A status check an earlier attempt at this run began goes on.
         let mut checking_since = self.shared.prior.checking_since.get(&key).copied();
-        // The status before the first send, for the changed set and for a
-        // compensation to wait out a transition.
-        let mut prechecked = !(req.risk.mutates() && (self.fan_out || self.step.compensation));
+        // The status before the first send: for the changed set a
+        // compensation reads, and for a compensation to wait out a transition.
+        let mut prechecked = !(req.risk.mutates()
+            && (self.step.compensation || changed::prechecked(&self.shared.plan, self.step)));
         let mut attempt = 0u32;
         loop {
             if self.cancel.is_cancelled() {

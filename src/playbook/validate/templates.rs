@@ -107,6 +107,10 @@ impl<'a> Checker<'a> {
             Err(err) => {
                 let hint = match &err {
                     RootError::Unknown(r) => did_you_mean(r, ["params", "steps", "item"]),
+                    RootError::Failed => Some(format!(
+                        "in a compensation step, `{{{{{}}}}}` lists what the failed step changed",
+                        template::CHANGED_ITEMS
+                    )),
                     _ => None,
                 }
                 .unwrap_or_else(|| {

@@ -1,5 +1,6 @@
-//! The status read just before a mutating call of a fan-out or of a
-//! compensation step, journaled as a `precheck` attempt.
+//! The status read just before a mutating call of a fan-out whose
+//! compensation reads `failed.changed_items`, or of a compensation step,
+//! journaled as a `precheck` attempt.
 //!
 //! It records what the resource looked like before this run changed it, so
 //! the changed set of a failed step ([`crate::run::changed`]) leaves out the
