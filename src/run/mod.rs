@@ -305,7 +305,7 @@ impl Prior {
                         prior.checking_since.entry(key).or_insert(at);
                     }
                 }
-                AttemptKind::Poll => {}
+                AttemptKind::Poll | AttemptKind::Precheck => {}
             }
         }
         prior

@@ -102,6 +102,7 @@ impl Delays {
             di_terminate: at(self.di_terminate),
             di_start: at(self.di_start),
             di_job_stop: at(self.di_job_stop),
+            di_job_start: at(self.di_job_start),
         }
     }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{MAX_SETTLING, Unit, UnitError, humanize};
+use super::{Unit, UnitError, humanize};
 use crate::cloud::ActionRequest;
-use crate::run::retry::Backoff;
+use crate::run::retry::{Backoff, READ_LIMIT};
 use crate::run::status::AttemptKind;
 
 impl Unit<'_> {
@@ -27,8 +27,12 @@ impl Unit<'_> {
             return Ok(());
         };
         let mut backoff = Backoff::seeded(&self.step.retry, self.seed.wrapping_add(2));
-        let interval = Duration::from_millis(self.step.retry.delay_millis)
-            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let scale = self.scale();
+        let interval = scale.apply(
+            Duration::from_millis(self.step.retry.delay_millis)
+                .clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        );
+        let limit = scale.apply(READ_LIMIT);
         let started = Instant::now();
         let mut check = 0u32;
         loop {
@@ -38,8 +42,8 @@ impl Unit<'_> {
                 Err(e) if e.retryable() => match backoff.next() {
                     Some(delay) => {
                         self.attempt_failed(&status_req, check, &e, Some(delay));
-                        self.sleep(delay.max(e.retry_after.unwrap_or_default()))
-                            .await?;
+                        let after = e.retry_after.unwrap_or_default();
+                        self.sleep(scale.apply(delay.max(after))).await?;
                         continue;
                     }
                     None => return Ok(()),
@@ -52,7 +56,7 @@ impl Unit<'_> {
             if !(self.step.compensation && effect.is_settling(&observed)) {
                 return Ok(());
             }
-            if started.elapsed() >= MAX_SETTLING {
+            if started.elapsed() >= limit {
                 return Err(UnitError::Failed(format!(
                     "{} still reports {observed} after {}; {} was not sent",
                     status_req.action,
