@@ -499,3 +499,84 @@ fn every_refusal_exits_6_and_sends_nothing() {
     assert_eq!(rig.calls().len(), calls, "a refusal sent a call");
     drop(lock);
 }
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_state_directory_journal_and_locks_are_private_and_loose_ones_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Stops take 1 s to answer, so the journal's WAL and shared-memory
+    // files can be looked at while the run holds them open.
+    let rig = Rig::new("slow@StopDISyncInstance=1:1s", Duration::ZERO);
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut child = rig
+        .cmd(&["run", &pb, "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_calls(&rig, &mut child, "StopDISyncInstance", 1);
+    let state = rig.state();
+    let mut files = vec![state.join("journal.db")];
+    for companion in ["journal.db-wal", "journal.db-shm"] {
+        let path = state.join(companion);
+        assert!(path.exists(), "{} exists during the run", path.display());
+        files.push(path);
+    }
+    let locks: Vec<_> = std::fs::read_dir(state.join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    files.extend(locks);
+    for dir in [state.clone(), state.join("locks")] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("readable or writable by others"),
+        "{}",
+        text(&out)
+    );
+    // Loosened by hand: left as they are, with a warning naming each.
+    let loose = [state.clone(), state.join("journal.db"), files[3].clone()];
+    for path in &loose {
+        let bits = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap();
+    }
+    let out = rig.run(&["runs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in &loose[..2] {
+        assert!(
+            stderr.contains(&format!(
+                "{} is readable or writable by others",
+                path.display()
+            )),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+    // (The nodes are gone by now, so this run fails; its warnings stand.)
+    let out = rig.run(&["run", &pb, "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in &loose {
+        assert!(
+            stderr.contains(&format!(
+                "{} is readable or writable by others",
+                path.display()
+            )),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+    assert_eq!(mode(&state), 0o755, "existing permissions are not changed");
+}

@@ -71,8 +71,8 @@ pub enum JournalError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The state directory could not be created.
-    #[error("cannot create the state directory {path}")]
+    /// The state directory or the journal file could not be created.
+    #[error("cannot create {path}")]
     Dir {
         /// The directory.
         path: PathBuf,
@@ -374,11 +374,20 @@ impl Journal {
     /// Opens (creating if needed) `journal.db` in `state_dir` and starts the
     /// writer thread.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::Dir {
+        super::private::create_dir(state_dir).map_err(|source| JournalError::Dir {
             path: state_dir.to_owned(),
             source,
         })?;
         let path = state_dir.join("journal.db");
+        // Created 0600 before SQLite opens it: SQLite gives the WAL and
+        // shared-memory files the database file's permissions.
+        super::private::open_file(&path).map_err(|source| JournalError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+        for companion in ["journal.db-wal", "journal.db-shm"] {
+            super::private::warn_if_loose(&state_dir.join(companion));
+        }
         let mut conn = open_conn(&path)?;
         migrate(&mut conn, &path)?;
         let (tx, rx) = mpsc::channel::<Op>();

@@ -60,7 +60,7 @@ impl RunLock {
         run_id: Option<&str>,
     ) -> Result<RunLock, LockError> {
         let dir = state_dir.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| LockError::Io {
+        super::private::create_dir(&dir).map_err(|source| LockError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -69,13 +69,7 @@ impl RunLock {
             path: path.clone(),
             source,
         };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        let file = super::private::open_file(&path).map_err(io)?;
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             match file.try_lock() {

@@ -25,6 +25,7 @@ pub mod event;
 pub mod journal;
 pub mod label;
 pub mod lock;
+pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;
 pub mod retry;
