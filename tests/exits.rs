@@ -580,3 +580,96 @@ fn the_state_directory_journal_and_locks_are_private_and_loose_ones_are_warned_a
     }
     assert_eq!(mode(&state), 0o755, "existing permissions are not changed");
 }
+
+/// Terminates `n` running nodes (FileIds 100..100+n), eight at a time.
+fn many_terminates(n: usize) -> String {
+    let ids: Vec<String> = (0..n).map(|i| (100 + i).to_string()).collect();
+    format!(
+        r#"
+name: many-terminates
+params:
+  file_ids: {{ type: array, items: integer, default: [{}] }}
+defaults: {{ region: cn-shanghai }}
+concurrency: 8
+steps:
+  - id: terminate
+    for_each: "{{{{params.file_ids}}}}"
+    call: dataworks.TerminateDISyncInstance
+    with: {{ ProjectId: 1, FileId: "{{{{item}}}}", TaskType: DI_REALTIME }}
+"#,
+        ids.join(", ")
+    )
+}
+
+/// The number before `what` in `text` (`52 mutating calls`).
+fn number_before(text: &str, what: &str) -> usize {
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("`{what}` in {text}"));
+    text[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number before `{what}` in {text}"))
+}
+
+#[test]
+fn a_journal_that_fails_mid_run_is_reported_with_what_was_sent_and_what_is_journaled() {
+    const NODES: usize = 200;
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("many.yaml", &many_terminates(NODES));
+    // A real write failure: the files runbook writes may not grow past
+    // 800 KiB (RLIMIT_FSIZE; SIGXFSZ ignored, so the write fails with EFBIG
+    // and SQLite reports an I/O error), which the journal reaches mid-run.
+    let mut cmd = rig.cmd(&["run", &pb, "--yes", "--qps", "dataworks=0"]);
+    let runbook = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let out = Command::new("bash")
+        .args(["-c", "ulimit -f 800; trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(runbook)
+        .args(args)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("nothing was sent"), "{stderr}");
+    assert!(stderr.contains("the journal failed during run"), "{stderr}");
+    // What it says was sent is what reached the service.
+    let sent = number_before(&stderr, "mutating calls (");
+    let reached = count(&rig.calls(), "TerminateDISyncInstance");
+    assert!(sent > 0 && sent < NODES, "failed mid-run: {sent} sent");
+    assert_eq!(sent, reached, "{stderr}");
+    // What it says is journaled is what the journal holds.
+    let journaled = number_before(&stderr, "are journaled");
+    let unjournaled = if journaled == sent {
+        0
+    } else {
+        number_before(&stderr, "are not:")
+    };
+    assert_eq!(journaled + unjournaled, sent, "{stderr}");
+    let run_id = rig.last_run_id();
+    let shown = rig.show(&run_id);
+    let attempts = shown["attempts"].as_array().unwrap();
+    let answered = attempts
+        .iter()
+        .filter(|a| a["outcome"] != "pending")
+        .count();
+    assert_eq!(answered, journaled, "{stderr}");
+    assert_eq!(attempts.len() - answered, unjournaled, "{stderr}");
+    // Each call without a journaled answer is listed by step and item.
+    let listed = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("terminate["))
+        .count();
+    assert_eq!(listed, unjournaled, "{stderr}");
+    // Once the journal can be written, resume finishes without sending an
+    // irreversible call twice.
+    let out = rig.run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let terms = rig.processed("TerminateDISyncInstance", "FileId");
+    assert_eq!(terms.len(), NODES);
+    assert!(terms.values().all(|&n| n == 1), "{terms:?}");
+}

@@ -688,6 +688,29 @@ fn new_run_id() -> String {
     format!("{t}-{}", &rand[..6])
 }
 
+/// The journal failed while the run was sending: say which mutating calls
+/// were sent and whose answers are journaled, as this process knows them.
+async fn failed_mid_run(e: crate::run::JournalError, journal: &Journal, run_id: &str) -> Error {
+    journal.settle().await;
+    let ledger = journal.ledger();
+    let first = ledger
+        .first_failure()
+        .map(|f| format!(" (the first failed write: {f})"))
+        .unwrap_or_default();
+    Error::new(
+        ExitCode::Internal,
+        format!(
+            "the journal failed during run {run_id}{first}; runbook stopped sending\n  {}",
+            ledger.report()
+        ),
+    )
+    .with_source(e)
+    .with_hint(format!(
+        "once the journal can be written again (disk space, permissions), `runbook resume {run_id}`: a call whose answer is not journaled is re-checked through its status call, never sent again blindly"
+    ))
+}
+
+/// A journal failure before the run sent anything.
 fn journal_error(e: crate::run::JournalError) -> Error {
     Error::new(
         ExitCode::Internal,
@@ -945,6 +968,7 @@ async fn execute(
             }),
         );
     }
+    let ledger = journal.clone();
     let runner = Runner::new(
         Arc::new(plan),
         target.api,
@@ -965,7 +989,10 @@ async fn execute(
     );
     let summary = runner.execute(resumed).await;
     let _ = reporter.await;
-    let summary: RunSummary = summary.map_err(journal_error)?;
+    let summary: RunSummary = match summary {
+        Ok(summary) => summary,
+        Err(e) => return Err(failed_mid_run(e, &ledger, &run_id).await),
+    };
     if exec.output == OutputFormat::Text {
         let _ = report::summary(&summary, &mut std::io::stdout().lock());
         if summary.outcome != RunStatus::Succeeded {

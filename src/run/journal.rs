@@ -56,6 +56,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::event::Outcome;
+use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
 
@@ -210,6 +211,9 @@ struct Op {
     /// Must survive a power loss, not only a crash of this process: the
     /// commit that holds it is synced to disk (`synchronous = FULL`).
     durable: bool,
+    /// The attempt whose answer this write records: the ledger learns
+    /// whether it reached the database.
+    answer_of: Option<String>,
 }
 
 /// What [`Journal::keep_world`] saves with every commit: the world of the
@@ -231,6 +235,7 @@ pub struct Journal {
     failed: Arc<AtomicBool>,
     synced: Arc<AtomicU64>,
     world: Arc<Mutex<Option<KeptWorld>>>,
+    ledger: Arc<Ledger>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -397,9 +402,11 @@ impl Journal {
         let synced_count = Arc::clone(&synced);
         let world = Arc::new(Mutex::new(None));
         let kept = Arc::clone(&world);
+        let ledger = Arc::new(Ledger::default());
+        let marks = Arc::clone(&ledger);
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
-            .spawn(move || writer(conn, &rx, &flag, &synced_count, &kept))
+            .spawn(move || writer(conn, &rx, &flag, &synced_count, &kept, &marks))
             .map_err(|source| JournalError::Dir {
                 path: state_dir.to_owned(),
                 source,
@@ -410,6 +417,7 @@ impl Journal {
             failed,
             synced,
             world,
+            ledger,
         })
     }
 
@@ -457,12 +465,28 @@ impl Journal {
         &self.path
     }
 
+    /// The mutating calls this process sent, and whether their answers
+    /// reached the journal: what is known when the journal fails.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     fn send(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) {
+        self.send_op(sql, args, None);
+    }
+
+    fn send_op(
+        &self,
+        sql: &'static str,
+        args: Vec<rusqlite::types::Value>,
+        answer_of: Option<String>,
+    ) {
         let _ = self.tx.send(Op {
             sql,
             args,
             ack: None,
             durable: false,
+            answer_of,
         });
     }
 
@@ -495,6 +519,7 @@ impl Journal {
                 args,
                 ack: Some(ack),
                 durable,
+                answer_of: None,
             })
             .map_err(|_| JournalError::WriterGone)?;
         match done.await {
@@ -506,6 +531,23 @@ impl Journal {
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> Result<(), JournalError> {
         self.send_acked("SELECT 1", vec![]).await
+    }
+
+    /// Waits until the writer has dealt with everything queued so far,
+    /// whether or not it could commit it (after a failure, so that the
+    /// ledger is complete).
+    pub async fn settle(&self) {
+        let (ack, done) = oneshot::channel();
+        let op = Op {
+            sql: "SELECT 1",
+            args: vec![],
+            ack: Some(ack),
+            durable: false,
+            answer_of: None,
+        };
+        if self.tx.send(op).is_ok() {
+            let _ = done.await;
+        }
     }
 
     /// Records a new run with its plan.
@@ -690,8 +732,25 @@ impl Journal {
             now().sv(),
         ];
         if durable {
-            self.send_waiting(sql, args, true).await
+            self.send_waiting(sql, args, true).await?;
+            self.ledger.sent(
+                key,
+                SentCall {
+                    step: step.to_owned(),
+                    item,
+                    action: action.to_owned(),
+                    risk,
+                    answer: None,
+                    journaled: false,
+                },
+            );
+            Ok(())
         } else {
+            // A read is not waited for, but is not sent either once the
+            // journal has failed: the run is stopping.
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(JournalError::WriterGone);
+            }
             self.send(sql, args);
             Ok(())
         }
@@ -705,9 +764,15 @@ impl Journal {
         http_status: u16,
         response: &Value,
     ) {
-        self.send(
+        let rid = request_id
+            .map(|r| format!(", RequestId {r}"))
+            .unwrap_or_default();
+        self.ledger
+            .answered(key, format!("ok (HTTP {http_status}{rid})"));
+        self.send_op(
             "UPDATE attempts SET outcome = 'ok', finished_at = ?2, request_id = ?3, http_status = ?4, response_json = ?5 WHERE key = ?1",
             vec![key.sv(), now().sv(), opt(request_id), i64::from(http_status).sv(), response.to_string().sv()],
+            Some(key.to_owned()),
         );
     }
 
@@ -716,7 +781,8 @@ impl Journal {
         let class = serde_json::to_value(err.class)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned));
-        self.send(
+        self.ledger.answered(key, format!("an error: {err}"));
+        self.send_op(
             "UPDATE attempts SET outcome = 'error', finished_at = ?2, error_class = ?3, error_code = ?4, error_message = ?5, request_id = ?6, http_status = ?7 WHERE key = ?1",
             vec![
                 key.sv(),
@@ -727,6 +793,7 @@ impl Journal {
                 opt(err.request_id.as_deref()),
                 err.http_status.map_or(rusqlite::types::Value::Null, |s| i64::from(s).sv()),
             ],
+            Some(key.to_owned()),
         );
     }
 
@@ -990,6 +1057,7 @@ fn writer(
     failed: &AtomicBool,
     synced_commits: &AtomicU64,
     world: &Mutex<Option<KeptWorld>>,
+    ledger: &Ledger,
 ) {
     let mut synced = false;
     while let Ok(first) = rx.recv() {
@@ -1019,7 +1087,10 @@ fn writer(
         drop(world);
         match &result {
             Err(e) => {
-                tracing::error!("journal write failed: {e}");
+                if ledger.first_failure().is_none() {
+                    tracing::error!("journal write failed: {e}");
+                }
+                ledger.write_failed(e);
                 failed.store(true, Ordering::SeqCst);
             }
             Ok(()) if durable => {
@@ -1028,6 +1099,9 @@ fn writer(
             Ok(()) => {}
         }
         for op in batch {
+            if let Some(key) = &op.answer_of {
+                ledger.answer_committed(key, result.is_ok());
+            }
             if let Some(ack) = op.ack {
                 let _ = ack.send(result.clone());
             }

@@ -24,6 +24,7 @@ mod drift;
 pub mod event;
 pub mod journal;
 pub mod label;
+pub mod ledger;
 pub mod lock;
 pub(crate) mod private;
 pub mod ratelimit;
