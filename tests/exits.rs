@@ -621,7 +621,7 @@ fn a_journal_that_fails_mid_run_is_reported_with_what_was_sent_and_what_is_journ
     // A real write failure: the files runbook writes may not grow past
     // 800 KiB (RLIMIT_FSIZE; SIGXFSZ ignored, so the write fails with EFBIG
     // and SQLite reports an I/O error), which the journal reaches mid-run.
-    let mut cmd = rig.cmd(&["run", &pb, "--yes", "--qps", "dataworks=0"]);
+    let cmd = rig.cmd(&["run", &pb, "--yes", "--qps", "dataworks=0"]);
     let runbook = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
     let out = Command::new("bash")
