@@ -581,7 +581,17 @@ async fn run_units(
                 continue;
             }
         };
-        let (outcome, output, error) = result?;
+        let (outcome, output, error) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // The journal failed: the other items start nothing new,
+                // and the calls they have in flight finish (dropping the
+                // set would abort them mid-request, their outcome unknown).
+                cancel.cancel();
+                while set.join_next().await.is_some() {}
+                return Err(e);
+            }
+        };
         finished.insert(i);
         match outcome {
             Outcome::Succeeded | Outcome::Skipped => outputs[i] = output.unwrap_or(Value::Null),
