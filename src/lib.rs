@@ -35,6 +35,7 @@ pub mod limits;
 pub mod plan;
 pub mod playbook;
 pub mod run;
+pub mod safe_text;
 pub mod sim;
 
 pub use error::{Error, ExitCode};

@@ -6,6 +6,7 @@ mod exits;
 mod integrity;
 mod language;
 mod limits;
+mod output_safety;
 mod plan;
 mod reconcile;
 mod run;

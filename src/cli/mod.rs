@@ -73,7 +73,9 @@ pub fn main() -> i32 {
     match exec(cli.command) {
         Ok(code) => code.code(),
         Err(e) => {
-            let _ = e.render(&mut std::io::stderr().lock());
+            let _ = e.render(&mut crate::safe_text::SafeWriter::new(
+                std::io::stderr().lock(),
+            ));
             e.exit.code()
         }
     }
@@ -99,7 +101,8 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::safe_text::SafeWriter::new(std::io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }
@@ -108,7 +111,7 @@ fn init_tracing() {
 /// not an error worth a panic: the output is simply not wanted any more.
 pub(crate) fn out(text: &str) {
     use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());

@@ -109,7 +109,11 @@ impl PlanArgs {
                 )
                 .with_source(e)
             })?;
-            eprintln!("wrote plan to {} (digest {})", out.display(), plan.digest);
+            eprintln!(
+                "wrote plan to {} (digest {})",
+                crate::safe_text::escape(&out.display().to_string()),
+                plan.digest
+            );
         }
         super::out(&display::render(&plan, self.format));
         Ok(ExitCode::Ok)

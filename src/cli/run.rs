@@ -334,7 +334,7 @@ impl RunArgs {
                 journal.record_approval(&run_id, None, by, method, &plan.digest).await.map_err(journal_error)?;
             }
             for d in drifts {
-                eprintln!("warning: drift allowed (--allow-drift): {d}");
+                eprintln!("warning: drift allowed (--allow-drift): {}", crate::safe_text::escape(&d.to_string()));
                 journal.event(&run_id, &crate::run::RunEvent::Drift {
                     step: d.step,
                     item: d.item,
@@ -799,7 +799,7 @@ fn approve_plan(
         .with_hint("review it with `runbook plan`, then pass --yes to approve it non-interactively"));
     }
     gates()?;
-    let mut err = std::io::stderr().lock();
+    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
     let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
     for s in &mutating {
         let mark = if s.risk == crate::cloud::Risk::Irreversible {
@@ -879,7 +879,7 @@ impl Approver for StepApprover {
             let by = self.flags.by.clone();
             let answer = tokio::task::spawn_blocking(move || {
                 multi.suspend(|| {
-                    let mut err = std::io::stderr().lock();
+                    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
                     let _ = write!(
                         err,
                         "approve step `{step_s}`: {message_s}\nType `yes` to continue: "
@@ -994,7 +994,10 @@ async fn execute(
         Err(e) => return Err(failed_mid_run(e, &ledger, &run_id).await),
     };
     if exec.output == OutputFormat::Text {
-        let _ = report::summary(&summary, &mut std::io::stdout().lock());
+        let _ = report::summary(
+            &summary,
+            &mut crate::safe_text::SafeWriter::new(std::io::stdout().lock()),
+        );
         if summary.outcome != RunStatus::Succeeded {
             super::out(&format!("continue with: runbook resume {run_id}\n"));
         }

@@ -66,7 +66,7 @@ impl RunsArgs {
         for r in &mut runs {
             r.status = observed_status(&dir, r);
         }
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
             let rows: Vec<_> = runs
                 .iter()
@@ -107,7 +107,7 @@ impl ShowArgs {
         let journal = self.state.journal()?;
         let mut rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
         rec.run.status = observed_status(&self.state.dir(), &rec.run);
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
             let value = serde_json::json!({
                 "id": rec.run.id, "name": rec.run.name, "source": rec.run.source, "digest": rec.run.digest,

@@ -226,7 +226,7 @@ impl SimArgs {
         let _ = stdout.flush();
         drop(stdout);
         eprintln!("runbook sim: DataWorks 2020-05-18 and DTS 2020-01-01 on {url}");
-        eprintln!("  {summary}");
+        eprintln!("  {}", crate::safe_text::escape(&summary.to_string()));
         eprintln!("  point runbook at it: --endpoint dataworks={url} --endpoint dts={url}");
         eprintln!("  Ctrl-C to stop");
         stop_signal().await;

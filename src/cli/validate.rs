@@ -35,7 +35,7 @@ impl ValidateArgs {
             match Playbook::load(path) {
                 Ok(pb) => {
                     let _ = writeln!(
-                        stdout.lock(),
+                        crate::safe_text::SafeWriter::new(stdout.lock()),
                         "ok: {} ({} steps)",
                         path.display(),
                         pb.steps.len()

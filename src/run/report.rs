@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::{ItemRef, Outcome, RunEvent, RunSummary};
+use crate::safe_text::{SafeWriter, escape};
 
 /// How events are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +35,16 @@ pub async fn report(mode: ReportMode, mut rx: UnboundedReceiver<RunEvent>, multi
         match mode {
             ReportMode::Json => {
                 if let Ok(line) = serde_json::to_string(&event) {
-                    let _ = writeln!(stdout.lock(), "{line}");
+                    let _ = writeln!(SafeWriter::new(stdout.lock()), "{line}");
                 }
             }
             ReportMode::Plain => {
                 if let Some(line) = plain_line(&event) {
-                    let _ = writeln!(stderr.lock(), "[{:>7}] {line}", secs(start.elapsed()));
+                    let _ = writeln!(
+                        SafeWriter::new(stderr.lock()),
+                        "[{:>7}] {line}",
+                        secs(start.elapsed())
+                    );
                 }
             }
             ReportMode::Live => live.apply(&event),
@@ -230,7 +235,7 @@ impl Live {
         match event {
             RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {
                 if let Some(line) = plain_line(event) {
-                    let _ = self.multi.println(line);
+                    let _ = self.multi.println(escape(&line));
                 }
             }
             RunEvent::StepStarted { step, items } => {
@@ -271,7 +276,13 @@ impl Live {
                 if let Some((bar, _)) = self.bars.get(step)
                     && *attempt > 1
                 {
-                    bar.set_message(format!("{}{action}: attempt {attempt}", prefix(i.as_ref())));
+                    bar.set_message(
+                        escape(&format!(
+                            "{}{action}: attempt {attempt}",
+                            prefix(i.as_ref())
+                        ))
+                        .into_owned(),
+                    );
                 }
             }
             RunEvent::AttemptFailed {
@@ -284,12 +295,14 @@ impl Live {
                 if let Some((bar, _)) = self.bars.get(step) {
                     let next = next_delay_ms
                         .map_or_else(|| "giving up".to_owned(), |d| format!("retry in {}", ms(d)));
-                    bar.set_message(format!("{}{code}; {next}", prefix(i.as_ref())));
+                    bar.set_message(
+                        escape(&format!("{}{code}; {next}", prefix(i.as_ref()))).into_owned(),
+                    );
                 }
             }
             RunEvent::Reconciled { .. } | RunEvent::Approval { .. } | RunEvent::Drift { .. } => {
                 if let Some(line) = plain_line(event) {
-                    let _ = self.multi.println(line);
+                    let _ = self.multi.println(escape(&line));
                 }
             }
             RunEvent::Polled {
@@ -300,7 +313,9 @@ impl Live {
                 ..
             } => {
                 if let Some((bar, _)) = self.bars.get(step) {
-                    bar.set_message(format!("{}poll {poll}: {value}", prefix(i.as_ref())));
+                    bar.set_message(
+                        escape(&format!("{}poll {poll}: {value}", prefix(i.as_ref()))).into_owned(),
+                    );
                 }
             }
             RunEvent::ItemFinished { step, outcome, .. } => {
@@ -310,7 +325,7 @@ impl Live {
                 if *outcome == Outcome::Failed
                     && let Some(line) = plain_line(event)
                 {
-                    let _ = self.multi.println(line);
+                    let _ = self.multi.println(escape(&line));
                 }
             }
             RunEvent::StepFinished {
@@ -338,7 +353,7 @@ impl Live {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
-                let _ = self.multi.println(line);
+                let _ = self.multi.println(escape(&line));
             }
         }
     }

@@ -193,7 +193,7 @@ impl CallLog {
             }
         }
         if self.echo {
-            eprintln!("{}", record.summary());
+            eprintln!("{}", crate::safe_text::escape(&record.summary()));
         }
         let mut records = self
             .records
