@@ -698,3 +698,60 @@ fn drift_during_a_run_stops_before_the_step_and_a_resume_checks_again() {
         Some("NORUN")
     );
 }
+
+/// A stop of a DTS job whose sync failed after the review: the stop would
+/// still "change" it, but it is not the world the reviewer saw.
+const DTS_DRIFT: &str = r#"
+name: dts-drift
+defaults:
+  region: cn-hangzhou
+steps:
+  - id: stop-dts
+    call: dts.StopDtsJob
+    with: { DtsJobId: dtsjob1, SynchronizationDirection: Forward }
+"#;
+
+#[test]
+fn a_status_that_changed_is_drift_even_when_the_step_would_still_change_it() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("dts-drift.yaml", DTS_DRIFT);
+    let plan = rig.dir.path().join("dts-plan.json");
+    let url = rig.sim().base_url();
+    let out = rig.run(&[
+        "plan",
+        &pb,
+        "--refresh",
+        "--endpoint",
+        &format!("dts={url}"),
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = plan.to_str().unwrap();
+    rig.sim()
+        .set_status(runbook::sim::ResourceKind::DtsJob, "dtsjob1", "Failed")
+        .unwrap();
+    let out = rig.run(&["run", plan, "--yes"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was reviewed as \"Synchronizing\" (would change it) and is now \"Failed\" (would change it)"),
+        "{stderr}"
+    );
+    assert!(
+        rig.calls()
+            .iter()
+            .all(|c| c.action.as_deref() != Some("StopDtsJob")),
+        "nothing mutating was sent"
+    );
+    // Back as reviewed: it runs.
+    rig.sim()
+        .set_status(
+            runbook::sim::ResourceKind::DtsJob,
+            "dtsjob1",
+            "Synchronizing",
+        )
+        .unwrap();
+    let out = rig.run(&["run", plan, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

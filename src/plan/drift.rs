@@ -4,9 +4,11 @@
 //! The plan's observations say, for each (step, resource) pair, what the
 //! step would do: change the resource, nothing (already done), or unknown.
 //! [`check`] reads the same statuses again through the same read-only
-//! status calls and reports every pair whose verdict is now different (a
-//! node reviewed as `RUN` is now `NORUN`; a status that could be read then
-//! cannot be now). `run` checks every pair before it starts and a step's
+//! status calls and reports every pair whose verdict or status is now
+//! different (a node reviewed as `RUN` is now `NORUN`; a DTS job reviewed as
+//! `Synchronizing` is now `Failed`, which a stop would still "change"; a
+//! status that could be read then cannot be now). Statuses compare
+//! case-insensitively, as conditions do. `run` checks every pair before it starts and a step's
 //! pairs again just before the step's first call, skipping resources an
 //! earlier step of the run has mutated.
 
@@ -110,7 +112,7 @@ pub async fn check(
             let now = current
                 .iter()
                 .find(|c| c.step == o.step && c.item == o.item);
-            if now.is_some_and(|c| c.verdict == o.verdict) {
+            if now.is_some_and(|c| c.verdict == o.verdict && same_status(c, o)) {
                 return None;
             }
             Some(Drift {
@@ -122,4 +124,12 @@ pub async fn check(
             })
         })
         .collect()
+}
+
+/// Whether two reads of one resource saw the same status (case aside).
+fn same_status(a: &Observation, b: &Observation) -> bool {
+    match (&a.observed, &b.observed) {
+        (Some(Value::String(x)), Some(Value::String(y))) => x.eq_ignore_ascii_case(y),
+        (x, y) => x == y,
+    }
 }
