@@ -7,11 +7,11 @@
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runbook::sim::{CallRecord, DiNodeFixture, Outcome, ResourceKind};
 
-use crate::run::{Rig, on_terminal, repo, text};
+use crate::run::{Rig, on_terminal, repo, text, wait_until};
 
 const PROJECT: i64 = 10000;
 /// Stopped by the run, so restarted by the rollback.
@@ -210,18 +210,7 @@ fn killed_during_the_rollback_then_resumed_restarts_the_same_nodes() {
                 })
         })
     };
-    let start = Instant::now();
-    while !rollback_reads(&rig.calls()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the rollback never began"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run finished before the kill point"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until(&mut child, "the rollback", || rollback_reads(&rig.calls()));
     child.kill().unwrap();
     let _ = child.wait();
     assert!(

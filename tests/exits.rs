@@ -4,11 +4,11 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, SECRET, count, gated, on_terminal, text};
+use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, SECRET, count, gated, on_terminal, text, wait_until};
 
 /// Sends `signal` (`TERM`, `INT`) to a child process.
 fn signal(child: &Child, signal: &str) {
@@ -32,24 +32,13 @@ fn runs(rig: &Rig) -> Vec<Value> {
 
 /// Waits until the simulator has seen `n` calls of `action`.
 fn wait_for_calls(rig: &Rig, child: &mut Child, action: &str, n: usize) {
-    let start = Instant::now();
-    while rig
-        .calls()
-        .iter()
-        .filter(|c| c.action.as_deref() == Some(action))
-        .count()
-        < n
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {action} arrived"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before {action} arrived"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(child, &format!("{n} calls of {action}"), || {
+        rig.calls()
+            .iter()
+            .filter(|c| c.action.as_deref() == Some(action))
+            .count()
+            >= n
+    });
 }
 
 #[test]

@@ -7,12 +7,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runbook::sim::{CallRecord, DtsJobFixture};
 use serde_json::Value;
 
-use crate::run::{Rig, repo, text};
+use crate::run::{Rig, repo, text, wait_until};
 
 const HEAVY: &str = "throttle=0.3,error=0.1,drop=0.05,applied_drop=0.05";
 const CUTOVER_NODES: [&str; 3] = ["100101", "100102", "100103"];
@@ -132,18 +132,9 @@ fn kill_after_reads(mut child: std::process::Child, log: &Path, more: usize) {
             .count()
     };
     let before = reads(&log_of(log));
-    let start = Instant::now();
-    while reads(&log_of(log)) < before + more {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the status check never read"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(&mut child, "the status check's reads", || {
+        reads(&log_of(log)) >= before + more
+    });
     child.kill().unwrap();
     let _ = child.wait();
 }

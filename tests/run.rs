@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use runbook::sim::{
@@ -502,18 +502,7 @@ pub(crate) fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> boo
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !ready(&rig.calls()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never reached the kill point"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run finished before the kill point"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until(&mut child, "the kill point", || ready(&rig.calls()));
     child.kill().unwrap();
     let _ = child.wait();
     let run_id = rig.last_run_id();
@@ -539,6 +528,23 @@ pub(crate) fn kill_and_resume(faults: &str, ready: impl Fn(&[CallRecord]) -> boo
     let shown = rig.show(&run_id);
     assert_eq!(shown["status"], "succeeded");
     shown
+}
+
+/// Waits until `ready` holds while `child` keeps running: fails if it takes
+/// over 30 s or the child ends first (it never reached the point `what`).
+pub(crate) fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never reached: {what}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 pub(crate) fn count(calls: &[CallRecord], action: &str) -> usize {
