@@ -140,10 +140,7 @@ mod tests {
     use super::*;
 
     fn plan(yaml: &str) -> Plan {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        crate::plan::load_and_build(&path, &[], None).unwrap()
+        crate::plan::plan_of_yaml(yaml)
     }
 
     const GATES: &str = r#"

@@ -383,3 +383,12 @@ pub fn load_playbook(path: &Path) -> Result<crate::playbook::Playbook, crate::Er
 pub fn diagnostics_error(d: crate::playbook::Diagnostics) -> crate::Error {
     crate::Error::rendered(crate::ExitCode::InvalidPlaybook, d.summary(), d.render())
 }
+
+/// The plan of a playbook given as text, for unit tests.
+#[cfg(test)]
+pub(crate) fn plan_of_yaml(yaml: &str) -> Plan {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    load_and_build(&path, &[], None).unwrap()
+}

@@ -113,10 +113,7 @@ mod tests {
     use crate::plan::{ForEach, Plan};
 
     fn plan(yaml: &str) -> Plan {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        crate::plan::load_and_build(&path, &[], None).unwrap()
+        crate::plan::plan_of_yaml(yaml)
     }
 
     /// A wait (or sleep) over `n` items with the given concurrency,

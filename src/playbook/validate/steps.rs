@@ -7,19 +7,8 @@ impl<'a> Checker<'a> {
     pub(super) fn defaults(&mut self) {
         let pb = self.pb;
         let d = &pb.defaults;
-        if let Some(c) = &pb.concurrency
-            && c.value == 0
-        {
-            self.push(Diagnostic::new("`concurrency` must be at least 1", c.loc));
-        }
-        if let Some(c) = &d.for_each_concurrency
-            && c.value == 0
-        {
-            self.push(Diagnostic::new(
-                "`for_each_concurrency` must be at least 1",
-                c.loc,
-            ));
-        }
+        self.at_least_one(pb.concurrency.as_ref(), "concurrency");
+        self.at_least_one(d.for_each_concurrency.as_ref(), "for_each_concurrency");
         if let Some(t) = &d.timeout {
             self.duration(t, "`timeout`", None);
         }
@@ -40,6 +29,18 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A concurrency (`key`) of 0 would never run anything.
+    fn at_least_one(&mut self, c: Option<&Located<u32>>, key: &str) {
+        if let Some(c) = c
+            && c.value == 0
+        {
+            self.push(Diagnostic::new(
+                format!("`{key}` must be at least 1"),
+                c.loc,
+            ));
+        }
+    }
+
     pub(super) fn step(&mut self, i: usize) {
         let pb = self.pb;
         let s = &pb.steps[i];
@@ -53,14 +54,7 @@ impl<'a> Checker<'a> {
                 c.loc,
             ));
         }
-        if let Some(c) = &s.for_each_concurrency
-            && c.value == 0
-        {
-            self.push(Diagnostic::new(
-                "`for_each_concurrency` must be at least 1",
-                c.loc,
-            ));
-        }
+        self.at_least_one(s.for_each_concurrency.as_ref(), "for_each_concurrency");
         if let Some(t) = &s.timeout {
             self.duration(t, "`timeout`", Some(i));
         }
@@ -172,23 +166,9 @@ impl<'a> Checker<'a> {
     /// A region that is one `{{params.X}}` needs X to be a string: the plan
     /// refuses a region that renders to a list, a number or a boolean.
     pub(super) fn region_param(&mut self, region: &str, loc: Loc, place: &str) {
-        let Ok(t) = template::parse(region) else {
+        let Some((p, decl, at)) = self.non_string_param(region, loc) else {
             return;
         };
-        if !t.single {
-            return;
-        }
-        let e = &t.exprs[0];
-        let Some(p) = self.whole_param(e) else {
-            return;
-        };
-        let Some(decl) = self.param_decl_of(p) else {
-            return;
-        };
-        if decl.ty.value == ParamType::String {
-            return;
-        }
-        let at = self.expr_loc(loc, region, e);
         self.push(
             Diagnostic::new(
                 format!(
@@ -290,22 +270,9 @@ impl<'a> Checker<'a> {
         if !self.template_str(t, d.loc, scope) {
             return;
         }
-        let Ok(parsed) = template::parse(t) else {
+        let Some((p, decl, at)) = self.non_string_param(t, d.loc) else {
             return;
         };
-        if !parsed.single {
-            return;
-        }
-        let e = &parsed.exprs[0];
-        let Some(p) = self.whole_param(e) else {
-            return;
-        };
-        let Some(decl) = self.param_decl_of(p) else {
-            return;
-        };
-        if decl.ty.value == ParamType::String {
-            return;
-        }
         let whose = step.map_or(String::new(), |i| {
             format!(" of step `{}`", self.pb.steps[i].id.value)
         });
@@ -316,7 +283,6 @@ impl<'a> Checker<'a> {
         } else {
             format!("declare `{p}` with `type: string` and pass a duration like `30s`")
         };
-        let at = self.expr_loc(d.loc, t, e);
         self.push(
             Diagnostic::new(
                 format!(

@@ -88,6 +88,26 @@ impl<'a> Checker<'a> {
         false
     }
 
+    /// When `text` is one `{{params.X}}` and X is declared with a type
+    /// other than `string`: X, its declaration and where it stands. The
+    /// fields that a text value renders into (a region, a duration) refuse
+    /// such a param when the plan is built.
+    pub(super) fn non_string_param(
+        &self,
+        text: &str,
+        loc: Loc,
+    ) -> Option<(String, &'a ParamDecl, Loc)> {
+        let t = template::parse(text).ok()?;
+        if !t.single {
+            return None;
+        }
+        let e = &t.exprs[0];
+        let p = self.whole_param(e)?;
+        let decl = self.param_decl_of(p)?;
+        (decl.ty.value != ParamType::String)
+            .then(|| (p.to_owned(), decl, self.expr_loc(loc, text, e)))
+    }
+
     /// The param `e` reads as a whole (`params.X`, no path after it).
     pub(super) fn whole_param<'e>(&self, e: &'e Expr) -> Option<&'e str> {
         match (e.root(), e.rest().is_empty()) {
