@@ -238,24 +238,20 @@ fn with_bad_flag(rig: &Rig, head: &[&str], flag: &str, value: &str) -> Output {
     rig.run(&args)
 }
 
+/// Exit 2, and stderr says `says`.
+fn assert_usage_error(out: &Output, what: &str, says: &str) {
+    assert_eq!(out.status.code(), Some(2), "{what}: {}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(says), "{what}: {}", text(out));
+}
+
 #[test]
 fn bad_flag_values_are_usage_errors_before_anything_is_journaled_or_sent() {
     let rig = Rig::new("", Duration::ZERO);
     let pb = rig.playbook("gate.yaml", &gated(41));
     for (flag, value, says) in BAD_FLAGS {
         let out = with_bad_flag(&rig, &["run", &pb, "--yes"], flag, value);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "run {flag} {value:?}: {}",
-            text(&out)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(says),
-            "run {flag} {value:?}: {}",
-            text(&out)
-        );
+        assert_usage_error(&out, &format!("run {flag} {value:?}"), says);
         assert!(
             !rig.state().exists() || runs(&rig).is_empty(),
             "run {flag} {value:?} journaled a run"
@@ -271,18 +267,7 @@ fn bad_flag_values_are_usage_errors_before_anything_is_journaled_or_sent() {
     let calls = rig.calls().len();
     for (flag, value, says) in BAD_FLAGS {
         let out = with_bad_flag(&rig, &["resume", &run_id, "--yes"], flag, value);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "resume {flag} {value:?}: {}",
-            text(&out)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(says),
-            "resume {flag} {value:?}: {}",
-            text(&out)
-        );
+        assert_usage_error(&out, &format!("resume {flag} {value:?}"), says);
         assert_eq!(
             runs(&rig),
             before,
