@@ -26,6 +26,7 @@ pub mod journal;
 pub mod label;
 pub mod ledger;
 pub mod lock;
+mod machine;
 pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;

@@ -1,9 +1,12 @@
-//! The scheduler: starts every step whose `needs` are done, up to the run's
-//! concurrency; fans `for_each` steps out under their own limit; applies
-//! `when`, `on_failure` and timeouts; stops starting work on cancellation.
+//! The scheduler: the async driver of the step-state machine
+//! ([`super::machine`], which decides which step starts, is blocked or is
+//! compensated, and how the run ends). It spawns the steps the machine
+//! starts, fans `for_each` steps out under their own limit, applies `when`
+//! and step timeouts, and feeds back each step's end and the run's
+//! cancellation or time limit.
 //!
 //! Concurrency invariants:
-//! - Only this loop changes step states. Step tasks report back through the
+//! - Only the machine changes step states, and only this driver feeds it. Step tasks report back through the
 //!   `JoinSet`; they share nothing mutable except the journal handle (a
 //!   channel) and the rate-limit buckets (short std-mutex sections).
 //! - A step's result is committed to the journal inside its task, before the
@@ -11,7 +14,7 @@
 //! - On cancellation, units stop before their next attempt or poll; a call
 //!   already sent is allowed to finish, so its outcome is known.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::changed;
+use super::machine::{Command, Event, Machine, RunEnd, StepSpec, Stop};
 use super::unit::{Deadline, Unit, UnitError, humanize};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
@@ -44,15 +48,6 @@ struct StepDone {
     detail: Option<String>,
     items: Option<usize>,
     elapsed: Duration,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Pending,
-    Running,
-    Done(Outcome),
-    /// Skipped because a step it needs failed or was skipped for that reason.
-    SkippedUpstream,
 }
 
 impl Runner {
@@ -90,49 +85,68 @@ impl Runner {
     /// Runs to the end (or until cancelled) and returns the summary. Errs
     /// only when the journal fails, in which case nothing more was sent.
     pub async fn execute(self, resumed: bool) -> Result<RunSummary, JournalError> {
-        let shared = self.shared;
-        let plan = Arc::clone(&shared.plan);
         let started = Instant::now();
+        let shared = self.shared;
         let run_id = shared.options.run_id.clone();
         shared
             .journal
             .set_run_status(&run_id, RunStatus::Running, false)
             .await?;
         shared.emit(RunEvent::RunStarted {
-            run_id: run_id.clone(),
-            name: plan.name.clone(),
-            digest: plan.digest.clone(),
-            steps: plan.steps.len(),
+            run_id,
+            name: shared.plan.name.clone(),
+            digest: shared.plan.digest.clone(),
+            steps: shared.plan.steps.len(),
             resumed,
         });
+        let timed_out = watch_run_timeout(&shared);
+        let mut driver = Driver::new(shared, timed_out);
+        let end = driver.drive().await?;
+        driver.finish(end, started).await
+    }
+}
 
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let scale = shared.options.time_scale;
-        if let Some(limit) = shared.options.run_timeout.map(|t| scale.apply(t)) {
-            let cancel = shared.cancel.clone();
-            let flag = Arc::clone(&timed_out);
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(limit) => { flag.store(true, Ordering::SeqCst); cancel.cancel(); }
-                    () = cancel.cancelled() => {}
-                }
-            });
-        }
+/// Cancels the run when its time limit passes; the flag tells that it did.
+fn watch_run_timeout(shared: &Shared) -> Arc<AtomicBool> {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let scale = shared.options.time_scale;
+    if let Some(limit) = shared.options.run_timeout.map(|t| scale.apply(t)) {
+        let cancel = shared.cancel.clone();
+        let flag = Arc::clone(&timed_out);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(limit) => { flag.store(true, Ordering::SeqCst); cancel.cancel(); }
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+    timed_out
+}
 
-        let index: HashMap<&str, usize> = plan
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
-        let mut state = vec![State::Pending; plan.steps.len()];
-        let mut outputs: HashMap<String, Value> = HashMap::new();
-        let mut summaries: Vec<Option<StepSummary>> = vec![None; plan.steps.len()];
+/// Drives the [`Machine`]: feeds it what the step tasks and the cancellation
+/// token report, and carries out its commands (spawning steps, journaling
+/// blocked ones, running compensations). It decides nothing itself.
+struct Driver {
+    shared: Arc<Shared>,
+    machine: Machine,
+    tasks: JoinSet<Result<StepDone, JournalError>>,
+    /// Outputs of the steps done so far, by id (the render context).
+    outputs: HashMap<String, Value>,
+    summaries: Vec<Option<StepSummary>>,
+    timed_out: Arc<AtomicBool>,
+}
 
-        // Steps finished in an earlier attempt at this run are not repeated.
+impl Driver {
+    /// A driver whose machine starts from what an earlier attempt at the run
+    /// achieved: those steps are not repeated.
+    fn new(shared: Arc<Shared>, timed_out: Arc<AtomicBool>) -> Driver {
+        let plan = &shared.plan;
+        let mut prior = vec![None; plan.steps.len()];
+        let mut outputs = HashMap::new();
+        let mut summaries = vec![None; plan.steps.len()];
         for (i, step) in plan.steps.iter().enumerate() {
             if let Some((outcome, output)) = shared.prior.done_steps.get(step.id.as_str()) {
-                state[i] = State::Done(*outcome);
+                prior[i] = Some(*outcome);
                 if let Some(out) = output {
                     outputs.insert(step.id.0.clone(), out.clone());
                 }
@@ -146,183 +160,165 @@ impl Runner {
                 });
             }
         }
-
-        let mut tasks: JoinSet<Result<StepDone, JournalError>> = JoinSet::new();
-        let mut running = 0usize;
-        let mut stop_reason: Option<String> = None;
-        let mut failed = false;
-        let concurrency = shared.options.concurrency.max(1);
-
-        loop {
-            // Start what is ready, in plan (topological) order.
-            if stop_reason.is_none() && !shared.cancel.is_cancelled() {
-                for i in 0..plan.steps.len() {
-                    let step = &plan.steps[i];
-                    if state[i] != State::Pending || step.compensation {
-                        continue;
-                    }
-                    let needs: Vec<State> = step
-                        .needs
-                        .iter()
-                        .filter_map(|n| index.get(n.as_str()).map(|&j| state[j]))
-                        .collect();
-                    if needs.iter().any(|s| {
-                        matches!(
-                            s,
-                            State::SkippedUpstream
-                                | State::Done(Outcome::Failed | Outcome::Cancelled)
-                        )
-                    }) {
-                        state[i] = State::SkippedUpstream;
-                        let blocker = step
-                            .needs
-                            .iter()
-                            .find(|n| {
-                                index.get(n.as_str()).is_some_and(|&j| {
-                                    !matches!(
-                                        state[j],
-                                        State::Done(Outcome::Succeeded | Outcome::Skipped)
-                                    )
-                                })
-                            })
-                            .map_or_else(String::new, |n| n.0.clone());
-                        let detail = format!("not run: `{blocker}` did not succeed");
-                        shared
-                            .journal
-                            .step_blocked(&run_id, step.id.as_str(), &detail)
-                            .await?;
-                        shared.emit(RunEvent::StepFinished {
-                            step: step.id.0.clone(),
-                            outcome: Outcome::Skipped,
-                            elapsed_ms: 0,
-                            detail: Some(detail.clone()),
-                        });
-                        summaries[i] = Some(summary(step, Some(Outcome::Skipped), Some(detail)));
-                        continue;
-                    }
-                    if !needs
-                        .iter()
-                        .all(|s| matches!(s, State::Done(Outcome::Succeeded | Outcome::Skipped)))
-                    {
-                        continue;
-                    }
-                    if running >= concurrency {
-                        break;
-                    }
-                    state[i] = State::Running;
-                    running += 1;
-                    let ctx = context(&plan, step, &outputs);
-                    let shared = Arc::clone(&shared);
-                    tasks.spawn(async move { run_step(shared, i, ctx).await });
-                }
-            }
-
-            let Some(joined) = tasks.join_next().await else {
-                break;
-            };
-            running -= 1;
-            let done = match joined {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => {
-                    // The journal failed: stop everything; nothing more is sent.
-                    shared.cancel.cancel();
-                    while tasks.join_next().await.is_some() {}
-                    return Err(e);
-                }
-                Err(join) => {
-                    shared.cancel.cancel();
-                    while tasks.join_next().await.is_some() {}
-                    return Err(JournalError::Corrupt(format!(
-                        "a step task ended abnormally: {join}"
-                    )));
-                }
-            };
-            let step = &plan.steps[done.index];
-            state[done.index] = State::Done(done.outcome);
-            if let Some(out) = &done.output {
-                outputs.insert(step.id.0.clone(), out.clone());
-            }
-            summaries[done.index] = Some(done.summary(step));
-            if done.outcome == Outcome::Failed {
-                failed = true;
-                match &step.on_failure {
-                    OnFailure::Continue => {}
-                    OnFailure::Abort => {
-                        stop_reason.get_or_insert_with(|| {
-                            format!("step `{}` failed (on_failure: abort)", step.id)
-                        });
-                    }
-                    OnFailure::Compensate(ids) => {
-                        stop_reason.get_or_insert_with(|| {
-                            format!("step `{}` failed; ran its compensation", step.id)
-                        });
-                        for id in ids {
-                            let Some(&j) = index.get(id.as_str()) else {
-                                continue;
-                            };
-                            if state[j] != State::Pending {
-                                continue;
-                            }
-                            state[j] = State::Running;
-                            let mut ctx = context(&plan, &plan.steps[j], &outputs);
-                            if changed::reads_changed_items(&plan.steps[j]) {
-                                // From the journal, so a resume sees the same set.
-                                shared.journal.flush().await?;
-                                let record = shared.journal.load_run(&run_id)?;
-                                let items = changed::changed_items(&record, step);
-                                ctx["failed"] = json!({ "changed_items": items });
-                            }
-                            let comp = run_step(Arc::clone(&shared), j, ctx).await?;
-                            state[j] = State::Done(comp.outcome);
-                            summaries[j] = Some(comp.summary(&plan.steps[j]));
-                        }
-                    }
-                }
-            }
+        let machine = Machine::new(
+            StepSpec::from_plan(plan),
+            shared.options.concurrency,
+            &prior,
+        );
+        Driver {
+            shared,
+            machine,
+            tasks: JoinSet::new(),
+            outputs,
+            summaries,
+            timed_out,
         }
+    }
 
-        let cancelled = shared.cancel.is_cancelled();
-        if timed_out.load(Ordering::SeqCst) {
-            let limit = shared
+    /// Feeds `event`, after any stop the run was asked for since the last
+    /// event, and queues the commands.
+    fn feed(&mut self, event: Event, queue: &mut VecDeque<Command>) {
+        if self.timed_out.load(Ordering::SeqCst) {
+            let scale = self.shared.options.time_scale;
+            let limit = self
+                .shared
                 .options
                 .run_timeout
                 .map(|t| humanize(scale.apply(t)))
                 .unwrap_or_default();
-            stop_reason = Some(format!("the run timed out after {limit}"));
-            failed = true;
-        } else if cancelled && stop_reason.is_none() {
-            stop_reason = Some("cancelled (Ctrl-C or SIGTERM)".to_owned());
+            queue.extend(self.machine.on(Event::Stop(Stop::End {
+                status: RunStatus::Failed,
+                reason: format!("the run timed out after {limit}"),
+            })));
+        } else if self.shared.cancel.is_cancelled() {
+            queue.extend(self.machine.on(Event::Stop(Stop::Cancelled)));
         }
-        let any_cancelled = summaries
-            .iter()
-            .flatten()
-            .any(|s| s.outcome == Some(Outcome::Cancelled));
-        let outcome = if failed {
-            RunStatus::Failed
-        } else if cancelled || any_cancelled {
-            RunStatus::Cancelled
-        } else if plan.steps.iter().zip(&state).all(|(s, st)| {
-            s.compensation || matches!(st, State::Done(Outcome::Succeeded | Outcome::Skipped))
-        }) {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::Failed
+        queue.extend(self.machine.on(event));
+    }
+
+    /// Carries out the machine's commands until it ends the run.
+    async fn drive(&mut self) -> Result<RunEnd, JournalError> {
+        let mut queue = VecDeque::new();
+        self.feed(Event::Begin, &mut queue);
+        loop {
+            while let Some(command) = queue.pop_front() {
+                match command {
+                    Command::Start(i) => self.start(i),
+                    Command::Block { step, blocker } => self.block(step, blocker).await?,
+                    Command::Compensate { step, failed } => {
+                        let outcome = self.compensate(step, failed).await?;
+                        // Its end comes before the rest of the queue.
+                        let next = self.machine.on(Event::Finished { step, outcome });
+                        for command in next.into_iter().rev() {
+                            queue.push_front(command);
+                        }
+                    }
+                    Command::Finish(end) => return Ok(end),
+                }
+            }
+            let done = self.join_next().await?;
+            let step = &self.shared.plan.steps[done.index];
+            if let Some(out) = &done.output {
+                self.outputs.insert(step.id.0.clone(), out.clone());
+            }
+            self.summaries[done.index] = Some(done.summary(step));
+            let event = Event::Finished {
+                step: done.index,
+                outcome: done.outcome,
+            };
+            self.feed(event, &mut queue);
+        }
+    }
+
+    /// Spawns step `index`.
+    fn start(&mut self, index: usize) {
+        let ctx = context(
+            &self.shared.plan,
+            &self.shared.plan.steps[index],
+            &self.outputs,
+        );
+        let shared = Arc::clone(&self.shared);
+        self.tasks
+            .spawn(async move { run_step(shared, index, ctx).await });
+    }
+
+    /// Journals step `index` as blocked by `blocker`.
+    async fn block(&mut self, index: usize, blocker: usize) -> Result<(), JournalError> {
+        let step = &self.shared.plan.steps[index];
+        let detail = format!(
+            "not run: `{}` did not succeed",
+            self.shared.plan.steps[blocker].id
+        );
+        self.shared
+            .journal
+            .step_blocked(&self.shared.options.run_id, step.id.as_str(), &detail)
+            .await?;
+        self.shared.emit(RunEvent::StepFinished {
+            step: step.id.0.clone(),
+            outcome: Outcome::Skipped,
+            elapsed_ms: 0,
+            detail: Some(detail.clone()),
+        });
+        self.summaries[index] = Some(summary(step, Some(Outcome::Skipped), Some(detail)));
+        Ok(())
+    }
+
+    /// Runs compensation `index` for the failed step `failed`, to its end.
+    async fn compensate(&mut self, index: usize, failed: usize) -> Result<Outcome, JournalError> {
+        let shared = Arc::clone(&self.shared);
+        let step = &shared.plan.steps[index];
+        let mut ctx = context(&shared.plan, step, &self.outputs);
+        if changed::reads_changed_items(step) {
+            // From the journal, so a resume sees the same set.
+            shared.journal.flush().await?;
+            let record = shared.journal.load_run(&shared.options.run_id)?;
+            let items = changed::changed_items(&record, &shared.plan.steps[failed]);
+            ctx["failed"] = json!({ "changed_items": items });
+        }
+        let done = run_step(Arc::clone(&shared), index, ctx).await?;
+        self.summaries[index] = Some(done.summary(step));
+        Ok(done.outcome)
+    }
+
+    /// The next step task to end. When the journal failed (or a task ended
+    /// abnormally), the run is cancelled and every task is awaited, so calls
+    /// in flight finish, and the error is returned: nothing more is sent.
+    async fn join_next(&mut self) -> Result<StepDone, JournalError> {
+        let error = match self.tasks.join_next().await {
+            Some(Ok(Ok(done))) => return Ok(done),
+            Some(Ok(Err(e))) => e,
+            Some(Err(join)) => {
+                JournalError::Corrupt(format!("a step task ended abnormally: {join}"))
+            }
+            None => JournalError::Corrupt(
+                "internal error: the scheduler waited for a step but none was running".to_owned(),
+            ),
         };
+        self.shared.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        Err(error)
+    }
+
+    /// Journals how the run ended and sums it up.
+    async fn finish(self, end: RunEnd, started: Instant) -> Result<RunSummary, JournalError> {
+        let shared = self.shared;
+        let run_id = shared.options.run_id.clone();
         shared
             .journal
-            .set_run_status(&run_id, outcome, true)
+            .set_run_status(&run_id, end.status, true)
             .await?;
         let elapsed = started.elapsed();
         shared.emit(RunEvent::RunFinished {
             run_id: run_id.clone(),
-            outcome,
+            outcome: end.status,
             elapsed_ms: millis(elapsed),
         });
         shared.journal.flush().await?;
-        let steps = plan
+        let steps = shared
+            .plan
             .steps
             .iter()
-            .zip(summaries)
+            .zip(self.summaries)
             .filter(|(step, s)| !step.compensation || s.is_some())
             .map(|(step, s)| {
                 s.unwrap_or_else(|| summary(step, None, Some("not started".to_owned())))
@@ -330,11 +326,11 @@ impl Runner {
             .collect();
         Ok(RunSummary {
             run_id,
-            outcome,
+            outcome: end.status,
             steps,
             elapsed_ms: millis(elapsed),
-            stopped_because: stop_reason,
-            time_scale: scale,
+            stopped_because: end.reason,
+            time_scale: shared.options.time_scale,
         })
     }
 }
