@@ -12,5 +12,6 @@ mod reconcile;
 mod run;
 mod runview;
 mod sim;
+mod sim_v3;
 mod status;
 mod validate;

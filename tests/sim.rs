@@ -16,18 +16,18 @@ use runbook::sim::{
 };
 use serde_json::{Value, json};
 
-const ID: &str = "testid";
-const SECRET: &str = "testsecret";
+pub(super) const ID: &str = "testid";
+pub(super) const SECRET: &str = "testsecret";
 
 // ---- a tiny signed client ---------------------------------------------------------------
 
 /// One request before it is sent: common parameters in the query, API
 /// parameters in the query or the form body, signed on `sign()`.
 #[derive(Clone)]
-struct Req {
-    method: &'static str,
-    query: BTreeMap<String, String>,
-    body: BTreeMap<String, String>,
+pub(super) struct Req {
+    pub(super) method: &'static str,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) body: BTreeMap<String, String>,
 }
 
 fn version_of(action: &str) -> &'static str {
@@ -39,7 +39,7 @@ fn version_of(action: &str) -> &'static str {
 }
 
 impl Req {
-    fn new(action: &str) -> Req {
+    pub(super) fn new(action: &str) -> Req {
         Req::at(action, jiff::Timestamp::now())
     }
 
@@ -62,12 +62,12 @@ impl Req {
         }
     }
 
-    fn q(mut self, k: &str, v: &str) -> Req {
+    pub(super) fn q(mut self, k: &str, v: &str) -> Req {
         self.query.insert(k.to_owned(), v.to_owned());
         self
     }
 
-    fn b(mut self, k: &str, v: &str) -> Req {
+    pub(super) fn b(mut self, k: &str, v: &str) -> Req {
         self.body.insert(k.to_owned(), v.to_owned());
         self
     }
@@ -83,7 +83,7 @@ impl Req {
     }
 
     /// Signs query and body together with `secret`, as the SDKs do.
-    fn sign_with(mut self, secret: &str) -> Req {
+    pub(super) fn sign_with(mut self, secret: &str) -> Req {
         let mut all = self.query.clone();
         all.extend(self.body.clone());
         all.remove("Signature");
@@ -92,30 +92,30 @@ impl Req {
         self
     }
 
-    fn sign(self) -> Req {
+    pub(super) fn sign(self) -> Req {
         self.sign_with(SECRET)
     }
 }
 
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) headers: reqwest::header::HeaderMap,
+    pub(super) body: Value,
 }
 
 impl Answer {
-    fn code(&self) -> &str {
+    pub(super) fn code(&self) -> &str {
         self.body["Code"].as_str().unwrap_or("")
     }
 }
 
-struct Api {
+pub(super) struct Api {
     base: String,
     http: reqwest::Client,
 }
 
-fn encode(params: &BTreeMap<String, String>, plus_for_space: bool) -> String {
+pub(super) fn encode(params: &BTreeMap<String, String>, plus_for_space: bool) -> String {
     params
         .iter()
         .map(|(k, v)| {
@@ -132,7 +132,7 @@ fn encode(params: &BTreeMap<String, String>, plus_for_space: bool) -> String {
 }
 
 impl Api {
-    fn new(handle: &SimHandle) -> Api {
+    pub(super) fn new(handle: &SimHandle) -> Api {
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -164,7 +164,7 @@ impl Api {
         })
     }
 
-    async fn send(&self, req: &Req) -> Answer {
+    pub(super) async fn send(&self, req: &Req) -> Answer {
         self.try_send(req).await.expect("an answer")
     }
 
@@ -205,7 +205,7 @@ impl Api {
     }
 }
 
-fn fixtures(delay: Duration) -> Fixtures {
+pub(super) fn fixtures(delay: Duration) -> Fixtures {
     Fixtures {
         delays: Delays::uniform(delay),
         dts_jobs: vec![DtsJobFixture {
@@ -230,7 +230,7 @@ fn fixtures(delay: Duration) -> Fixtures {
     }
 }
 
-fn config(fixtures: Fixtures, faults: FaultSpec) -> SimConfig {
+pub(super) fn config(fixtures: Fixtures, faults: FaultSpec) -> SimConfig {
     SimConfig {
         credentials: vec![(ID.to_owned(), SECRET.to_owned())],
         fixtures,
@@ -245,7 +245,7 @@ async fn start(config: SimConfig) -> (SimHandle, Api) {
     (handle, api)
 }
 
-const NODE: &[(&str, &str)] = &[
+pub(super) const NODE: &[(&str, &str)] = &[
     ("ProjectId", "10000"),
     ("FileId", "100"),
     ("TaskType", "DI_REALTIME"),
@@ -453,7 +453,7 @@ async fn get_requests_and_old_sdk_quirks_verify() {
 
 // ---- every error -------------------------------------------------------------------------
 
-fn assert_gateway_error(a: &Answer, status: u16, code: &str) {
+pub(super) fn assert_gateway_error(a: &Answer, status: u16, code: &str) {
     assert_eq!((a.status, a.code()), (status, code), "{}", a.body);
     let id = a.body["RequestId"].as_str().expect("a RequestId");
     assert!(

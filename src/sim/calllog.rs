@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::faults::FaultKind;
+use crate::cloud::signer::{SignatureVersion, v3};
 use crate::cloud::{REDACTED, REDACTED_PARAMS};
 
 /// How a call ended, as the client saw it.
@@ -57,11 +58,22 @@ pub struct CallRecord {
     pub product: Option<String>,
     /// `Version` as sent.
     pub version: Option<String>,
-    /// `Action` as sent.
+    /// `Action` as sent (the `x-acs-action` header with signature V3).
     pub action: Option<String>,
+    /// Which signature the request carried: V3 when it has an
+    /// `Authorization` or `x-acs-action` header, else V1. (Absent from logs
+    /// written before V3 was served: they are V1.)
+    #[serde(default)]
+    pub signature: SignatureVersion,
     /// Every parameter as received (query and form body merged), with the
     /// values of [`crate::cloud::REDACTED_PARAMS`] replaced by `<redacted>`.
+    /// With V3 these are the API's own parameters only: the common ones
+    /// travel in headers.
     pub params: BTreeMap<String, String>,
+    /// With V3, the `x-acs-*` headers received (names lower-case), the
+    /// security token replaced by `<redacted>`. Empty with V1.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// How it ended.
     pub outcome: Outcome,
     /// The error code of an `error` or `failed` outcome.
@@ -105,8 +117,9 @@ impl CallRecord {
             .http_status
             .map_or_else(|| "---".to_owned(), |s| s.to_string());
         let mut line = format!(
-            "{} {} {} {} -> {status} {}",
+            "{} {} {} {} {} -> {status} {}",
             self.time.strftime("%H:%M:%S%.3f"),
+            self.signature,
             self.method,
             self.action.as_deref().unwrap_or("?"),
             ids.join(" "),
@@ -139,6 +152,24 @@ pub(crate) fn redact(params: &BTreeMap<String, String>) -> BTreeMap<String, Stri
                 v.clone()
             };
             (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The `x-acs-*` headers of a V3 request, the security token redacted.
+pub(crate) fn redact_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("x-acs-"))
+        .map(|(name, value)| {
+            let value = if name == v3::SECURITY_TOKEN {
+                REDACTED
+            } else {
+                value
+            };
+            (name.to_owned(), value.to_owned())
         })
         .collect()
 }
@@ -231,6 +262,8 @@ mod tests {
             product: Some("dts".to_owned()),
             version: Some("2020-01-01".to_owned()),
             action: Some("StopDtsJob".to_owned()),
+            signature: SignatureVersion::V1,
+            headers: BTreeMap::new(),
             params: redact(
                 &[
                     ("DtsJobId", "j1"),
@@ -269,8 +302,34 @@ mod tests {
         assert_eq!(r.param("DtsJobId"), Some("j1"));
         assert_eq!(
             r.summary(),
-            "00:00:00.000 POST StopDtsJob DtsJobId=j1 -> --- applied_then_dropped (changed) [applied_drop]"
+            "00:00:00.000 v1 POST StopDtsJob DtsJobId=j1 -> --- applied_then_dropped (changed) [applied_drop]"
         );
+    }
+
+    #[test]
+    fn v3_records_keep_headers_without_the_token_and_old_lines_read_as_v1() {
+        let r = CallRecord {
+            signature: SignatureVersion::V3,
+            headers: redact_headers([
+                ("x-acs-security-token", "tok"),
+                ("x-acs-action", "StopDtsJob"),
+                ("accept", "application/json"),
+            ]),
+            ..record()
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains("tok"), "{line}");
+        assert!(line.contains(r#""signature":"v3""#), "{line}");
+        assert_eq!(r.headers.len(), 2, "only x-acs-* headers: {:?}", r.headers);
+        assert!(
+            r.summary().contains(" v3 POST StopDtsJob"),
+            "{}",
+            r.summary()
+        );
+        let mut old: serde_json::Value = serde_json::to_value(record()).unwrap();
+        old.as_object_mut().unwrap().remove("signature");
+        let old: CallRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(old.signature, SignatureVersion::V1);
     }
 
     #[test]

@@ -17,9 +17,11 @@
 //! through the shared action catalogue, plus `SuspendDtsJob`, `StartDtsJob`
 //! and `StartDISyncInstance`. Parameters come from the query string and an
 //! `application/x-www-form-urlencoded` body, merged; `GET` and `POST` both
-//! work. The signature is recomputed with the client's own signer over every
-//! parameter received except `Signature` (so the old SDK's empty
-//! `SignatureType=` is signed too). Gateway errors answer with an HTTP status
+//! work. Both signatures are accepted (V1 HMAC-SHA1 in the query, V3
+//! `ACS3-HMAC-SHA256` in headers) and recomputed with the client's own
+//! signer: V1 over every parameter received except `Signature` (so the old
+//! SDK's empty `SignatureType=` is signed too), V3 over exactly the headers
+//! its `SignedHeaders` names. Gateway errors answer with an HTTP status
 //! and `{RequestId, HostId, Code, Message, Recommend}`; every answer carries a
 //! fresh upper-case UUID `RequestId` (also in the `x-acs-request-id` header).
 //! The order of the checks is listed in `gateway.rs`.
@@ -72,6 +74,10 @@ use state::{Now, State};
 pub struct SimConfig {
     /// Accepted key pairs: `(AccessKeyId, AccessKeySecret)`.
     pub credentials: Vec<(String, String)>,
+    /// Accepted temporary (STS) credentials: `(AccessKeyId,
+    /// AccessKeySecret, SecurityToken)`. A call signed with one must carry
+    /// its token (`SecurityToken` with V1, `x-acs-security-token` with V3).
+    pub temporary_credentials: Vec<(String, String, String)>,
     /// Initial resources and transition delays.
     pub fixtures: Fixtures,
     /// Injected faults and QPS limits.
@@ -96,6 +102,7 @@ impl Default for SimConfig {
     fn default() -> SimConfig {
         SimConfig {
             credentials: Vec::new(),
+            temporary_credentials: Vec::new(),
             fixtures: Fixtures::default(),
             faults: FaultSpec::default(),
             auto_create: false,
@@ -114,6 +121,11 @@ impl fmt::Debug for SimConfig {
             .credentials
             .iter()
             .map(|(id, _)| format!("{id}:***"))
+            .chain(
+                self.temporary_credentials
+                    .iter()
+                    .map(|(id, _, _)| format!("{id}:***:***")),
+            )
             .collect();
         f.debug_struct("SimConfig")
             .field("credentials", &keys)
@@ -156,7 +168,9 @@ impl SimConfig {
 
 /// What the request handlers share.
 pub(crate) struct Shared {
-    pub(crate) credentials: HashMap<String, String>,
+    /// Every key the gateway accepts, by AccessKeyId
+    /// ([`gateway::credential`] is the one lookup).
+    pub(crate) credentials: HashMap<String, gateway::SimKey>,
     pub(crate) state: Mutex<State>,
     pub(crate) log: calllog::CallLog,
     /// Arrival counter of call records.
@@ -201,7 +215,7 @@ impl Simulator {
         );
         Ok(Simulator {
             shared: Arc::new(Shared {
-                credentials: config.credentials.into_iter().collect(),
+                credentials: gateway::keys(config.credentials, config.temporary_credentials),
                 state: Mutex::new(state),
                 log,
                 seq: AtomicU64::new(0),
@@ -295,12 +309,20 @@ async fn rpc(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
+    // Every header, name lower-case (as `http` keeps them); a value that is
+    // not UTF-8 is read lossily, so it fails the signature check, not the server.
+    let all: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_ref())).collect();
     let raw = gateway::RawRequest {
         method: method.as_str(),
         path: uri.path(),
         query: uri.query().unwrap_or(""),
         content_type: header(header::CONTENT_TYPE),
         host: header(header::HOST),
+        headers: &all,
         body: &body,
     };
     // All the work (and the state lock) happens here, synchronously, before
