@@ -12,6 +12,8 @@
 //! - [`duration`]: a leaf. The one parser and printer of durations.
 //! - [`limits`]: a leaf. The size caps on input files and HTTP answers, and
 //!   the one reader of input files (regular files only, capped).
+//! - [`markdown`]: a leaf. Markdown that renders as it says (code spans,
+//!   escaped text, GFM tables) for reports.
 //! - [`dag`]: a leaf. The step graph's algorithms (cycles, topological order,
 //!   levels, longest path, reachability), all iterative.
 //! - [`cloud`]: signing, credentials, endpoints, the HTTP client, the
@@ -21,8 +23,8 @@
 //! - [`plan`]: a validated playbook plus params becomes a [`plan::Plan`]: steps in
 //!   topological order, rendered parameters, requests, risk; display formats.
 //! - [`run`]: executes a `Plan` against a `CloudApi`: scheduler, retries, waits,
-//!   the SQLite journal, resume, events and the terminal report. Never sees a
-//!   `Playbook`.
+//!   the SQLite journal, resume, events, the terminal view and the run report
+//!   for the change ticket. Never sees a `Playbook`.
 //! - [`sim`]: the local simulator of the DataWorks and DTS APIs. Uses only `cloud`.
 //! - [`cli`]: argument parsing and the subcommands; uses everything.
 
@@ -32,6 +34,7 @@ pub mod dag;
 pub mod duration;
 pub mod error;
 pub mod limits;
+pub mod markdown;
 pub mod plan;
 pub mod playbook;
 pub mod run;

@@ -9,6 +9,7 @@ mod limits;
 mod output_safety;
 mod plan;
 mod reconcile;
+mod report;
 mod run;
 mod runview;
 mod sim;

@@ -71,7 +71,10 @@ impl Rig {
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
         cmd.args(args);
-        if matches!(args.first(), Some(&"run" | &"resume" | &"runs" | &"show")) {
+        if matches!(
+            args.first(),
+            Some(&"run" | &"resume" | &"runs" | &"show" | &"report")
+        ) {
             cmd.arg("--state-dir").arg(self.state());
         }
         cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)

@@ -354,7 +354,7 @@ steps:
 
 /// Snapshot settings that redact what changes from one run to the next:
 /// ids, times, digests, the temporary directory, who approved.
-fn stable(rig: &Rig) -> insta::Settings {
+pub(crate) fn stable(rig: &Rig) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(&regex_escape(&rig.dir.path().to_string_lossy()), "[dir]");
     for (pattern, by) in [

@@ -7,6 +7,7 @@ mod checks;
 mod graph;
 mod interrupt;
 mod plan;
+mod report;
 mod run;
 mod runs;
 mod schema;
@@ -51,6 +52,8 @@ pub(crate) enum Command {
     Runs(runs::RunsArgs),
     /// Show one run from the journal, step by step.
     Show(runs::ShowArgs),
+    /// Write the report of a run for the change ticket (Markdown, JSON or HTML).
+    Report(report::ReportArgs),
     /// Print the step graph as Graphviz dot or Mermaid.
     Graph(graph::GraphArgs),
     /// Print the JSON Schema of the playbook language.
@@ -89,6 +92,7 @@ fn exec(command: Command) -> Result<ExitCode, Error> {
         Command::Resume(args) => args.exec(),
         Command::Runs(args) => args.exec(),
         Command::Show(args) => args.exec(),
+        Command::Report(args) => args.exec(),
         Command::Graph(args) => args.exec(),
         Command::Schema(args) => args.exec(),
         Command::Sim(args) => args.exec(),

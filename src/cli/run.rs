@@ -39,6 +39,7 @@ use crate::error::{Error, ExitCode};
 use crate::plan::Plan;
 use crate::run::lock::{LockError, RunLock};
 use crate::run::report::{self, ReportMode};
+use crate::run::run_report;
 use crate::run::{
     ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Prior, RateLimits,
     RunOptions, RunStatus, RunSummary, Runner, TimeScale, ratelimit,
@@ -969,8 +970,9 @@ async fn execute(
         );
     }
     let ledger = journal.clone();
+    let plan = Arc::new(plan);
     let runner = Runner::new(
-        Arc::new(plan),
+        Arc::clone(&plan),
         target.api,
         journal,
         Arc::new(tx),
@@ -994,10 +996,15 @@ async fn execute(
         Err(e) => return Err(failed_mid_run(e, &ledger, &run_id).await),
     };
     if exec.output == OutputFormat::Text {
-        let _ = report::summary(
-            &summary,
-            &mut crate::safe_text::SafeWriter::new(std::io::stdout().lock()),
-        );
+        let mut stdout = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
+        let _ = report::summary(&summary, &mut stdout);
+        if plan.steps.iter().any(|s| !s.report.is_empty())
+            && ledger.flush().await.is_ok()
+            && let Ok(record) = ledger.load_run(&run_id)
+        {
+            let _ = run_report::write_reported(&run_report::reported(&plan, &record), &mut stdout);
+        }
+        drop(stdout);
         if summary.outcome != RunStatus::Succeeded {
             super::out(&format!("continue with: runbook resume {run_id}\n"));
         }

@@ -107,6 +107,9 @@ impl ShowArgs {
         let journal = self.state.journal()?;
         let mut rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
         rec.run.status = observed_status(&self.state.dir(), &rec.run);
+        let reported = serde_json::from_str::<crate::plan::Plan>(&rec.plan_json)
+            .map(|plan| crate::run::run_report::reported(&plan, &rec))
+            .unwrap_or_default();
         let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
             let value = serde_json::json!({
@@ -115,6 +118,7 @@ impl ShowArgs {
                 "approvals": rec.approvals.iter().map(|a| serde_json::json!({"step": a.step_id, "by": a.approved_by, "method": a.method, "digest": a.digest, "at": a.at})).collect::<Vec<_>>(),
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
+                "reported": reported,
             });
             let _ = writeln!(
                 out,
@@ -199,6 +203,7 @@ impl ShowArgs {
                 );
             }
         }
+        let _ = crate::run::run_report::write_reported(&reported, &mut out);
         if self.attempts {
             // Fan-out items are named by their value: `terminate[FileId=101]`.
             let labels: std::collections::HashMap<(&str, i64), String> = rec

@@ -308,6 +308,11 @@ impl Builder<'_> {
             compensation: s.compensation,
             risk,
             region,
+            report: s
+                .report
+                .as_ref()
+                .map(|r| r.value.iter().map(|p| p.value.clone()).collect())
+                .unwrap_or_default(),
             line: s.loc.line as usize,
         })
     }

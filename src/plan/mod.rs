@@ -147,6 +147,10 @@ pub struct PlannedStep {
     pub risk: Risk,
     /// Region its calls go to.
     pub region: String,
+    /// Dotted paths of its response to report (`report:`), in the order
+    /// written. Empty (and then left out of the plan JSON) when not asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report: Vec<String>,
     /// 1-based line of the step in the playbook (for messages).
     pub line: usize,
 }

@@ -368,6 +368,7 @@ fn step_of(
         on_failure: doc.on_failure,
         region: doc.region,
         compensation: doc.compensation,
+        report: doc.report,
         loc,
     })
 }

@@ -308,6 +308,10 @@ pub struct StepDoc {
     /// it may read `{{failed.changed_items}}`, what the failed step changed.
     #[serde(default)]
     pub compensation: bool,
+    /// Values of the step's response to report (dotted paths, e.g.
+    /// `[Data.Status, Data.Message]`): shown in a table at the end of
+    /// `run`, in `show` and in `runbook report`, one row per item.
+    pub report: Option<Located<Vec<Located<String>>>>,
 }
 
 /// One step of a loaded playbook.
@@ -337,6 +341,8 @@ pub struct Step {
     pub region: Option<Located<String>>,
     /// A compensation step: runs only when named by an `on_failure: { run: [...] }`.
     pub compensation: bool,
+    /// Dotted paths of the response to report (`report:`).
+    pub report: Option<Located<Vec<Located<String>>>>,
     /// Where the step starts in the file.
     pub loc: Loc,
 }

@@ -807,6 +807,28 @@ impl Journal {
         }
     }
 
+    /// The events of run `run_id` (its full id), in the order they were
+    /// journaled, each with the time it was written.
+    pub fn events(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, super::event::RunEvent)>, JournalError> {
+        let conn = self.reader()?;
+        let rows: Vec<(String, String)> = self.rows(
+            &conn,
+            "SELECT at, event_json FROM events WHERE run_id = ?1 ORDER BY seq",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        rows.into_iter()
+            .map(|(at, json)| {
+                serde_json::from_str(&json)
+                    .map(|e| (at, e))
+                    .map_err(|e| JournalError::Corrupt(format!("event of run {run_id}: {e}")))
+            })
+            .collect()
+    }
+
     /// Lists runs, newest first.
     pub fn list_runs(&self) -> Result<Vec<RunRow>, JournalError> {
         let conn = self.reader()?;

@@ -31,6 +31,7 @@ pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;
 pub mod retry;
+pub mod run_report;
 mod scheduler;
 pub mod status;
 pub mod time_scale;

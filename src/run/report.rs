@@ -1,7 +1,8 @@
 //! Renders run events for people and machines: a live terminal view
 //! (indicatif, one line per step with its state, attempts, last polled value
 //! and elapsed time), plain lines when stderr is not a terminal, JSON lines
-//! for `--output json`, and the final summary.
+//! for `--output json`, and the final summary. The report of a finished
+//! run, for a change ticket, is [`super::run_report`].
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -151,6 +151,59 @@ impl<'a> Checker<'a> {
             }
             StepKindSpec::Sleep(d) => self.duration(d, "`sleep`", Some(i)),
         }
+        if let Some(r) = &s.report {
+            self.report_paths(s, r);
+        }
+    }
+
+    /// `report: [Data.Status, ...]`: dotted paths into the response of a
+    /// `call` or `wait` step, each written once.
+    fn report_paths(&mut self, s: &Step, report: &Located<Vec<Located<String>>>) {
+        let id = s.id.value.as_str();
+        if !s.kind.has_output() {
+            self.push(
+                Diagnostic::new(
+                    format!(
+                        "step `{id}` has `report`, but a `{}` step has no response to report from",
+                        s.kind.name()
+                    ),
+                    report.loc,
+                )
+                .hint("`report` lists paths into the response of a `call` or `wait` step"),
+            );
+            return;
+        }
+        if report.value.is_empty() {
+            self.push(
+                Diagnostic::new(format!("`report` of step `{id}` is empty"), report.loc)
+                    .hint("list the values to report, e.g. `report: [Data.Status, Data.Message]`"),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &report.value {
+            let path = p.value.as_str();
+            let well_formed = !path.is_empty()
+                && path.split('.').all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                });
+            if !well_formed {
+                self.push(
+                    Diagnostic::new(
+                        format!("`report` of step `{id}`: `{path}` is not a dotted path"),
+                        p.loc,
+                    )
+                    .hint("name a value of the response by its keys (and list indexes), e.g. `Data.Status` or `Items.0.Id`"),
+                );
+            } else if !seen.insert(path) {
+                self.push(Diagnostic::new(
+                    format!("`report` of step `{id}` lists `{path}` twice"),
+                    p.loc,
+                ));
+            }
+        }
     }
 
     /// A region written out (not a template) must look like a region id.
