@@ -26,6 +26,8 @@
 //!   the SQLite journal, resume, events, the terminal view and the run report
 //!   for the change ticket. Never sees a `Playbook`.
 //! - [`sim`]: the local simulator of the DataWorks and DTS APIs. Uses only `cloud`.
+//! - [`window`]: change windows (slots in a time zone, blackout dates,
+//!   `--not-before`/`--not-after`) as a pure function of the time.
 //! - [`cli`]: argument parsing and the subcommands; uses everything.
 
 pub mod cli;
@@ -40,5 +42,6 @@ pub mod playbook;
 pub mod run;
 pub mod safe_text;
 pub mod sim;
+pub mod window;
 
 pub use error::{Error, ExitCode};

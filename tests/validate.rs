@@ -87,6 +87,7 @@ const KINDS: &[&str] = &[
     "unknown-step-in-template",
     "wait-mutating-call",
     "wait-without-until",
+    "window",
     "wrong-type",
     "yaml-syntax",
 ];
@@ -166,6 +167,7 @@ fixture_tests! {
     unknown_step_in_template => "unknown-step-in-template",
     wait_mutating_call => "wait-mutating-call",
     wait_without_until => "wait-without-until",
+    window_slots_days_times_zone_and_dates => "window",
     wrong_type => "wrong-type",
     yaml_syntax => "yaml-syntax",
 }

@@ -48,6 +48,21 @@ impl Plan {
             diags: Diagnostics::new(std::sync::Arc::clone(&pb.source)),
         };
         let steps: Vec<PlannedStep> = pb.steps.iter().filter_map(|s| b.step(s)).collect();
+        let window = pb.window.as_ref().and_then(|w| {
+            let spec = &w.value;
+            crate::window::Window::parse(
+                &spec.tz.value,
+                spec.slots.iter().map(|s| s.value.as_str()),
+                spec.blackout.iter().map(|d| d.value.as_str()),
+            )
+            .map_err(|e| {
+                // Validation reports these with their positions first.
+                b.diags.push(
+                    Diagnostic::new(format!("window: {}", e.message), w.loc).maybe_hint(e.hint),
+                );
+            })
+            .ok()
+        });
         if !b.diags.is_empty() {
             return Err(b.diags);
         }
@@ -88,6 +103,7 @@ impl Plan {
             digest: String::new(),
             params: params.clone(),
             concurrency,
+            window,
             steps: ordered,
             levels,
             critical_path,

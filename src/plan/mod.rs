@@ -80,6 +80,11 @@ pub struct Plan {
     pub digest: String,
     /// Steps in flight at once.
     pub concurrency: usize,
+    /// The change window (the playbook's `window`, normalized): `run` and
+    /// `resume` refuse outside it, and a run stops starting mutating calls
+    /// when it closes (see [`crate::window`] and [`crate::run::window`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::window::Window>,
     /// Every step, in topological order (file order breaks ties). Steps with
     /// `compensation: true` come last and run only from an `on_failure`.
     pub steps: Vec<PlannedStep>,

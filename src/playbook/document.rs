@@ -22,6 +22,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "params",
     "defaults",
     "concurrency",
+    "window",
     "steps",
 ];
 
@@ -68,6 +69,7 @@ pub(crate) fn assemble(
     let mut params = Vec::new();
     let mut defaults = Defaults::default();
     let mut concurrency = None;
+    let mut window = None;
     let mut steps = Vec::new();
     let mut saw_steps = false;
     let mut ok = true;
@@ -95,6 +97,7 @@ pub(crate) fn assemble(
             "name" => take(de(value).map(|v| name = Some(v))),
             "description" => take(de(value).map(|v| description = v)),
             "concurrency" => take(de(value).map(|v| concurrency = v)),
+            "window" => take(de(value).map(|v| window = v)),
             "defaults" => {
                 let loaded = deserialize_all::<Option<Defaults>>(value);
                 ok &= report(loaded.errors, "", diags);
@@ -150,6 +153,7 @@ pub(crate) fn assemble(
         params,
         defaults,
         concurrency,
+        window,
         steps,
     };
     Some(Assembled {

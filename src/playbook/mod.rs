@@ -30,7 +30,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{
     BackoffSpec, ConditionSpec, Defaults, DurationExpr, DurationSpec, ItemType, Located,
     MatcherSpec, Needs, OnFailureSpec, Param, ParamDecl, ParamType, Params, Playbook, PlaybookDoc,
-    RetrySpec, Step, StepDoc, StepKindSpec, WaitSpec, WhenSpec,
+    RetrySpec, Step, StepDoc, StepKindSpec, WaitSpec, WhenSpec, WindowSpec,
 };
 pub use source::{Loc, Source};
 

@@ -121,6 +121,8 @@ pub struct Playbook {
     pub defaults: Defaults,
     /// `concurrency`.
     pub concurrency: Option<Located<u32>>,
+    /// `window`: when the playbook may change things.
+    pub window: Option<Located<WindowSpec>>,
     /// `steps`, in file order.
     pub steps: Vec<Step>,
 }
@@ -167,6 +169,10 @@ pub struct PlaybookDoc {
     /// Steps in flight at once (at least 1; default 8).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// The change window: `run` and `resume` refuse outside it (exit 6,
+    /// nothing sent), and a run it closes on starts no new mutating call
+    /// and stops as `window_closed` (exit 5), resumable in the next opening.
+    pub window: Option<WindowSpec>,
     /// The steps. They run as a DAG: a step starts when every step it
     /// `needs` has finished; file order only breaks ties.
     pub steps: Vec<StepDoc>,
@@ -255,6 +261,22 @@ pub struct Defaults {
     /// Items in flight at once in a `for_each` step (default: the run's `concurrency`).
     #[schemars(range(min = 1))]
     pub for_each_concurrency: Option<Located<u32>>,
+}
+
+/// A change window: weekly slots in a time zone, minus blackout dates.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// IANA time zone of the slots and dates (`Asia/Shanghai`, `UTC`).
+    pub tz: Located<String>,
+    /// When changes may be made: `DAYS HH:MM-HH:MM` (`Sat 02:00-05:00`,
+    /// `Mon-Fri 22:00-02:00`, `Sat,Sun 01:00-05:00`, `daily 01:00-03:00`).
+    /// A slot whose end is before its start ends the next day.
+    #[schemars(length(min = 1))]
+    pub slots: Vec<Located<String>>,
+    /// Local dates (`YYYY-MM-DD`) on which nothing is changed, whatever the slots say.
+    #[serde(default)]
+    pub blackout: Vec<Located<String>>,
 }
 
 // As written; the loader turns it into a [`Step`] with one kind.

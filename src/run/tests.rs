@@ -176,6 +176,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         .into(),
         digest: "d".into(),
         concurrency: 4,
+        window: None,
         levels: vec![],
         critical_path: vec![],
         worst_case_secs: 0,

@@ -66,6 +66,7 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
     c.needs();
     c.cycles();
     c.defaults();
+    c.window();
     for i in 0..pb.steps.len() {
         c.step(i);
     }
@@ -198,6 +199,7 @@ mod steps;
 mod templates;
 #[cfg(test)]
 mod tests;
+mod window;
 
 pub use graph::is_step_id;
 pub use params::{in_allowed, item_fits, value_fits, value_words};
