@@ -175,6 +175,21 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
     ("--sim-seed", "x", "--sim-seed"),
     ("--sim-faults", "bogus=1", "--sim-faults"),
     ("--time-scale", "0.5", "at least 1"),
+    (
+        "--not-before",
+        "tomorrow",
+        "--not-before: `tomorrow` is not an RFC 3339 time",
+    ),
+    (
+        "--not-before",
+        "2026-12-05T02:00:00",
+        "--not-before: `2026-12-05T02:00:00` is not an RFC 3339 time",
+    ),
+    (
+        "--not-after",
+        "2026-13-01T00:00:00Z",
+        "--not-after: `2026-13-01T00:00:00Z`",
+    ),
     ("--time-scale", "fast", "at least 1"),
     (
         "--sim-log",

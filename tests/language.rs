@@ -341,6 +341,9 @@ fn context(def: &str) -> &'static str {
         "api" => {
             "name: t\ndefaults:\n  region: cn-hangzhou\nsteps:\n  - id: a\n    call: api\n    with:\n      product: ecs\n      version: '2014-05-26'\n      action: DescribeInstances\n      risk: read\n      KEY: 1\n"
         }
+        "WindowSpec" => {
+            "name: t\nwindow:\n  tz: UTC\n  slots: ['Sat 02:00-05:00']\n  KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
+        }
         other => panic!("no context for mapping `{other}`: add one"),
     }
 }

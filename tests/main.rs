@@ -16,3 +16,4 @@ mod sim;
 mod sim_v3;
 mod status;
 mod validate;
+mod windows;

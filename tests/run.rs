@@ -767,7 +767,8 @@ fn every_example_playbook_completes_against_the_simulator_with_the_right_final_s
             "di-realtime-maintenance-stop",
             "di-status-report",
             "dts-di-cutover",
-            "stop-di-job"
+            "stop-di-job",
+            "weekly-di-restart"
         ]
     );
 
@@ -798,6 +799,45 @@ fn every_example_playbook_completes_against_the_simulator_with_the_right_final_s
             Some("PAUSE"),
             "node {id}"
         );
+    }
+
+    // The scheduled example keeps to its change window: inside it, it
+    // restarts the nodes the maintenance paused; outside, it is refused
+    // before anything is sent (exit 6) and says when the window opens.
+    let name = "weekly-di-restart";
+    let plan = runbook::plan::load_and_build(
+        std::path::Path::new(&repo(&format!("playbooks/{name}.yaml"))),
+        &[],
+        Some(std::path::Path::new(&repo(&format!(
+            "playbooks/params/{name}.yaml"
+        )))),
+    )
+    .unwrap();
+    let window = runbook::run::RunWindow::new(&plan, runbook::window::Bounds::default());
+    let sent = rig.calls().len();
+    if window.admit(jiff::Timestamp::now()).is_ok() {
+        run_example(name, &[]);
+        for id in ["200101", "200102", "200103"] {
+            assert_eq!(
+                rig.status(ResourceKind::DiNode, id).as_deref(),
+                Some("RUN"),
+                "node {id}"
+            );
+        }
+    } else {
+        let pb = repo(&format!("playbooks/{name}.yaml"));
+        let params = repo(&format!("playbooks/params/{name}.yaml"));
+        let out = rig.run(&["run", pb.as_str(), "--params", params.as_str(), "--yes"]);
+        assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+        assert!(
+            text(&out).contains(
+                "outside the change window (Sat 02:00-05:00 (Asia/Shanghai); blackout 2026-12-31)"
+            ),
+            "{}",
+            text(&out)
+        );
+        assert!(text(&out).contains("it next opens Sat "), "{}", text(&out));
+        assert_eq!(rig.calls().len(), sent, "nothing was sent");
     }
 
     run_example("stop-di-job", &[]);

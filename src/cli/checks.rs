@@ -21,6 +21,8 @@ use crate::run::ratelimit;
 pub(crate) struct CheckedFlags {
     /// `--run-timeout`.
     pub(crate) run_timeout: Option<Duration>,
+    /// `--not-before` and `--not-after`.
+    pub(crate) window: crate::window::Bounds,
 }
 
 impl CheckedFlags {
@@ -66,7 +68,29 @@ impl CheckedFlags {
                 )));
             }
         }
-        Ok(CheckedFlags { run_timeout })
+        let window = crate::window::Bounds {
+            not_before: exec
+                .not_before
+                .as_deref()
+                .map(|v| time("--not-before", v))
+                .transpose()?,
+            not_after: exec
+                .not_after
+                .as_deref()
+                .map(|v| time("--not-after", v))
+                .transpose()?,
+        };
+        if let (Some(a), Some(b)) = (window.not_before, window.not_after)
+            && a >= b
+        {
+            return Err(Error::usage(format!(
+                "--not-after ({b}) is not after --not-before ({a}): the window they leave is empty"
+            )));
+        }
+        Ok(CheckedFlags {
+            run_timeout,
+            window,
+        })
     }
 
     /// Checks the flags that name parts of `plan`.
@@ -131,6 +155,14 @@ fn plan_products(plan: &Plan) -> BTreeSet<String> {
         .into_iter()
         .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// A time flag: RFC 3339 with an offset (`2026-12-05T02:00:00+08:00`, `...Z`).
+fn time(flag: &str, value: &str) -> Result<jiff::Timestamp, Error> {
+    value.trim().parse::<jiff::Timestamp>().map_err(|_| {
+        Error::usage(format!("{flag}: `{value}` is not an RFC 3339 time"))
+            .with_hint("give a date, a time and an offset, e.g. `2026-12-05T02:00:00+08:00` or `2026-12-04T18:00:00Z`")
+    })
 }
 
 /// A duration flag that must be longer than zero.

@@ -115,7 +115,11 @@ impl PlanArgs {
                 plan.digest
             );
         }
-        super::out(&display::render(&plan, self.format));
+        super::out(&display::render_at(
+            &plan,
+            self.format,
+            Some(jiff::Timestamp::now()),
+        ));
         Ok(ExitCode::Ok)
     }
 

@@ -174,6 +174,19 @@ pub(crate) struct ExecArgs {
     /// plan (`plan --refresh -o PLAN.json`) recorded; the override is journaled.
     #[arg(long)]
     pub(crate) allow_drift: bool,
+    /// Change nothing before TIME (RFC 3339 with an offset, e.g.
+    /// `2026-12-05T02:00:00+08:00`). It narrows the playbook's `window` (or,
+    /// without one, is the window) and never widens it. Before it, the run is
+    /// refused (exit 6, nothing sent). For this invocation only: a resume
+    /// takes its own.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) not_before: Option<String>,
+    /// Start no change from TIME on (RFC 3339 with an offset). It narrows the
+    /// window like --not-before. At TIME a run starts no new mutating call,
+    /// lets calls in flight finish, and stops as `window_closed` (exit 5);
+    /// `runbook resume` goes on from there.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) not_after: Option<String>,
 }
 
 /// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
@@ -289,6 +302,7 @@ impl RunArgs {
                 crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref())?
             };
             flags.check_plan(&plan, &self.target_args, &self.exec)?;
+            admit(&plan, &flags)?;
             if let Some(expected) = expected
                 && expected != plan.digest
             {
@@ -370,6 +384,7 @@ impl ResumeArgs {
                 super::out(&format!("run {} already succeeded; nothing to resume\n", record.run.id));
                 return Ok(ExitCode::Ok);
             }
+            admit(&plan, &flags)?;
             let stored: StoredOptions = serde_json::from_str(&record.options_json).unwrap_or_default();
             let rehearsal = stored.rehearsal || stored.sim;
             if self.target_args.sim && !rehearsal {
@@ -1020,6 +1035,38 @@ async fn execute(
         | RunStatus::Running
         | RunStatus::WaitingApproval => ExitCode::StepFailed,
     })
+}
+
+/// The change window's gate, before anything is sent: outside the plan's
+/// window (narrowed by `--not-before`/`--not-after`) a run is refused with
+/// exit 6 and told when it next opens. Inside it, a run that may not finish
+/// before it closes is warned about.
+fn admit(plan: &Plan, flags: &CheckedFlags) -> Result<(), Error> {
+    use crate::run::Clock as _;
+    let window = crate::run::RunWindow::new(plan, flags.window);
+    if window.is_unbounded() {
+        return Ok(());
+    }
+    let now = crate::run::SystemClock.now();
+    match window.admit(now) {
+        Ok(closes) => {
+            if let Some(closes) = closes {
+                let left = u64::try_from(closes.as_second() - now.as_second()).unwrap_or(0);
+                if left < plan.worst_case_secs {
+                    eprintln!(
+                        "warning: the window closes at {}, in {}, before the worst case ({}): if the run is still going then, it starts no new change and stops as window_closed (exit 5), to resume in the next opening",
+                        window.at(closes),
+                        crate::duration::format(Duration::from_secs(left)),
+                        crate::duration::format(Duration::from_secs(plan.worst_case_secs)),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(refusal) => {
+            Err(Error::new(ExitCode::Refused, refusal.to_string()).with_hint(refusal.hint()))
+        }
+    }
 }
 
 /// A duration flag (`30s`, `2m`, `1h 30m`); a bad one is a usage error.

@@ -3,7 +3,10 @@
 //!
 //! All three are pure functions of the plan (sorted maps, the plan's own
 //! step order), so the same playbook and params always print the same
-//! bytes: a reviewer can diff two plans, and tests snapshot them.
+//! bytes: a reviewer can diff two plans, and tests snapshot them. The one
+//! exception is asked for by name: [`render_at`] adds to the text and
+//! markdown (never to the JSON) whether the change window is open at the
+//! time given and whether the worst case fits in what is left of it.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,11 +32,71 @@ pub enum Format {
 
 /// Renders the plan in `format`.
 pub fn render(plan: &Plan, format: Format) -> String {
+    render_at(plan, format, None)
+}
+
+/// Renders the plan in `format`; with `now`, the text and markdown also
+/// say whether the change window is open then and whether the worst case
+/// fits in what is left of it (the JSON stays a pure function of the plan).
+pub fn render_at(plan: &Plan, format: Format, now: Option<jiff::Timestamp>) -> String {
     match format {
-        Format::Text => text(plan),
-        Format::Markdown => markdown(plan),
+        Format::Text => text_at(plan, now),
+        Format::Markdown => markdown_at(plan, now),
         Format::Json => json(plan),
     }
+}
+
+/// The window as written: `Sat 02:00-05:00 (Asia/Shanghai); blackout 2026-12-31`.
+fn window_line(plan: &Plan) -> Option<String> {
+    plan.window.as_ref().map(crate::window::Window::describe)
+}
+
+/// Whether the window is open at `now` and whether the worst case fits in
+/// what is left (or in the next opening).
+pub fn window_now(plan: &Plan, now: jiff::Timestamp) -> Option<String> {
+    use crate::window::{Bounds, State, state};
+    let w = plan.window.as_ref()?;
+    let worst = Duration::from_secs(plan.worst_case_secs);
+    let at_least = if plan.worst_case_open.is_empty() {
+        ""
+    } else {
+        "at least "
+    };
+    let fits = |room: Option<Duration>, what: &str| match room {
+        None => format!("the worst case ({at_least}{}) fits", format_duration(worst)),
+        Some(room) if worst <= room => format!(
+            "the worst case ({at_least}{}) fits in the {} {what}",
+            format_duration(worst),
+            format_duration(room)
+        ),
+        Some(room) => format!(
+            "the worst case ({at_least}{}) does NOT fit in the {} {what}: a run still going when the window closes starts no new change and stops as window_closed, to resume in the next opening",
+            format_duration(worst),
+            format_duration(room)
+        ),
+    };
+    let span = |a: jiff::Timestamp, b: jiff::Timestamp| {
+        Duration::from_secs(u64::try_from(b.as_second() - a.as_second()).unwrap_or(0))
+    };
+    let at = |t: jiff::Timestamp| format!("{} ({t})", w.local(t));
+    Some(match state(Some(w), &Bounds::default(), now) {
+        State::Open { closes: Some(c) } => format!(
+            "open now, until {}; {}",
+            at(c),
+            fits(Some(span(now, c)), "left")
+        ),
+        State::Open { closes: None } => format!("open now; {}", fits(None, "")),
+        State::Closed {
+            next: Some((o, c)), ..
+        } => format!(
+            "closed now; opens {}; {}",
+            at(o),
+            fits(c.map(|c| span(o, c)), "it is open then")
+        ),
+        State::Closed { next: None, .. } => {
+            "closed now, and it does not open again within a year".to_owned()
+        }
+    })
 }
 
 /// The plan as pretty JSON (what `-o PLAN.json` writes), with a final newline.
@@ -264,6 +327,10 @@ fn critical_line(plan: &Plan) -> String {
 /// The plan for a terminal: header, blast radius, levels, then each step
 /// with everything it would do, then the critical path.
 pub fn text(plan: &Plan) -> String {
+    text_at(plan, None)
+}
+
+fn text_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "plan: {}", plan.name);
     if let Some(d) = &plan.description {
@@ -289,6 +356,12 @@ pub fn text(plan: &Plan) -> String {
         worst_case_note(plan)
     );
     let _ = writeln!(o, "concurrency:  {}", plan.concurrency);
+    if let Some(w) = window_line(plan) {
+        let _ = writeln!(o, "window:       {w}");
+        if let Some(line) = now.and_then(|now| window_now(plan, now)) {
+            let _ = writeln!(o, "              {line}");
+        }
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "levels (steps on one level can run together):");
     for (n, level) in plan.levels.iter().enumerate() {
@@ -464,6 +537,10 @@ fn md_escape(s: &str) -> String {
 /// The plan for a change ticket: summary table, params, a step table, a
 /// checklist to tick during the window, and the exact requests.
 pub fn markdown(plan: &Plan) -> String {
+    markdown_at(plan, None)
+}
+
+fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Plan: {}", plan.name);
     let _ = writeln!(o);
@@ -507,6 +584,12 @@ pub fn markdown(plan: &Plan) -> String {
             .join(" → ")
     );
     let _ = writeln!(o, "| Concurrency | {} |", plan.concurrency);
+    if let Some(w) = window_line(plan) {
+        let _ = writeln!(o, "| Change window | {} |", md_escape(&w));
+        if let Some(line) = now.and_then(|now| window_now(plan, now)) {
+            let _ = writeln!(o, "| Window now | {} |", md_escape(&line));
+        }
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "## Params");
     let _ = writeln!(o);
@@ -727,4 +810,63 @@ fn checklist_text(s: &PlannedStep) -> String {
         let _ = write!(t, ", only when {}", when(w));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// A plan whose worst case is one 2h sleep, in a Saturday window.
+    fn plan() -> Plan {
+        crate::plan::plan_of_yaml(
+            "name: w\nwindow: { tz: Asia/Shanghai, slots: [\"Sat 02:00-05:00\"], blackout: [2026-12-12] }\nsteps:\n  - id: nap\n    sleep: 2h\n",
+        )
+    }
+
+    #[test]
+    fn window_now_says_open_closed_and_whether_the_worst_case_fits() {
+        let p = plan();
+        // Sat 2026-12-05 02:30 in Shanghai: 2h 30m left, 2h fits.
+        assert_eq!(
+            window_now(&p, ts("2026-12-04T18:30:00Z")).unwrap(),
+            "open now, until Sat 2026-12-05 05:00 CST (2026-12-04T21:00:00Z); the worst case (2h) fits in the 2h 30m left"
+        );
+        // 03:30: 1h 30m left, 2h does not fit.
+        let late = window_now(&p, ts("2026-12-04T19:30:00Z")).unwrap();
+        assert!(
+            late.starts_with("open now, until Sat 2026-12-05 05:00 CST (2026-12-04T21:00:00Z); the worst case (2h) does NOT fit in the 1h 30m left"),
+            "{late}"
+        );
+        // After the window: the next Saturday is a blackout date, so the one after.
+        assert_eq!(
+            window_now(&p, ts("2026-12-04T21:00:00Z")).unwrap(),
+            "closed now; opens Sat 2026-12-19 02:00 CST (2026-12-18T18:00:00Z); the worst case (2h) fits in the 3h it is open then"
+        );
+    }
+
+    #[test]
+    fn the_window_shows_in_text_and_markdown_and_now_only_when_asked() {
+        let p = plan();
+        let now = Some(ts("2026-12-04T18:30:00Z"));
+        let text = render_at(&p, Format::Text, now);
+        assert!(text.contains("window:       Sat 02:00-05:00 (Asia/Shanghai); blackout 2026-12-12\n              open now, until"), "{text}");
+        assert!(!render(&p, Format::Text).contains("open now"));
+        let md = render_at(&p, Format::Markdown, now);
+        assert!(
+            md.contains("| Change window | Sat 02:00-05:00 (Asia/Shanghai); blackout 2026-12-12 |"),
+            "{md}"
+        );
+        assert!(md.contains("| Window now | open now, until"), "{md}");
+        // The JSON has the window as written and nothing of now.
+        let json = render_at(&p, Format::Json, now);
+        assert_eq!(json, render(&p, Format::Json));
+        assert!(
+            json.contains("\"slots\": [\n      \"Sat 02:00-05:00\"\n    ]"),
+            "{json}"
+        );
+    }
 }

@@ -272,7 +272,6 @@ pub struct WindowSpec {
     /// When changes may be made: `DAYS HH:MM-HH:MM` (`Sat 02:00-05:00`,
     /// `Mon-Fri 22:00-02:00`, `Sat,Sun 01:00-05:00`, `daily 01:00-03:00`).
     /// A slot whose end is before its start ends the next day.
-    #[schemars(length(min = 1))]
     pub slots: Vec<Located<String>>,
     /// Local dates (`YYYY-MM-DD`) on which nothing is changed, whatever the slots say.
     #[serde(default)]

@@ -36,6 +36,7 @@ mod scheduler;
 pub mod status;
 pub mod time_scale;
 mod unit;
+pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -56,6 +57,7 @@ pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
 pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 pub use time_scale::TimeScale;
+pub use window::{Clock, RunWindow, SystemClock, WindowRefusal};
 
 /// How a run is carried out (beyond the plan itself).
 #[derive(Clone, Debug, Serialize, Deserialize)]
