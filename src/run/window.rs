@@ -72,7 +72,7 @@ impl RunWindow {
         match self.state(now) {
             State::Open { closes } => Ok(closes),
             State::Closed { next, why } => Err(WindowRefusal {
-                window: self.clone(),
+                window: Box::new(self.clone()),
                 next,
                 why,
             }),
@@ -124,7 +124,7 @@ impl RunWindow {
 /// A run refused because its window is closed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowRefusal {
-    window: RunWindow,
+    window: Box<RunWindow>,
     next: Option<(Timestamp, Option<Timestamp>)>,
     why: Closed,
 }
