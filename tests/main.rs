@@ -2,6 +2,7 @@
 
 mod client;
 mod compensation;
+mod credentials;
 mod exits;
 mod integrity;
 mod language;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::run::{FAN_OUT, FILE_IDS, ID, Rig, count, gated, on_terminal, text};
+use crate::run::{FAN_OUT, FILE_IDS, Rig, count, gated, on_terminal, text};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -273,7 +273,7 @@ steps:
     );
 }
 
-/// SHA-256 of the AccessKeyId, first 16 hex digits: the journal's fingerprint.
+/// SHA-256 of the account id, first 16 hex digits: the journal's fingerprint.
 fn fingerprint(id: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(id.as_bytes())
@@ -303,8 +303,8 @@ fn the_plan_approval_prompt_lists_the_ids_region_and_account_of_irreversible_ite
     );
     assert!(
         screen.contains(&format!(
-            "where:    region cn-shanghai, account {} (AccessKeyId fingerprint)",
-            fingerprint(ID)
+            "where:    region cn-shanghai, account {} (account fingerprint)",
+            fingerprint(runbook::sim::SIM_ACCOUNT)
         )),
         "{screen}"
     );

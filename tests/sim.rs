@@ -227,6 +227,7 @@ pub(super) fn fixtures(delay: Duration) -> Fixtures {
             file_id: 200,
             status: "success".to_owned(),
         }],
+        ..Fixtures::default()
     }
 }
 

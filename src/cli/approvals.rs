@@ -129,7 +129,7 @@ pub(crate) fn irreversible_details(s: &PlannedStep, account: Option<&str>) -> Ve
         s.region,
         account.map_or_else(
             || "unknown".to_owned(),
-            |a| format!("{a} (AccessKeyId fingerprint)")
+            |a| format!("{a} (account fingerprint)")
         )
     ));
     lines
@@ -207,7 +207,7 @@ steps:
             [
                 "ids:      FileId=<item>, ProjectId=1",
                 "items:    101, 102",
-                "where:    region cn-shanghai, account 0123456789abcdef (AccessKeyId fingerprint)",
+                "where:    region cn-shanghai, account 0123456789abcdef (account fingerprint)",
             ]
         );
     }

@@ -129,21 +129,17 @@ impl PlanArgs {
         plan: &crate::plan::Plan,
         endpoints: &Endpoints,
     ) -> Result<Vec<crate::plan::refresh::Observation>, Error> {
-        use crate::cloud::client::{ClientOptions, RpcClient};
-        use crate::cloud::credentials::Credentials;
+        use crate::cloud::client::ClientOptions;
         let rt = super::runtime()?;
         rt.block_on(async {
-            let mut endpoints = endpoints.clone();
-            let (credentials, sim) = if self.sim {
-                let (credentials, handle) = super::run::start_sim(&mut endpoints, |_| {}).await?;
-                (credentials, Some(handle))
-            } else {
-                (Credentials::resolve(self.profile.as_deref())?, None)
-            };
-            let client =
-                RpcClient::new(credentials, endpoints, ClientOptions::default()).map_err(|e| {
-                    Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
-                })?;
+            let (client, sim) = super::run::connect(
+                self.sim,
+                self.profile.as_deref(),
+                endpoints.clone(),
+                ClientOptions::default(),
+                |_| {},
+            )
+            .await?;
             let observations = crate::plan::refresh::refresh(plan, &client).await;
             if let Some(sim) = sim {
                 let _ = sim.shutdown().await;

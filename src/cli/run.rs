@@ -556,38 +556,52 @@ impl Target {
                 .map_err(|e| Error::usage(e.to_string()))?;
         }
         let mut limits: Vec<(String, f64)> = Vec::new();
-        let (credentials, sim) = if args.sim {
-            let faults = match &args.sim_faults {
-                Some(spec) => spec
-                    .parse::<crate::sim::FaultSpec>()
-                    .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
-                None => crate::sim::FaultSpec::default(),
-            };
-            let (credentials, handle) = start_sim(&mut endpoints, |config| {
+        let faults = match &args.sim_faults {
+            Some(spec) => spec
+                .parse::<crate::sim::FaultSpec>()
+                .map_err(|e| Error::usage(format!("invalid --sim-faults: {e}")))?,
+            None => crate::sim::FaultSpec::default(),
+        };
+        if !args.sim {
+            limits.extend([("dataworks".to_owned(), 20.0), ("dts".to_owned(), 20.0)]);
+        }
+        let options = ClientOptions {
+            connect_timeout: parse_duration(&args.connect_timeout)?,
+            request_timeout: parse_duration(&args.request_timeout)?,
+        };
+        let (client, sim) = connect(
+            args.sim,
+            args.profile.as_deref(),
+            endpoints,
+            options,
+            |config| {
                 config.faults = faults;
                 config.seed = args.sim_seed;
                 config.time_scale = args.time_scale.unwrap_or_default();
                 config.log_path.clone_from(&args.sim_log);
-            })
-            .await?;
-            (credentials, Some(handle))
-        } else {
-            limits.extend([("dataworks".to_owned(), 20.0), ("dts".to_owned(), 20.0)]);
-            (Credentials::resolve(args.profile.as_deref())?, None)
+            },
+        )
+        .await?;
+        // Credentials that cannot be had stop the run before anything is sent.
+        let credentials = client.current_credentials(None).await?;
+        // Who the run acts as, for the journal; without STS, the key's fingerprint.
+        let account = match client.caller_identity_of(&credentials).await {
+            Ok(identity) => fingerprint(&identity.account_id),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot tell who the credentials ({}) are: STS GetCallerIdentity at {} failed: {e}; \
+                     the journal records a fingerprint of the AccessKeyId instead",
+                    client.credentials(),
+                    client.sts_endpoint()
+                );
+                fingerprint(credentials.access_key_id())
+            }
         };
         for q in &args.qps {
             let (product, rate) = ratelimit::parse_limit(q).map_err(Error::usage)?;
             limits.retain(|(p, _)| *p != product);
             limits.push((product, rate));
         }
-        let options = ClientOptions {
-            connect_timeout: parse_duration(&args.connect_timeout)?,
-            request_timeout: parse_duration(&args.request_timeout)?,
-        };
-        let account = fingerprint(credentials.access_key_id());
-        let client = RpcClient::new(credentials, endpoints, options).map_err(|e| {
-            Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
-        })?;
         Ok(Target {
             api: Arc::new(client),
             account: Some(account),
@@ -623,6 +637,30 @@ impl Target {
     }
 }
 
+/// The client of a run or a refresh: against the in-process simulator
+/// (`sim`, set up by `configure`) with its generated pair, or against
+/// `endpoints` with what the default credential chain finds.
+pub(crate) async fn connect(
+    sim: bool,
+    profile: Option<&str>,
+    mut endpoints: Endpoints,
+    options: ClientOptions,
+    configure: impl FnOnce(&mut crate::sim::SimConfig),
+) -> Result<(RpcClient, Option<crate::sim::SimHandle>), Error> {
+    if sim {
+        let (credentials, handle) = start_sim(&mut endpoints, configure).await?;
+        let client = RpcClient::new(credentials, endpoints, options)
+            .map_err(|e| {
+                Error::new(ExitCode::Internal, "cannot set up the HTTP client").with_source(e)
+            })?
+            .with_sts_endpoint(&handle.base_url());
+        return Ok((client, Some(handle)));
+    }
+    let lookup = |name: &str| std::env::var(name).ok();
+    let client = RpcClient::from_chain(profile, &lookup, endpoints, options).await?;
+    Ok((client, None))
+}
+
 /// Starts the in-process simulator (generated credentials, `--auto-create`)
 /// and points the DataWorks and DTS endpoints at it.
 pub(crate) async fn start_sim(
@@ -644,8 +682,8 @@ pub(crate) async fn start_sim(
     Ok((Credentials::new(id, secret, None), handle))
 }
 
-/// A fingerprint of an AccessKeyId: enough to tell two accounts apart in the
-/// journal, useless to anyone who reads it.
+/// A fingerprint of an account id (from STS `GetCallerIdentity`): enough
+/// to tell two accounts apart in the journal.
 fn fingerprint(access_key_id: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(access_key_id.as_bytes());

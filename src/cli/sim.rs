@@ -39,6 +39,15 @@ Fixtures (YAML; every key optional):
     - { id: 11668, status: Running }
   di_solutions:
     - { project_id: 10000, file_id: 200, status: success }
+  identities:             # STS, the ECS metadata service, a credentials URI
+    users: [{ access_key_id: LTAIops, access_key_secret: s, arn: 'acs:ram::1111111111111111:user/ops' }]
+    roles: [{ arn: 'acs:ram::2222222222222222:role/maint', trusted: ['acs:ram::1111111111111111:root'] }]
+    ecs_role: maint       # served at /latest/meta-data/ram/security-credentials/
+    session_lifetime: 20s # issued credentials expire fast (refresh tests)
+
+The same port serves STS 2015-04-01 (AssumeRole, AssumeRoleWithOIDC,
+GetCallerIdentity), the ECS metadata service and GET /credentials: point
+RUNBOOK_STS_ENDPOINT and RUNBOOK_ECS_METADATA_ENDPOINT at it.
 
 Faults (comma-separated KIND[@ACTION]=VALUE[#N]):
   throttle=0.2        20% answer Throttling.User (429 DataWorks, 400 DTS)
@@ -225,7 +234,9 @@ impl SimArgs {
         let _ = writeln!(stdout, "{url}");
         let _ = stdout.flush();
         drop(stdout);
-        eprintln!("runbook sim: DataWorks 2020-05-18 and DTS 2020-01-01 on {url}");
+        eprintln!(
+            "runbook sim: DataWorks 2020-05-18, DTS 2020-01-01, STS 2015-04-01 and the ECS metadata service on {url}"
+        );
         eprintln!("  {}", crate::safe_text::escape(&summary.to_string()));
         eprintln!("  point runbook at it: --endpoint dataworks={url} --endpoint dts={url}");
         eprintln!("  Ctrl-C to stop");

@@ -54,18 +54,20 @@
 //! (holding the AccessKeyId and token): they are scrubbed of those values, raw
 //! or percent-encoded, before they leave this module.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::common;
-use super::credentials::{Credentials, Secret};
+use super::credentials::{Credentials, CredentialsError, Secret};
 use super::endpoint::{Endpoints, is_loopback};
 use super::error::{ApiError, ErrorClass};
+use super::provider::{CredentialsProvider, Fetch, HostAnswer, HostFuture};
 use super::signer::{self, CommonParams};
+use super::sts::{self, CallerIdentity, RoleRequest};
 use super::{ActionRequest, ApiResponse, CallFuture, CloudApi, REDACTED, actions, redact_query};
 
 /// The response header in which the service says how long to back off, in
@@ -84,6 +86,13 @@ pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 pub const OPERATION_FAILED: &str = "OperationFailed";
 /// Code of an answer that cannot be read.
 pub const INVALID_RESPONSE: &str = "InvalidResponse";
+/// Code of a call not sent because no credentials could be had for it
+/// (a refresh failed).
+pub const CREDENTIALS_UNAVAILABLE: &str = "Credentials.Unavailable";
+/// Timeouts of requests to the metadata service and a credentials URI
+/// (the libraries' 1 s connect, and a little more to read).
+const HOST_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const HOST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Timeouts of one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,17 +259,64 @@ pub fn build_signed(
     }
 }
 
+/// An unsigned request (`AssumeRoleWithOIDC`, whose token is the proof),
+/// as the credentials libraries send it: `Action`, `Version`, `Format` and
+/// `Timestamp` in the query, the parameters in the form body.
+pub fn build_anonymous(
+    req: &ActionRequest,
+    base_url: &str,
+    nonce: &str,
+    timestamp: jiff::Timestamp,
+) -> SignedRequest {
+    let mut query = req.query.clone();
+    for name in ["Signature", "AccessKeyId", "SecurityToken"] {
+        query.remove(name);
+    }
+    query.insert("Action".to_owned(), req.action.clone());
+    query.insert("Version".to_owned(), req.version.clone());
+    query.insert("Format".to_owned(), "JSON".to_owned());
+    query.insert(
+        "Timestamp".to_owned(),
+        timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    let wire_query = signer::canonicalized_query(&query);
+    let base = base_url.trim_end_matches('/');
+    let url = format!("{base}/?{wire_query}");
+    SignedRequest {
+        query_start: base.len() + 2,
+        url,
+        body: signer::canonicalized_query(&req.body),
+        nonce: nonce.to_owned(),
+        string_to_sign: String::new(),
+        signature: String::new(),
+    }
+}
+
 /// The Alibaba Cloud RPC client: one [`CloudApi::call`] is one signed attempt.
 /// Retries, back-off and reconciliation are the runner's job; this client
 /// only says, through [`ApiError::class`], what a failure allows.
+///
+/// Every request is signed with the credentials current at that moment
+/// ([`CredentialsProvider::current`]): temporary credentials are refreshed
+/// before they expire, and a request for a role (`ActionRequest::role_arn`)
+/// is signed with that role's session, assumed with the client's own
+/// credentials on first use.
 pub struct RpcClient {
-    credentials: Credentials,
+    credentials: Arc<CredentialsProvider>,
+    /// Sessions of the roles requests asked for, by role ARN.
+    roles: Mutex<HashMap<String, Arc<CredentialsProvider>>>,
+    /// Where STS is (`https://sts.aliyuncs.com` unless overridden).
+    sts_endpoint: String,
+    /// The session name of the roles it assumes.
+    session_name: String,
     endpoints: Endpoints,
     options: ClientOptions,
     /// For loopback endpoints: never through a proxy.
     direct: reqwest::Client,
     /// For everything else: honours `HTTPS_PROXY` and friends.
     proxied: reqwest::Client,
+    /// For the metadata service and credentials URIs: short timeouts, no proxy.
+    host: reqwest::Client,
     /// Hosts already warned about plain HTTP (warn once per host).
     warned_plain_http: Mutex<BTreeSet<String>>,
 }
@@ -277,6 +333,19 @@ impl RpcClient {
         endpoints: Endpoints,
         options: ClientOptions,
     ) -> Result<RpcClient, ClientError> {
+        RpcClient::with_provider(CredentialsProvider::fixed(credentials), endpoints, options)
+    }
+
+    /// A client that signs with whatever `credentials` gives at each request.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP stack could not be built.
+    pub fn with_provider(
+        credentials: CredentialsProvider,
+        endpoints: Endpoints,
+        options: ClientOptions,
+    ) -> Result<RpcClient, ClientError> {
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(options.connect_timeout)
@@ -284,19 +353,158 @@ impl RpcClient {
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         };
+        let host = reqwest::Client::builder()
+            .connect_timeout(HOST_CONNECT_TIMEOUT)
+            .timeout(HOST_REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientError)?;
         Ok(RpcClient {
             direct: builder().no_proxy().build().map_err(ClientError)?,
             proxied: builder().build().map_err(ClientError)?,
-            credentials,
+            host,
+            credentials: Arc::new(credentials),
+            roles: Mutex::new(HashMap::new()),
+            sts_endpoint: "https://sts.aliyuncs.com".to_owned(),
+            session_name: format!("runbook-{}", jiff::Timestamp::now().as_second()),
             endpoints,
             options,
             warned_plain_http: Mutex::new(BTreeSet::new()),
         })
     }
 
-    /// The credentials it signs with.
-    pub fn credentials(&self) -> &Credentials {
+    /// A client that signs with what Alibaba's default credential chain
+    /// finds ([`super::provider::resolve`]; `profile` is `--profile`), with
+    /// the environment read through `lookup`. STS is where
+    /// [`sts::endpoint`] says, except that when `RUNBOOK_STS_ENDPOINT` is
+    /// not set and a product is pointed at a loopback endpoint (a
+    /// simulator), STS goes there too: a rehearsal never asks the cloud who
+    /// it is.
+    ///
+    /// # Errors
+    ///
+    /// The chain's errors; an HTTP stack that cannot be built is reported
+    /// as [`CredentialsError::Unavailable`].
+    pub async fn from_chain(
+        profile: Option<&str>,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+        endpoints: Endpoints,
+        options: ClientOptions,
+    ) -> Result<RpcClient, CredentialsError> {
+        let local = endpoints
+            .overrides()
+            .values()
+            .find(|url| is_loopback(url))
+            .cloned();
+        let sts_endpoint = match local {
+            Some(url) if lookup(sts::ENV_STS_ENDPOINT).is_none_or(|v| v.is_empty()) => url,
+            _ => sts::endpoint(lookup)?,
+        };
+        let placeholder = CredentialsProvider::fixed(Credentials::new("", "", None));
+        let mut client = RpcClient::with_provider(placeholder, endpoints, options)
+            .map_err(|e| CredentialsError::Unavailable {
+                source_name: "the HTTP client".to_owned(),
+                reason: e.to_string(),
+            })?
+            .with_sts_endpoint(&sts_endpoint)
+            .with_session_name(&super::provider::session_name(lookup));
+        let provider = super::provider::resolve(profile, lookup, &client).await?;
+        client.credentials = Arc::new(provider);
+        Ok(client)
+    }
+
+    /// Sends STS calls to `base_url` (see [`sts::endpoint`]).
+    #[must_use]
+    pub fn with_sts_endpoint(mut self, base_url: &str) -> RpcClient {
+        base_url
+            .trim_end_matches('/')
+            .clone_into(&mut self.sts_endpoint);
+        self
+    }
+
+    /// Names the sessions of the roles it assumes.
+    #[must_use]
+    pub fn with_session_name(mut self, name: &str) -> RpcClient {
+        name.clone_into(&mut self.session_name);
+        self
+    }
+
+    /// Where it finds the credentials it signs with.
+    pub fn credentials(&self) -> &CredentialsProvider {
         &self.credentials
+    }
+
+    /// Where STS is.
+    pub fn sts_endpoint(&self) -> &str {
+        &self.sts_endpoint
+    }
+
+    /// The provider of `role_arn`'s session (created on first use), or the
+    /// client's own for `None`.
+    fn provider_for(&self, role_arn: Option<&str>) -> Arc<CredentialsProvider> {
+        let Some(role_arn) = role_arn.filter(|r| !r.is_empty()) else {
+            return Arc::clone(&self.credentials);
+        };
+        let mut roles = self.roles.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(roles.entry(role_arn.to_owned()).or_insert_with(|| {
+            Arc::new(CredentialsProvider::assume_role(
+                Arc::clone(&self.credentials),
+                RoleRequest::new(role_arn, self.session_name.clone()),
+            ))
+        }))
+    }
+
+    /// The credentials a request for `role_arn` (or the client's own, for
+    /// `None`) is signed with now, refreshed if they are about to expire.
+    ///
+    /// # Errors
+    ///
+    /// They cannot be had (an STS, metadata or URI failure).
+    pub async fn current_credentials(
+        &self,
+        role_arn: Option<&str>,
+    ) -> Result<Credentials, CredentialsError> {
+        self.provider_for(role_arn).current(self).await
+    }
+
+    /// Who requests for `role_arn` (or the client's own, for `None`) act
+    /// as: STS `GetCallerIdentity` with those credentials.
+    ///
+    /// # Errors
+    ///
+    /// The credentials cannot be had, or STS refused.
+    pub async fn caller_identity(
+        &self,
+        role_arn: Option<&str>,
+    ) -> Result<CallerIdentity, ApiError> {
+        let credentials = self
+            .current_credentials(role_arn)
+            .await
+            .map_err(credentials_unavailable)?;
+        self.caller_identity_of(&credentials).await
+    }
+
+    /// Who `credentials` act as (STS `GetCallerIdentity`): the ARN, the
+    /// account and the RequestId, never a key.
+    ///
+    /// # Errors
+    ///
+    /// STS refused or its answer cannot be read.
+    pub async fn caller_identity_of(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<CallerIdentity, ApiError> {
+        let answer = self
+            .send_to(
+                &sts::get_caller_identity(),
+                &self.sts_endpoint,
+                Some(credentials),
+            )
+            .await?;
+        sts::parse_caller_identity(&answer)
+            .map_err(|m| ApiError::new(INVALID_RESPONSE, m, Some(answer.http_status)))
     }
 
     /// Where it sends each product's calls.
@@ -312,16 +520,26 @@ impl RpcClient {
     /// Signs `req` for its endpoint with the given nonce and timestamp, as
     /// [`CloudApi::call`] does with fresh ones. Errs when the request's
     /// product or region is not a valid id (no host is built from it).
+    ///
+    /// Only for a client built with fixed credentials ([`RpcClient::new`]):
+    /// others have none until a request asks for them.
     pub fn sign(
         &self,
         req: &ActionRequest,
         nonce: &str,
         timestamp: jiff::Timestamp,
     ) -> Result<SignedRequest, ApiError> {
+        let credentials = self.credentials.fixed_credentials().ok_or_else(|| {
+            ApiError::new(
+                CREDENTIALS_UNAVAILABLE,
+                "this client's credentials are fetched per request".to_owned(),
+                None,
+            )
+        })?;
         Ok(build_signed(
             req,
             &self.base_url(req)?,
-            &self.credentials,
+            credentials,
             nonce,
             timestamp,
         ))
@@ -336,20 +554,33 @@ impl RpcClient {
 
     async fn send(&self, req: &ActionRequest) -> Result<ApiResponse, ApiError> {
         let base = self.base_url(req)?;
-        let host = host_of(&base).to_owned();
-        let loopback = is_loopback(&base);
+        let credentials = self
+            .current_credentials(None)
+            .await
+            .map_err(credentials_unavailable)?;
+        self.send_to(req, &base, Some(&credentials)).await
+    }
+
+    /// Sends `req` to `base`, signed with `credentials` (anonymous for `None`).
+    async fn send_to(
+        &self,
+        req: &ActionRequest,
+        base: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<ApiResponse, ApiError> {
+        let host = host_of(base).to_owned();
+        let loopback = is_loopback(base);
         if !loopback && base.starts_with("http://") {
             self.warn_plain_http(&host);
         }
 
         let nonce = uuid::Uuid::new_v4().to_string();
-        let mut signed = build_signed(
-            req,
-            &base,
-            &self.credentials,
-            &nonce,
-            jiff::Timestamp::now(),
-        );
+        let mut signed = match credentials {
+            Some(credentials) => {
+                build_signed(req, base, credentials, &nonce, jiff::Timestamp::now())
+            }
+            None => build_anonymous(req, base, &nonce, jiff::Timestamp::now()),
+        };
         let url = reqwest::Url::parse(signed.url()).map_err(|e| {
             ApiError::new(
                 "InvalidEndpoint",
@@ -379,7 +610,11 @@ impl RpcClient {
         let response = match builder.send().await {
             Ok(response) => response,
             Err(e) => {
-                return Err(self.finish_error(transport_error(&e, &host, self.options), &signed));
+                return Err(self.finish_error(
+                    transport_error(&e, &host, self.options),
+                    &signed,
+                    credentials,
+                ));
             }
         };
         let status = response.status().as_u16();
@@ -388,10 +623,14 @@ impl RpcClient {
         let bytes = match read_body(response, crate::limits::RESPONSE_BYTES).await {
             Ok(bytes) => bytes,
             Err(BodyError::TooLarge(cap)) => {
-                return Err(self.finish_error(too_large(&host, status, cap), &signed));
+                return Err(self.finish_error(too_large(&host, status, cap), &signed, credentials));
             }
             Err(BodyError::Http(e)) => {
-                return Err(self.finish_error(body_error(&e, &host, status, self.options), &signed));
+                return Err(self.finish_error(
+                    body_error(&e, &host, status, self.options),
+                    &signed,
+                    credentials,
+                ));
             }
         };
         let answer = RawAnswer {
@@ -405,14 +644,21 @@ impl RpcClient {
                 tracing::debug!(action = %req.action, status, request_id = ?response.request_id, "answer");
                 Ok(response)
             }
-            Err(e) => Err(self.finish_error(e, &signed)),
+            Err(e) => Err(self.finish_error(e, &signed, credentials)),
         }
     }
 
     /// Last touches on every error: the SDK's reading of a signature mismatch,
     /// and no credential value in what the service echoed back.
-    fn finish_error(&self, mut error: ApiError, signed: &SignedRequest) -> ApiError {
-        if error.code == "SignatureDoesNotMatch" && error.message.contains(signed.string_to_sign())
+    fn finish_error(
+        &self,
+        mut error: ApiError,
+        signed: &SignedRequest,
+        credentials: Option<&Credentials>,
+    ) -> ApiError {
+        if error.code == "SignatureDoesNotMatch"
+            && !signed.string_to_sign().is_empty()
+            && error.message.contains(signed.string_to_sign())
         {
             error.code = "InvalidAccessKeySecret".to_owned();
             error.message =
@@ -422,10 +668,11 @@ impl RpcClient {
             error.class = ErrorClass::Permanent;
         }
         let secrets = [
-            Some(self.credentials.access_key_id()),
-            Some(self.credentials.access_key_secret().expose()),
-            self.credentials.security_token().map(Secret::expose),
+            credentials.map(Credentials::access_key_id),
+            credentials.map(|c| c.access_key_secret().expose()),
+            credentials.and_then(|c| c.security_token().map(Secret::expose)),
             Some(signed.signature()),
+            req_secret(signed),
         ];
         let secrets: Vec<&str> = secrets
             .into_iter()
@@ -451,6 +698,59 @@ impl RpcClient {
                  use an https:// endpoint unless this network is trusted"
             );
         }
+    }
+}
+
+/// The OIDC token of an anonymous request's body, to scrub from errors.
+fn req_secret(signed: &SignedRequest) -> Option<&str> {
+    signed
+        .body()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("OIDCToken="))
+}
+
+/// A call not sent: no credentials could be had for it.
+fn credentials_unavailable(e: CredentialsError) -> ApiError {
+    ApiError::new(CREDENTIALS_UNAVAILABLE, e.to_string(), None).with_class(ErrorClass::Permanent)
+}
+
+impl Fetch for RpcClient {
+    fn sts<'a>(
+        &'a self,
+        req: &'a ActionRequest,
+        credentials: Option<&'a Credentials>,
+    ) -> CallFuture<'a> {
+        Box::pin(self.send_to(req, &self.sts_endpoint, credentials))
+    }
+
+    fn host<'a>(
+        &'a self,
+        method: &'static str,
+        url: &'a str,
+        headers: Vec<(&'static str, String)>,
+    ) -> HostFuture<'a> {
+        Box::pin(async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("bad method {method}"))?;
+            let parsed = reqwest::Url::parse(url).map_err(|_| "not a valid URL".to_owned())?;
+            let shown = parsed.origin().ascii_serialization();
+            let mut builder = self.host.request(method, parsed);
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| format!("{shown} did not answer ({})", cause_chain(&e)))?;
+            let status = response.status().as_u16();
+            let body = read_body(response, 64 * 1024)
+                .await
+                .map_err(|_| format!("the answer of {shown} could not be read"))?;
+            Ok(HostAnswer {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        })
     }
 }
 

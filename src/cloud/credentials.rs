@@ -1,18 +1,12 @@
 //! The Alibaba Cloud key pair a run signs with, found where Alibaba's own
 //! tools look for it, and never shown.
 //!
-//! Sources, in order ([`Credentials::resolve`]):
-//!
-//! 1. the environment: `ALIBABA_CLOUD_ACCESS_KEY_ID` and
-//!    `ALIBABA_CLOUD_ACCESS_KEY_SECRET` (both required, non-empty), plus
-//!    `ALIBABA_CLOUD_SECURITY_TOKEN` for STS credentials. Skipped when a
-//!    profile is asked for explicitly (`--profile`), because the operator then
-//!    said which key to use;
-//! 2. the aliyun CLI's `$HOME/.aliyun/config.json`: the profile named by
-//!    `--profile`, else by `ALIBABA_CLOUD_PROFILE`, else the file's `current`.
-//!    Modes `AK` and `StsToken` (case-insensitive) are supported; the other
-//!    modes (`RamRoleArn`, `EcsRamRole`, ...) need a token exchange that is not
-//!    built yet, so they are refused with an error that says what to use instead.
+//! This module reads the static sources: the environment
+//! (`ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, plus
+//! `ALIBABA_CLOUD_SECURITY_TOKEN` for STS credentials) and the aliyun CLI's
+//! config file in modes `AK` and `StsToken`. The whole default chain, with
+//! the sources that exchange a token for temporary credentials and refresh
+//! them, is [`super::provider`].
 //!
 //! The secret and the token live in [`Secret`], whose `Debug` and `Display`
 //! print `***`; only the signer path calls [`Secret::expose`]. The AccessKeyId
@@ -83,6 +77,28 @@ pub enum CredentialSource {
         /// The profile's name.
         profile: String,
     },
+    /// STS `AssumeRoleWithOIDC` (RRSA).
+    OidcRole {
+        /// The role assumed.
+        role_arn: String,
+    },
+    /// STS `AssumeRole`, signed with other credentials.
+    AssumedRole {
+        /// The role assumed.
+        role_arn: String,
+        /// The credentials that assumed it.
+        from: Box<CredentialSource>,
+    },
+    /// The ECS instance RAM role, from the metadata service.
+    EcsRamRole {
+        /// The role's name.
+        role: String,
+    },
+    /// A credentials URI (`ALIBABA_CLOUD_CREDENTIALS_URI` or a profile's).
+    CredentialsUri {
+        /// `scheme://host[:port]` of the URI (its path and query are not shown).
+        origin: String,
+    },
 }
 
 impl fmt::Display for CredentialSource {
@@ -92,6 +108,18 @@ impl fmt::Display for CredentialSource {
             CredentialSource::Environment => f.write_str("environment variables"),
             CredentialSource::AliyunProfile { path, profile } => {
                 write!(f, "profile `{profile}` in {}", path.display())
+            }
+            CredentialSource::OidcRole { role_arn } => {
+                write!(f, "OIDC role {role_arn} (AssumeRoleWithOIDC)")
+            }
+            CredentialSource::AssumedRole { role_arn, from } => {
+                write!(f, "role {role_arn} assumed with {from}")
+            }
+            CredentialSource::EcsRamRole { role } => {
+                write!(f, "ECS instance RAM role `{role}`")
+            }
+            CredentialSource::CredentialsUri { origin } => {
+                write!(f, "credentials URI at {origin}")
             }
         }
     }
@@ -104,9 +132,31 @@ pub struct Credentials {
     access_key_secret: Secret,
     security_token: Option<Secret>,
     source: CredentialSource,
+    /// When temporary credentials stop working.
+    expiration: Option<jiff::Timestamp>,
 }
 
 impl Credentials {
+    /// The same credentials, said to come from `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: CredentialSource) -> Credentials {
+        self.source = source;
+        self
+    }
+
+    /// The same credentials, expiring at `expiration`.
+    #[must_use]
+    pub fn with_expiration(mut self, expiration: jiff::Timestamp) -> Credentials {
+        self.expiration = Some(expiration);
+        self
+    }
+
+    /// When these (temporary) credentials expire; `None` for a long-term key
+    /// or an STS token given without its expiry.
+    pub fn expiration(&self) -> Option<jiff::Timestamp> {
+        self.expiration
+    }
+
     /// Credentials given in code. An empty `security_token` counts as none.
     pub fn new(
         access_key_id: impl Into<String>,
@@ -118,6 +168,7 @@ impl Credentials {
             access_key_secret: Secret::new(access_key_secret),
             security_token: security_token.filter(|t| !t.is_empty()).map(Secret::new),
             source: CredentialSource::Explicit,
+            expiration: None,
         }
     }
 
@@ -194,6 +245,7 @@ impl Credentials {
                 access_key_secret: Secret::new(secret),
                 security_token: get(ENV_SECURITY_TOKEN).map(Secret::new),
                 source: CredentialSource::Environment,
+                expiration: None,
             })),
         }
     }
@@ -223,32 +275,7 @@ impl Credentials {
         profile: Option<&str>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Credentials, CredentialsError> {
-        let text =
-            crate::limits::read_text(path, crate::limits::CONFIG_BYTES).map_err(|reason| {
-                match reason {
-                    crate::limits::ReadError::NotFound => CredentialsError::ConfigNotFound {
-                        path: path.to_owned(),
-                    },
-                    reason => CredentialsError::ConfigRead {
-                        path: path.to_owned(),
-                        reason,
-                    },
-                }
-            })?;
-        // The parser's own message may quote a value from the file (which
-        // could be a key), so only its position and category are kept.
-        let config: AliyunConfig =
-            serde_json::from_str(&text).map_err(|e| CredentialsError::ConfigParse {
-                path: path.to_owned(),
-                line: e.line(),
-                column: e.column(),
-                category: match e.classify() {
-                    serde_json::error::Category::Io => "unreadable",
-                    serde_json::error::Category::Syntax => "not valid JSON",
-                    serde_json::error::Category::Data => "not the aliyun CLI's config format",
-                    serde_json::error::Category::Eof => "truncated JSON",
-                },
-            })?;
+        let config = read_aliyun_config(path)?;
 
         let wanted = profile
             .map(str::to_owned)
@@ -303,52 +330,8 @@ impl Credentials {
                 path: path.to_owned(),
                 profile: wanted,
             },
+            expiration: None,
         })
-    }
-
-    /// Finds credentials the way an operator expects: the environment first
-    /// (unless `profile` is given), then `$HOME/.aliyun/config.json`.
-    ///
-    /// # Errors
-    ///
-    /// [`CredentialsError::NotFound`] listing what was tried when there are
-    /// none; any error of the source that was found but is unusable.
-    pub fn resolve(profile: Option<&str>) -> Result<Credentials, CredentialsError> {
-        Credentials::resolve_with(profile, env_var)
-    }
-
-    /// [`Credentials::resolve`] with the environment (including `HOME`) read
-    /// through `lookup`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Credentials::resolve`].
-    pub fn resolve_with(
-        profile: Option<&str>,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Credentials, CredentialsError> {
-        let profile = profile.filter(|p| !p.is_empty());
-        let mut tried = Vec::new();
-        if profile.is_none() {
-            if let Some(credentials) = Credentials::from_env_map(&lookup)? {
-                return Ok(credentials);
-            }
-            tried.push(format!(
-                "environment variables {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}: not set"
-            ));
-        }
-        let Some(home) = lookup("HOME").filter(|h| !h.is_empty()) else {
-            tried.push(format!("$HOME/{ALIYUN_CONFIG_RELATIVE}: HOME is not set"));
-            return Err(CredentialsError::NotFound { tried });
-        };
-        let path = Path::new(&home).join(ALIYUN_CONFIG_RELATIVE);
-        match Credentials::from_aliyun_config_with(&path, profile, &lookup) {
-            Err(CredentialsError::ConfigNotFound { path }) if profile.is_none() => {
-                tried.push(format!("{}: no such file", path.display()));
-                Err(CredentialsError::NotFound { tried })
-            }
-            other => other,
-        }
     }
 }
 
@@ -426,9 +409,8 @@ pub enum CredentialsError {
     },
     /// The profile uses a mode runbook cannot sign with yet.
     #[error(
-        "profile `{profile}` uses mode `{mode}`, which runbook does not support yet; \
-         use a profile with mode AK or StsToken, or set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} \
-         (and {ENV_SECURITY_TOKEN} for STS)"
+        "profile `{profile}` uses mode `{mode}`, which runbook does not support \
+         (modes: AK, StsToken, RamRoleArn, EcsRamRole, OIDC, ChainableRamRoleArn, CredentialsURI)"
     )]
     UnsupportedMode {
         /// The profile.
@@ -445,6 +427,36 @@ pub enum CredentialsError {
         profile: String,
         /// The missing or empty field.
         field: &'static str,
+    },
+    /// A source is configured with a value that cannot work.
+    #[error("{source_name}: {variable} is invalid: {reason}")]
+    Invalid {
+        /// The source (`OIDC role`, `STS endpoint`, ...).
+        source_name: String,
+        /// The variable or profile field.
+        variable: String,
+        /// Why.
+        reason: String,
+    },
+    /// A source is partly configured: some of its variables are set, one
+    /// it needs is not.
+    #[error("{source_name} is partly configured: {set} is set but {missing} is not")]
+    Incomplete {
+        /// The source.
+        source_name: String,
+        /// A variable that is set.
+        set: String,
+        /// The variable that is missing.
+        missing: String,
+    },
+    /// A source is configured but gave no credentials (STS refused, the
+    /// metadata service or the URI failed, a token file is unreadable).
+    #[error("cannot get credentials from {source_name}: {reason}")]
+    Unavailable {
+        /// The source.
+        source_name: String,
+        /// Why (never a key value).
+        reason: String,
     },
     /// No source had credentials.
     #[error("no Alibaba Cloud credentials found (tried: {})", tried.join("; "))]
@@ -470,6 +482,37 @@ impl CredentialsError {
     }
 }
 
+/// Reads and parses the aliyun CLI's config file.
+pub(crate) fn read_aliyun_config(path: &Path) -> Result<AliyunConfig, CredentialsError> {
+    let text =
+        crate::limits::read_text(path, crate::limits::CONFIG_BYTES).map_err(
+            |reason| match reason {
+                crate::limits::ReadError::NotFound => CredentialsError::ConfigNotFound {
+                    path: path.to_owned(),
+                },
+                reason => CredentialsError::ConfigRead {
+                    path: path.to_owned(),
+                    reason,
+                },
+            },
+        )?;
+    // The parser's own message may quote a value from the file (which
+    // could be a key), so only its position and category are kept.
+    let config: AliyunConfig =
+        serde_json::from_str(&text).map_err(|e| CredentialsError::ConfigParse {
+            path: path.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            category: match e.classify() {
+                serde_json::error::Category::Io => "unreadable",
+                serde_json::error::Category::Syntax => "not valid JSON",
+                serde_json::error::Category::Data => "not the aliyun CLI's config format",
+                serde_json::error::Category::Eof => "truncated JSON",
+            },
+        })?;
+    Ok(config)
+}
+
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -489,26 +532,35 @@ fn env_var(name: &str) -> Option<String> {
 /// The parts of `~/.aliyun/config.json` runbook reads. Other keys are
 /// ignored. Deliberately not `Debug`: it holds keys in clear.
 #[derive(Deserialize)]
-struct AliyunConfig {
+pub(crate) struct AliyunConfig {
     #[serde(default)]
-    current: Option<String>,
+    pub(crate) current: Option<String>,
     #[serde(default)]
-    profiles: Vec<AliyunProfile>,
+    pub(crate) profiles: Vec<AliyunProfile>,
 }
 
-/// One profile of the aliyun CLI. Deliberately not `Debug`.
-#[derive(Deserialize)]
-struct AliyunProfile {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    access_key_id: Option<String>,
-    #[serde(default)]
-    access_key_secret: Option<String>,
-    #[serde(default)]
-    sts_token: Option<String>,
+/// One profile of the aliyun CLI (the field names of the CLI and of
+/// credentials-go's `cli_profile.go`). Deliberately not `Debug`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct AliyunProfile {
+    pub(crate) name: String,
+    pub(crate) mode: Option<String>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) access_key_secret: Option<String>,
+    pub(crate) sts_token: Option<String>,
+    pub(crate) region_id: Option<String>,
+    pub(crate) ram_role_arn: Option<String>,
+    pub(crate) ram_session_name: Option<String>,
+    pub(crate) role_session_name: Option<String>,
+    pub(crate) expired_seconds: Option<u64>,
+    pub(crate) source_profile: Option<String>,
+    pub(crate) ram_role_name: Option<String>,
+    pub(crate) oidc_provider_arn: Option<String>,
+    pub(crate) oidc_token_file: Option<String>,
+    pub(crate) policy: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) credentials_uri: Option<String>,
 }
 
 #[cfg(test)]
@@ -626,9 +678,6 @@ mod tests {
         let err = Credentials::from_aliyun_config_with(&path, Some("role"), &no_env).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("mode `RamRoleArn`"), "{text}");
-        assert!(text.contains("not support yet"), "{text}");
-        assert!(text.contains("AK or StsToken"), "{text}");
-        assert!(text.contains(ENV_ACCESS_KEY_ID), "{text}");
 
         let err = Credentials::from_aliyun_config_with(&path, Some("half"), &no_env).unwrap_err();
         assert!(
@@ -664,47 +713,6 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(":2:"), "{text}");
         assert!(!text.contains("987654321"), "{text}");
-    }
-
-    #[test]
-    fn resolve_prefers_env_unless_a_profile_is_given() {
-        let dir = tempfile::tempdir().unwrap();
-        write_config(dir.path(), CONFIG);
-        let home = dir.path().to_str().unwrap();
-        let with_env = env(&[
-            ("HOME", home),
-            (ENV_ACCESS_KEY_ID, "LTAI5tEnvKeyId00"),
-            (ENV_ACCESS_KEY_SECRET, "e"),
-        ]);
-        assert_eq!(
-            Credentials::resolve_with(None, &with_env).unwrap().source(),
-            &CredentialSource::Environment
-        );
-        let c = Credentials::resolve_with(Some("sts"), &with_env).unwrap();
-        assert!(c.is_temporary());
-        let c = Credentials::resolve_with(None, env(&[("HOME", home)])).unwrap();
-        assert_eq!(c.access_key_id(), "LTAI5tDefaultKeyId");
-    }
-
-    #[test]
-    fn resolve_lists_what_it_tried() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().to_str().unwrap();
-        let err = Credentials::resolve_with(None, env(&[("HOME", home)])).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.starts_with("no Alibaba Cloud credentials found (tried: environment variables"),
-            "{text}"
-        );
-        assert!(text.contains(".aliyun/config.json: no such file"), "{text}");
-        let err = Credentials::resolve_with(None, env(&[])).unwrap_err();
-        assert!(err.to_string().contains("HOME is not set"), "{err}");
-        // An explicit profile with no config file says so, rather than "not found".
-        let err = Credentials::resolve_with(Some("prod"), env(&[("HOME", home)])).unwrap_err();
-        assert!(
-            matches!(err, CredentialsError::ConfigNotFound { .. }),
-            "{err}"
-        );
     }
 
     #[test]

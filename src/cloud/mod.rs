@@ -12,7 +12,9 @@ pub mod common;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod provider;
 pub mod signer;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +34,7 @@ pub const REDACTED_PARAMS: &[&str] = &[
     "Signature",
     "SecurityToken",
     "AccessKeySecret",
+    "OIDCToken",
 ];
 
 /// What a redacted value is replaced with.

@@ -36,6 +36,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::identity::{
+    DEFAULT_MAX_SESSION, IdentityFixtures, RoleFixture, UserFixture, is_role_arn,
+};
 use super::state::{DI_JOB_STATUSES, DI_NODE_STATUSES, DI_SOLUTION_STATUSES, DTS_STATUSES};
 
 /// How long each state transition takes. Status calls report the old (or the
@@ -200,6 +203,8 @@ pub struct Fixtures {
     pub di_jobs: Vec<DiJobFixture>,
     /// DI solutions.
     pub di_solutions: Vec<DiSolutionFixture>,
+    /// Keys, roles and the host credential endpoints (STS, metadata).
+    pub identities: IdentityFixtures,
 }
 
 /// A fixtures file that could not be read or is invalid.
@@ -276,6 +281,39 @@ struct RawFixtures {
     di_jobs: Vec<RawDiJob>,
     #[serde(default)]
     di_solutions: Vec<RawDiSolution>,
+    #[serde(default)]
+    identities: Option<RawIdentities>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    roles: Vec<RawRole>,
+    ecs_role: Option<Spanned<String>>,
+    #[serde(default)]
+    imds_token_required: bool,
+    credentials_uri_role: Option<Spanned<String>>,
+    session_lifetime: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    access_key_id: Spanned<String>,
+    access_key_secret: String,
+    arn: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    arn: Spanned<String>,
+    #[serde(default)]
+    trusted: Vec<String>,
+    max_session: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -460,12 +498,105 @@ impl RawFixtures {
             });
         }
 
+        let identities = match &self.identities {
+            Some(raw) => raw.check()?,
+            None => IdentityFixtures::default(),
+        };
+
         Ok(Fixtures {
             delays,
             dts_jobs,
             di_nodes,
             di_jobs,
             di_solutions,
+            identities,
+        })
+    }
+}
+
+impl RawIdentities {
+    fn check(&self) -> Result<IdentityFixtures, FixtureError> {
+        let mut seen = BTreeSet::new();
+        let mut users = Vec::with_capacity(self.users.len());
+        for user in &self.users {
+            if user.access_key_id.value.is_empty() || user.access_key_secret.is_empty() {
+                return Err(at(
+                    &user.access_key_id,
+                    "a user needs a non-empty access_key_id and access_key_secret".to_owned(),
+                ));
+            }
+            unique(&mut seen, &user.access_key_id, "access_key_id")?;
+            let arn = &user.arn.value;
+            let well_formed = super::identity::account_of(arn).is_some()
+                && (arn.ends_with(":root") || arn.contains(":user/"));
+            if !well_formed {
+                return Err(at(
+                    &user.arn,
+                    format!(
+                        "`{arn}` is not a user ARN (acs:ram::ACCOUNT:user/NAME or acs:ram::ACCOUNT:root)"
+                    ),
+                ));
+            }
+            users.push(UserFixture {
+                access_key_id: user.access_key_id.value.clone(),
+                access_key_secret: user.access_key_secret.clone(),
+                arn: arn.clone(),
+            });
+        }
+        let mut seen = BTreeSet::new();
+        let mut roles = Vec::with_capacity(self.roles.len());
+        for role in &self.roles {
+            if !is_role_arn(&role.arn.value) {
+                return Err(at(
+                    &role.arn,
+                    format!(
+                        "`{}` is not a role ARN (acs:ram::ACCOUNT:role/NAME)",
+                        role.arn.value
+                    ),
+                ));
+            }
+            unique(&mut seen, &role.arn, "role")?;
+            roles.push(RoleFixture {
+                arn: role.arn.value.clone(),
+                trusted: role.trusted.clone(),
+                max_session: match &role.max_session {
+                    Some(d) => duration(d)?,
+                    None => DEFAULT_MAX_SESSION,
+                },
+            });
+        }
+        let role_named = |name: &Spanned<String>, by_arn: bool| {
+            let found = roles.iter().any(|r| {
+                if by_arn {
+                    r.arn == name.value
+                } else {
+                    r.arn.rsplit('/').next() == Some(name.value.as_str())
+                }
+            });
+            if found {
+                Ok(name.value.clone())
+            } else {
+                Err(at(
+                    name,
+                    format!("no role `{}` in identities.roles", name.value),
+                ))
+            }
+        };
+        Ok(IdentityFixtures {
+            users,
+            ecs_role: self
+                .ecs_role
+                .as_ref()
+                .map(|n| role_named(n, false))
+                .transpose()?,
+            credentials_uri_role: self
+                .credentials_uri_role
+                .as_ref()
+                .map(|n| role_named(n, true))
+                .transpose()?,
+            roles,
+            imds_token_required: self.imds_token_required,
+            session_lifetime: self.session_lifetime.as_ref().map(duration).transpose()?,
         })
     }
 }

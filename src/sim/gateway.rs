@@ -35,7 +35,7 @@
 //!
 //! The call log records which signature each request carried.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -43,8 +43,10 @@ use super::Shared;
 use super::calllog::{CallRecord, Outcome, redact, redact_headers};
 use super::faults::FaultKind;
 use super::handlers::{Ctx, Reply, gateway_error, handle};
+use super::identity::KeyEntry;
 use super::served;
 use super::state::Now;
+use super::sts;
 use crate::cloud::actions::{ActionSpec, DATAWORKS, ParamType};
 use crate::cloud::common;
 use crate::cloud::signer::{self, SignatureVersion, v3};
@@ -98,40 +100,10 @@ pub(crate) fn parameters(raw: &RawRequest<'_>) -> BTreeMap<String, String> {
     params
 }
 
-/// A key the gateway accepts.
-pub(crate) struct SimKey {
-    pub(crate) secret: String,
-    /// The STS token that must come with it (temporary credentials only).
-    pub(crate) security_token: Option<String>,
-}
-
-/// The gateway's key table, from the configured permanent and temporary keys.
-pub(crate) fn keys(
-    permanent: Vec<(String, String)>,
-    temporary: Vec<(String, String, String)>,
-) -> HashMap<String, SimKey> {
-    permanent
-        .into_iter()
-        .map(|(id, secret)| {
-            let key = SimKey {
-                secret,
-                security_token: None,
-            };
-            (id, key)
-        })
-        .chain(temporary.into_iter().map(|(id, secret, token)| {
-            let key = SimKey {
-                secret,
-                security_token: Some(token),
-            };
-            (id, key)
-        }))
-        .collect()
-}
-
-/// The one credential lookup, for both signatures: the secret of
+/// The one credential lookup, for both signatures and STS: the key named
 /// `access_key_id`, once the STS token that must come with a temporary key
-/// is there and right. (A token sent with a permanent key is ignored.)
+/// is there, right and unexpired ([`super::identity::Keys::caller`]).
+/// (A token sent with a permanent key is ignored.)
 #[expect(
     clippy::result_large_err,
     reason = "the error is the answer itself, moved once per refused request"
@@ -141,38 +113,13 @@ pub(crate) fn credential(
     access_key_id: &str,
     security_token: Option<&str>,
     ctx: &Ctx<'_>,
-) -> Result<String, Reply> {
-    let Some(key) = shared.credentials.get(access_key_id) else {
-        return Err(gateway_error(
-            ctx,
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.".to_owned(),
-        ));
-    };
-    if let Some(expected) = &key.security_token {
-        match security_token.filter(|t| !t.is_empty()) {
-            None => {
-                return Err(gateway_error(
-                    ctx,
-                    400,
-                    "MissingSecurityToken",
-                    "The SecurityToken of these temporary (STS) credentials is not supplied."
-                        .to_owned(),
-                ));
-            }
-            Some(token) if !signer::signatures_equal(token, expected) => {
-                return Err(gateway_error(
-                    ctx,
-                    400,
-                    "InvalidSecurityToken.MismatchWithAccessKey",
-                    "The SecurityToken does not match the AccessKeyId.".to_owned(),
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(key.secret.clone())
+) -> Result<KeyEntry, Reply> {
+    shared
+        .iam
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .keys
+        .caller(access_key_id, security_token.unwrap_or_default(), ctx)
 }
 
 /// The request's headers (names lower-case, as the HTTP stack gives them).
@@ -213,7 +160,7 @@ impl<'a> Headers<'a> {
 /// checks after this point are the same for both.
 struct Claims<'a> {
     signature: SignatureVersion,
-    spec: &'static ActionSpec,
+    api: Api,
     access_key_id: &'a str,
     security_token: Option<&'a str>,
     nonce: &'a str,
@@ -233,6 +180,26 @@ pub(crate) fn signature_of(headers: &[(&str, &str)]) -> SignatureVersion {
     } else {
         SignatureVersion::V1
     }
+}
+
+/// What a request calls: a product's action, or STS.
+#[derive(Clone, Copy)]
+pub(crate) enum Api {
+    /// An action of the served catalogue.
+    Product(&'static ActionSpec),
+    /// An STS action ([`sts::served_action`]).
+    Sts(&'static str),
+}
+
+/// The API a request names, if the simulator serves it.
+fn api(raw: &RawRequest<'_>, version: &str, action: &str) -> Option<Api> {
+    if raw.path != "/" {
+        return None;
+    }
+    if version == sts::STS_VERSION {
+        return sts::served_action(action).map(Api::Sts);
+    }
+    served::lookup(version, action).map(Api::Product)
 }
 
 fn incomplete(ctx: &Ctx<'_>, why: &str) -> Reply {
@@ -271,9 +238,7 @@ fn claims_v1<'a>(
     };
     let action = get("Action").ok_or_else(|| missing(ctx, "Action"))?;
     let version = get("Version").ok_or_else(|| missing(ctx, "Version"))?;
-    let spec = served::lookup(version, action)
-        .filter(|_| raw.path == "/")
-        .ok_or_else(|| not_found(ctx))?;
+    let api = api(raw, version, action).ok_or_else(|| not_found(ctx))?;
     for name in common::ALL
         .iter()
         .filter(|c| c.required())
@@ -308,7 +273,7 @@ fn claims_v1<'a>(
     }
     Ok(Claims {
         signature: SignatureVersion::V1,
-        spec,
+        api,
         access_key_id: get("AccessKeyId").unwrap_or_default(),
         security_token: get("SecurityToken"),
         nonce: get("SignatureNonce").unwrap_or_default(),
@@ -336,9 +301,7 @@ fn claims_v3<'a>(raw: &RawRequest<'a>, ctx: &Ctx<'_>) -> Result<Claims<'a>, Repl
     let version = h
         .one(v3::VERSION)
         .ok_or_else(|| missing(ctx, v3::VERSION))?;
-    let spec = served::lookup(version, action)
-        .filter(|_| raw.path == "/")
-        .ok_or_else(|| not_found(ctx))?;
+    let api = api(raw, version, action).ok_or_else(|| not_found(ctx))?;
     let value = h
         .one(v3::AUTHORIZATION)
         .ok_or_else(|| incomplete(ctx, "the Authorization header is missing"))?;
@@ -373,7 +336,7 @@ fn claims_v3<'a>(raw: &RawRequest<'a>, ctx: &Ctx<'_>) -> Result<Claims<'a>, Repl
     }
     Ok(Claims {
         signature: SignatureVersion::V3,
-        spec,
+        api,
         access_key_id: authorization.credential,
         security_token: h.one(v3::SECURITY_TOKEN),
         nonce: h.one(v3::NONCE).unwrap_or_default(),
@@ -481,7 +444,7 @@ fn verify_v3(
 }
 
 /// Steps 2 to 5: everything that needs no shared state but the key table.
-/// Returns the action and the nonce to use up.
+/// Returns the API, the nonce to use up and the key it was signed with.
 #[expect(
     clippy::result_large_err,
     reason = "the error is the answer itself, moved once per refused request"
@@ -491,7 +454,7 @@ fn authenticate<'a>(
     raw: &RawRequest<'a>,
     params: &'a BTreeMap<String, String>,
     ctx: &Ctx<'_>,
-) -> Result<(&'static ActionSpec, &'a str), Reply> {
+) -> Result<(Api, &'a str, KeyEntry), Reply> {
     if !matches!(raw.method, "GET" | "POST") {
         return Err(gateway_error(
             ctx,
@@ -528,13 +491,13 @@ fn authenticate<'a>(
             ),
         ));
     }
-    let secret = credential(shared, claims.access_key_id, claims.security_token, ctx)?;
+    let key = credential(shared, claims.access_key_id, claims.security_token, ctx)?;
     match &claims.authorization {
-        None => verify_v1(raw, params, &secret, ctx)?,
-        Some(authorization) => verify_v3(raw, authorization, &secret, ctx)?,
+        None => verify_v1(raw, params, &key.secret, ctx)?,
+        Some(authorization) => verify_v3(raw, authorization, &key.secret, ctx)?,
     }
     debug_assert_eq!(claims.signature, signature_of(raw.headers));
-    Ok((claims.spec, claims.nonce))
+    Ok((claims.api, claims.nonce, key))
 }
 
 /// Step 8: the API's own parameters.
@@ -613,6 +576,22 @@ fn throttled(ctx: &Ctx<'_>, product: &str) -> Reply {
     }
 }
 
+/// STS, once the gateway has checked the request (faults and flow control
+/// do not apply to it).
+fn serve_sts(
+    shared: &Shared,
+    action: &str,
+    params: &BTreeMap<String, String>,
+    caller: Option<&KeyEntry>,
+    ctx: &Ctx<'_>,
+) -> Reply {
+    let mut iam = shared
+        .iam
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    sts::handle(&mut iam, action, params, caller, ctx)
+}
+
 /// Runs one request through the gateway and the service, records it, and
 /// says how to answer.
 pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
@@ -633,8 +612,10 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
     };
     let product = version.as_deref().and_then(served::product_of_version);
     let region = params.get("RegionId").map_or("", String::as_str);
+    let is_sts = version.as_deref() == Some(sts::STS_VERSION);
     let host_id = match product {
         Some(product) => crate::cloud::endpoint::default_host(product, region),
+        None if is_sts => sts::STS_HOST.to_owned(),
         None => raw.host.unwrap_or("localhost").to_owned(),
     };
     let ctx = Ctx {
@@ -647,9 +628,44 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
     let mut faults = Vec::new();
     let mut delay = None;
     let mut drop = false;
-    let (seq, reply) = match authenticate(shared, raw, &params, &ctx) {
+    // STS takes `AssumeRoleWithOIDC` unsigned: the OIDC token is the proof.
+    let anonymous = is_sts
+        && signature == SignatureVersion::V1
+        && action.as_deref().is_some_and(sts::is_anonymous);
+    let authenticated = if anonymous {
+        match (raw.method, raw.path) {
+            ("GET" | "POST", "/") => Ok(None),
+            _ => Err(not_found(&ctx)),
+        }
+    } else {
+        authenticate(shared, raw, &params, &ctx).map(Some)
+    };
+    let (seq, reply) = match authenticated {
         Err(reply) => (shared.seq.fetch_add(1, Ordering::Relaxed) + 1, reply),
-        Ok((spec, nonce)) => {
+        Ok(None) => (
+            shared.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            serve_sts(shared, "AssumeRoleWithOIDC", &params, None, &ctx),
+        ),
+        Ok(Some((Api::Sts(action), nonce, caller))) => {
+            let fresh = shared
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .nonces
+                .insert(nonce, now.mono);
+            let reply = if fresh {
+                serve_sts(shared, action, &params, Some(&caller), &ctx)
+            } else {
+                gateway_error(
+                    &ctx,
+                    400,
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.".to_owned(),
+                )
+            };
+            (shared.seq.fetch_add(1, Ordering::Relaxed) + 1, reply)
+        }
+        Ok(Some((Api::Product(spec), nonce, _))) => {
             let checked = validate(spec, &params, &ctx);
             let mut state = shared
                 .state

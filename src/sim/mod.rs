@@ -39,11 +39,12 @@ mod faults;
 mod fixtures;
 mod gateway;
 mod handlers;
+mod identity;
 mod served;
 mod state;
+mod sts;
 mod world;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,7 @@ pub use faults::{FaultKind, FaultRule, FaultSpec, FaultSpecError};
 pub use fixtures::{
     Delays, DiJobFixture, DiNodeFixture, DiSolutionFixture, DtsJobFixture, FixtureError, Fixtures,
 };
+pub use identity::{IdentityFixtures, RoleFixture, SIM_ACCOUNT, UserFixture};
 pub use state::{ResourceKind, StatusError};
 pub use world::{WorldError, WorldMark};
 
@@ -168,9 +170,9 @@ impl SimConfig {
 
 /// What the request handlers share.
 pub(crate) struct Shared {
-    /// Every key the gateway accepts, by AccessKeyId
-    /// ([`gateway::credential`] is the one lookup).
-    pub(crate) credentials: HashMap<String, gateway::SimKey>,
+    /// Keys, roles and metadata tokens: every signature check's one key
+    /// lookup ([`gateway::credential`]) and STS.
+    pub(crate) iam: Mutex<sts::Iam>,
     pub(crate) state: Mutex<State>,
     pub(crate) log: calllog::CallLog,
     /// Arrival counter of call records.
@@ -205,6 +207,13 @@ impl Simulator {
         let log = calllog::CallLog::new(config.log_path.as_deref(), config.echo)?;
         let mut fixtures = config.fixtures;
         fixtures.delays = fixtures.delays.scaled(config.time_scale);
+        let iam = sts::Iam::new(
+            config.credentials,
+            config.temporary_credentials,
+            std::mem::take(&mut fixtures.identities),
+            config.auto_create,
+            config.time_scale,
+        );
         let state = State::new(
             &fixtures,
             &config.faults,
@@ -215,7 +224,7 @@ impl Simulator {
         );
         Ok(Simulator {
             shared: Arc::new(Shared {
-                credentials: gateway::keys(config.credentials, config.temporary_credentials),
+                iam: Mutex::new(iam),
                 state: Mutex::new(state),
                 log,
                 seq: AtomicU64::new(0),
@@ -316,6 +325,9 @@ async fn rpc(
         .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
         .collect();
     let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    if sts::is_host_path(uri.path()) {
+        return host_endpoint(&sim, &method, uri.path(), &headers);
+    }
     let raw = gateway::RawRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -353,6 +365,62 @@ async fn rpc(
     {
         headers.insert("x-acs-retry-after", ms);
     }
+    response
+}
+
+/// The ECS metadata service and the credentials URI (see `sts.rs`).
+fn host_endpoint(sim: &Simulator, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let now = Now::current();
+    let answer = {
+        let mut iam = sim
+            .shared
+            .iam
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sts::host_endpoint(&mut iam, method.as_str(), path, &header, now.wall)
+    };
+    sim.shared.log.push(CallRecord {
+        seq: sim
+            .shared
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1,
+        time: now.wall,
+        method: method.as_str().to_owned(),
+        product: Some("host".to_owned()),
+        version: None,
+        action: Some(answer.action.to_owned()),
+        signature: crate::cloud::signer::SignatureVersion::V1,
+        params: std::collections::BTreeMap::from([("Path".to_owned(), path.to_owned())]),
+        headers: std::collections::BTreeMap::new(),
+        outcome: if answer.status == 200 {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        },
+        code: (answer.status != 200).then(|| format!("Http.{}", answer.status)),
+        message: None,
+        http_status: Some(answer.status),
+        request_id: uuid::Uuid::new_v4().to_string().to_ascii_uppercase(),
+        changed: false,
+        faults: Vec::new(),
+    });
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if answer.json {
+        "application/json;charset=utf-8"
+    } else {
+        "text/plain;charset=utf-8"
+    };
+    let mut response = (status, answer.body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

@@ -1,0 +1,480 @@
+//! Credentials end to end: the runbook client's default chain, STS and the
+//! metadata service of the simulator over loopback HTTP, with real
+//! signatures, issued SecurityTokens and their expiry.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runbook::cloud::client::{ClientOptions, RpcClient};
+use runbook::cloud::credentials::{CredentialSource, Credentials, CredentialsError};
+use runbook::cloud::provider::{self, CredentialsProvider};
+use runbook::cloud::sts::{self, RoleRequest};
+use runbook::cloud::{ActionRequest, CloudApi, Endpoints};
+use runbook::sim::{self, Fixtures, SimConfig, SimHandle};
+
+pub(crate) const OWN_ID: &str = "LTAIsimOwnKey0001";
+pub(crate) const OWN_SECRET: &str = "own-secret";
+/// A user of account 1111 (fixtures), trusted by the role of account 2222.
+pub(crate) const OPS_ID: &str = "LTAIopsKey0000001";
+pub(crate) const OPS_SECRET: &str = "ops-secret";
+pub(crate) const MAINT_ROLE: &str = "acs:ram::2222222222222222:role/maint";
+pub(crate) const DW_ROLE: &str = "acs:ram::3333333333333333:role/dataworks-ops";
+pub(crate) const OIDC_PROVIDER: &str = "acs:ram::1111111111111111:oidc-provider/ack-rrsa";
+
+/// Two accounts' roles, an ECS instance role, a credentials URI role.
+pub(crate) fn identities(session_lifetime: Option<&str>) -> String {
+    format!(
+        "identities:
+  users:
+    - {{ access_key_id: {OPS_ID}, access_key_secret: {OPS_SECRET}, arn: 'acs:ram::1111111111111111:user/ops' }}
+  roles:
+    - arn: '{MAINT_ROLE}'
+      trusted: ['acs:ram::1111111111111111:user/ops', '{OIDC_PROVIDER}', 'acs:ram::1000000000000001:root']
+    - arn: '{DW_ROLE}'
+      trusted: ['acs:ram::1111111111111111:root', 'acs:ram::1000000000000001:root', '{MAINT_ROLE}']
+    - arn: 'acs:ram::2222222222222222:role/ecs-maint'
+      trusted: ['*']
+    - arn: 'acs:ram::2222222222222222:role/locked'
+      trusted: []
+  ecs_role: ecs-maint
+  imds_token_required: true
+  credentials_uri_role: 'acs:ram::2222222222222222:role/ecs-maint'
+{}",
+        session_lifetime.map_or_else(String::new, |l| format!("  session_lifetime: {l}\n"))
+    )
+}
+
+pub(crate) async fn sim_with(yaml: &str) -> SimHandle {
+    sim::spawn(SimConfig {
+        credentials: vec![(OWN_ID.to_owned(), OWN_SECRET.to_owned())],
+        fixtures: Fixtures::from_yaml(yaml).unwrap(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn endpoints(sim: &SimHandle) -> Endpoints {
+    let mut e = Endpoints::new();
+    e.add_flag(&format!("dts={}", sim.base_url())).unwrap();
+    e.add_flag(&format!("dataworks={}", sim.base_url()))
+        .unwrap();
+    e
+}
+
+fn client(sim: &SimHandle, credentials: CredentialsProvider) -> RpcClient {
+    RpcClient::with_provider(credentials, endpoints(sim), ClientOptions::default())
+        .unwrap()
+        .with_sts_endpoint(&sim.base_url())
+}
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Sync + use<> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn status_read() -> ActionRequest {
+    let spec = runbook::cloud::actions::lookup("dts.DescribeDtsJobDetail").unwrap();
+    ActionRequest::typed(
+        spec,
+        "cn-hangzhou",
+        BTreeMap::from([("DtsJobId".to_owned(), "j1".to_owned())]),
+    )
+}
+
+fn count(sim: &SimHandle, action: &str) -> usize {
+    sim.calls()
+        .iter()
+        .filter(|c| c.action.as_deref() == Some(action))
+        .count()
+}
+
+#[tokio::test]
+async fn get_caller_identity_names_the_signing_principal() {
+    let sim = sim_with(&identities(None)).await;
+    let own = client(
+        &sim,
+        CredentialsProvider::fixed(Credentials::new(OWN_ID, OWN_SECRET, None)),
+    );
+    let me = own.caller_identity(None).await.unwrap();
+    assert_eq!(me.arn, "acs:ram::1000000000000001:user/sim");
+    assert_eq!(me.account_id, runbook::sim::SIM_ACCOUNT);
+    assert_eq!(me.identity_type, "RAMUser");
+    assert!(me.request_id.is_some());
+
+    let ops = client(
+        &sim,
+        CredentialsProvider::fixed(Credentials::new(OPS_ID, OPS_SECRET, None)),
+    );
+    let who = ops.caller_identity(None).await.unwrap();
+    assert_eq!(who.arn, "acs:ram::1111111111111111:user/ops");
+    // A wrong secret is refused like any signed call.
+    let bad = client(
+        &sim,
+        CredentialsProvider::fixed(Credentials::new(OPS_ID, "nope", None)),
+    );
+    let e = bad.caller_identity(None).await.unwrap_err();
+    assert_eq!(e.code, "SignatureDoesNotMatch", "{e}");
+}
+
+#[tokio::test]
+async fn assume_role_crosses_accounts_and_the_token_is_checked() {
+    let sim = sim_with(&identities(Some("3s"))).await;
+    let base = std::sync::Arc::new(CredentialsProvider::fixed(Credentials::new(
+        OPS_ID, OPS_SECRET, None,
+    )));
+    let ops = client(
+        &sim,
+        CredentialsProvider::fixed(Credentials::new(OPS_ID, OPS_SECRET, None)),
+    )
+    .with_session_name("nightly");
+    let who = ops.caller_identity(Some(MAINT_ROLE)).await.unwrap();
+    assert_eq!(
+        who.arn,
+        "acs:ram::2222222222222222:assumed-role/maint/nightly"
+    );
+    assert_eq!(who.account_id, "2222222222222222");
+    assert_eq!(who.identity_type, "AssumedRoleUser");
+
+    // Not trusted, unknown.
+    let e = ops
+        .caller_identity(Some("acs:ram::2222222222222222:role/locked"))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("NoPermission"), "{e}");
+    let e = ops
+        .caller_identity(Some("acs:ram::9:role/none"))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("EntityNotExist.Role"), "{e}");
+
+    // The issued credentials: the token must match and they expire.
+    let role = CredentialsProvider::assume_role(base, RoleRequest::new(MAINT_ROLE, "s1"));
+    let issued = role.current(&ops).await.unwrap();
+    assert!(issued.access_key_id().starts_with("STS."));
+    assert!(issued.expiration().is_some());
+    let forged = Credentials::new(
+        issued.access_key_id(),
+        issued.access_key_secret().expose(),
+        Some("CAISforged".to_owned()),
+    );
+    let e = ops.caller_identity_of(&forged).await.unwrap_err();
+    assert_eq!(e.code, "InvalidSecurityToken.MismatchWithAccessKey");
+    let no_token = Credentials::new(
+        issued.access_key_id(),
+        issued.access_key_secret().expose(),
+        None,
+    );
+    let e = ops.caller_identity_of(&no_token).await.unwrap_err();
+    assert_eq!(e.code, "MissingSecurityToken");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ops.caller_identity_of(&issued).await {
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(_) => panic!("the 3 s credentials never expired"),
+            Err(e) => {
+                assert_eq!(e.code, "InvalidSecurityToken.Expired", "{e}");
+                assert!(
+                    !e.message
+                        .contains(issued.security_token().unwrap().expose())
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_keep_working_across_expiry_because_credentials_are_refreshed() {
+    let sim = sim_with(&format!(
+        "dts_jobs:\n  - {{ id: j1 }}\n{}",
+        identities(Some("3s"))
+    ))
+    .await;
+    let base = std::sync::Arc::new(CredentialsProvider::fixed(Credentials::new(
+        OPS_ID, OPS_SECRET, None,
+    )));
+    let provider = CredentialsProvider::assume_role(base, RoleRequest::new(MAINT_ROLE, "long"));
+    let api = client(&sim, provider);
+    // About three lifetimes of calls: none may fail on an expired token.
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut calls = 0;
+    while Instant::now() < until {
+        api.call(&status_read()).await.unwrap();
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(calls > 10);
+    let assumed = count(&sim, "AssumeRole");
+    assert!(
+        (3..calls).contains(&assumed),
+        "refreshed {assumed} times for {calls} calls"
+    );
+    assert!(
+        sim.calls()
+            .iter()
+            .all(|c| c.code.as_deref() != Some("InvalidSecurityToken.Expired"))
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_failure_sends_nothing_and_names_the_source() {
+    let sim = sim_with(&identities(None)).await;
+    let base = std::sync::Arc::new(CredentialsProvider::fixed(Credentials::new(
+        OPS_ID, OPS_SECRET, None,
+    )));
+    let provider = CredentialsProvider::assume_role(
+        base,
+        RoleRequest::new("acs:ram::2222222222222222:role/locked", "x"),
+    );
+    let api = client(&sim, provider);
+    let e = api.call(&status_read()).await.unwrap_err();
+    assert_eq!(e.code, runbook::cloud::client::CREDENTIALS_UNAVAILABLE);
+    assert!(
+        e.message
+            .contains("role acs:ram::2222222222222222:role/locked"),
+        "{e}"
+    );
+    assert_eq!(count(&sim, "DescribeDtsJobDetail"), 0);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Resolves the chain against the simulator and says who it signs as.
+async fn chain(
+    sim: &SimHandle,
+    profile: Option<&str>,
+    vars: &[(&str, &str)],
+) -> Result<(CredentialSource, String), CredentialsError> {
+    let sts_url = sim.base_url();
+    let mut all: Vec<(&str, &str)> = vec![
+        (sts::ENV_STS_ENDPOINT, sts_url.as_str()),
+        (provider::ENV_ECS_METADATA_DISABLED, "true"),
+    ];
+    all.extend_from_slice(vars);
+    // A later pair overrides an earlier one.
+    let lookup = env(&all
+        .iter()
+        .rev()
+        .fold(Vec::new(), |mut acc: Vec<(&str, &str)>, p| {
+            if !acc.iter().any(|(k, _)| *k == p.0) {
+                acc.push(*p);
+            }
+            acc
+        }));
+    let client =
+        RpcClient::from_chain(profile, &lookup, endpoints(sim), ClientOptions::default()).await?;
+    let source = client.credentials().source();
+    let who = client
+        .caller_identity(None)
+        .await
+        .map_err(|e| CredentialsError::Unavailable {
+            source_name: "test".into(),
+            reason: e.to_string(),
+        })?;
+    Ok((source, who.arn))
+}
+
+#[tokio::test]
+async fn every_source_of_the_default_chain_works_against_the_simulator() {
+    let sim = sim_with(&identities(None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_str().unwrap().to_owned();
+    let token = write(dir.path(), "oidc/token", "eyJhbGciOi.sim.token\n");
+    let uri = format!("{}/credentials", sim.base_url());
+    let config = format!(
+        r#"{{"current": "ak", "profiles": [
+  {{"name": "ak", "mode": "AK", "access_key_id": "{OPS_ID}", "access_key_secret": "{OPS_SECRET}", "region_id": "cn-shanghai"}},
+  {{"name": "sts", "mode": "StsToken", "access_key_id": "{OPS_ID}", "access_key_secret": "{OPS_SECRET}", "sts_token": "x"}},
+  {{"name": "role", "mode": "RamRoleArn", "access_key_id": "{OPS_ID}", "access_key_secret": "{OPS_SECRET}", "ram_role_arn": "{MAINT_ROLE}", "ram_session_name": "prof"}},
+  {{"name": "chain", "mode": "ChainableRamRoleArn", "source_profile": "role", "ram_role_arn": "{DW_ROLE}", "ram_session_name": "chained"}},
+  {{"name": "ecs", "mode": "EcsRamRole", "ram_role_name": "ecs-maint"}},
+  {{"name": "oidc", "mode": "OIDC", "ram_role_arn": "{MAINT_ROLE}", "oidc_provider_arn": "{OIDC_PROVIDER}", "oidc_token_file": "{token}"}},
+  {{"name": "uri", "mode": "CredentialsURI", "credentials_uri": "{uri}"}},
+  {{"name": "sso", "mode": "CloudSSO"}},
+  {{"name": "half", "mode": "RamRoleArn", "access_key_id": "{OPS_ID}", "access_key_secret": "{OPS_SECRET}"}}
+]}}"#
+    );
+    write(dir.path(), ".aliyun/config.json", &config);
+    let meta = sim.base_url();
+    let home_only: &[(&str, &str)] = &[("HOME", &home)];
+
+    // 1. The environment comes first.
+    let (source, arn) = chain(
+        &sim,
+        None,
+        &[
+            ("HOME", &home),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", OWN_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", OWN_SECRET),
+            (provider::ENV_ROLE_ARN, MAINT_ROLE),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(source, CredentialSource::Environment);
+    assert_eq!(arn, "acs:ram::1000000000000001:user/sim");
+
+    // 2. Then the OIDC role (RRSA).
+    let oidc: &[(&str, &str)] = &[
+        ("HOME", &home),
+        (provider::ENV_ROLE_ARN, MAINT_ROLE),
+        (provider::ENV_OIDC_PROVIDER_ARN, OIDC_PROVIDER),
+        (provider::ENV_OIDC_TOKEN_FILE, &token),
+        (provider::ENV_ROLE_SESSION_NAME, "rrsa"),
+    ];
+    let (source, arn) = chain(&sim, None, oidc).await.unwrap();
+    assert!(
+        matches!(source, CredentialSource::OidcRole { .. }),
+        "{source}"
+    );
+    assert_eq!(arn, "acs:ram::2222222222222222:assumed-role/maint/rrsa");
+    // The token never reaches the call log.
+    let logged = serde_json::to_string(&sim.calls()).unwrap();
+    assert!(!logged.contains("sim.token"), "{logged}");
+    // Partly configured: an error naming the missing variable.
+    let e = chain(&sim, None, &oidc[..3]).await.unwrap_err();
+    assert!(
+        e.to_string().contains(provider::ENV_OIDC_TOKEN_FILE) && e.to_string().contains("OIDC"),
+        "{e}"
+    );
+
+    // 3. The aliyun CLI's profiles, in every mode.
+    let (source, arn) = chain(&sim, None, home_only).await.unwrap();
+    assert!(
+        matches!(source, CredentialSource::AliyunProfile { .. }),
+        "{source}"
+    );
+    assert_eq!(arn, "acs:ram::1111111111111111:user/ops");
+    let (_, arn) = chain(&sim, Some("role"), home_only).await.unwrap();
+    assert_eq!(arn, "acs:ram::2222222222222222:assumed-role/maint/prof");
+    let (source, arn) = chain(&sim, Some("chain"), home_only).await.unwrap();
+    assert_eq!(
+        arn,
+        "acs:ram::3333333333333333:assumed-role/dataworks-ops/chained"
+    );
+    assert!(source.to_string().contains("assumed with role"), "{source}");
+    let (_, arn) = chain(
+        &sim,
+        Some("ecs"),
+        &[
+            ("HOME", &home),
+            (provider::ENV_ECS_METADATA_ENDPOINT, &meta),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        arn,
+        "acs:ram::2222222222222222:assumed-role/ecs-maint/ecs-instance"
+    );
+    let (_, arn) = chain(&sim, Some("oidc"), home_only).await.unwrap();
+    assert!(
+        arn.starts_with("acs:ram::2222222222222222:assumed-role/maint/"),
+        "{arn}"
+    );
+    let (source, arn) = chain(&sim, Some("uri"), home_only).await.unwrap();
+    assert!(
+        matches!(source, CredentialSource::CredentialsUri { .. }),
+        "{source}"
+    );
+    assert_eq!(
+        arn,
+        "acs:ram::2222222222222222:assumed-role/ecs-maint/credentials-uri"
+    );
+    let e = chain(&sim, Some("sso"), home_only).await.unwrap_err();
+    assert!(e.to_string().contains("mode `CloudSSO`"), "{e}");
+    let e = chain(&sim, Some("half"), home_only).await.unwrap_err();
+    assert!(e.to_string().contains("ram_role_arn"), "{e}");
+    let (source, _) = chain(&sim, Some("sts"), home_only).await.unwrap();
+    assert!(source.to_string().contains("profile `sts`"), "{source}");
+
+    // 4. The ECS instance role, IMDSv2 style (the simulator requires the token).
+    let empty = tempfile::tempdir().unwrap();
+    let nohome = empty.path().to_str().unwrap();
+    let (source, arn) = chain(
+        &sim,
+        None,
+        &[
+            ("HOME", nohome),
+            (provider::ENV_ECS_METADATA_DISABLED, "false"),
+            (provider::ENV_ECS_METADATA_ENDPOINT, &meta),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source,
+        CredentialSource::EcsRamRole {
+            role: "ecs-maint".into()
+        }
+    );
+    assert_eq!(
+        arn,
+        "acs:ram::2222222222222222:assumed-role/ecs-maint/ecs-instance"
+    );
+    let calls = sim.calls();
+    let token_put = calls
+        .iter()
+        .position(|c| c.action.as_deref() == Some("MetadataToken") && c.method == "PUT")
+        .expect("a session token was asked for");
+    let creds_get = calls
+        .iter()
+        .rposition(|c| c.action.as_deref() == Some("MetadataCredentials"))
+        .unwrap();
+    assert!(token_put < creds_get);
+    assert_eq!(calls[creds_get].http_status, Some(200));
+
+    // 5. The credentials URI, last.
+    let (source, arn) = chain(
+        &sim,
+        None,
+        &[("HOME", nohome), (provider::ENV_CREDENTIALS_URI, &uri)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(source, CredentialSource::CredentialsUri { .. }),
+        "{source}"
+    );
+    assert!(
+        arn.ends_with("assumed-role/ecs-maint/credentials-uri"),
+        "{arn}"
+    );
+
+    // Nothing anywhere: every source is listed.
+    let e = chain(&sim, None, &[("HOME", nohome)]).await.unwrap_err();
+    let text = e.to_string();
+    for what in [
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ROLE_ARN",
+        ".aliyun/config.json: no such file",
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED=true",
+        "ALIBABA_CLOUD_CREDENTIALS_URI",
+    ] {
+        assert!(text.contains(what), "{what}: {text}");
+    }
+    // Half an AccessKey is an error, not a skip to the next source.
+    let e = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_ACCESS_KEY_ID", OPS_ID)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        "{e}"
+    );
+}
