@@ -76,7 +76,7 @@ pub fn markdown(r: &RunReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        ("Account (key fingerprint)", opt_code(t_.account.as_deref())),
+        ("Account (fingerprint)", opt_code(t_.account.as_deref())),
     ];
     for (k, v) in rows {
         t.row(vec![k.to_owned(), v]);
