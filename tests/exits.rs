@@ -500,7 +500,9 @@ fn the_state_directory_journal_and_locks_are_private_and_loose_ones_are_warned_a
     use std::os::unix::fs::PermissionsExt as _;
     // Stops take 1 s to answer, so the journal's WAL and shared-memory
     // files can be looked at while the run holds them open.
-    let rig = Rig::new("slow@StopDISyncInstance=1:1s", Duration::ZERO);
+    let mut rig = Rig::new("slow@StopDISyncInstance=1:1s", Duration::ZERO);
+    // About the embedded journal's files, on either backend's pass.
+    rig.journal = crate::journal_backend::TestJournal::Sqlite;
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let mut child = rig
         .cmd(&["run", &pb, "--yes"])

@@ -594,13 +594,9 @@ fn mutating_calls(rig: &Rig) -> usize {
 
 /// The drift events journaled for the run.
 fn drift_events(rig: &Rig) -> Vec<Value> {
-    let db = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT event_json FROM events ORDER BY rowid")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|e| serde_json::from_str::<Value>(&e.unwrap()).unwrap())
+    rig.journal_texts("SELECT event_json FROM events ORDER BY seq", "")
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
         .filter(|e| e["event"] == "drift")
         .collect()
 }

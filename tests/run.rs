@@ -14,6 +14,8 @@ use runbook::sim::{
 };
 use serde_json::Value;
 
+use crate::journal_backend::TestJournal;
+
 pub(crate) const ID: &str = "LTAItestRUNid";
 pub(crate) const SECRET: &str = "run-secret-0123456789abcdef";
 
@@ -22,6 +24,8 @@ pub(crate) struct Rig {
     pub(crate) rt: tokio::runtime::Runtime,
     pub(crate) sim: Option<SimHandle>,
     pub(crate) dir: tempfile::TempDir,
+    /// The journal (see [`crate::journal_backend`]).
+    pub(crate) journal: TestJournal,
 }
 
 impl Rig {
@@ -53,6 +57,7 @@ impl Rig {
             rt,
             sim: Some(sim),
             dir: tempfile::tempdir().unwrap(),
+            journal: TestJournal::new(),
         }
     }
 
@@ -77,6 +82,7 @@ impl Rig {
         ) {
             cmd.arg("--state-dir").arg(self.state());
         }
+        self.journal.apply(&mut cmd);
         cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
             .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
@@ -115,15 +121,21 @@ impl Rig {
     /// `runbook ARGS --state-dir STATE` signed with `key`, with no endpoint
     /// flags: it goes where the args (or the journal, for a resume) say.
     pub(crate) fn bare(&self, args: &[&str], key: (&str, &str)) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args)
             .arg("--state-dir")
             .arg(self.state())
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key.0)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.1)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        self.journal.apply(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// The first column of each row of `sql` on this rig's journal (one
+    /// text parameter `?1` bound to `arg`), as text.
+    pub(crate) fn journal_texts(&self, sql: &str, arg: &str) -> Vec<String> {
+        self.journal.texts(&self.state(), sql, arg)
     }
 
     pub(crate) fn playbook(&self, name: &str, text: &str) -> String {
@@ -1143,7 +1155,9 @@ pub(crate) fn on_terminal(rig: &Rig, args: &[&str], answer: &str) -> Output {
         rig.state().to_string_lossy().into_owned(),
     ]);
     line.extend(rig.endpoint_flags(args));
-    let mut child = Command::new("script")
+    let mut script = Command::new("script");
+    rig.journal.apply(&mut script);
+    let mut child = script
         .args(["-qec", &line.join(" "), "/dev/null"])
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)

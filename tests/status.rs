@@ -77,13 +77,8 @@ fn a_killed_run_shows_interrupted_while_a_live_one_shows_running() {
     );
     // Only what is seen changes: the journal still says `running` (a
     // resume takes the run over, see `run::kill_and_resume`).
-    let conn = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
-    let stored: String = conn
-        .query_row("SELECT status FROM runs WHERE id = ?1", [&run_id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(stored, "running");
+    let stored = rig.journal_texts("SELECT status FROM runs WHERE id = ?1", &run_id);
+    assert_eq!(stored, ["running"]);
 }
 
 #[test]
@@ -92,12 +87,13 @@ fn a_journal_from_a_newer_runbook_is_refused_with_exit_10_and_nothing_is_sent() 
     let pb = rig.playbook("fan.yaml", FAN_OUT);
     let out = rig.run(&["runs"]);
     assert!(out.status.success(), "{}", text(&out));
-    let conn = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
-    let version: i64 = conn
-        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+    let version: i64 = rig.journal_texts("SELECT version FROM schema_version", "")[0]
+        .parse()
         .unwrap();
-    conn.execute("UPDATE schema_version SET version = ?1", [version + 1])
-        .unwrap();
+    rig.journal.execute(
+        &rig.state(),
+        &format!("UPDATE schema_version SET version = {}", version + 1),
+    );
     for args in [
         vec!["runs"],
         vec!["show", "any"],
@@ -169,6 +165,7 @@ fn sim_cmd(rig: &Rig, args: &[&str]) -> std::process::Command {
         .arg(rig.state())
         .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
         .stdin(Stdio::null());
+    rig.journal.apply(&mut cmd);
     cmd
 }
 
@@ -285,14 +282,9 @@ steps:
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run_id = rig.last_run_id();
     let saved = || -> Option<Value> {
-        let conn = rusqlite::Connection::open(rig.state().join("journal.db")).unwrap();
-        conn.query_row(
-            "SELECT world_json FROM worlds WHERE run_id = ?1",
-            [&run_id],
-            |r| r.get::<_, String>(0),
-        )
-        .ok()
-        .map(|w| serde_json::from_str(&w).unwrap())
+        rig.journal_texts("SELECT world_json FROM worlds WHERE run_id = ?1", &run_id)
+            .first()
+            .map(|w| serde_json::from_str(w).unwrap())
     };
     let world = saved().expect("the world was saved with the run");
     assert!(

@@ -41,8 +41,8 @@ use crate::run::lock::{LockError, RunLock};
 use crate::run::report::{self, ReportMode};
 use crate::run::run_report;
 use crate::run::{
-    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, Prior, RateLimits,
-    RunOptions, RunStatus, RunSummary, Runner, TimeScale, ratelimit,
+    ApprovalDecision, ApprovalFuture, Approver, FlagApprover, Journal, JournalUrl, Prior,
+    RateLimits, RunOptions, RunStatus, RunSummary, Runner, TimeScale, ratelimit,
 };
 
 /// Output format of `run` and `resume`.
@@ -57,10 +57,25 @@ pub(crate) enum OutputFormat {
 /// Where the journal lives.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StateArgs {
-    /// Directory of the journal (`journal.db`) and run locks.
+    /// Directory of the run locks and of the default journal (`journal.db`).
     /// Default: $XDG_STATE_HOME/runbook, else ~/.local/state/runbook.
     #[arg(long, value_name = "DIR", env = "RUNBOOK_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// The journal: `sqlite:PATH` (a database file; default: `journal.db`
+    /// in the state dir) or `postgres://USER@HOST:PORT/DB[?sslmode=MODE]`,
+    /// a PostgreSQL database a team shares (every operator and host points
+    /// at the same one). Put no password here, where `ps` shows it: use
+    /// PGPASSWORD, ~/.pgpass (or PGPASSFILE), or set the whole URL in
+    /// RUNBOOK_JOURNAL. A password is never printed. sslmode: disable,
+    /// prefer (default), require, verify-ca or verify-full; whenever TLS is
+    /// used the server's certificate is verified against the system's roots.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUNBOOK_JOURNAL",
+        hide_env_values = true
+    )]
+    pub(crate) journal: Option<JournalUrl>,
 }
 
 impl StateArgs {
@@ -79,17 +94,30 @@ impl StateArgs {
             .unwrap_or_else(|| PathBuf::from(".runbook"))
     }
 
+    /// Where the journal is: `--journal`, else the state dir's `journal.db`.
+    pub(crate) fn journal_url(&self) -> JournalUrl {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| JournalUrl::in_state_dir(&self.dir()))
+    }
+
     pub(crate) fn journal(&self) -> Result<Journal, Error> {
-        let dir = self.dir();
-        Journal::open(&dir).map_err(|e| match e {
+        let url = self.journal_url();
+        Journal::open_url(&url).map_err(|e| match e {
             crate::run::JournalError::TooNew { .. } => Error::new(ExitCode::Internal, e.to_string())
-                .with_hint("a newer runbook wrote this journal: use that version (or newer), or another --state-dir"),
-            e => Error::new(
+                .with_hint("a newer runbook wrote this journal: use that version (or newer), or another --journal / --state-dir"),
+            e if url.is_postgres() => Error::new(
                 ExitCode::Internal,
-                format!("cannot open the journal in {}", dir.display()),
+                format!("cannot open the journal {url}"),
             )
             .with_source(e)
-            .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory"),
+            .with_hint("check that PostgreSQL is reachable, the database exists and the user may create tables in it (its password: PGPASSWORD or ~/.pgpass)"),
+            e => Error::new(
+                ExitCode::Internal,
+                format!("cannot open the journal {url}"),
+            )
+            .with_source(e)
+            .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory, or --journal URL"),
         })
     }
 }

@@ -83,7 +83,7 @@ impl RunsArgs {
             return Ok(ExitCode::Ok);
         }
         if runs.is_empty() {
-            let _ = writeln!(out, "no runs in {}", journal.path().display());
+            let _ = writeln!(out, "no runs in {}", journal.url());
             return Ok(ExitCode::Ok);
         }
         let _ = writeln!(

@@ -1,6 +1,11 @@
 //! The journal: every run, its plan, approvals, each step and fan-out item,
 //! every attempt (request redacted, answer, outcome, timings) and every event,
-//! in one SQLite database under the state directory (`sqlite3` can read it).
+//! in one database: by default SQLite under the state directory (`sqlite3`
+//! can read it), or a PostgreSQL database a team shares ([`JournalUrl`],
+//! `--journal postgres://...`; see [`pg`]). Both backends hold the same
+//! tables and keep the same rules; the SQL is written once, in SQLite's
+//! dialect, which PostgreSQL shares here but for `?N` placeholders (rewritten
+//! as `$N`) and the implicit `rowid` (an explicit column there).
 //!
 //! Durability rules the executor relies on:
 //! - an *intent* row is committed before a mutating call is sent, so a run
@@ -30,6 +35,8 @@
 //! ([`JournalError::TooNew`]) before anything is read or written, and an
 //! older one is migrated, in one transaction, by the steps of [`MIGRATIONS`].
 //! Version 0 is an empty database or a journal from before versions existed.
+//! The versions count alike on both backends: PostgreSQL's steps are in
+//! [`pg::MIGRATIONS`], in its dialect, one for each step here.
 //! To change the schema, append one step (never edit a shipped one); adding a
 //! column is one line:
 //!
@@ -51,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -59,6 +66,8 @@ use super::event::Outcome;
 use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
+
+mod pg;
 
 /// A journal failure.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +80,15 @@ pub enum JournalError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// PostgreSQL failed (or could not be reached).
+    #[error("journal database error at {url}")]
+    Postgres {
+        /// The journal URL, without its password.
+        url: String,
+        /// The cause.
+        #[source]
+        source: postgres::Error,
     },
     /// The state directory or the journal file could not be created.
     #[error("cannot create {path}")]
@@ -100,11 +118,11 @@ pub enum JournalError {
     Corrupt(String),
     /// The journal was written by a newer binary (a higher schema version).
     #[error(
-        "the journal {path} has schema version {found}, newer than this runbook knows (up to {supported})"
+        "the journal {at} has schema version {found}, newer than this runbook knows (up to {supported})"
     )]
     TooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL (without its password).
+        at: String,
         /// Its schema version.
         found: i64,
         /// The newest version this binary reads.
@@ -206,7 +224,7 @@ fn now() -> String {
 /// A write, with an optional acknowledgement once committed.
 struct Op {
     sql: &'static str,
-    args: Vec<rusqlite::types::Value>,
+    args: Vec<Val>,
     ack: Option<oneshot::Sender<Result<(), String>>>,
     /// Must survive a power loss, not only a crash of this process: the
     /// commit that holds it is synced to disk (`synchronous = FULL`).
@@ -227,10 +245,145 @@ struct KeptWorld {
     source: WorldSource,
 }
 
+/// Where a journal lives: `sqlite:PATH` (a database file) or
+/// `postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=MODE]`. Shown
+/// (`Display`, `Debug`) without its password.
+#[derive(Clone)]
+pub struct JournalUrl(Location);
+
+#[derive(Clone)]
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(pg::PgTarget),
+}
+
+impl JournalUrl {
+    /// The default: `journal.db` in the state directory.
+    pub fn in_state_dir(state_dir: &Path) -> JournalUrl {
+        JournalUrl(Location::Sqlite(state_dir.join("journal.db")))
+    }
+
+    /// Whether it is a PostgreSQL journal.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.0, Location::Postgres(_))
+    }
+}
+
+impl std::str::FromStr for JournalUrl {
+    type Err = String;
+
+    /// Parses a journal URL; the error never repeats the text (it may hold
+    /// a password).
+    fn from_str(text: &str) -> Result<JournalUrl, String> {
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("`sqlite:` needs the database file's path, e.g. `sqlite:/var/lib/runbook/journal.db`".to_owned());
+            }
+            return Ok(JournalUrl(Location::Sqlite(PathBuf::from(path))));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return pg::PgTarget::parse(text).map(|t| JournalUrl(Location::Postgres(t)));
+        }
+        Err("a journal URL is `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`".to_owned())
+    }
+}
+
+impl std::fmt::Display for JournalUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Location::Postgres(t) => f.write_str(t.shown()),
+        }
+    }
+}
+
+impl std::fmt::Debug for JournalUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// A value written to or read from the journal, the same on both backends.
+#[derive(Clone, Debug, PartialEq)]
+enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// A row read back, column by column.
+struct Row(Vec<Val>);
+
+impl Row {
+    fn corrupt(&self, i: usize, wanted: &str) -> JournalError {
+        JournalError::Corrupt(format!("column {i} is {:?}, not {wanted}", self.0.get(i)))
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>, JournalError> {
+        match self.0.get(i) {
+            Some(Val::Null) => Ok(None),
+            Some(Val::Text(s)) => Ok(Some(s.clone())),
+            _ => Err(self.corrupt(i, "text")),
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<String, JournalError> {
+        self.opt_text(i)?.ok_or_else(|| self.corrupt(i, "text"))
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, JournalError> {
+        match self.0.get(i) {
+            Some(Val::Null) => Ok(None),
+            Some(Val::Int(n)) => Ok(Some(*n)),
+            _ => Err(self.corrupt(i, "an integer")),
+        }
+    }
+
+    fn int(&self, i: usize) -> Result<i64, JournalError> {
+        self.opt_int(i)?
+            .ok_or_else(|| self.corrupt(i, "an integer"))
+    }
+
+    /// A text column read into one of the journal's enums (by its serde name).
+    fn typed<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, JournalError> {
+        let text = self.text(i)?;
+        serde_json::from_value(Value::String(text.clone()))
+            .map_err(|_| JournalError::Corrupt(format!("unknown value `{text}` in column {i}")))
+    }
+
+    fn opt_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        i: usize,
+    ) -> Result<Option<T>, JournalError> {
+        match self.0.get(i) {
+            Some(Val::Null) => Ok(None),
+            _ => self.typed(i).map(Some),
+        }
+    }
+}
+
+/// A query for the PostgreSQL reader thread.
+struct ReadReq {
+    sql: String,
+    args: Vec<Val>,
+    reply: mpsc::Sender<Result<Vec<Vec<Val>>, postgres::Error>>,
+}
+
+/// How reads reach the database.
+enum Reader {
+    /// A connection opened per read (cheap for SQLite; WAL lets it read
+    /// while the writer writes).
+    Sqlite(PathBuf),
+    /// The reader thread, which owns its connection.
+    Postgres(mpsc::Sender<ReadReq>),
+}
+
 /// Handle to the journal: cheap to clone, shared by all step tasks.
 #[derive(Clone)]
 pub struct Journal {
-    path: PathBuf,
+    url: Arc<JournalUrl>,
+    reader: Arc<Reader>,
     tx: mpsc::Sender<Op>,
     failed: Arc<AtomicBool>,
     synced: Arc<AtomicU64>,
@@ -241,7 +394,7 @@ pub struct Journal {
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journal")
-            .field("path", &self.path)
+            .field("url", &self.url)
             .finish_non_exhaustive()
     }
 }
@@ -379,22 +532,89 @@ impl Journal {
     /// Opens (creating if needed) `journal.db` in `state_dir` and starts the
     /// writer thread.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        super::private::create_dir(state_dir).map_err(|source| JournalError::Dir {
-            path: state_dir.to_owned(),
+        Journal::open_url(&JournalUrl::in_state_dir(state_dir))
+    }
+
+    /// Opens the journal at `url` (creating, or migrating, its schema if
+    /// needed) and starts the writer thread.
+    pub fn open_url(url: &JournalUrl) -> Result<Journal, JournalError> {
+        match &url.0 {
+            Location::Sqlite(path) => Journal::open_sqlite(url, path),
+            Location::Postgres(target) => Journal::open_postgres(url, target),
+        }
+    }
+
+    fn open_sqlite(url: &JournalUrl, path: &Path) -> Result<Journal, JournalError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        super::private::create_dir(dir).map_err(|source| JournalError::Dir {
+            path: dir.to_owned(),
             source,
         })?;
-        let path = state_dir.join("journal.db");
         // Created 0600 before SQLite opens it: SQLite gives the WAL and
         // shared-memory files the database file's permissions.
-        super::private::open_file(&path).map_err(|source| JournalError::Dir {
-            path: path.clone(),
+        super::private::open_file(path).map_err(|source| JournalError::Dir {
+            path: path.to_owned(),
             source,
         })?;
-        for companion in ["journal.db-wal", "journal.db-shm"] {
-            super::private::warn_if_loose(&state_dir.join(companion));
+        for companion in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(companion);
+            super::private::warn_if_loose(Path::new(&name));
         }
-        let mut conn = open_conn(&path)?;
-        migrate(&mut conn, &path)?;
+        let mut conn = open_conn(path)?;
+        migrate(&mut conn, path)?;
+        let conn = WriterConn::Sqlite {
+            conn,
+            synced: false,
+        };
+        Journal::start(url, Reader::Sqlite(path.to_owned()), move || Ok(conn))
+    }
+
+    fn open_postgres(url: &JournalUrl, target: &pg::PgTarget) -> Result<Journal, JournalError> {
+        let shown = target.shown().to_owned();
+        let (read_tx, read_rx) = mpsc::channel::<ReadReq>();
+        let reading = target.clone();
+        std::thread::Builder::new()
+            .name("journal-reader".to_owned())
+            .spawn(move || pg_reader(&reading, &read_rx))
+            .map_err(|source| JournalError::Dir {
+                path: PathBuf::from("journal-reader"),
+                source,
+            })?;
+        let writing = target.clone();
+        let supported = SCHEMA_VERSION;
+        Journal::start(url, Reader::Postgres(read_tx), move || {
+            let at = shown;
+            let mut client = writing.connect().map_err(|source| JournalError::Postgres {
+                url: at.clone(),
+                source,
+            })?;
+            pg::migrate(&mut client).map_err(|e| match e {
+                pg::MigrateError::Db(source) => JournalError::Postgres {
+                    url: at.clone(),
+                    source,
+                },
+                pg::MigrateError::TooNew(found) => JournalError::TooNew {
+                    at: at.clone(),
+                    found,
+                    supported,
+                },
+            })?;
+            Ok(WriterConn::Postgres(pg::Session::new(client)))
+        })
+    }
+
+    /// Starts the writer thread, which first makes its connection with
+    /// `connect` (on that thread: a PostgreSQL client must not be made, used
+    /// or dropped on a thread of the engine's runtime).
+    fn start(
+        url: &JournalUrl,
+        reader: Reader,
+        connect: impl FnOnce() -> Result<WriterConn, JournalError> + Send + 'static,
+    ) -> Result<Journal, JournalError> {
         let (tx, rx) = mpsc::channel::<Op>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
@@ -404,15 +624,26 @@ impl Journal {
         let kept = Arc::clone(&world);
         let ledger = Arc::new(Ledger::default());
         let marks = Arc::clone(&ledger);
+        let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
-            .spawn(move || writer(conn, &rx, &flag, &synced_count, &kept, &marks))
+            .spawn(move || match connect() {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer(conn, &rx, &flag, &synced_count, &kept, &marks);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
             .map_err(|source| JournalError::Dir {
-                path: state_dir.to_owned(),
+                path: PathBuf::from("journal-writer"),
                 source,
             })?;
+        ready_rx.recv().map_err(|_| JournalError::WriterGone)??;
         Ok(Journal {
-            path,
+            url: Arc::new(url.clone()),
+            reader: Arc::new(reader),
             tx,
             failed,
             synced,
@@ -444,14 +675,11 @@ impl Journal {
 
     /// The world last saved with run `run_id`, if any.
     pub fn world(&self, run_id: &str) -> Result<Option<String>, JournalError> {
-        let conn = self.reader()?;
-        conn.query_row(
+        let rows = self.query(
             "SELECT world_json FROM worlds WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| self.sql(e))
+            vec![run_id.sv()],
+        )?;
+        rows.first().map(|r| r.text(0)).transpose()
     }
 
     /// How many commits were synced to disk so far (those holding the
@@ -460,9 +688,9 @@ impl Journal {
         self.synced.load(Ordering::SeqCst)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the journal is (a PostgreSQL URL without its password).
+    pub fn url(&self) -> &JournalUrl {
+        &self.url
     }
 
     /// The mutating calls this process sent, and whether their answers
@@ -470,17 +698,11 @@ impl Journal {
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
-
-    fn send(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) {
+    fn send(&self, sql: &'static str, args: Vec<Val>) {
         self.send_op(sql, args, None);
     }
 
-    fn send_op(
-        &self,
-        sql: &'static str,
-        args: Vec<rusqlite::types::Value>,
-        answer_of: Option<String>,
-    ) {
+    fn send_op(&self, sql: &'static str, args: Vec<Val>, answer_of: Option<String>) {
         let _ = self.tx.send(Op {
             sql,
             args,
@@ -492,11 +714,7 @@ impl Journal {
 
     /// Queues a write and waits until it is committed: durable against a
     /// crash of this process (WAL, `synchronous = NORMAL`).
-    async fn send_acked(
-        &self,
-        sql: &'static str,
-        args: Vec<rusqlite::types::Value>,
-    ) -> Result<(), JournalError> {
+    async fn send_acked(&self, sql: &'static str, args: Vec<Val>) -> Result<(), JournalError> {
         self.send_waiting(sql, args, false).await
     }
 
@@ -506,7 +724,7 @@ impl Journal {
     async fn send_waiting(
         &self,
         sql: &'static str,
-        args: Vec<rusqlite::types::Value>,
+        args: Vec<Val>,
         durable: bool,
     ) -> Result<(), JournalError> {
         if self.failed.load(Ordering::SeqCst) {
@@ -576,11 +794,7 @@ impl Journal {
         finished: bool,
     ) -> Result<(), JournalError> {
         let t = now();
-        let fin: rusqlite::types::Value = if finished {
-            t.clone().into()
-        } else {
-            rusqlite::types::Value::Null
-        };
+        let fin: Val = if finished { t.clone().sv() } else { Val::Null };
         self.send_acked(
             "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
             vec![id.sv(), status.as_str().sv(), t.sv(), fin],
@@ -624,9 +838,7 @@ impl Journal {
         step: &str,
         items: Option<usize>,
     ) -> Result<(), JournalError> {
-        let items: rusqlite::types::Value = items.map_or(rusqlite::types::Value::Null, |n| {
-            i64::try_from(n).unwrap_or(i64::MAX).into()
-        });
+        let items: Val = items.map_or(Val::Null, |n| i64::try_from(n).unwrap_or(i64::MAX).sv());
         self.send_acked(
             "INSERT INTO steps (run_id, step_id, status, items, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
              ON CONFLICT (run_id, step_id) DO UPDATE SET status = 'running', items = ?3, detail = NULL, finished_at = NULL",
@@ -791,7 +1003,7 @@ impl Journal {
                 err.code.clone().sv(),
                 err.message.clone().sv(),
                 opt(err.request_id.as_deref()),
-                err.http_status.map_or(rusqlite::types::Value::Null, |s| i64::from(s).sv()),
+                err.http_status.map_or(Val::Null, |s| i64::from(s).sv()),
             ],
             Some(key.to_owned()),
         );
@@ -831,13 +1043,13 @@ impl Journal {
 
     /// Lists runs, newest first.
     pub fn list_runs(&self) -> Result<Vec<RunRow>, JournalError> {
-        let conn = self.reader()?;
-        self.rows(
-            &conn,
+        self.query(
             &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"),
-            [],
-            run_row,
-        )
+            vec![],
+        )?
+        .iter()
+        .map(run_row)
+        .collect()
     }
 
     /// Everything about one run: its full id, or a prefix that starts
@@ -846,15 +1058,16 @@ impl Journal {
         if id.is_empty() {
             return Err(JournalError::NoSuchRun(String::new()));
         }
-        let conn = self.reader()?;
         // A plain prefix comparison: `%` and `_` in what was typed are
         // characters, not LIKE wildcards.
-        let ids: Vec<String> = self.rows(
-            &conn,
-            "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
-            params![id],
-            |r| r.get(0),
-        )?;
+        let ids: Vec<String> = self
+            .query(
+                "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
+                vec![id.sv()],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<_, _>>()?;
         let id = match ids.as_slice() {
             [] => return Err(JournalError::NoSuchRun(id.to_owned())),
             [one] => one.clone(),
@@ -866,81 +1079,94 @@ impl Journal {
                 });
             }
         };
-        let (run, plan_json, options_json) = conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS}, plan_json, options_json FROM runs WHERE id = ?1"),
-                [&id],
-                |r| Ok((run_row(r)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?)),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?
+        let by_id = || vec![id.as_str().sv()];
+        let header = self.query(
+            &format!("SELECT {RUN_COLUMNS}, plan_json, options_json FROM runs WHERE id = ?1"),
+            by_id(),
+        )?;
+        let r = header
+            .first()
             .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
-        let approvals = self.rows(
-            &conn,
-            "SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid",
-            [&id],
-            |r| Ok(ApprovalRow { step_id: r.get(0)?, approved_by: r.get(1)?, method: r.get(2)?, digest: r.get(3)?, at: r.get(4)? }),
-        )?;
-        let steps = self.rows(
-            &conn,
-            "SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid",
-            [&id],
-            |r| {
+        let (run, plan_json, options_json) = (run_row(r)?, r.text(8)?, r.text(9)?);
+        let approvals = self
+            .query(
+                "SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid",
+                by_id(),
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ApprovalRow {
+                    step_id: r.opt_text(0)?,
+                    approved_by: r.text(1)?,
+                    method: r.text(2)?,
+                    digest: r.text(3)?,
+                    at: r.text(4)?,
+                })
+            })
+            .collect::<Result<_, JournalError>>()?;
+        let steps = self
+            .query(
+                "SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid",
+                by_id(),
+            )?
+            .iter()
+            .map(|r| {
                 Ok(StepRow {
-                    step_id: r.get(0)?,
-                    status: typed(r, 1)?,
-                    items: r.get(2)?,
-                    detail: r.get(3)?,
-                    started_at: r.get(4)?,
-                    finished_at: r.get(5)?,
+                    step_id: r.text(0)?,
+                    status: r.typed(1)?,
+                    items: r.opt_int(2)?,
+                    detail: r.opt_text(3)?,
+                    started_at: r.opt_text(4)?,
+                    finished_at: r.opt_text(5)?,
                 })
-            },
-        )?;
-        let units = self.rows(
-            &conn,
-            "SELECT step_id, item, item_json, status, output_json, error, finished_at FROM units WHERE run_id = ?1 ORDER BY step_id, item",
-            [&id],
-            |r| {
+            })
+            .collect::<Result<_, JournalError>>()?;
+        let units = self
+            .query(
+                "SELECT step_id, item, item_json, status, output_json, error, finished_at FROM units WHERE run_id = ?1 ORDER BY step_id, item",
+                by_id(),
+            )?
+            .iter()
+            .map(|r| {
                 Ok(UnitRow {
-                    step_id: r.get(0)?,
-                    item: r.get(1)?,
-                    item_json: r.get(2)?,
-                    status: typed(r, 3)?,
-                    output_json: r.get(4)?,
-                    error: r.get(5)?,
-                    finished_at: r.get(6)?,
+                    step_id: r.text(0)?,
+                    item: r.int(1)?,
+                    item_json: r.opt_text(2)?,
+                    status: r.typed(3)?,
+                    output_json: r.opt_text(4)?,
+                    error: r.opt_text(5)?,
+                    finished_at: r.opt_text(6)?,
                 })
-            },
-        )?;
-        let attempts = self.rows(
-            &conn,
-            "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json, response_json
-             FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
-            [&id],
-            |r| {
+            })
+            .collect::<Result<_, JournalError>>()?;
+        let attempts = self
+            .query(
+                "SELECT step_id, item, attempt, kind, action, risk, outcome, error_class, error_code, error_message, request_id, http_status, sent_at, finished_at, request_json, response_json
+                 FROM attempts WHERE run_id = ?1 ORDER BY sent_at, rowid",
+                by_id(),
+            )?
+            .iter()
+            .map(|r| {
                 Ok(AttemptRow {
-                    step_id: r.get(0)?,
-                    item: r.get(1)?,
-                    attempt: r.get(2)?,
-                    kind: typed(r, 3)?,
-                    action: r.get(4)?,
-                    risk: typed(r, 5)?,
-                    outcome: typed(r, 6)?,
-                    error_class: r
-                        .get::<_, Option<String>>(7)?
-                        .map(|_| typed(r, 7))
-                        .transpose()?,
-                    error_code: r.get(8)?,
-                    error_message: r.get(9)?,
-                    request_id: r.get(10)?,
-                    http_status: r.get(11)?,
-                    sent_at: r.get(12)?,
-                    finished_at: r.get(13)?,
-                    request_json: r.get(14)?,
-                    response_json: r.get(15)?,
+                    step_id: r.text(0)?,
+                    item: r.int(1)?,
+                    attempt: r.int(2)?,
+                    kind: r.typed(3)?,
+                    action: r.text(4)?,
+                    risk: r.typed(5)?,
+                    outcome: r.typed(6)?,
+                    error_class: r.opt_typed(7)?,
+                    error_code: r.opt_text(8)?,
+                    error_message: r.opt_text(9)?,
+                    request_id: r.opt_text(10)?,
+                    http_status: r.opt_int(11)?,
+                    sent_at: r.text(12)?,
+                    finished_at: r.opt_text(13)?,
+                    request_json: r.text(14)?,
+                    response_json: r.opt_text(15)?,
                 })
-            },
-        )?;
+            })
+            .collect::<Result<_, JournalError>>()?;
         Ok(RunRecord {
             run,
             plan_json,
@@ -952,27 +1178,45 @@ impl Journal {
         })
     }
 
-    /// Runs a query and maps every row.
-    fn rows<T>(
-        &self,
-        conn: &Connection,
-        sql: &str,
-        args: impl rusqlite::Params,
-        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, JournalError> {
-        conn.prepare(sql)
-            .and_then(|mut stmt| stmt.query_map(args, map)?.collect())
-            .map_err(|e| self.sql(e))
-    }
-
-    fn reader(&self) -> Result<Connection, JournalError> {
-        open_conn(&self.path)
-    }
-
-    fn sql(&self, source: rusqlite::Error) -> JournalError {
-        JournalError::Sqlite {
-            path: self.path.clone(),
-            source,
+    /// Runs a query on the reader and returns its rows.
+    fn query(&self, sql: &str, args: Vec<Val>) -> Result<Vec<Row>, JournalError> {
+        match &*self.reader {
+            Reader::Sqlite(path) => {
+                let sql_err = |source| JournalError::Sqlite {
+                    path: path.clone(),
+                    source,
+                };
+                let conn = open_conn(path)?;
+                let mut stmt = conn.prepare(sql).map_err(sql_err)?;
+                let n = stmt.column_count();
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        (0..n)
+                            .map(|i| r.get_ref(i).map(Val::from))
+                            .collect::<rusqlite::Result<Vec<Val>>>()
+                            .map(Row)
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<Vec<Row>>>()
+                    .map_err(sql_err)
+            }
+            Reader::Postgres(tx) => {
+                let (reply, answer) = mpsc::channel();
+                let req = ReadReq {
+                    sql: sql.to_owned(),
+                    args,
+                    reply,
+                };
+                tx.send(req).map_err(|_| JournalError::WriterGone)?;
+                let rows = answer
+                    .recv()
+                    .map_err(|_| JournalError::WriterGone)?
+                    .map_err(|source| JournalError::Postgres {
+                        url: self.url.to_string(),
+                        source,
+                    })?;
+                Ok(rows.into_iter().map(Row).collect())
+            }
         }
     }
 }
@@ -980,29 +1224,39 @@ impl Journal {
 /// The columns of a [`RunRow`], in [`run_row`]'s order.
 const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at";
 
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_row(r: &Row) -> Result<RunRow, JournalError> {
     Ok(RunRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        source: r.get(2)?,
-        digest: r.get(3)?,
-        status: typed(r, 4)?,
-        created_at: r.get(5)?,
-        updated_at: r.get(6)?,
-        finished_at: r.get(7)?,
+        id: r.text(0)?,
+        name: r.text(1)?,
+        source: r.text(2)?,
+        digest: r.text(3)?,
+        status: r.typed(4)?,
+        created_at: r.text(5)?,
+        updated_at: r.text(6)?,
+        finished_at: r.opt_text(7)?,
     })
 }
 
-/// Reads a text column into one of the journal's enums (by its serde name).
-fn typed<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let text: String = r.get(i)?;
-    serde_json::from_value(Value::String(text.clone())).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unknown value `{text}`").into(),
-        )
-    })
+/// The PostgreSQL reader thread: answers queries on its own connection,
+/// made on first use and made again after it broke.
+fn pg_reader(target: &pg::PgTarget, rx: &mpsc::Receiver<ReadReq>) {
+    let mut session: Option<pg::Session> = None;
+    while let Ok(req) = rx.recv() {
+        let result = match session.as_mut() {
+            Some(s) => Ok(s),
+            None => target
+                .connect()
+                .map(|c| session.insert(pg::Session::new(c))),
+        }
+        .and_then(|s| s.query(&req.sql, &req.args));
+        if result
+            .as_ref()
+            .is_err_and(|e| e.is_closed() || e.code().is_none())
+        {
+            session = None;
+        }
+        let _ = req.reply.send(result);
+    }
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a newer journal.
@@ -1019,7 +1273,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
     let found = schema_version(&tx).map_err(sql)?;
     if found > SCHEMA_VERSION {
         return Err(JournalError::TooNew {
-            path: path.to_owned(),
+            at: path.display().to_string(),
             found,
             supported: SCHEMA_VERSION,
         });
@@ -1073,15 +1327,73 @@ fn open_conn(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
+/// The writer's connection.
+enum WriterConn {
+    /// SQLite, with whether `synchronous` is FULL at the moment.
+    Sqlite { conn: Connection, synced: bool },
+    /// PostgreSQL.
+    Postgres(pg::Session),
+}
+
+/// Saves the kept world (see [`Journal::keep_world`]).
+const SAVE_WORLD: &str = "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3";
+
+impl WriterConn {
+    /// Commits a batch in one transaction, with the kept world when it
+    /// changed: taken after every answer in the batch arrived, so it holds
+    /// their effects. With `durable`, the commit must survive a power loss
+    /// (of this machine, or of the database server), not only a crash of
+    /// this process.
+    fn commit(
+        &mut self,
+        batch: &[Op],
+        durable: bool,
+        world: Option<&KeptWorld>,
+    ) -> Result<(), String> {
+        let world = world.and_then(|w| {
+            (w.source)().map(|json| vec![w.run_id.as_str().sv(), json.sv(), now().sv()])
+        });
+        let writes = batch
+            .iter()
+            .filter(|op| op.sql != "SELECT 1")
+            .map(|op| (op.sql, op.args.as_slice()))
+            .chain(world.as_deref().map(|args| (SAVE_WORLD, args)));
+        match self {
+            WriterConn::Sqlite { conn, synced } => {
+                // Only batches holding a write that must survive a power
+                // loss (the intent of a mutating call) pay for a sync to
+                // disk; the rest are durable against a crash of this
+                // process, which WAL gives for free.
+                if durable != *synced {
+                    let level = if durable { "FULL" } else { "NORMAL" };
+                    conn.pragma_update(None, "synchronous", level)
+                        .map_err(|e| e.to_string())?;
+                    *synced = durable;
+                }
+                let tx = conn.transaction().map_err(|e| e.to_string())?;
+                for (sql, args) in writes {
+                    let mut stmt = tx.prepare_cached(sql).map_err(|e| e.to_string())?;
+                    stmt.execute(rusqlite::params_from_iter(args.iter()))
+                        .map_err(|e| e.to_string())?;
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            WriterConn::Postgres(session) => {
+                session.commit(writes, durable).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 fn writer(
-    mut conn: Connection,
+    mut conn: WriterConn,
     rx: &mpsc::Receiver<Op>,
     failed: &AtomicBool,
     synced_commits: &AtomicU64,
     world: &Mutex<Option<KeptWorld>>,
     ledger: &Ledger,
 ) {
-    let mut synced = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 1024 {
@@ -1090,22 +1402,11 @@ fn writer(
                 Err(_) => break,
             }
         }
-        // Only batches holding a write that must survive a power loss (the
-        // intent of a mutating call) pay for a sync to disk; the rest are
-        // durable against a crash of this process, which WAL gives for free.
         let durable = batch.iter().any(|op| op.durable);
-        let mut result = Ok(());
-        if durable != synced {
-            let level = if durable { "FULL" } else { "NORMAL" };
-            result = conn
-                .pragma_update(None, "synchronous", level)
-                .map_err(|e| e.to_string());
-            synced = durable;
-        }
         let world = world
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = result.and_then(|()| commit(&mut conn, &batch, world.as_ref()));
+        let result = conn.commit(&batch, durable, world.as_ref());
         drop(world);
         match &result {
             Err(e) => {
@@ -1131,60 +1432,60 @@ fn writer(
     }
 }
 
-/// Commits a batch, with the kept world when it changed: taken after every
-/// answer in the batch arrived, so it holds their effects.
-fn commit(conn: &mut Connection, batch: &[Op], world: Option<&KeptWorld>) -> Result<(), String> {
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
-    for op in batch {
-        if op.sql == "SELECT 1" {
-            continue;
-        }
-        let mut stmt = tx.prepare_cached(op.sql).map_err(|e| e.to_string())?;
-        stmt.execute(rusqlite::params_from_iter(op.args.iter()))
-            .map_err(|e| e.to_string())?;
-    }
-    if let Some(w) = world
-        && let Some(json) = (w.source)()
-    {
-        tx.prepare_cached(
-            "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3",
-        )
-        .and_then(|mut stmt| stmt.execute(params![w.run_id, json, now()]))
-        .map_err(|e| e.to_string())?;
-    }
-    tx.commit().map_err(|e| e.to_string())
-}
-
-/// Converts arguments of journal writes into owned SQLite values.
+/// Converts arguments of journal writes into owned values.
 trait Sv {
-    fn sv(self) -> rusqlite::types::Value;
+    fn sv(self) -> Val;
 }
 
 impl Sv for &str {
-    fn sv(self) -> rusqlite::types::Value {
-        self.to_owned().into()
+    fn sv(self) -> Val {
+        Val::Text(self.to_owned())
     }
 }
 
 impl Sv for String {
-    fn sv(self) -> rusqlite::types::Value {
-        self.into()
+    fn sv(self) -> Val {
+        Val::Text(self)
     }
 }
 
 impl Sv for i64 {
-    fn sv(self) -> rusqlite::types::Value {
-        self.into()
+    fn sv(self) -> Val {
+        Val::Int(self)
     }
 }
 
-fn opt(s: Option<&str>) -> rusqlite::types::Value {
-    s.map_or(rusqlite::types::Value::Null, |s| s.to_owned().into())
+fn opt(s: Option<&str>) -> Val {
+    s.map_or(Val::Null, |s| Val::Text(s.to_owned()))
 }
 
-fn idx(item: usize) -> rusqlite::types::Value {
-    i64::try_from(item).unwrap_or(i64::MAX).into()
+fn idx(item: usize) -> Val {
+    Val::Int(i64::try_from(item).unwrap_or(i64::MAX))
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(n) => ToSqlOutput::Borrowed(ValueRef::Integer(*n)),
+            Val::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+impl From<rusqlite::types::ValueRef<'_>> for Val {
+    fn from(v: rusqlite::types::ValueRef<'_>) -> Val {
+        use rusqlite::types::ValueRef;
+        match v {
+            ValueRef::Null => Val::Null,
+            ValueRef::Integer(n) => Val::Int(n),
+            ValueRef::Real(x) => Val::Text(x.to_string()),
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                Val::Text(String::from_utf8_lossy(t).into_owned())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1240,10 +1541,125 @@ mod tests {
         assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION + 1);
     }
 
+    /// A throwaway PostgreSQL database (`RUNBOOK_TEST_PG`, default the
+    /// local server's `test`, trust auth), dropped at the end; the test
+    /// fails, saying so, when the server cannot be reached.
+    pub(super) struct TestDb {
+        name: String,
+        pub(super) url: JournalUrl,
+    }
+
+    fn admin(sql: String) {
+        // The sync client must not run on a thread of the test's runtime.
+        std::thread::spawn(move || {
+            let url = std::env::var("RUNBOOK_TEST_PG")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("this test needs PostgreSQL and cannot reach it at {url}: {e}; start it (`bash .ci/run` does) or set RUNBOOK_TEST_PG")
+            });
+            c.batch_execute(&sql).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    impl TestDb {
+        pub(super) fn new() -> TestDb {
+            let name = format!("runbook_u_{}", uuid::Uuid::new_v4().simple());
+            admin(format!("CREATE DATABASE {name}"));
+            let base = std::env::var("RUNBOOK_TEST_PG")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+            let server = base
+                .rsplit_once('/')
+                .map_or(base.as_str(), |(s, _)| s)
+                .to_owned();
+            let url = format!("{server}/{name}?sslmode=disable").parse().unwrap();
+            TestDb { name, url }
+        }
+
+        /// Runs statements on it, off the runtime.
+        pub(super) fn execute(&self, sql: &str) {
+            let Location::Postgres(t) = self.url.0.clone() else {
+                unreachable!()
+            };
+            let sql = sql.to_owned();
+            std::thread::spawn(move || t.connect().unwrap().batch_execute(&sql).unwrap())
+                .join()
+                .unwrap();
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            admin(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+
+    #[test]
+    fn a_postgres_journal_from_a_newer_binary_is_refused_untouched() {
+        let db = TestDb::new();
+        drop(Journal::open_url(&db.url).unwrap());
+        db.execute(&format!(
+            "UPDATE schema_version SET version = {}",
+            SCHEMA_VERSION + 1
+        ));
+        let err = Journal::open_url(&db.url).unwrap_err();
+        assert!(
+            matches!(err, JournalError::TooNew { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        // Untouched: still the newer version, and opening again still refuses.
+        assert!(matches!(
+            Journal::open_url(&db.url),
+            Err(JournalError::TooNew { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn approvals_are_append_only_in_the_postgres_database_itself() {
+        let db = TestDb::new();
+        let j = Journal::open_url(&db.url).unwrap();
+        j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into())
+            .await
+            .unwrap();
+        j.record_approval("r1", None, "me@host", "--yes", "abc")
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE approvals SET approved_by = 'someone else'",
+            "DELETE FROM approvals",
+        ] {
+            let Location::Postgres(t) = db.url.0.clone() else {
+                unreachable!()
+            };
+            let err =
+                std::thread::spawn(move || t.connect().unwrap().batch_execute(sql).unwrap_err())
+                    .join()
+                    .unwrap();
+            assert!(
+                err.to_string().contains("append-only")
+                    || format!("{err:?}").contains("append-only"),
+                "{err:?}"
+            );
+        }
+        assert_eq!(
+            j.load_run("r1").unwrap().approvals[0].approved_by,
+            "me@host"
+        );
+    }
+
     #[tokio::test]
     async fn the_kept_world_is_saved_with_every_commit_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        kept_world(Journal::open(dir.path()).unwrap()).await;
+        let db = TestDb::new();
+        kept_world(Journal::open_url(&db.url).unwrap()).await;
+    }
+
+    async fn kept_world(j: Journal) {
         let n = Arc::new(AtomicU64::new(0));
         let changes = Arc::clone(&n);
         j.keep_world(
@@ -1263,7 +1679,12 @@ mod tests {
     #[tokio::test]
     async fn round_trips_a_run() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        round_trip(Journal::open(dir.path()).unwrap()).await;
+        let db = TestDb::new();
+        round_trip(Journal::open_url(&db.url).unwrap()).await;
+    }
+
+    async fn round_trip(j: Journal) {
         j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into())
             .await
             .unwrap();
