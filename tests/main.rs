@@ -5,6 +5,7 @@ mod compensation;
 mod credentials;
 mod exits;
 mod integrity;
+mod journal;
 mod journal_backend;
 mod language;
 mod limits;

@@ -55,6 +55,7 @@ impl CheckedFlags {
                 )));
             }
         }
+        state.journal_url()?;
         if let Some(dir) = &state.state_dir {
             if dir.as_os_str().is_empty() {
                 return Err(Error::usage("--state-dir is empty").with_hint(

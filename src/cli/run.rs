@@ -75,7 +75,8 @@ pub(crate) struct StateArgs {
         env = "RUNBOOK_JOURNAL",
         hide_env_values = true
     )]
-    pub(crate) journal: Option<JournalUrl>,
+    // Parsed by `journal_url`, not by clap, whose errors repeat the value.
+    pub(crate) journal: Option<String>,
 }
 
 impl StateArgs {
@@ -95,14 +96,20 @@ impl StateArgs {
     }
 
     /// Where the journal is: `--journal`, else the state dir's `journal.db`.
-    pub(crate) fn journal_url(&self) -> JournalUrl {
-        self.journal
-            .clone()
-            .unwrap_or_else(|| JournalUrl::in_state_dir(&self.dir()))
+    /// A bad URL is a usage error that does not repeat it (a password).
+    pub(crate) fn journal_url(&self) -> Result<JournalUrl, Error> {
+        match self.journal.as_deref().filter(|j| !j.is_empty()) {
+            None => Ok(JournalUrl::in_state_dir(&self.dir())),
+            Some(text) => text.parse().map_err(|e: String| {
+                Error::usage(format!("--journal: {e}")).with_hint(
+                    "e.g. --journal sqlite:/var/lib/runbook/journal.db, or RUNBOOK_JOURNAL=postgres://runbook@db.internal:5432/runbook",
+                )
+            }),
+        }
     }
 
     pub(crate) fn journal(&self) -> Result<Journal, Error> {
-        let url = self.journal_url();
+        let url = self.journal_url()?;
         Journal::open_url(&url).map_err(|e| match e {
             crate::run::JournalError::TooNew { .. } => Error::new(ExitCode::Internal, e.to_string())
                 .with_hint("a newer runbook wrote this journal: use that version (or newer), or another --journal / --state-dir"),
