@@ -254,7 +254,7 @@ pub struct JournalUrl(Location);
 #[derive(Clone)]
 enum Location {
     Sqlite(PathBuf),
-    Postgres(pg::PgTarget),
+    Postgres(Box<pg::PgTarget>),
 }
 
 impl JournalUrl {
@@ -283,7 +283,7 @@ impl std::str::FromStr for JournalUrl {
             return Ok(JournalUrl(Location::Sqlite(PathBuf::from(path))));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return pg::PgTarget::parse(text).map(|t| JournalUrl(Location::Postgres(t)));
+            return pg::PgTarget::parse(text).map(|t| JournalUrl(Location::Postgres(Box::new(t))));
         }
         Err("a journal URL is `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`".to_owned())
     }
@@ -603,7 +603,7 @@ impl Journal {
                     supported,
                 },
             })?;
-            Ok(WriterConn::Postgres(pg::Session::new(client)))
+            Ok(WriterConn::Postgres(Box::new(pg::Session::new(client))))
         })
     }
 
@@ -1332,7 +1332,7 @@ enum WriterConn {
     /// SQLite, with whether `synchronous` is FULL at the moment.
     Sqlite { conn: Connection, synced: bool },
     /// PostgreSQL.
-    Postgres(pg::Session),
+    Postgres(Box<pg::Session>),
 }
 
 /// Saves the kept world (see [`Journal::keep_world`]).
