@@ -1025,15 +1025,13 @@ impl Journal {
         &self,
         run_id: &str,
     ) -> Result<Vec<(String, super::event::RunEvent)>, JournalError> {
-        let conn = self.reader()?;
-        let rows: Vec<(String, String)> = self.rows(
-            &conn,
+        let rows = self.query(
             "SELECT at, event_json FROM events WHERE run_id = ?1 ORDER BY seq",
-            [run_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            vec![run_id.sv()],
         )?;
-        rows.into_iter()
-            .map(|(at, json)| {
+        rows.iter()
+            .map(|r| {
+                let (at, json) = (r.text(0)?, r.text(1)?);
                 serde_json::from_str(&json)
                     .map(|e| (at, e))
                     .map_err(|e| JournalError::Corrupt(format!("event of run {run_id}: {e}")))
