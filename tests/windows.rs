@@ -193,3 +193,95 @@ fn window_flags_that_leave_nothing_are_usage_errors() {
     );
     assert!(rig.calls().is_empty() && runs(&rig).is_empty());
 }
+
+/// Stops node 501, holds an hour, stops node 502.
+const STOP_HOLD_STOP: &str = r#"
+name: stop-hold-stop
+defaults: { region: cn-shanghai }
+steps:
+  - id: stop-a
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: 501, TaskType: DI_REALTIME }
+  - id: hold
+    needs: [stop-a]
+    sleep: 1h
+  - id: stop-b
+    needs: [hold]
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 1, FileId: 502, TaskType: DI_REALTIME }
+"#;
+
+/// In real time: `--not-after` a few seconds after the start closes the
+/// window during the hold (an hour, compressed to a minute), so the second
+/// stop is never sent; the run stops `window_closed` (exit 5) and a resume
+/// in a new window sends only what is left.
+#[test]
+fn a_window_that_closes_mid_run_stops_it_resumably_and_sends_nothing_after() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("shs.yaml", STOP_HOLD_STOP);
+    let log = rig.dir.path().join("calls.jsonl");
+    let log = log.to_str().unwrap();
+    let close = Timestamp::now().checked_add(15.seconds()).unwrap();
+    let out = rig.run(&[
+        "run",
+        &pb,
+        "--sim",
+        "--time-scale",
+        "60",
+        "--sim-log",
+        log,
+        "--yes",
+        "--output",
+        "json",
+        "--not-after",
+        &close.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let closed = events
+        .iter()
+        .find(|e| e["event"] == "window_closed")
+        .unwrap_or_else(|| panic!("no window_closed event: {events:#?}"));
+    assert_eq!(closed["at"], close.to_string());
+    assert_eq!(closed["window"], format!("--not-after {close}"));
+    let finished = events.last().unwrap();
+    assert_eq!(
+        (&finished["event"], &finished["outcome"]),
+        (&Value::from("run_finished"), &Value::from("window_closed"))
+    );
+    let stops = |log: &str| -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|c| c["action"] == "StopDISyncInstance")
+            .map(|c| {
+                c["params"]["FileId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(stops(log), ["501"], "only the first stop was sent");
+    let run_id = rig.last_run_id();
+    let listed = runs(&rig);
+    assert_eq!(listed[0]["status"], "window_closed", "{listed:#?}");
+
+    // Resumed (with a window that is open), it goes on where it stopped.
+    let out = rig.run(&[
+        "resume",
+        &run_id,
+        "--sim",
+        "--time-scale",
+        "3600",
+        "--sim-log",
+        log,
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stops(log), ["501", "502"], "each stop sent once");
+}

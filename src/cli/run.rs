@@ -1058,6 +1058,7 @@ async fn execute(
         );
     }
     let ledger = journal.clone();
+    let window = crate::run::RunWindow::new(&plan, flags.window);
     let plan = Arc::new(plan);
     let runner = Runner::new(
         Arc::clone(&plan),
@@ -1076,7 +1077,8 @@ async fn execute(
             time_scale: target.time_scale,
         },
         prior,
-    );
+    )
+    .with_window(window, Arc::new(crate::run::SystemClock));
     let summary = runner.execute(resumed).await;
     let _ = reporter.await;
     let summary: RunSummary = match summary {

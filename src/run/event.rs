@@ -165,6 +165,17 @@ pub enum RunEvent {
         /// Whether `--allow-drift` let the run go on.
         allowed: bool,
     },
+    /// The change window closed during the run: no new mutating call
+    /// starts; calls in flight finish, then the run stops `window_closed`.
+    /// (The hook for notifications.)
+    WindowClosed {
+        /// When it closed (RFC 3339, UTC).
+        at: String,
+        /// The window, as written (with the flags that narrowed it).
+        window: String,
+        /// When it next opens (RFC 3339, UTC), if it does.
+        next_opens: Option<String>,
+    },
     /// A fan-out item ended.
     ItemFinished {
         /// Step id.

@@ -19,12 +19,19 @@
 //! - A failed step's `on_failure` decides: `continue` goes on, `abort` stops
 //!   starting new work, `run: [...]` starts each listed compensation that has
 //!   not run yet (each at most once in a run), then stops like `abort`.
-//! - Stopping (`abort`, Ctrl-C, the run's time limit) starts nothing new;
-//!   steps in flight finish and report, and then the run ends exactly once.
+//! - Stopping (`abort`, Ctrl-C, the run's time limit, a change window that
+//!   closed) starts nothing new; steps in flight finish and report, and then
+//!   the run ends exactly once.
+//! - Once the change window has closed, a failed step's compensations that
+//!   change something are not started (no change outside the window); the
+//!   run ends `failed` and says so. One that only reads still runs.
+//! - A run whose window closed ends `window_closed` (resumable in the next
+//!   opening) unless a step failed (`failed`) or every step got done anyway
+//!   by the steps already in flight (`succeeded`).
 //! - Steps done in an earlier attempt at the run (resume) are never started.
 //!
 //! Where later work plugs in: a new reason to stop starting work while the
-//! steps in flight finish (a change window that closed, a lost lease, a run
+//! steps in flight finish (a lost lease, a run
 //! parked at an approval given from elsewhere, `waiting_approval`) is a
 //! [`Stop::End`] with its status and reason, fed like the run's time limit.
 
@@ -44,6 +51,9 @@ pub(crate) struct StepSpec {
     pub(crate) on_failure: FailurePolicy,
     /// Runs only when a failed step's `on_failure` names it.
     pub(crate) compensation: bool,
+    /// Whether it sends a mutating call (such a compensation does not start
+    /// once the change window has closed).
+    pub(crate) mutates: bool,
 }
 
 /// A step's `on_failure`, with compensations named by index.
@@ -83,6 +93,7 @@ impl StepSpec {
                     OnFailure::Compensate(ids) => FailurePolicy::Compensate(indices(ids)),
                 },
                 compensation: step.compensation,
+                mutates: step.risk.mutates(),
             })
             .collect()
     }
@@ -107,6 +118,12 @@ pub(crate) enum Stop {
     /// Ctrl-C or SIGTERM: the run ends `cancelled` (or `failed` when a step
     /// failed), and says so unless a failure already said why it stopped.
     Cancelled,
+    /// The change window closed: the run ends `window_closed` with this
+    /// reason, unless a step failed or every step got done anyway.
+    Window {
+        /// Why it stopped (when the window closed).
+        reason: String,
+    },
     /// The run ends with this status and reason whatever its steps did: the
     /// run's time limit (`failed`). The first `End` fed stands.
     End {
@@ -251,11 +268,20 @@ impl Machine {
         commands
     }
 
+    /// The first stop stands, except that an `End` replaces a `Cancelled`
+    /// or a `Window`.
     fn stop_with(&mut self, stop: Stop) {
         match (&self.stop, &stop) {
-            (Some(Stop::End { .. }), _) | (Some(Stop::Cancelled), Stop::Cancelled) => {}
-            _ => self.stop = Some(stop),
+            (None, _) | (Some(Stop::Cancelled | Stop::Window { .. }), Stop::End { .. }) => {
+                self.stop = Some(stop);
+            }
+            (Some(_), _) => {}
         }
+    }
+
+    /// Whether the change window has closed on the run.
+    fn window_closed(&self) -> bool {
+        matches!(self.stop, Some(Stop::Window { .. }))
     }
 
     /// A step failed: its `on_failure` decides.
@@ -269,9 +295,30 @@ impl Machine {
                     .get_or_insert_with(|| format!("step `{id}` failed (on_failure: abort)"));
             }
             FailurePolicy::Compensate(ids) => {
-                self.halted
-                    .get_or_insert_with(|| format!("step `{id}` failed; ran its compensation"));
+                let mut held: Vec<&str> = Vec::new();
                 for &j in ids {
+                    if self.window_closed()
+                        && self.specs.get(j).is_some_and(|s| s.mutates)
+                        && self.state.get(j) == Some(&StepState::Pending)
+                        && !held.contains(&self.specs[j].id.as_str())
+                    {
+                        held.push(self.specs[j].id.as_str());
+                    }
+                }
+                let why = if held.is_empty() {
+                    format!("step `{id}` failed; ran its compensation")
+                } else {
+                    format!(
+                        "step `{id}` failed after the change window closed; its compensation `{}` was not started (it changes things); resume in the next opening",
+                        held.join("`, `")
+                    )
+                };
+                self.halted.get_or_insert(why);
+                let window_closed = self.window_closed();
+                for &j in ids {
+                    if window_closed && self.specs[j].mutates {
+                        continue;
+                    }
                     if self.state.get(j) == Some(&StepState::Pending) {
                         self.state[j] = StepState::Running;
                         self.compensating += 1;
@@ -330,6 +377,29 @@ impl Machine {
                 reason: Some(reason.clone()),
             };
         }
+        let all_done = self
+            .specs
+            .iter()
+            .zip(&self.state)
+            .all(|(spec, s)| spec.compensation || succeeded(*s));
+        if let Some(Stop::Window { reason }) = &self.stop {
+            return if self.failed {
+                RunEnd {
+                    status: RunStatus::Failed,
+                    reason: Some(self.halted.clone().unwrap_or_else(|| reason.clone())),
+                }
+            } else if all_done {
+                RunEnd {
+                    status: RunStatus::Succeeded,
+                    reason: None,
+                }
+            } else {
+                RunEnd {
+                    status: RunStatus::WindowClosed,
+                    reason: Some(reason.clone()),
+                }
+            };
+        }
         let cancelled = self.stop == Some(Stop::Cancelled);
         let reason = match (&self.halted, cancelled) {
             (Some(why), _) => Some(why.clone()),
@@ -337,11 +407,6 @@ impl Machine {
             (None, false) => None,
         };
         let any_cancelled = self.state.contains(&StepState::Done(Outcome::Cancelled));
-        let all_done = self
-            .specs
-            .iter()
-            .zip(&self.state)
-            .all(|(spec, s)| spec.compensation || succeeded(*s));
         let status = if self.failed {
             RunStatus::Failed
         } else if cancelled || any_cancelled {

@@ -18,6 +18,11 @@
 //!    needs it starts.
 //! 3. Cancellation (Ctrl-C, run timeout) starts nothing new and lets calls in
 //!    flight finish, so their outcome is known and journaled.
+//! 4. Once the change window has closed, no mutating call is sent: no new
+//!    step starts, no retry and no compensation that changes something;
+//!    calls in flight finish and are journaled, reads and waits already
+//!    running may finish, sleeps and approval gates stop. The run ends
+//!    `window_closed`, resumable in the next opening (see [`window`]).
 
 mod changed;
 mod drift;
@@ -57,7 +62,7 @@ pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
 pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 pub use time_scale::TimeScale;
-pub use window::{Clock, RunWindow, SystemClock, WindowRefusal};
+pub use window::{Clock, ClockSleep, RunWindow, SystemClock, WindowRefusal};
 
 /// How a run is carried out (beyond the plan itself).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -364,6 +369,11 @@ pub(crate) struct Shared {
     pub(crate) options: RunOptions,
     pub(crate) prior: Prior,
     pub(crate) drift: drift::DriftGuard,
+    /// Cancelled when the change window closes: no mutating call is sent
+    /// after it (see [`window`]).
+    pub(crate) window_closed: CancellationToken,
+    /// Why the run stops once the window closed (when, and when it reopens).
+    pub(crate) window_reason: std::sync::OnceLock<String>,
 }
 
 impl Shared {

@@ -177,6 +177,19 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
                 "{step}{i}: drift: {resource} was reviewed as {reviewed}, is now {current}; {then}"
             )
         }
+        RunEvent::WindowClosed {
+            at,
+            window,
+            next_opens,
+        } => {
+            let next = next_opens
+                .as_ref()
+                .map(|t| format!("; it next opens {t}"))
+                .unwrap_or_default();
+            format!(
+                "the change window ({window}) closed at {at}: no new change starts; calls in flight finish, then the run stops (window_closed){next}"
+            )
+        }
         RunEvent::ItemFinished {
             step,
             item: i,
@@ -301,7 +314,10 @@ impl Live {
                     );
                 }
             }
-            RunEvent::Reconciled { .. } | RunEvent::Approval { .. } | RunEvent::Drift { .. } => {
+            RunEvent::Reconciled { .. }
+            | RunEvent::Approval { .. }
+            | RunEvent::Drift { .. }
+            | RunEvent::WindowClosed { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(escape(&line));
                 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::changed;
 use super::machine::{Command, Event, Machine, RunEnd, StepSpec, Stop};
 use super::unit::{Deadline, Unit, UnitError, humanize};
+use super::window::{Clock, RunWindow};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
     RunEvent, RunOptions, RunStatus, RunSummary, Shared, StepSummary,
@@ -38,6 +39,8 @@ use crate::plan::{OnFailure, Plan, PlannedStep, StepKind};
 /// Runs a plan.
 pub struct Runner {
     shared: Arc<Shared>,
+    /// The change window the run keeps to, and the clock it is read by.
+    window: Option<(RunWindow, Arc<dyn Clock>)>,
 }
 
 /// What a step task reports back.
@@ -78,8 +81,20 @@ impl Runner {
                 cancel,
                 options,
                 prior,
+                window_closed: CancellationToken::new(),
+                window_reason: std::sync::OnceLock::new(),
             }),
+            window: None,
         }
+    }
+
+    /// Keeps the run to `window`, read by `clock` (the binary passes
+    /// [`super::SystemClock`]; tests pass their own). When it closes, no
+    /// mutating call is sent any more and the run stops `window_closed`.
+    #[must_use]
+    pub fn with_window(mut self, window: RunWindow, clock: Arc<dyn Clock>) -> Runner {
+        self.window = (!window.is_unbounded()).then_some((window, clock));
+        self
     }
 
     /// Runs to the end (or until cancelled) and returns the summary. Errs
@@ -100,10 +115,52 @@ impl Runner {
             resumed,
         });
         let timed_out = watch_run_timeout(&shared);
+        let watch = self
+            .window
+            .map(|(window, clock)| watch_window(&shared, window, clock));
         let mut driver = Driver::new(shared, timed_out);
-        let end = driver.drive().await?;
-        driver.finish(end, started).await
+        let end = driver.drive().await;
+        if let Some(watch) = watch {
+            watch.abort();
+        }
+        driver.finish(end?, started).await
     }
+}
+
+/// Watches the change window: when it closes, no mutating call is sent any
+/// more (`window_closed` is cancelled, which the units check before every
+/// send), the event is emitted, and the driver stops the run at the next
+/// step end. Sleeps and approval gates stop at once; calls in flight, reads
+/// and waits finish.
+fn watch_window(
+    shared: &Arc<Shared>,
+    window: RunWindow,
+    clock: Arc<dyn Clock>,
+) -> tokio::task::JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let at = tokio::select! {
+            at = window.closed(clock.as_ref()) => at,
+            () = shared.cancel.cancelled() => return,
+        };
+        let next = match window.state(at) {
+            crate::window::State::Closed { next, .. } => next.map(|(opens, _)| opens),
+            crate::window::State::Open { .. } => None,
+        };
+        let reason = format!(
+            "the change window closed at {}{}",
+            window.at(at),
+            next.map(|t| format!("; it next opens {}: resume the run then", window.at(t)))
+                .unwrap_or_default()
+        );
+        let _ = shared.window_reason.set(reason);
+        shared.window_closed.cancel();
+        shared.emit(RunEvent::WindowClosed {
+            at: at.to_string(),
+            window: window.describe(),
+            next_opens: next.map(|t| t.to_string()),
+        });
+    })
 }
 
 /// Cancels the run when its time limit passes; the flag tells that it did.
@@ -192,6 +249,15 @@ impl Driver {
             })));
         } else if self.shared.cancel.is_cancelled() {
             queue.extend(self.machine.on(Event::Stop(Stop::Cancelled)));
+        }
+        if self.shared.window_closed.is_cancelled() {
+            let reason = self
+                .shared
+                .window_reason
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "the change window closed".to_owned());
+            queue.extend(self.machine.on(Event::Stop(Stop::Window { reason })));
         }
         queue.extend(self.machine.on(event));
     }
@@ -542,7 +608,10 @@ async fn run_units(
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
         };
-        if stop_items.load(Ordering::SeqCst) || cancel.is_cancelled() {
+        if stop_items.load(Ordering::SeqCst)
+            || cancel.is_cancelled()
+            || (step.risk.mutates() && shared.window_closed.is_cancelled())
+        {
             break;
         }
         let shared = Arc::clone(&shared);
@@ -662,6 +731,8 @@ async fn run_unit(
             tokio::select! {
                 () = tokio::time::sleep(shared.options.time_scale.apply(Duration::from_millis(*millis))) => Ok(Value::Null),
                 () = cancel.cancelled() => Err(UnitError::Cancelled),
+                // A sleep holds the run for nothing once the window closed.
+                () = shared.window_closed.cancelled() => Err(UnitError::Cancelled),
             }
         }
         StepKind::Approve { message } => approve(&shared, step.id.as_str(), message, &cancel).await,
@@ -707,6 +778,8 @@ async fn approve(
     let decision = tokio::select! {
         d = approver.approve(step, message, &shared.plan.digest) => d,
         () = cancel.cancelled() => return Err(UnitError::Cancelled),
+        // An approval after the window closed could start nothing.
+        () = shared.window_closed.cancelled() => return Err(UnitError::Cancelled),
     };
     match decision {
         ApprovalDecision::Approved { by, method } => {

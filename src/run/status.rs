@@ -32,8 +32,8 @@ pub enum RunStatus {
     WaitingApproval,
     /// An approval was refused (`runbook reject`); nothing after it is sent.
     Rejected,
-    /// The run's time window (`--not-after`) closed before it finished;
-    /// resumable within a new window.
+    /// The change window (the playbook's `window`, `--not-after`) closed
+    /// before the run finished; resumable in the next opening.
     WindowClosed,
 }
 

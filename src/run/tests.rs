@@ -693,3 +693,5 @@ async fn work_done_after_a_compensation_or_under_a_failed_one_still_counts() {
     .await;
     assert!(prior.answered.contains_key(&("terminate".to_owned(), 1)));
 }
+
+mod window;

@@ -122,6 +122,16 @@ impl Unit<'_> {
             () = self.shared.limits.acquire(&req.product) => {}
             () = self.cancel.cancelled() => return Err(UnitError::Cancelled),
         }
+        // No change once the window has closed: not a first attempt, not a
+        // retry, not a compensation's call. The unit stays `running` in the
+        // journal, and a resume (re-checking what may have been applied)
+        // goes on in the next opening.
+        if kind == AttemptKind::Call
+            && req.risk.mutates()
+            && self.shared.window_closed.is_cancelled()
+        {
+            return Err(UnitError::Cancelled);
+        }
         let key = uuid::Uuid::new_v4().simple().to_string();
         let request_json = serde_json::to_string(req).unwrap_or_default();
         let durable = kind == AttemptKind::Call && req.risk.mutates();

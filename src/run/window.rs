@@ -11,6 +11,8 @@
 //! way around the window. Tests give the engine their own clock.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -18,10 +20,24 @@ use jiff::Timestamp;
 use crate::plan::Plan;
 use crate::window::{Bounds, Closed, State, Window, state};
 
-/// Where the engine reads the time of day.
+/// What [`Clock::sleep_until`] returns.
+pub type ClockSleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Where the engine reads the time of day, and how it waits for a time.
 pub trait Clock: Send + Sync {
     /// Now.
     fn now(&self) -> Timestamp;
+
+    /// Resolves at `t` or a little before, when the clock may have been set
+    /// meanwhile (the caller reads [`Clock::now`] again). The default sleeps
+    /// on tokio's timer for at most half a minute.
+    fn sleep_until(&self, t: Timestamp) -> ClockSleep<'_> {
+        let left = t
+            .as_millisecond()
+            .saturating_sub(self.now().as_millisecond());
+        let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0).max(1)).min(RECHECK);
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
 /// The system's clock: the only one the binary uses.
@@ -83,17 +99,21 @@ impl RunWindow {
     /// every half minute; returns when it closed (at once when it is closed
     /// already). Never returns for a window with no close.
     pub async fn closed(&self, clock: &dyn Clock) -> Timestamp {
+        let mut closes = None;
         loop {
             let now = clock.now();
-            let wait = match self.state(now) {
-                State::Closed { .. } => return now,
+            match self.state(now) {
+                // When it was due to close, if the clock passed that; else now.
+                State::Closed { .. } => return closes.filter(|&c| c <= now).unwrap_or(now),
                 State::Open { closes: Some(c) } => {
-                    let left = c.as_millisecond().saturating_sub(now.as_millisecond());
-                    Duration::from_millis(u64::try_from(left).unwrap_or(0).max(1)).min(RECHECK)
+                    closes = Some(c);
+                    clock.sleep_until(c).await;
                 }
-                State::Open { closes: None } => RECHECK,
-            };
-            tokio::time::sleep(wait).await;
+                State::Open { closes: None } => {
+                    closes = None;
+                    tokio::time::sleep(RECHECK).await;
+                }
+            }
         }
     }
 

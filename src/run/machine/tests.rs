@@ -14,6 +14,7 @@ fn spec(id: &str, needs: &[usize]) -> StepSpec {
         needs: needs.to_vec(),
         on_failure: FailurePolicy::Abort,
         compensation: false,
+        mutates: true,
     }
 }
 
@@ -306,6 +307,87 @@ fn an_end_stop_sets_the_status_and_reason_whatever_else_happened() {
     assert_eq!(m.state(1), StepState::Pending);
 }
 
+fn window(reason: &str) -> Event {
+    Event::Stop(Stop::Window {
+        reason: reason.to_owned(),
+    })
+}
+
+#[test]
+fn a_closed_window_starts_nothing_new_and_ends_window_closed() {
+    let mut m = Machine::new(
+        vec![spec("a", &[]), spec("b", &[]), spec("c", &[0])],
+        1,
+        &[],
+    );
+    assert_eq!(m.on(Event::Begin), [Command::Start(0)]);
+    assert_eq!(m.on(window("the change window closed at 05:00")), []);
+    assert_eq!(
+        m.on(finished(0, Outcome::Succeeded)),
+        [end(
+            RunStatus::WindowClosed,
+            Some("the change window closed at 05:00")
+        )]
+    );
+    assert_eq!(
+        (m.state(1), m.state(2)),
+        (StepState::Pending, StepState::Pending)
+    );
+    // A Ctrl-C after the close does not change how the run ends; the run's
+    // time limit does.
+    let mut m = Machine::new(vec![spec("a", &[]), spec("b", &[])], 1, &[]);
+    m.on(Event::Begin);
+    m.on(window("closed"));
+    m.on(Event::Stop(Stop::Cancelled));
+    assert_eq!(
+        m.on(finished(0, Outcome::Cancelled)),
+        [end(RunStatus::WindowClosed, Some("closed"))]
+    );
+}
+
+#[test]
+fn a_run_the_steps_in_flight_finish_succeeds_even_after_its_window_closed() {
+    let mut m = Machine::new(vec![spec("a", &[]), spec("b", &[0])], 1, &[]);
+    m.on(Event::Begin);
+    m.on(finished(0, Outcome::Succeeded));
+    m.on(window("closed"));
+    assert_eq!(
+        m.on(finished(1, Outcome::Succeeded)),
+        [end(RunStatus::Succeeded, None)]
+    );
+}
+
+#[test]
+fn after_the_window_closed_a_failure_starts_no_compensation_that_changes_things() {
+    let read_only = StepSpec {
+        mutates: false,
+        ..compensation("look")
+    };
+    let specs = vec![
+        with(spec("a", &[]), FailurePolicy::Compensate(vec![1, 2])),
+        compensation("undo"),
+        read_only,
+    ];
+    let mut m = Machine::new(specs, 1, &[]);
+    m.on(Event::Begin);
+    m.on(window("closed"));
+    // Only the compensation that only reads runs.
+    assert_eq!(
+        m.on(finished(0, Outcome::Failed)),
+        [Command::Compensate { step: 2, failed: 0 }]
+    );
+    assert_eq!(
+        m.on(finished(2, Outcome::Succeeded)),
+        [end(
+            RunStatus::Failed,
+            Some(
+                "step `a` failed after the change window closed; its compensation `undo` was not started (it changes things); resume in the next opening"
+            )
+        )]
+    );
+    assert_eq!(m.state(1), StepState::Pending);
+}
+
 #[test]
 fn resume_does_not_start_steps_done_before_and_builds_on_them() {
     let specs = vec![spec("a", &[]), spec("b", &[0]), spec("c", &[1])];
@@ -408,6 +490,9 @@ fn stop() -> impl Strategy<Value = Stop> {
             status: RunStatus::WindowClosed,
             reason: "the window closed".to_owned(),
         }),
+        Just(Stop::Window {
+            reason: "the change window closed".to_owned(),
+        }),
     ]
 }
 
@@ -423,6 +508,7 @@ prop_compose! {
         prior in prop::collection::vec(prop::option::weighted(0.2, prop_oneof![Just(Outcome::Succeeded), Just(Outcome::Skipped)]), normal),
         stop in prop::option::of((0usize..12, stop())),
         picks in prop::collection::vec(0usize..8, 32),
+        comp_mutates in prop::collection::vec(any::<bool>(), compensations),
         normal in Just(normal),
         compensations in Just(compensations),
     ) -> Case {
@@ -444,11 +530,12 @@ prop_compose! {
                         comps.iter().map(|x| normal + x.index(compensations)).collect(),
                     ),
                 };
-                StepSpec { id: format!("s{i}"), needs: n, on_failure, compensation: false }
+                StepSpec { id: format!("s{i}"), needs: n, on_failure, compensation: false, mutates: true }
             })
             .collect();
         specs.extend((0..compensations).map(|c| StepSpec {
             compensation: true,
+            mutates: comp_mutates[c],
             ..spec(&format!("undo{c}"), &[])
         }));
         let mut prior = prior;
@@ -469,6 +556,8 @@ struct Seen {
     max_running: usize,
     finishes: Vec<RunEnd>,
     stops: Vec<Stop>,
+    /// Steps that failed after the change window closed.
+    failed_after_window: BTreeSet<usize>,
     /// The first failed step whose policy stops the run.
     first_halt: Option<usize>,
 }
@@ -547,6 +636,10 @@ fn drive(case: &Case) -> Result<Seen, TestCaseError> {
                     };
                     prop_assert!(ids.contains(&step));
                     prop_assert!(
+                        !(case.specs[step].mutates && seen.failed_after_window.contains(&failed)),
+                        "compensation {step} changes things and started after the window closed"
+                    );
+                    prop_assert!(
                         seen.compensated.insert(step),
                         "compensation {step} ran twice"
                     );
@@ -582,6 +675,10 @@ fn drive(case: &Case) -> Result<Seen, TestCaseError> {
         seen.running.remove(&step);
         let outcome = case.outcomes[step];
         seen.ended.insert(step, outcome);
+        if outcome == Outcome::Failed && seen.stops.iter().any(|s| matches!(s, Stop::Window { .. }))
+        {
+            seen.failed_after_window.insert(step);
+        }
         if outcome == Outcome::Failed
             && seen.first_halt.is_none()
             && case.specs[step].on_failure != FailurePolicy::Continue
@@ -622,7 +719,11 @@ fn drive(case: &Case) -> Result<Seen, TestCaseError> {
             && let FailurePolicy::Compensate(ids) = &case.specs[*s].on_failure
         {
             for c in ids {
-                prop_assert!(seen.compensated.contains(c) || case.prior[*c].is_some());
+                prop_assert!(
+                    seen.compensated.contains(c)
+                        || case.prior[*c].is_some()
+                        || (seen.failed_after_window.contains(s) && case.specs[*c].mutates)
+                );
             }
         }
     }
@@ -644,12 +745,51 @@ fn expected(case: &Case, seen: &Seen) -> RunEnd {
         .ended
         .iter()
         .any(|(s, o)| *o == Outcome::Failed && !case.specs[*s].compensation);
+    let all_done =
+        (0..case.specs.len()).all(|i| case.specs[i].compensation || seen.succeeded(case, i));
+    // The first of a window close and a cancellation stands.
+    let first_soft = seen.stops.iter().find(|s| !matches!(s, Stop::End { .. }));
+    let halt_reason = seen.first_halt.map(|s| match &case.specs[s].on_failure {
+        FailurePolicy::Abort => format!("step `s{s}` failed (on_failure: abort)"),
+        FailurePolicy::Compensate(ids)
+            if seen.failed_after_window.contains(&s)
+                && ids.iter().any(|&c| case.specs[c].mutates && !seen.compensated.contains(&c) && case.prior[c].is_none()) =>
+        {
+            let mut held: Vec<String> = Vec::new();
+            for &c in ids {
+                let id = &case.specs[c].id;
+                if case.specs[c].mutates && !seen.compensated.contains(&c) && case.prior[c].is_none() && !held.contains(id) {
+                    held.push(id.clone());
+                }
+            }
+            format!(
+                "step `s{s}` failed after the change window closed; its compensation `{}` was not started (it changes things); resume in the next opening",
+                held.join("`, `")
+            )
+        }
+        _ => format!("step `s{s}` failed; ran its compensation"),
+    });
+    if let Some(Stop::Window { reason }) = first_soft {
+        return if normal_failed {
+            RunEnd {
+                status: RunStatus::Failed,
+                reason: Some(halt_reason.unwrap_or_else(|| reason.clone())),
+            }
+        } else if all_done {
+            RunEnd {
+                status: RunStatus::Succeeded,
+                reason: None,
+            }
+        } else {
+            RunEnd {
+                status: RunStatus::WindowClosed,
+                reason: Some(reason.clone()),
+            }
+        };
+    }
     let cancelled = seen.stops.contains(&Stop::Cancelled);
-    let reason = match seen.first_halt {
-        Some(s) => Some(match case.specs[s].on_failure {
-            FailurePolicy::Abort => format!("step `s{s}` failed (on_failure: abort)"),
-            _ => format!("step `s{s}` failed; ran its compensation"),
-        }),
+    let reason = match halt_reason {
+        Some(why) => Some(why),
         None if cancelled => Some("cancelled (Ctrl-C or SIGTERM)".to_owned()),
         None => None,
     };
