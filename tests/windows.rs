@@ -30,12 +30,11 @@ steps:
     )
 }
 
+/// The runs in the journal, as `runs --json` lists them.
 fn runs(rig: &Rig) -> Vec<Value> {
-    if !rig.state().exists() {
-        return Vec::new();
-    }
     let out = rig.run(&["runs", "--json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn utc_day(t: Timestamp) -> jiff::civil::Date {

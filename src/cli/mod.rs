@@ -4,6 +4,8 @@
 
 mod approvals;
 mod checks;
+#[cfg(test)]
+mod deploy;
 mod graph;
 mod interrupt;
 mod plan;
@@ -34,8 +36,8 @@ Start with a rehearsal against the built-in simulator (no cloud account needed):
   runbook run  playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml --sim --yes
 
 Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or credentials error,
-5 cancelled by Ctrl-C or SIGTERM (resumable), 6 refused (approval, lock, stale plan,
-rehearsal), 10 internal (journal).";
+5 cancelled by Ctrl-C or SIGTERM, or the change window closed (resumable), 6 refused
+(approval, lock, stale plan, rehearsal, outside the change window), 10 internal (journal).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

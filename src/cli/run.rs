@@ -248,7 +248,7 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
-    state: StateArgs,
+    pub(crate) state: StateArgs,
 }
 
 const RUN_EXAMPLES: &str = "\
