@@ -1,90 +1,14 @@
-//! What approvals need before anything is sent: every `approve` step a run
-//! may still reach must be answerable (a terminal to ask on, or
-//! `--approve STEP`), and the plan's approval prompt names what each
-//! irreversible call acts on (ids, items, region, account).
+//! Approvals asked on the terminal: the plan's approval prompt, which names
+//! what each irreversible call acts on (ids, items, region, account), and
+//! the question of an `approve` step. What needs an approval, and whether
+//! it can be given, is the engine's ([`crate::run::approve`]).
 
-use std::collections::BTreeSet;
+use std::io::Write;
 
 use crate::error::{Error, ExitCode};
 use crate::plan::{Plan, PlannedStep, StepKind};
-use crate::run::label;
-
-/// Why `approve` steps cannot be asked on this run's terminal, if they cannot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Asking {
-    /// A terminal asks them when the run gets there.
-    Terminal,
-    /// stdin or stderr is not a terminal.
-    NoTerminal,
-    /// `--output json` asks nothing (its stdout is for machines).
-    Json,
-}
-
-/// Checks, before the run starts, that every `approve` step which has not
-/// run yet (`done` says which have) can be answered: by `--approve STEP`
-/// (`approved`), or on a terminal. Refuses (exit 6) naming the steps and
-/// how to approve them, so a run never stops at a gate half-way through a
-/// change it cannot finish. (`--approve` names are checked with the other
-/// flags, in `checks.rs`.)
-pub(crate) fn check_answerable(
-    plan: &Plan,
-    approved: &BTreeSet<String>,
-    asking: Asking,
-    done: impl Fn(&str) -> bool,
-) -> Result<(), Error> {
-    let gates: Vec<(&PlannedStep, &str)> = plan
-        .steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            StepKind::Approve { message } => Some((s, message.as_str())),
-            _ => None,
-        })
-        .collect();
-    let why = match asking {
-        Asking::Terminal => return Ok(()),
-        Asking::NoTerminal => "there is no terminal to ask on",
-        Asking::Json => "--output json asks no questions",
-    };
-    let open: Vec<&(&PlannedStep, &str)> = gates
-        .iter()
-        .filter(|(s, _)| !approved.contains(s.id.as_str()) && !done(s.id.as_str()))
-        .collect();
-    if open.is_empty() {
-        return Ok(());
-    }
-    let named: Vec<String> = open
-        .iter()
-        .map(|(s, question)| {
-            let comp = if s.compensation {
-                ", a compensation"
-            } else {
-                ""
-            };
-            format!("`{}` (\"{question}\"{comp})", s.id)
-        })
-        .collect();
-    let (noun, verb) = if open.len() == 1 {
-        ("step", "is")
-    } else {
-        ("steps", "are")
-    };
-    let flags: Vec<String> = open
-        .iter()
-        .map(|(s, _)| format!("--approve {}", s.id))
-        .collect();
-    Err(Error::new(
-        ExitCode::Refused,
-        format!(
-            "approve {noun} {} {verb} not answerable: {why} and no --approve was given for {}; nothing was sent",
-            named.join(", "),
-            if open.len() == 1 { "it" } else { "them" }
-        ),
-    )
-    .with_hint(format!(
-        "once you agree with the question, approve ahead with {}; or run on a terminal (text output) to answer when the run gets there",
-        flags.join(" ")
-    )))
-}
+use crate::run::approve::{short_digest, who};
+use crate::run::{ApprovalDecision, ApprovalFuture, Approver, FlagApprover, label};
 
 /// The most item labels the approval prompt lists for one step.
 const MAX_LISTED: usize = 50;
@@ -135,6 +59,122 @@ pub(crate) fn irreversible_details(s: &PlannedStep, account: Option<&str>) -> Ve
     lines
 }
 
+/// Asks on the terminal for the approval of `plan`, which changes cloud
+/// resources: lists each mutating step (what irreversible calls act on,
+/// with the signing `account`), then reads `yes`.
+pub(crate) fn ask_plan(plan: &Plan, account: Option<&str>) -> Result<ApprovalDecision, Error> {
+    let mutating: Vec<&PlannedStep> = plan.steps.iter().filter(|s| s.risk.mutates()).collect();
+    let short = short_digest(plan);
+    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
+    let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
+    for s in &mutating {
+        let mark = if s.risk == crate::cloud::Risk::Irreversible {
+            "IRREVERSIBLE"
+        } else {
+            "mutating"
+        };
+        let items = s
+            .for_each
+            .as_ref()
+            .and_then(|f| f.items.as_ref())
+            .map(|i| format!(" x{}", i.len()))
+            .unwrap_or_default();
+        let action = match &s.kind {
+            StepKind::Call { call, .. } => call.action.clone(),
+            _ => String::new(),
+        };
+        let only_on_failure = if s.compensation {
+            "  (compensation: only if a step fails)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            err,
+            "  [{mark:>12}] {}{items}  {action}{only_on_failure}",
+            s.id
+        );
+        if s.risk == crate::cloud::Risk::Irreversible {
+            for line in irreversible_details(s, account) {
+                let _ = writeln!(err, "  {:>14} {line}", "");
+            }
+        }
+    }
+    let b = &plan.blast_radius;
+    let _ = write!(
+        err,
+        "{} mutating and {} irreversible calls. Type `yes` to run: ",
+        b.mutating, b.irreversible
+    );
+    let _ = err.flush();
+    drop(err);
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if answer.trim().eq_ignore_ascii_case("yes") {
+        Ok(ApprovalDecision::Approved {
+            by: who(),
+            method: "terminal".to_owned(),
+        })
+    } else {
+        Err(Error::new(
+            ExitCode::Refused,
+            "not approved; nothing was sent",
+        ))
+    }
+}
+
+/// `approve` steps: `--approve STEP`, else a question on the terminal.
+pub(crate) struct StepApprover {
+    /// `--approve STEP` flags, and who runs.
+    pub(crate) flags: FlagApprover,
+    /// The live view, suspended while asking.
+    pub(crate) multi: indicatif::MultiProgress,
+    /// Whether a terminal can be asked.
+    pub(crate) interactive: bool,
+}
+
+impl Approver for StepApprover {
+    fn approve<'a>(
+        &'a self,
+        step: &'a str,
+        message: &'a str,
+        digest: &'a str,
+    ) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            if self.flags.steps.contains(step) || !self.interactive {
+                return self.flags.approve(step, message, digest).await;
+            }
+            let multi = self.multi.clone();
+            let (step_s, message_s) = (step.to_owned(), message.to_owned());
+            let by = self.flags.by.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                multi.suspend(|| {
+                    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
+                    let _ = write!(
+                        err,
+                        "approve step `{step_s}`: {message_s}\nType `yes` to continue: "
+                    );
+                    let _ = err.flush();
+                    let mut answer = String::new();
+                    let _ = std::io::stdin().read_line(&mut answer);
+                    answer
+                })
+            })
+            .await
+            .unwrap_or_default();
+            if answer.trim().eq_ignore_ascii_case("yes") {
+                ApprovalDecision::Approved {
+                    by,
+                    method: "terminal".to_owned(),
+                }
+            } else {
+                ApprovalDecision::Refused {
+                    reason: format!("step `{step}` was not approved"),
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,44 +199,6 @@ steps:
     compensation: true
     approve: "Undo?"
 "#;
-
-    #[test]
-    fn every_approve_step_not_yet_run_must_be_answerable() {
-        let p = plan(GATES);
-        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
-        let none = |_: &str| false;
-        assert!(check_answerable(&p, &set(&[]), Asking::Terminal, none).is_ok());
-        let e = check_answerable(&p, &set(&[]), Asking::NoTerminal, none).unwrap_err();
-        assert_eq!(e.exit, ExitCode::Refused);
-        assert!(e.message.contains("`first` (\"Go?\")"), "{}", e.message);
-        assert!(
-            e.message
-                .contains("`undo-gate` (\"Undo?\", a compensation)"),
-            "{}",
-            e.message
-        );
-        assert!(e.message.contains("no terminal"), "{}", e.message);
-        let hint = e.hint.unwrap();
-        assert!(
-            hint.contains("--approve first --approve undo-gate"),
-            "{hint}"
-        );
-        let e = check_answerable(&p, &set(&["first"]), Asking::Json, none).unwrap_err();
-        assert!(
-            e.message.contains("--output json") && !e.message.contains("`first`"),
-            "{}",
-            e.message
-        );
-        assert!(
-            check_answerable(&p, &set(&["first", "undo-gate"]), Asking::NoTerminal, none).is_ok()
-        );
-        // On resume, a gate that already ran needs nothing.
-        assert!(
-            check_answerable(&p, &set(&["undo-gate"]), Asking::NoTerminal, |s| s
-                == "first")
-            .is_ok()
-        );
-    }
 
     #[test]
     fn irreversible_steps_name_their_ids_items_region_and_account() {

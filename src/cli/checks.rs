@@ -11,7 +11,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::run::{ExecArgs, StateArgs, TargetArgs, parse_duration};
+use super::run::{ExecArgs, StateArgs};
+use super::target::{TargetArgs, parse_duration};
 use crate::error::Error;
 use crate::plan::{Plan, StepKind};
 use crate::run::ratelimit;

@@ -14,6 +14,7 @@ mod run;
 mod runs;
 mod schema;
 mod sim;
+mod target;
 mod validate;
 
 use clap::{Parser, Subcommand};

@@ -132,7 +132,7 @@ impl PlanArgs {
         use crate::cloud::client::ClientOptions;
         let rt = super::runtime()?;
         rt.block_on(async {
-            let (client, sim) = super::run::connect(
+            let (client, sim) = super::target::connect(
                 self.sim,
                 self.profile.as_deref(),
                 endpoints.clone(),

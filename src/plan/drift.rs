@@ -50,6 +50,23 @@ impl std::fmt::Display for Drift {
     }
 }
 
+/// The refusal of a run whose resources drifted since its refreshed plan
+/// was reviewed (exit 6): the first five drifts, and how many more.
+pub fn refusal(drifts: &[Drift]) -> crate::Error {
+    let mut listed: Vec<String> = drifts.iter().take(5).map(ToString::to_string).collect();
+    if drifts.len() > 5 {
+        listed.push(format!("and {} more", drifts.len() - 5));
+    }
+    crate::Error::new(
+        crate::ExitCode::Refused,
+        format!(
+            "the world changed since the plan was reviewed; nothing was sent: {}",
+            listed.join("; ")
+        ),
+    )
+    .with_hint("plan again with --refresh and review it, or pass --allow-drift to run it anyway (journaled)")
+}
+
 /// `"RUN" (would change it)`, or why nothing could be read.
 fn state(o: &Observation) -> String {
     let value = match (&o.observed, &o.note) {

@@ -2,6 +2,8 @@
 //! [`CloudApi`](crate::cloud::CloudApi), journaling every step.
 //!
 //! ```text
+//!   machine (pure: which step starts, is blocked, is compensated; how the run ends)
+//!       ^ events      | commands
 //!   scheduler ──spawns──> step task ──per item──> unit: call (retry, reconcile) | wait (poll) | sleep | approve
 //!       ^                     |                        |
 //!       └── StepDone ─────────┘                        └── journal (intent before a mutating call, result before dependents)
@@ -23,18 +25,28 @@
 //!    calls in flight finish and are journaled, reads and waits already
 //!    running may finish, sleeps and approval gates stop. The run ends
 //!    `window_closed`, resumable in the next opening (see [`window`]).
+//!
+//! Around the runner, the policy of starting and resuming a run: `launch`
+//! (the change window's gate, run id, options recorded, first journal rows), `resume` (which target a
+//! resume goes to, whether the approval carries over), `approve` (the plan's
+//! approval and the answerability of `approve` steps), `world` (a
+//! rehearsal's simulated world), `exit` (exit codes and failure messages).
 
+pub mod approve;
 mod changed;
 mod drift;
 pub mod event;
+pub mod exit;
 pub mod journal;
 pub mod label;
+pub mod launch;
 pub mod ledger;
 pub mod lock;
 mod machine;
 pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;
+pub mod resume;
 pub mod retry;
 pub mod run_report;
 mod scheduler;
@@ -42,6 +54,7 @@ pub mod status;
 pub mod time_scale;
 mod unit;
 pub mod window;
+pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;

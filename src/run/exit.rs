@@ -1,0 +1,103 @@
+//! How the engine's ends and failures reach the user: the exit code of a
+//! run's status, and the errors (with their exit codes and hints) for a
+//! journal that cannot be opened or written, and for a run lock that is
+//! held. One home, so `run` and `resume` say the same thing.
+
+use std::path::Path;
+
+use super::RunStatus;
+use super::journal::{Journal, JournalError, JournalUrl};
+use super::lock::{LockError, RunLock};
+use crate::error::{Error, ExitCode};
+
+/// The exit code of a run that ended with `status`.
+pub fn exit_code(status: RunStatus) -> ExitCode {
+    match status {
+        RunStatus::Succeeded => ExitCode::Ok,
+        RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::WindowClosed => {
+            ExitCode::Cancelled
+        }
+        RunStatus::Failed
+        | RunStatus::Rejected
+        | RunStatus::Running
+        | RunStatus::WaitingApproval => ExitCode::StepFailed,
+    }
+}
+
+/// Opens the journal at `url`, or says why it cannot be.
+pub fn open_journal(url: &JournalUrl) -> Result<Journal, Error> {
+    Journal::open_url(url).map_err(|e| match e {
+        JournalError::TooNew { .. } => Error::new(ExitCode::Internal, e.to_string())
+            .with_hint("a newer runbook wrote this journal: use that version (or newer), or another --journal / --state-dir"),
+        e if url.is_postgres() => Error::new(
+            ExitCode::Internal,
+            format!("cannot open the journal {url}"),
+        )
+        .with_source(e)
+        .with_hint("check that PostgreSQL is reachable, the database exists and the user may create tables in it (its password: PGPASSWORD or ~/.pgpass)"),
+        e => Error::new(
+            ExitCode::Internal,
+            format!("cannot open the journal {url}"),
+        )
+        .with_source(e)
+        .with_hint("pass --state-dir DIR (or set RUNBOOK_STATE_DIR) to a writable directory, or --journal URL"),
+    })
+}
+
+/// Takes the run lock of plan `digest` (see [`super::lock`]); another run
+/// holding it is a refusal (exit 6).
+pub fn lock(state_dir: &Path, digest: &str, run_id: Option<&str>) -> Result<RunLock, Error> {
+    RunLock::acquire(state_dir, digest, run_id).map_err(|e| match e {
+        LockError::Held { .. } => Error::new(ExitCode::Refused, e.to_string())
+            .with_hint("wait for it to finish, or stop it (Ctrl-C) and `runbook resume` it"),
+        LockError::Io { .. } => Error::new(ExitCode::Internal, e.to_string()).with_source(e),
+    })
+}
+
+/// A journal failure before the run sent anything.
+pub fn journal_error(e: JournalError) -> Error {
+    Error::new(
+        ExitCode::Internal,
+        "the journal could not record the run; nothing was sent",
+    )
+    .with_source(e)
+}
+
+/// The journal failed while the run was sending: says which mutating calls
+/// were sent and whose answers are journaled, as this process knows them.
+pub async fn failed_mid_run(e: JournalError, journal: &Journal, run_id: &str) -> Error {
+    journal.settle().await;
+    let ledger = journal.ledger();
+    let first = ledger
+        .first_failure()
+        .map(|f| format!(" (the first failed write: {f})"))
+        .unwrap_or_default();
+    Error::new(
+        ExitCode::Internal,
+        format!(
+            "the journal failed during run {run_id}{first}; runbook stopped sending\n  {}",
+            ledger.report()
+        ),
+    )
+    .with_source(e)
+    .with_hint(format!(
+        "once the journal can be written again (disk space, permissions), `runbook resume {run_id}`: a call whose answer is not journaled is re-checked through its status call, never sent again blindly"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_exit_code() {
+        let code = |s| exit_code(s).code();
+        assert_eq!(code(RunStatus::Succeeded), 0);
+        assert_eq!(code(RunStatus::Failed), 1);
+        assert_eq!(code(RunStatus::Rejected), 1);
+        assert_eq!(code(RunStatus::WaitingApproval), 1);
+        assert_eq!(code(RunStatus::Cancelled), 5);
+        assert_eq!(code(RunStatus::Interrupted), 5);
+        assert_eq!(code(RunStatus::WindowClosed), 5);
+    }
+}
