@@ -905,6 +905,15 @@ mod tests {
     }
 
     #[test]
+    fn the_time_zone_database_is_the_one_built_in() {
+        // Not the host's /usr/share/zoneinfo (absent in minimal containers,
+        // and of another release on every host): the embedded one.
+        let db = format!("{:?}", jiff::tz::db());
+        assert!(db.contains("Bundled"), "{db}");
+        assert!(parse_tz("Asia/Shanghai").is_ok());
+    }
+
+    #[test]
     fn serde_round_trip_is_normalized() {
         let win = w(
             "asia/shanghai",

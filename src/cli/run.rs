@@ -196,6 +196,8 @@ Examples:
   # review a plan, then run exactly that plan (the digest goes in the change ticket)
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json
   runbook run plan.json --expect-digest SHA256 --yes
+  # keep to a change window (besides the playbook's `window:`): nothing before 02:00, no new change from 05:00
+  runbook run playbooks/stop-di-job.yaml -p di_job_id=11668 --yes --not-before 2026-12-05T02:00:00+08:00 --not-after 2026-12-05T05:00:00+08:00
   # scheduled run: approve the plan and an `approve` step non-interactively, JSON events for the log
   runbook run playbooks/di-realtime-maintenance-stop.yaml --params p.yaml --yes --approve go-ahead --output json
 

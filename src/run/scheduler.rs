@@ -117,7 +117,7 @@ impl Runner {
         let timed_out = watch_run_timeout(&shared);
         let watch = self
             .window
-            .map(|(window, clock)| watch_window(&shared, window, clock));
+            .and_then(|(window, clock)| watch_window(&shared, window, clock));
         let mut driver = Driver::new(shared, timed_out);
         let end = driver.drive().await;
         if let Some(watch) = watch {
@@ -136,31 +136,43 @@ fn watch_window(
     shared: &Arc<Shared>,
     window: RunWindow,
     clock: Arc<dyn Clock>,
-) -> tokio::task::JoinHandle<()> {
+) -> Option<tokio::task::JoinHandle<()>> {
+    // Closed already (an approval on a terminal took past the close): the
+    // gate shuts before the first step is started, not a moment after.
+    let now = clock.now();
+    if matches!(window.state(now), crate::window::State::Closed { .. }) {
+        window_closed(shared, &window, now);
+        return None;
+    }
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let at = tokio::select! {
             at = window.closed(clock.as_ref()) => at,
             () = shared.cancel.cancelled() => return,
         };
-        let next = match window.state(at) {
-            crate::window::State::Closed { next, .. } => next.map(|(opens, _)| opens),
-            crate::window::State::Open { .. } => None,
-        };
-        let reason = format!(
-            "the change window closed at {}{}",
-            window.at(at),
-            next.map(|t| format!("; it next opens {}: resume the run then", window.at(t)))
-                .unwrap_or_default()
-        );
-        let _ = shared.window_reason.set(reason);
-        shared.window_closed.cancel();
-        shared.emit(RunEvent::WindowClosed {
-            at: at.to_string(),
-            window: window.describe(),
-            next_opens: next.map(|t| t.to_string()),
-        });
-    })
+        window_closed(&shared, &window, at);
+    }))
+}
+
+/// Shuts the gate: no mutating call from now on; says why and emits the event.
+fn window_closed(shared: &Shared, window: &RunWindow, at: jiff::Timestamp) {
+    let next = match window.state(at) {
+        crate::window::State::Closed { next, .. } => next.map(|(opens, _)| opens),
+        crate::window::State::Open { .. } => None,
+    };
+    let reason = format!(
+        "the change window closed at {}{}",
+        window.at(at),
+        next.map(|t| format!("; it next opens {}: resume the run then", window.at(t)))
+            .unwrap_or_default()
+    );
+    let _ = shared.window_reason.set(reason);
+    shared.window_closed.cancel();
+    shared.emit(RunEvent::WindowClosed {
+        at: at.to_string(),
+        window: window.describe(),
+        next_opens: next.map(|t| t.to_string()),
+    });
 }
 
 /// Cancels the run when its time limit passes; the flag tells that it did.
@@ -740,7 +752,14 @@ async fn run_unit(
     let (outcome, output, error) = match result {
         Ok(v) => (Outcome::Succeeded, Some(v), None),
         Err(UnitError::Failed(why)) => (Outcome::Failed, None, Some(why)),
-        Err(UnitError::Cancelled) => (Outcome::Cancelled, None, Some("cancelled".to_owned())),
+        Err(UnitError::Cancelled) => {
+            let why = if shared.window_closed.is_cancelled() {
+                "stopped: the change window closed"
+            } else {
+                "cancelled"
+            };
+            (Outcome::Cancelled, None, Some(why.to_owned()))
+        }
         Err(UnitError::Journal(e)) => return Err(e),
     };
     if outcome != Outcome::Cancelled {

@@ -362,6 +362,11 @@ async fn a_wait_running_at_the_close_finishes_a_sleep_stops_and_the_next_change_
     let outcome = |id: &str| summary.steps.iter().find(|s| s.id == id).unwrap().outcome;
     assert_eq!(outcome("stopped"), Some(Outcome::Succeeded));
     assert_eq!(outcome("hold"), Some(Outcome::Cancelled));
+    let hold = summary.steps.iter().find(|s| s.id == "hold").unwrap();
+    assert_eq!(
+        hold.detail.as_deref(),
+        Some("stopped: the change window closed")
+    );
     assert_eq!(outcome("terminate"), None);
     assert_eq!(rig.calls("GetDISyncInstanceInfo").len(), 2);
     assert!(rig.calls("TerminateDISyncInstance").is_empty());
@@ -404,4 +409,16 @@ async fn a_failure_after_the_close_starts_no_compensation_that_changes_things() 
     );
     assert!(rig.calls("StartDISyncInstance").is_empty());
     assert_eq!(rig.calls("TerminateDISyncInstance"), ["1"]);
+}
+
+#[tokio::test]
+async fn a_window_closed_before_the_first_step_sends_nothing() {
+    // The run was admitted, then (say) an approval on a terminal took past
+    // the close: not one call goes out.
+    let rig = Rig::new(&["1", "2", "3"]);
+    rig.clock.set(ts(CLOSE));
+    let summary = rig.run(&stop_then_terminate(), None, None).await;
+    assert_eq!(summary.outcome, RunStatus::WindowClosed, "{summary:?}");
+    assert!(rig.api.state.lock().unwrap().calls.is_empty());
+    assert_eq!(rig.record().run.status, RunStatus::WindowClosed);
 }
