@@ -497,18 +497,24 @@ async fn execute(
         Err(e) => return Err(exit::failed_mid_run(e, &ledger, &run_id).await),
     };
     if exec.output == OutputFormat::Text {
-        let mut stdout = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
-        let _ = report::summary(&summary, &mut stdout);
-        if plan.steps.iter().any(|s| !s.report.is_empty())
-            && ledger.flush().await.is_ok()
-            && let Ok(record) = ledger.load_run(&run_id)
-        {
-            let _ = run_report::write_reported(&run_report::reported(&plan, &record), &mut stdout);
-        }
-        drop(stdout);
-        if summary.outcome != RunStatus::Succeeded {
-            super::out(&format!("continue with: runbook resume {run_id}\n"));
-        }
+        print_summary(&plan, &summary, &ledger).await;
     }
     Ok(exit::exit_code(summary.outcome))
+}
+
+/// The text summary of a run, the values its steps report, and how to go on.
+async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
+    let run_id = &summary.run_id;
+    let mut stdout = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
+    let _ = report::summary(summary, &mut stdout);
+    if plan.steps.iter().any(|s| !s.report.is_empty())
+        && journal.flush().await.is_ok()
+        && let Ok(record) = journal.load_run(run_id)
+    {
+        let _ = run_report::write_reported(&run_report::reported(plan, &record), &mut stdout);
+    }
+    drop(stdout);
+    if summary.outcome != RunStatus::Succeeded {
+        super::out(&format!("continue with: runbook resume {run_id}\n"));
+    }
 }

@@ -31,7 +31,7 @@ use super::unit::{Deadline, Unit, UnitError, humanize};
 use super::window::{Clock, RunWindow};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
-    RunEvent, RunOptions, RunStatus, RunSummary, Shared, StepSummary,
+    RunEvent, RunOptions, RunStatus, RunSummary, Shared, StepSummary, TimeScale,
 };
 use crate::cloud::CloudApi;
 use crate::plan::{OnFailure, Plan, PlannedStep, StepKind};
@@ -465,85 +465,87 @@ fn references(text: &str, id: &str) -> bool {
     })
 }
 
-/// Runs one step to its end, journaling it; the `Err` case is a journal failure.
-async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepDone, JournalError> {
-    let started = Instant::now();
+/// How a step ended, before it is journaled.
+struct StepEnd {
+    outcome: Outcome,
+    output: Option<Value>,
+    detail: Option<String>,
+    items: Option<usize>,
+}
+
+impl StepEnd {
+    fn new(
+        outcome: Outcome,
+        output: Option<Value>,
+        detail: Option<String>,
+        items: Option<usize>,
+    ) -> StepEnd {
+        StepEnd {
+            outcome,
+            output,
+            detail,
+            items,
+        }
+    }
+}
+
+/// Journals the end of step `index` (started at `started`) and reports it.
+async fn finish_step(
+    shared: &Shared,
+    index: usize,
+    started: Instant,
+    end: StepEnd,
+) -> Result<StepDone, JournalError> {
     let step = &shared.plan.steps[index];
-    let run_id = shared.options.run_id.clone();
-
-    let finish =
-        |outcome: Outcome, output: Option<Value>, detail: Option<String>, items: Option<usize>| {
-            let shared = Arc::clone(&shared);
-            let run_id = run_id.clone();
-            async move {
-                let step = &shared.plan.steps[index];
-                shared
-                    .journal
-                    .step_finished(&run_id, step.id.as_str(), outcome, detail.as_deref())
-                    .await?;
-                let elapsed = started.elapsed();
-                shared.emit(RunEvent::StepFinished {
-                    step: step.id.0.clone(),
-                    outcome,
-                    elapsed_ms: millis(elapsed),
-                    detail: detail.clone(),
-                });
-                Ok(StepDone {
-                    index,
-                    outcome,
-                    output,
-                    detail,
-                    items,
-                    elapsed,
-                })
-            }
-        };
-
-    // `when` and `for_each` decide whether, and how many times, the step runs.
-    let prelude = (|| {
-        if let Some(when) = &step.when {
-            match when.eval(&ctx) {
-                Ok(true) => {}
-                Ok(false) => return Err((Outcome::Skipped, "skipped: `when` is false".to_owned())),
-                Err(e) => return Err((Outcome::Failed, format!("cannot evaluate `when`: {e}"))),
-            }
-        }
-        step.for_each
-            .as_ref()
-            .map(|fe| {
-                fe.render(&ctx)
-                    .map_err(|e| (Outcome::Failed, format!("cannot render `for_each`: {e}")))
-            })
-            .transpose()
-    })();
-    let items: Option<Vec<Value>> = match prelude {
-        Ok(items) => items,
-        Err((outcome, detail)) => {
-            shared
-                .journal
-                .step_started(&run_id, step.id.as_str(), None)
-                .await?;
-            return finish(outcome, None, Some(detail), None).await;
-        }
-    };
-    let n_items = items.as_ref().map(Vec::len);
     shared
         .journal
-        .step_started(&run_id, step.id.as_str(), n_items)
+        .step_finished(
+            &shared.options.run_id,
+            step.id.as_str(),
+            end.outcome,
+            end.detail.as_deref(),
+        )
         .await?;
-    shared.emit(RunEvent::StepStarted {
+    let elapsed = started.elapsed();
+    shared.emit(RunEvent::StepFinished {
         step: step.id.0.clone(),
-        items: n_items,
+        outcome: end.outcome,
+        elapsed_ms: millis(elapsed),
+        detail: end.detail.clone(),
     });
-    if let Some(why) = shared.drift.gate(&shared, step).await {
-        return finish(Outcome::Failed, None, Some(why), n_items).await;
-    }
+    Ok(StepDone {
+        index,
+        outcome: end.outcome,
+        output: end.output,
+        detail: end.detail,
+        items: end.items,
+        elapsed,
+    })
+}
 
-    // The step's own token: a step timeout cancels only this step, and like
-    // Ctrl-C it lets calls in flight finish so their outcome is journaled.
-    let step_cancel = shared.cancel.child_token();
-    let scale = shared.options.time_scale;
-    let effective_timeout = step.timeout_secs.map(|t| {
+/// Whether the step runs (its `when`) and over which items (its
+/// `for_each`), in its render context; `Err` is how it ends without running.
+fn prelude(step: &PlannedStep, ctx: &Value) -> Result<Option<Vec<Value>>, (Outcome, String)> {
+    if let Some(when) = &step.when {
+        match when.eval(ctx) {
+            Ok(true) => {}
+            Ok(false) => return Err((Outcome::Skipped, "skipped: `when` is false".to_owned())),
+            Err(e) => return Err((Outcome::Failed, format!("cannot evaluate `when`: {e}"))),
+        }
+    }
+    step.for_each
+        .as_ref()
+        .map(|fe| {
+            fe.render(ctx)
+                .map_err(|e| (Outcome::Failed, format!("cannot render `for_each`: {e}")))
+        })
+        .transpose()
+}
+
+/// The deadline of a step started at `started`: its `timeout` (for a wait,
+/// at least the wait's own timeout and 5 s more), compressed by `scale`.
+fn step_deadline(step: &PlannedStep, scale: TimeScale, started: Instant) -> Option<Deadline> {
+    let timeout = step.timeout_secs.map(|t| {
         let t = Duration::from_secs(t);
         scale.apply(match &step.kind {
             StepKind::Wait(w) => {
@@ -551,11 +553,47 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
             }
             _ => t,
         })
-    });
-    let deadline = effective_timeout.map(|timeout| Deadline {
+    })?;
+    Some(Deadline {
         at: started + timeout,
         timeout,
+    })
+}
+
+/// Runs one step to its end, journaling it; the `Err` case is a journal failure.
+async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepDone, JournalError> {
+    let started = Instant::now();
+    let step = &shared.plan.steps[index];
+    let run_id = &shared.options.run_id;
+    let items = match prelude(step, &ctx) {
+        Ok(items) => items,
+        Err((outcome, detail)) => {
+            shared
+                .journal
+                .step_started(run_id, step.id.as_str(), None)
+                .await?;
+            let end = StepEnd::new(outcome, None, Some(detail), None);
+            return finish_step(&shared, index, started, end).await;
+        }
+    };
+    let n_items = items.as_ref().map(Vec::len);
+    shared
+        .journal
+        .step_started(run_id, step.id.as_str(), n_items)
+        .await?;
+    shared.emit(RunEvent::StepStarted {
+        step: step.id.0.clone(),
+        items: n_items,
     });
+    if let Some(why) = shared.drift.gate(&shared, step).await {
+        let end = StepEnd::new(Outcome::Failed, None, Some(why), n_items);
+        return finish_step(&shared, index, started, end).await;
+    }
+
+    // The step's own token: a step timeout cancels only this step, and like
+    // Ctrl-C it lets calls in flight finish so their outcome is journaled.
+    let step_cancel = shared.cancel.child_token();
+    let deadline = step_deadline(step, shared.options.time_scale, started);
     let body = run_units(
         Arc::clone(&shared),
         index,
@@ -583,10 +621,12 @@ async fn run_step(shared: Arc<Shared>, index: usize, ctx: Value) -> Result<StepD
         None => body.await,
     };
     let (outcome, output, detail) = result?;
-    finish(outcome, output, detail, n_items).await
+    let end = StepEnd::new(outcome, output, detail, n_items);
+    finish_step(&shared, index, started, end).await
 }
 
-type UnitsResult = Result<(Outcome, Option<Value>, Option<String>), JournalError>;
+type UnitResult = (Outcome, Option<Value>, Option<String>);
+type UnitsResult = Result<UnitResult, JournalError>;
 
 /// Runs every unit of a step (one, or one per item) and folds their results.
 async fn run_units(
@@ -597,13 +637,44 @@ async fn run_units(
     cancel: CancellationToken,
     deadline: Option<Deadline>,
 ) -> UnitsResult {
-    let step = &shared.plan.steps[index];
     let ctx = Arc::new(ctx);
     let Some(items) = items else {
-        let (outcome, output, error) =
-            run_unit(Arc::clone(&shared), index, 0, None, ctx, cancel, deadline).await?;
-        return Ok((outcome, output, error));
+        return run_unit(Arc::clone(&shared), index, 0, None, ctx, cancel, deadline).await;
     };
+    let labels: Vec<String> = items.iter().map(super::label::item_label).collect();
+    let mut tally = Tally::new(items.len());
+    let mut set = spawn_items(&shared, index, items, &ctx, &cancel, deadline).await;
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, Ok(done))) => tally.record(i, done),
+            Ok((_, Err(e))) => {
+                // The journal failed: the other items start nothing new,
+                // and the calls they have in flight finish (dropping the
+                // set would abort them mid-request, their outcome unknown).
+                cancel.cancel();
+                while set.join_next().await.is_some() {}
+                return Err(e);
+            }
+            // A bug, not a cancellation: fail loudly rather than pass the
+            // item off as "not started".
+            Err(e) => tally.crashed(&e),
+        }
+    }
+    Ok(tally.verdict(&labels))
+}
+
+/// Spawns the items of a fan-out, at most the step's `for_each`
+/// concurrency at once; stops spawning when the run is cancelled, or when
+/// an item failed and the step does not go on past failures.
+async fn spawn_items(
+    shared: &Arc<Shared>,
+    index: usize,
+    items: Vec<Value>,
+    ctx: &Arc<Value>,
+    cancel: &CancellationToken,
+    deadline: Option<Deadline>,
+) -> JoinSet<(usize, UnitsResult)> {
+    let step = &shared.plan.steps[index];
     let limit = step
         .for_each
         .as_ref()
@@ -614,8 +685,6 @@ async fn run_units(
     let stop_items = Arc::new(AtomicBool::new(false));
     let keep_going = step.on_failure == OnFailure::Continue;
     let mut set = JoinSet::new();
-    let n = items.len();
-    let labels: Vec<String> = items.iter().map(super::label::item_label).collect();
     for (i, item) in items.into_iter().enumerate() {
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
@@ -626,9 +695,9 @@ async fn run_units(
         {
             break;
         }
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(shared);
         let stop_items = Arc::clone(&stop_items);
-        let ctx = Arc::clone(&ctx);
+        let ctx = Arc::clone(ctx);
         let cancel = cancel.clone();
         set.spawn(async move {
             let result = run_unit(shared, index, i, Some(item), ctx, cancel, deadline).await;
@@ -639,66 +708,83 @@ async fn run_units(
             (i, result)
         });
     }
-    let mut outputs: Vec<Value> = vec![Value::Null; n];
-    let mut finished = BTreeSet::new();
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    let mut cancelled = 0usize;
-    let mut crashed = 0usize;
-    while let Some(joined) = set.join_next().await {
-        let (i, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                // A bug, not a cancellation: fail loudly rather than pass
-                // the item off as "not started".
-                crashed += 1;
-                failures.push((
-                    usize::MAX,
-                    format!("internal error: an item's task ended abnormally: {e}"),
-                ));
-                continue;
-            }
-        };
-        let (outcome, output, error) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                // The journal failed: the other items start nothing new,
-                // and the calls they have in flight finish (dropping the
-                // set would abort them mid-request, their outcome unknown).
-                cancel.cancel();
-                while set.join_next().await.is_some() {}
-                return Err(e);
-            }
-        };
-        finished.insert(i);
+    set
+}
+
+/// The items of a fan-out as they end, folded into the step's result.
+struct Tally {
+    n: usize,
+    outputs: Vec<Value>,
+    finished: BTreeSet<usize>,
+    failures: Vec<(usize, String)>,
+    cancelled: usize,
+    crashed: usize,
+}
+
+impl Tally {
+    fn new(n: usize) -> Tally {
+        Tally {
+            n,
+            outputs: vec![Value::Null; n],
+            finished: BTreeSet::new(),
+            failures: Vec::new(),
+            cancelled: 0,
+            crashed: 0,
+        }
+    }
+
+    /// Item `i` ended.
+    fn record(&mut self, i: usize, (outcome, output, error): UnitResult) {
+        self.finished.insert(i);
         match outcome {
-            Outcome::Succeeded | Outcome::Skipped => outputs[i] = output.unwrap_or(Value::Null),
-            Outcome::Failed => failures.push((i, error.unwrap_or_default())),
-            Outcome::Cancelled => cancelled += 1,
+            Outcome::Succeeded | Outcome::Skipped => {
+                self.outputs[i] = output.unwrap_or(Value::Null)
+            }
+            Outcome::Failed => self.failures.push((i, error.unwrap_or_default())),
+            Outcome::Cancelled => self.cancelled += 1,
         }
     }
-    failures.sort_by_key(|(i, _)| *i);
-    let not_started = n - finished.len() - crashed;
-    if let Some((first, why)) = failures.first() {
-        let which = labels
-            .get(*first)
-            .map_or_else(|| "one item".to_owned(), |label| format!("item {label}"));
-        let mut detail = format!("{} of {n} items failed; {which}: {why}", failures.len());
-        if not_started > 0 {
-            detail.push_str(&format!("; {not_started} items not started"));
-        }
-        return Ok((Outcome::Failed, Some(Value::Array(outputs)), Some(detail)));
-    }
-    if cancelled > 0 || not_started > 0 {
-        return Ok((
-            Outcome::Cancelled,
-            None,
-            Some(format!(
-                "{} of {n} items done before the run stopped",
-                n - cancelled - not_started
-            )),
+
+    /// An item's task ended abnormally.
+    fn crashed(&mut self, e: &tokio::task::JoinError) {
+        self.crashed += 1;
+        self.failures.push((
+            usize::MAX,
+            format!("internal error: an item's task ended abnormally: {e}"),
         ));
     }
-    Ok((Outcome::Succeeded, Some(Value::Array(outputs)), None))
+
+    /// The step's result: failed when an item failed (naming the first by
+    /// its label), cancelled when an item was cancelled or never started,
+    /// else succeeded with every item's output in order.
+    fn verdict(mut self, labels: &[String]) -> UnitResult {
+        let n = self.n;
+        self.failures.sort_by_key(|(i, _)| *i);
+        let not_started = n - self.finished.len() - self.crashed;
+        if let Some((first, why)) = self.failures.first() {
+            let which = labels
+                .get(*first)
+                .map_or_else(|| "one item".to_owned(), |label| format!("item {label}"));
+            let mut detail = format!(
+                "{} of {n} items failed; {which}: {why}",
+                self.failures.len()
+            );
+            if not_started > 0 {
+                detail.push_str(&format!("; {not_started} items not started"));
+            }
+            return (
+                Outcome::Failed,
+                Some(Value::Array(self.outputs)),
+                Some(detail),
+            );
+        }
+        if self.cancelled > 0 || not_started > 0 {
+            let done = n - self.cancelled - not_started;
+            let detail = format!("{done} of {n} items done before the run stopped");
+            return (Outcome::Cancelled, None, Some(detail));
+        }
+        (Outcome::Succeeded, Some(Value::Array(self.outputs)), None)
+    }
 }
 
 /// Runs one unit, journaling its start and result.
@@ -832,7 +918,7 @@ async fn approve(
 
 #[cfg(test)]
 mod tests {
-    use super::references;
+    use super::*;
 
     #[test]
     fn references_match_whole_ids() {
@@ -840,5 +926,81 @@ mod tests {
         assert!(!references("{{steps.stop-2.output.X}}", "stop"));
         assert!(references("{{steps.stop-2.output.X}}", "stop-2"));
         assert!(!references("{{params.stop}}", "stop"));
+    }
+
+    fn labels(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("FileId={}", 100 + i)).collect()
+    }
+
+    #[test]
+    fn a_fan_out_succeeds_with_every_output_in_item_order() {
+        let mut t = Tally::new(2);
+        t.record(1, (Outcome::Succeeded, Some(json!("b")), None));
+        t.record(0, (Outcome::Skipped, None, None));
+        assert_eq!(
+            t.verdict(&labels(2)),
+            (Outcome::Succeeded, Some(json!([null, "b"])), None)
+        );
+    }
+
+    #[test]
+    fn a_fan_out_fails_naming_its_first_failed_item_and_those_not_started() {
+        let mut t = Tally::new(4);
+        t.record(2, (Outcome::Failed, None, Some("late".to_owned())));
+        t.record(1, (Outcome::Failed, None, Some("early".to_owned())));
+        t.record(0, (Outcome::Succeeded, Some(json!(1)), None));
+        let (outcome, output, detail) = t.verdict(&labels(4));
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(output, Some(json!([1, null, null, null])));
+        assert_eq!(
+            detail.as_deref(),
+            Some("2 of 4 items failed; item FileId=101: early; 1 items not started")
+        );
+    }
+
+    #[test]
+    fn a_fan_out_stopped_before_every_item_ended_is_cancelled() {
+        let mut t = Tally::new(3);
+        t.record(0, (Outcome::Succeeded, None, None));
+        t.record(1, (Outcome::Cancelled, None, Some("cancelled".to_owned())));
+        assert_eq!(
+            t.verdict(&labels(3)),
+            (
+                Outcome::Cancelled,
+                None,
+                Some("1 of 3 items done before the run stopped".to_owned())
+            )
+        );
+    }
+
+    #[test]
+    fn a_wait_step_gets_at_least_its_own_timeout_and_five_seconds() {
+        let plan = crate::plan::plan_of_yaml(
+            r"
+name: t
+defaults: { region: cn-shanghai }
+steps:
+  - id: paused
+    timeout: 10s
+    wait:
+      call: dataworks.GetDISyncInstanceInfo
+      with: { ProjectId: 1, TaskType: DI_REALTIME, FileId: 1 }
+      until: { select: Data.Status, in: [PAUSE] }
+      every: 1s
+      timeout: 1m
+  - id: hold
+    timeout: 10s
+    sleep: 1m
+",
+        );
+        let at = Instant::now();
+        let deadline = |id: &str, scale: &str| {
+            step_deadline(plan.step(id).unwrap(), scale.parse().unwrap(), at)
+                .unwrap()
+                .timeout
+        };
+        assert_eq!(deadline("paused", "1"), Duration::from_secs(65));
+        assert_eq!(deadline("hold", "1"), Duration::from_secs(10));
+        assert_eq!(deadline("hold", "10"), Duration::from_secs(1));
     }
 }
