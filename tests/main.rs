@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic.
 
 mod client;
+mod client_v3;
 mod compensation;
 mod credentials;
 mod exits;

@@ -624,3 +624,30 @@ async fn temporary_credentials_need_their_token_with_either_signature() {
     assert_eq!(a.status, 200, "{}", a.body);
     sim.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_v1_request_with_x_acs_headers_is_v1() {
+    // The Tea SDKs in V1 mode (`signature_algorithm = "v2"`) send
+    // `x-acs-action` and `x-acs-version` beside the V1 query parameters.
+    let (sim, _) = start(config(fixtures(Duration::ZERO), FaultSpec::default())).await;
+    let req = NODE
+        .iter()
+        .fold(Req::new("GetDISyncInstanceInfo"), |r, (k, v)| r.q(k, v))
+        .sign();
+    let url = format!("{}/?{}", sim.base_url(), encode(&req.query, true));
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(url)
+        .header(v3::ACTION, "GetDISyncInstanceInfo")
+        .header(v3::VERSION, DATAWORKS_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let call = sim.calls().pop().unwrap();
+    assert_eq!(call.signature, SignatureVersion::V1);
+    assert!(call.headers.is_empty(), "{:?}", call.headers);
+    sim.shutdown().await.unwrap();
+}

@@ -66,7 +66,7 @@ use super::credentials::{Credentials, CredentialsError, Secret};
 use super::endpoint::{Endpoints, is_loopback};
 use super::error::{ApiError, ErrorClass};
 use super::provider::{CredentialsProvider, Fetch, HostAnswer, HostFuture};
-use super::signer::{self, CommonParams};
+use super::signer::{self, CommonParams, SignatureVersion, v3};
 use super::sts::{self, CallerIdentity, RoleRequest};
 use super::{ActionRequest, ApiResponse, CallFuture, CloudApi, REDACTED, actions, redact_query};
 
@@ -134,6 +134,10 @@ pub struct SignedRequest {
     nonce: String,
     string_to_sign: String,
     signature: String,
+    /// V3: every header signed, then `authorization` (which, like
+    /// `x-acs-security-token`, holds credentials). Empty with V1.
+    headers: Vec<(String, String)>,
+    version: SignatureVersion,
 }
 
 impl SignedRequest {
@@ -183,13 +187,51 @@ impl SignedRequest {
     pub fn signature(&self) -> &str {
         &self.signature
     }
+
+    /// Which signature it carries.
+    pub fn signature_version(&self) -> SignatureVersion {
+        self.version
+    }
+
+    /// The headers that carry the signature (V3: `host`, `accept`,
+    /// `content-type`, the `x-acs-*` headers and `authorization`; empty with
+    /// V1). Hold credentials; never print or log them.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// [`SignedRequest::headers`] with the `Authorization` credential and
+    /// signature and the security token replaced by `<redacted>`: safe to show.
+    pub fn redacted_headers(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.clone(), redact_header(name, value)))
+            .collect()
+    }
+}
+
+/// A V3 header's value with its secrets replaced by `<redacted>`: the
+/// credential and signature of `authorization`, the security token.
+pub fn redact_header(name: &str, value: &str) -> String {
+    if name.eq_ignore_ascii_case(v3::SECURITY_TOKEN) {
+        return REDACTED.to_owned();
+    }
+    if !name.eq_ignore_ascii_case(v3::AUTHORIZATION) {
+        return value.to_owned();
+    }
+    match v3::parse_authorization(value) {
+        Ok(auth) => v3::authorization(REDACTED, &auth.signed_headers.join(";"), REDACTED),
+        Err(_) => REDACTED.to_owned(),
+    }
 }
 
 impl fmt::Debug for SignedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignedRequest")
             .field("method", &METHOD)
+            .field("signature", &self.version)
             .field("url", &self.redacted_url())
+            .field("headers", &self.redacted_headers())
             .field("body", &self.body)
             .field("nonce", &self.nonce)
             .finish_non_exhaustive()
@@ -256,6 +298,128 @@ pub fn build_signed(
         nonce: nonce.to_owned(),
         string_to_sign,
         signature,
+        headers: Vec::new(),
+        version: SignatureVersion::V1,
+    }
+}
+
+/// The `host` of an endpoint as the HTTP stack sends it: the host, with the
+/// port when it is not the scheme's default.
+fn wire_host(base_url: &str) -> String {
+    match url::Url::parse(base_url) {
+        Ok(url) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => host_of(base_url).to_owned(),
+        },
+        Err(_) => host_of(base_url).to_owned(),
+    }
+}
+
+/// Signs one attempt of `req` with signature V3 (`ACS3-HMAC-SHA256`), as
+/// Alibaba's current SDKs send it: `POST <base>/?<API query parameters>`,
+/// body parameters as a form body, and the metadata in headers, every one
+/// of them signed: `accept`, `content-type` (with a body), `host`,
+/// `x-acs-action`, `x-acs-content-sha256`, `x-acs-date`,
+/// `x-acs-security-token` (STS), `x-acs-signature-nonce`, `x-acs-version`,
+/// then `authorization`. Pure: the nonce and the timestamp are passed in.
+pub fn build_signed_v3(
+    req: &ActionRequest,
+    base_url: &str,
+    credentials: &Credentials,
+    nonce: &str,
+    timestamp: jiff::Timestamp,
+) -> SignedRequest {
+    // The client sets the common parameters itself (here, as headers): an
+    // API parameter of the same name is not sent.
+    let api = |params: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        params
+            .iter()
+            .filter(|(name, _)| !common::is_common(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    };
+    let query = api(&req.query);
+    let body = signer::canonicalized_query(&api(&req.body));
+    let mut headers: Vec<(String, String)> = vec![
+        ("accept".to_owned(), "application/json".to_owned()),
+        ("host".to_owned(), wire_host(base_url)),
+        (v3::ACTION.to_owned(), req.action.clone()),
+        (
+            v3::CONTENT_SHA256.to_owned(),
+            v3::hashed_payload(body.as_bytes()),
+        ),
+        (v3::DATE.to_owned(), signer::format_timestamp(timestamp)),
+        (v3::NONCE.to_owned(), nonce.to_owned()),
+        (v3::VERSION.to_owned(), req.version.clone()),
+    ];
+    if !body.is_empty() {
+        headers.push(("content-type".to_owned(), FORM_CONTENT_TYPE.to_owned()));
+    }
+    if let Some(token) = credentials.security_token() {
+        headers.push((v3::SECURITY_TOKEN.to_owned(), token.expose().to_owned()));
+    }
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let signed = v3::sign(
+        &v3::Request {
+            method: METHOD,
+            path: "/",
+            query: &query,
+            headers: &pairs,
+            body: body.as_bytes(),
+        },
+        credentials.access_key_secret().expose(),
+    );
+    headers.push((
+        v3::AUTHORIZATION.to_owned(),
+        v3::authorization(
+            credentials.access_key_id(),
+            &signed.signed_headers,
+            &signed.signature,
+        ),
+    ));
+
+    let base = base_url.trim_end_matches('/');
+    let wire_query = v3::canonical_query(&query);
+    let mut url = String::with_capacity(base.len() + wire_query.len() + 2);
+    url.push_str(base);
+    url.push('/');
+    let query_start = if wire_query.is_empty() {
+        url.len()
+    } else {
+        url.push('?');
+        let start = url.len();
+        url.push_str(&wire_query);
+        start
+    };
+    SignedRequest {
+        url,
+        query_start,
+        body,
+        nonce: nonce.to_owned(),
+        string_to_sign: signed.string_to_sign,
+        signature: signed.signature,
+        headers,
+        version: SignatureVersion::V3,
+    }
+}
+
+/// Signs one attempt of `req` with `version`: [`build_signed`] (V1) or
+/// [`build_signed_v3`].
+pub fn build_signed_with(
+    version: SignatureVersion,
+    req: &ActionRequest,
+    base_url: &str,
+    credentials: &Credentials,
+    nonce: &str,
+    timestamp: jiff::Timestamp,
+) -> SignedRequest {
+    match version {
+        SignatureVersion::V1 => build_signed(req, base_url, credentials, nonce, timestamp),
+        SignatureVersion::V3 => build_signed_v3(req, base_url, credentials, nonce, timestamp),
     }
 }
 
@@ -289,6 +453,8 @@ pub fn build_anonymous(
         nonce: nonce.to_owned(),
         string_to_sign: String::new(),
         signature: String::new(),
+        headers: Vec::new(),
+        version: SignatureVersion::V1,
     }
 }
 
@@ -309,6 +475,8 @@ pub struct RpcClient {
     sts_endpoint: String,
     /// The session name of the roles it assumes.
     session_name: String,
+    /// Which signature every call carries (V1 unless told otherwise).
+    signature: SignatureVersion,
     endpoints: Endpoints,
     options: ClientOptions,
     /// For loopback endpoints: never through a proxy.
@@ -369,6 +537,7 @@ impl RpcClient {
             roles: Mutex::new(HashMap::new()),
             sts_endpoint: "https://sts.aliyuncs.com".to_owned(),
             session_name: format!("runbook-{}", jiff::Timestamp::now().as_second()),
+            signature: SignatureVersion::V1,
             endpoints,
             options,
             warned_plain_http: Mutex::new(BTreeSet::new()),
@@ -429,6 +598,18 @@ impl RpcClient {
     pub fn with_session_name(mut self, name: &str) -> RpcClient {
         name.clone_into(&mut self.session_name);
         self
+    }
+
+    /// The same client, signing every call with `signature`.
+    #[must_use]
+    pub fn signing_with(mut self, signature: SignatureVersion) -> RpcClient {
+        self.signature = signature;
+        self
+    }
+
+    /// Which signature it signs with.
+    pub fn signature(&self) -> SignatureVersion {
+        self.signature
     }
 
     /// Where it finds the credentials it signs with.
@@ -536,7 +717,8 @@ impl RpcClient {
                 None,
             )
         })?;
-        Ok(build_signed(
+        Ok(build_signed_with(
+            self.signature,
             req,
             &self.base_url(req)?,
             credentials,
@@ -577,7 +759,14 @@ impl RpcClient {
         let nonce = uuid::Uuid::new_v4().to_string();
         let mut signed = match credentials {
             Some(credentials) => {
-                build_signed(req, base, credentials, &nonce, jiff::Timestamp::now())
+                build_signed_with(
+                self.signature,
+                req,
+                base,
+                credentials,
+                &nonce,
+                jiff::Timestamp::now(),
+            )
             }
             None => build_anonymous(req, base, &nonce, jiff::Timestamp::now()),
         };
@@ -596,17 +785,24 @@ impl RpcClient {
         } else {
             &self.proxied
         };
-        let mut builder = http
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut builder = http.post(url);
+        if signed.headers().is_empty() {
+            builder = builder.header(reqwest::header::ACCEPT, "application/json");
+        }
+        // V3: the signed headers, `host`, `accept` and `content-type`
+        // included (each once, with the very value signed), and `authorization`.
+        for (name, value) in signed.headers() {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
         let body = std::mem::take(&mut signed.body);
         if !body.is_empty() {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
-                .body(body);
+            if signed.headers().is_empty() {
+                builder = builder.header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE);
+            }
+            builder = builder.body(body);
         }
 
-        tracing::debug!(product = %req.product, action = %req.action, %host, nonce = %signed.nonce, "sending request");
+        tracing::debug!(product = %req.product, action = %req.action, %host, nonce = %signed.nonce, signature = %signed.version, "sending request");
         let response = match builder.send().await {
             Ok(response) => response,
             Err(e) => {

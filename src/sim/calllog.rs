@@ -61,7 +61,8 @@ pub struct CallRecord {
     /// `Action` as sent (the `x-acs-action` header with signature V3).
     pub action: Option<String>,
     /// Which signature the request carried: V3 when it has an
-    /// `Authorization` or `x-acs-action` header, else V1. (Absent from logs
+    /// `Authorization` header (or an `x-acs-action` header and no
+    /// `Signature` parameter), else V1. (Absent from logs
     /// written before V3 was served: they are V1.)
     #[serde(default)]
     pub signature: SignatureVersion,

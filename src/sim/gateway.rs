@@ -1,7 +1,8 @@
 //! The gateway: what Alibaba's API gateway does before a request reaches a
 //! service, in the order the simulator does it. It accepts both signatures:
-//! V3 (`ACS3-HMAC-SHA256`) when the request has an `Authorization` or an
-//! `x-acs-action` header, V1 (HMAC-SHA1) otherwise.
+//! V3 (`ACS3-HMAC-SHA256`) when the request has an `Authorization` header
+//! (or an `x-acs-action` header and no `Signature` parameter), V1 (HMAC-SHA1)
+//! otherwise ([`signature_of`]).
 //!
 //! 1. merge the query string and the form body (`+` is a space, `%2B` a plus;
 //!    the body wins on a repeated name): the API's parameters;
@@ -170,12 +171,18 @@ struct Claims<'a> {
     authorization: Option<v3::Authorization<'a>>,
 }
 
-/// Which signature a request carries: V3 when it has an `Authorization` or
-/// an `x-acs-action` header (a V3 request without `Authorization` is then
-/// refused as unsigned, not as a V1 request missing its `Action`).
-pub(crate) fn signature_of(headers: &[(&str, &str)]) -> SignatureVersion {
+/// Which signature a request carries: V3 when it has an `Authorization`
+/// header, or an `x-acs-action` header and no `Signature` parameter (so a V3
+/// request without `Authorization` is refused as unsigned, not as a V1
+/// request missing its `Action`). The Tea SDKs send `x-acs-action` with V1
+/// requests too (`signature_algorithm = "v2"`), so that header alone does
+/// not make a request V3.
+pub(crate) fn signature_of(
+    headers: &[(&str, &str)],
+    params: &BTreeMap<String, String>,
+) -> SignatureVersion {
     let h = Headers(headers);
-    if h.has(v3::AUTHORIZATION) || h.has(v3::ACTION) {
+    if h.has(v3::AUTHORIZATION) || (h.has(v3::ACTION) && !params.contains_key("Signature")) {
         SignatureVersion::V3
     } else {
         SignatureVersion::V1
@@ -466,7 +473,7 @@ fn authenticate<'a>(
             ),
         ));
     }
-    let claims = match signature_of(raw.headers) {
+    let claims = match signature_of(raw.headers, params) {
         SignatureVersion::V1 => claims_v1(raw, params, ctx)?,
         SignatureVersion::V3 => claims_v3(raw, ctx)?,
     };
@@ -496,7 +503,7 @@ fn authenticate<'a>(
         None => verify_v1(raw, params, &key.secret, ctx)?,
         Some(authorization) => verify_v3(raw, authorization, &key.secret, ctx)?,
     }
-    debug_assert_eq!(claims.signature, signature_of(raw.headers));
+    debug_assert_eq!(claims.signature, signature_of(raw.headers, params));
     Ok((claims.api, claims.nonce, key))
 }
 
@@ -598,7 +605,7 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
     let now = Now::current();
     let request_id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
     let params = parameters(raw);
-    let signature = signature_of(raw.headers);
+    let signature = signature_of(raw.headers, &params);
     let headers = Headers(raw.headers);
     let (version, action) = match signature {
         SignatureVersion::V1 => (
@@ -825,7 +832,10 @@ mod tests {
                 headers: &headers,
                 body: v.body.as_bytes(),
             };
-            assert_eq!(signature_of(raw.headers), SignatureVersion::V3);
+            assert_eq!(
+                signature_of(raw.headers, &BTreeMap::new()),
+                SignatureVersion::V3
+            );
             let auth = v3::parse_authorization(&v.authorization).unwrap();
             assert!(
                 verify_v3(&raw, &auth, &v.access_key_secret, &ctx).is_ok(),
