@@ -985,14 +985,29 @@ async fn no_secret_reaches_output_logs_or_plans() {
         "{answer:?} {}",
         serde_json::to_string(&answer).unwrap()
     );
-    let preview = typed.preview();
-    let _ = write!(
-        out,
-        "{preview:?} {}",
-        serde_json::to_string(&preview).unwrap()
-    );
+    for signature in runbook::cloud::signer::SignatureVersion::ALL {
+        let preview = typed.preview(signature);
+        let _ = write!(
+            out,
+            "{preview:?} {}",
+            serde_json::to_string(&preview).unwrap()
+        );
+    }
     let signed = client.sign(&typed, "n", jiff::Timestamp::now()).unwrap();
     let _ = write!(out, "{signed:?} {}", signed.redacted_url());
+    let signed = runbook::cloud::client::build_signed_v3(
+        &typed,
+        "https://dataworks.cn-shanghai.aliyuncs.com",
+        &credentials(),
+        "n",
+        jiff::Timestamp::now(),
+    );
+    let _ = write!(
+        out,
+        "{signed:?} {} {:?}",
+        signed.redacted_url(),
+        signed.redacted_headers()
+    );
     for (api, case) in [
         (&client, "nonce"),
         (&client, "sleep"),

@@ -17,6 +17,7 @@ mod sim;
 mod target;
 mod validate;
 
+use crate::cloud::signer::SignatureVersion;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Error, ExitCode};
@@ -125,6 +126,52 @@ pub(crate) fn out(text: &str) {
 }
 
 /// A tokio runtime for subcommands that do I/O.
+/// The environment variable that sets the default of `--signature`.
+pub(crate) const SIGNATURE_ENV: &str = "RUNBOOK_SIGNATURE";
+
+/// Reads a `--signature` value (`v1` or `v3`).
+pub(crate) fn parse_signature(s: &str) -> Result<SignatureVersion, String> {
+    s.parse::<SignatureVersion>().map_err(|e| e.to_string())
+}
+
+/// The signature asked for: `--signature`, else `RUNBOOK_SIGNATURE`, else
+/// none (the playbook's `defaults.signature`, else V1, decides).
+pub(crate) fn requested_signature(
+    flag: Option<SignatureVersion>,
+) -> Result<Option<SignatureVersion>, Error> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var(SIGNATURE_ENV) {
+        Ok(v) if !v.trim().is_empty() => v
+            .parse::<SignatureVersion>()
+            .map(Some)
+            .map_err(|e| Error::usage(format!("{SIGNATURE_ENV}: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses a `--signature` that differs from the one a plan was made with
+/// (a saved plan, a run's journaled plan): the signature is part of the
+/// plan. `RUNBOOK_SIGNATURE` is only a default and does not apply.
+pub(crate) fn check_plan_signature(
+    flag: Option<SignatureVersion>,
+    plan: &crate::plan::Plan,
+    what: &str,
+) -> Result<(), Error> {
+    match flag {
+        Some(asked) if asked != plan.signature => Err(Error::usage(format!(
+            "--signature {asked}: {what} signs with {}, which is part of its plan",
+            plan.signature
+        ))
+        .with_hint(format!(
+            "drop --signature (it keeps {}), or plan again with --signature {asked}",
+            plan.signature
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,13 +9,15 @@ use crate::plan::display::{self, Format};
 const PLAN_HELP: &str = "\
 Prints the steps in the order they would run (levels of steps that can run together), each
 step's rendered parameters and the exact request it would send (Signature, AccessKeyId and
-SecurityToken redacted), its wait and retry policy and risk class, the blast radius (how many
+SecurityToken redacted; with --signature v3 its headers, the Authorization credential and
+signature redacted), its wait and retry policy and risk class, the blast radius (how many
 mutating and irreversible calls), the critical path and the worst-case duration. Values known
 only at run time show as `<steps.ID.output.PATH>` or `<item>`.
 
 Examples:
   runbook plan playbooks/dts-di-cutover.yaml --params playbooks/params/dts-di-cutover.yaml
   runbook plan playbooks/stop-di-job.yaml -p di_job_id=11668 --format markdown
+  runbook plan playbooks/stop-di-job.yaml -p di_job_id=11668 --signature v3   # the V3 headers each call sends
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml -o plan.json   # then: runbook run plan.json
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml --refresh       # what would change, what is a no-op
   runbook plan playbooks/dts-di-cutover.yaml --params p.yaml --refresh -o plan.json   # keep the states read: `run` checks them for drift
@@ -65,6 +67,14 @@ pub(crate) struct PlanArgs {
     /// running) instead of the cloud.
     #[arg(long, requires = "refresh")]
     sim: bool,
+    /// How calls are signed: `v1` (HMAC-SHA1, the default) or `v3`
+    /// (ACS3-HMAC-SHA256, as Alibaba's current SDKs sign). Default:
+    /// $RUNBOOK_SIGNATURE, else the playbook's `defaults.signature`, else v1.
+    /// Part of the plan and its digest: the plan shows each request as it
+    /// would be sent with it (V3: its headers, the credential and signature
+    /// redacted), and `--refresh` signs with it.
+    #[arg(long, value_name = "v1|v3", value_parser = super::parse_signature)]
+    signature: Option<crate::cloud::signer::SignatureVersion>,
 }
 
 /// Parses one `-p KEY=VALUE`.
@@ -83,8 +93,13 @@ impl PlanArgs {
                 .add_flag(e)
                 .map_err(|err| Error::usage(err.to_string()))?;
         }
-        let mut plan =
-            crate::plan::load_and_build(&self.playbook, &self.params, self.params_file.as_deref())?;
+        let signature = super::requested_signature(self.signature)?;
+        let mut plan = crate::plan::load_and_build_signed(
+            &self.playbook,
+            &self.params,
+            self.params_file.as_deref(),
+            signature,
+        )?;
         endpoints
             .check_products(plan.products())
             .map_err(Error::usage)?;
@@ -140,6 +155,7 @@ impl PlanArgs {
                 |_| {},
             )
             .await?;
+            let client = client.signing_with(plan.signature);
             let observations = crate::plan::refresh::refresh(plan, &client).await;
             if let Some(sim) = sim {
                 let _ = sim.shutdown().await;

@@ -252,7 +252,7 @@ impl RunArgs {
                 )
                 .with_hint("the playbook, its params or the plan file differ from what was reviewed; review this plan (`runbook plan`) before running it"));
             }
-            let target = Target::connect(&self.target_args).await?;
+            let target = Target::connect(&self.target_args, plan.signature).await?;
             let concurrency = self.exec.concurrency.map_or(plan.concurrency, usize::from);
             let stored = StoredOptions::of(&self.target_args.choice(), target.account.clone(), self.target_args.sim, concurrency);
             let journal = self.state.journal()?;
@@ -285,14 +285,22 @@ impl RunArgs {
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if !is_plan {
             let raw = parse_params(&self.params)?;
-            return crate::plan::load_and_build(&self.target, &raw, self.params_file.as_deref());
+            let signature = super::requested_signature(self.target_args.signature)?;
+            return crate::plan::load_and_build_signed(
+                &self.target,
+                &raw,
+                self.params_file.as_deref(),
+                signature,
+            );
         }
         if !self.params.is_empty() || self.params_file.is_some() {
             return Err(Error::usage(
                 "a saved plan carries its own params: drop -p/--params, or run the playbook instead",
             ));
         }
-        Plan::load_verified(&self.target)
+        let plan = Plan::load_verified(&self.target)?;
+        super::check_plan_signature(self.target_args.signature, &plan, "this saved plan")?;
+        Ok(plan)
     }
 }
 
@@ -306,6 +314,11 @@ impl ResumeArgs {
             let record = journal.load_run(&self.run_id).map_err(super::runs::lookup_error)?;
             let plan = resume::journaled_plan(&record)?;
             flags.check_plan(&plan, &self.target_args, &self.exec)?;
+            super::check_plan_signature(
+                self.target_args.signature,
+                &plan,
+                &format!("run {}", record.run.id),
+            )?;
             // Everything below works from the journal as read under the lock:
             // another process may have gone on with this run before.
             let _lock = exit::lock(&self.state.dir(), &plan.digest, Some(&record.run.id))?;
@@ -319,7 +332,8 @@ impl ResumeArgs {
             let stored = StoredOptions::from_json(&record.options_json);
             let choice = resume::target(&run_id, &plan, &stored, self.target_args.choice())?;
             let target_args = self.target_args.with_choice(choice);
-            let target = Target::connect(&target_args).await?;
+            // The run's signature, from its journaled plan.
+            let target = Target::connect(&target_args, plan.signature).await?;
             let concurrency = self.exec.concurrency.map_or(stored.concurrency.max(1), usize::from);
             let new_options = StoredOptions::of(&target_args.choice(), target.account.clone(), stored.is_rehearsal(), concurrency);
             let carried = resume::Carried::of(&record, &plan, &stored, &new_options);

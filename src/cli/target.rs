@@ -48,6 +48,13 @@ pub(crate) struct TargetArgs {
     /// JSON line (with --sim), as `runbook sim --log` does.
     #[arg(long, value_name = "FILE", requires = "sim")]
     pub(crate) sim_log: Option<PathBuf>,
+    /// How calls are signed: `v1` (HMAC-SHA1, the default) or `v3`
+    /// (ACS3-HMAC-SHA256, as Alibaba's current SDKs sign). Default:
+    /// $RUNBOOK_SIGNATURE, else the playbook's `defaults.signature`, else v1.
+    /// Part of the plan and its digest; a saved plan and `resume` keep the
+    /// plan's (a different value is refused).
+    #[arg(long, value_name = "v1|v3", value_parser = super::parse_signature)]
+    pub(crate) signature: Option<crate::cloud::signer::SignatureVersion>,
     /// Profile of ~/.aliyun/config.json to sign with (default: the env vars
     /// ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN, else the file's current profile).
     #[arg(long, value_name = "NAME")]
@@ -106,8 +113,12 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Sets up the client (starting the simulator with `--sim`).
-    pub(crate) async fn connect(args: &TargetArgs) -> Result<Target, Error> {
+    /// Sets up the client (starting the simulator with `--sim`), signing
+    /// every call (STS's included) with `signature`, the plan's.
+    pub(crate) async fn connect(
+        args: &TargetArgs,
+        signature: crate::cloud::signer::SignatureVersion,
+    ) -> Result<Target, Error> {
         let mut endpoints = Endpoints::new();
         for e in &args.endpoints {
             endpoints
@@ -141,6 +152,7 @@ impl Target {
             },
         )
         .await?;
+        let client = client.signing_with(signature);
         // Credentials that cannot be had stop the run before anything is sent.
         let credentials = client.current_credentials(None).await?;
         // Who the run acts as, for the journal; without STS, the key's fingerprint.

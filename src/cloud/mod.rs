@@ -26,6 +26,7 @@ pub use actions::{ActionSpec, Risk};
 use common::Common;
 pub use endpoint::Endpoints;
 pub use error::{ApiError, ErrorClass};
+use signer::SignatureVersion;
 
 /// Parameter names whose values never leave the process in clear: not in
 /// plans, logs, the journal, the simulator's call log or error messages.
@@ -118,7 +119,60 @@ impl ActionRequest {
     /// the per-attempt values (nonce, timestamp) shown as placeholders. Where
     /// it goes is recorded as product and region, not as a host: the host
     /// depends on where it runs (`--endpoint`, the simulator).
-    pub fn preview(&self) -> RequestPreview {
+    /// With V3 the common parameters are headers instead (`host` is the
+    /// endpoint's, `x-acs-content-sha256` the body's hash, both known only
+    /// when sent), and the `Authorization` shows which headers are signed.
+    pub fn preview(&self, signature: SignatureVersion) -> RequestPreview {
+        match signature {
+            SignatureVersion::V1 => self.preview_v1(),
+            SignatureVersion::V3 => self.preview_v3(),
+        }
+    }
+
+    fn preview_v3(&self) -> RequestPreview {
+        // The client sends no API parameter named like a common one.
+        let api = |params: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            params
+                .iter()
+                .filter(|(name, _)| !common::is_common(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        };
+        let body = signer::canonicalized_query(&api(&self.body));
+        let per_attempt = "<per-attempt>";
+        let mut headers: BTreeMap<String, String> = [
+            ("accept", "application/json"),
+            ("host", "<endpoint host>"),
+            (signer::v3::ACTION, self.action.as_str()),
+            (signer::v3::VERSION, self.version.as_str()),
+            (signer::v3::DATE, per_attempt),
+            (signer::v3::NONCE, per_attempt),
+            (signer::v3::CONTENT_SHA256, "<SHA-256 of the body>"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if !body.is_empty() {
+            headers.insert(
+                "content-type".to_owned(),
+                client::FORM_CONTENT_TYPE.to_owned(),
+            );
+        }
+        // Sent only with STS credentials, which a plan does not know of.
+        let signed: Vec<&str> = headers.keys().map(String::as_str).collect();
+        let authorization = signer::v3::authorization(REDACTED, &signed.join(";"), REDACTED);
+        headers.insert(signer::v3::AUTHORIZATION.to_owned(), authorization);
+        RequestPreview {
+            method: client::METHOD.to_owned(),
+            product: self.product.clone(),
+            region: self.region.clone(),
+            query: signer::canonicalized_query(&api(&self.query)),
+            body,
+            headers,
+        }
+    }
+
+    fn preview_v1(&self) -> RequestPreview {
         let mut query: BTreeMap<String, String> = self.query.clone();
         for c in common::ALL {
             // Secrets are redacted; nonce and timestamp are set per attempt.
@@ -141,6 +195,7 @@ impl ActionRequest {
             region: self.region.clone(),
             query: redact_query(&signer::canonicalized_query(&query)),
             body: signer::canonicalized_query(&self.body),
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -162,6 +217,21 @@ pub struct RequestPreview {
     pub query: String,
     /// Form body (empty when the action has no body parameters).
     pub body: String,
+    /// With signature V3: the headers that carry the signature, by name,
+    /// the `Authorization` credential and signature redacted (absent with V1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl RequestPreview {
+    /// Which signature the request is previewed with.
+    pub fn signature(&self) -> SignatureVersion {
+        if self.headers.is_empty() {
+            SignatureVersion::V1
+        } else {
+            SignatureVersion::V3
+        }
+    }
 }
 
 /// Replaces the values of [`REDACTED_PARAMS`] in an encoded query string.
@@ -240,7 +310,7 @@ mod tests {
             "cn-hangzhou",
             [("DtsJobId".to_owned(), "j1".to_owned())].into(),
         );
-        let p = req.preview();
+        let p = req.preview(SignatureVersion::V1);
         assert_eq!(
             (p.product.as_str(), p.region.as_str()),
             ("dts", "cn-hangzhou")

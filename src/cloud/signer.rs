@@ -57,6 +57,11 @@ impl SignatureVersion {
     /// Both, V1 first.
     pub const ALL: [SignatureVersion; 2] = [SignatureVersion::V1, SignatureVersion::V3];
 
+    /// Whether it is V1 (the default, left out of plan JSON).
+    pub fn is_v1(&self) -> bool {
+        *self == SignatureVersion::V1
+    }
+
     /// `v1` or `v3`: the name on the command line, in playbooks and logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -32,13 +32,28 @@ use super::{
     Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
     PlannedStep, RetryPolicy, StepId, StepKind, WaitPlan, When, graph, request_for,
 };
+use crate::cloud::signer::SignatureVersion;
 
 impl Plan {
     /// Builds the plan of `pb` with bound `params` (see [`super::params::bind`]).
     /// Errors carry the playbook position of the value that failed.
     pub fn build(pb: &Playbook, params: &BTreeMap<String, Value>) -> Result<Plan, Diagnostics> {
+        Plan::build_signed(pb, params, None)
+    }
+
+    /// [`Plan::build`], signing with `signature` when given, else with the
+    /// playbook's `defaults.signature`, else V1.
+    pub fn build_signed(
+        pb: &Playbook,
+        params: &BTreeMap<String, Value>,
+        signature: Option<SignatureVersion>,
+    ) -> Result<Plan, Diagnostics> {
+        let signature = signature
+            .or_else(|| pb.defaults.signature.as_ref().map(|s| s.value))
+            .unwrap_or_default();
         let mut b = Builder {
             pb,
+            signature,
             params: Value::Object(
                 params
                     .iter()
@@ -104,6 +119,7 @@ impl Plan {
             params: params.clone(),
             concurrency,
             window,
+            signature,
             steps: ordered,
             levels,
             critical_path,
@@ -144,6 +160,8 @@ fn blast_radius(steps: &[PlannedStep]) -> BlastRadius {
 
 struct Builder<'a> {
     pb: &'a Playbook,
+    /// How the previewed requests are signed.
+    signature: SignatureVersion,
     params: Value,
     diags: Diagnostics,
 }
@@ -552,9 +570,10 @@ impl Builder<'_> {
                 region: String::new(),
                 query: String::new(),
                 body: String::new(),
+                headers: BTreeMap::new(),
             },
         };
-        let mut request = request_for(&plan, region, for_request).preview();
+        let mut request = request_for(&plan, region, for_request).preview(self.signature);
         request.query = readable_placeholders(&request.query);
         request.body = readable_placeholders(&request.body);
         plan.request = request;

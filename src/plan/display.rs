@@ -8,6 +8,7 @@
 //! markdown (never to the JSON) whether the change window is open at the
 //! time given and whether the worst case fits in what is left of it.
 
+use crate::cloud::signer::SignatureVersion;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -498,14 +499,14 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep, concurrency: usize) {
             o,
             "request",
             &format!(
-                "{} {}{item_note}",
+                "{} {}{}{item_note}",
                 call.request.method,
-                destination(&call.request)
+                destination(&call.request),
+                signed_note(&call.request)
             ),
         );
-        more(o, &call.request.query);
-        if !call.request.body.is_empty() {
-            more(o, &format!("body: {}", call.request.body));
+        for line in request_lines(&call.request) {
+            more(o, &line);
         }
         field(o, "region", &s.region);
         field(o, "retry", &retry(&s.retry));
@@ -517,6 +518,30 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep, concurrency: usize) {
         field(o, "worst case", &rounds);
     }
     field(o, "on failure", &on_failure(&s.on_failure));
+}
+
+/// `, signed v3` for a V3 request; nothing for V1 (the default).
+fn signed_note(r: &crate::cloud::RequestPreview) -> String {
+    match r.signature() {
+        SignatureVersion::V1 => String::new(),
+        v => format!(", signed {v}"),
+    }
+}
+
+/// The lines of a request under its first: the query string (when not
+/// empty), V3's headers (`name: value`), the body.
+fn request_lines(r: &crate::cloud::RequestPreview) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !r.query.is_empty() {
+        lines.push(r.query.clone());
+    }
+    for (name, value) in &r.headers {
+        lines.push(format!("{name}: {value}"));
+    }
+    if !r.body.is_empty() {
+        lines.push(format!("body: {}", r.body));
+    }
+    lines
 }
 
 /// Where a request goes, as the plan records it: product and region (the
@@ -690,7 +715,13 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "Signature, AccessKeyId and SecurityToken are redacted; nonce and timestamp are set per attempt."
+        "{}",
+        match plan.signature {
+            SignatureVersion::V1 =>
+                "Signature, AccessKeyId and SecurityToken are redacted; nonce and timestamp are set per attempt.",
+            SignatureVersion::V3 =>
+                "Signed with V3 (ACS3-HMAC-SHA256): the Authorization credential and signature are redacted; x-acs-date and x-acs-signature-nonce are set per attempt, host and x-acs-content-sha256 when sent (with STS credentials, x-acs-security-token is sent and signed too).",
+        }
     );
     for s in &plan.steps {
         let call = match &s.kind {
@@ -702,10 +733,15 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
         let _ = writeln!(o, "### `{}`", s.id);
         let _ = writeln!(o);
         let _ = writeln!(o, "```text");
-        let _ = writeln!(o, "{} {}", call.request.method, destination(&call.request));
-        let _ = writeln!(o, "{}", call.request.query);
-        if !call.request.body.is_empty() {
-            let _ = writeln!(o, "body: {}", call.request.body);
+        let _ = writeln!(
+            o,
+            "{} {}{}",
+            call.request.method,
+            destination(&call.request),
+            signed_note(&call.request)
+        );
+        for line in request_lines(&call.request) {
+            let _ = writeln!(o, "{line}");
         }
         let _ = writeln!(o, "```");
     }

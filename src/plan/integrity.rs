@@ -258,7 +258,19 @@ impl Plan {
             return Err(cannot("it has no `params` mapping".to_owned()));
         };
         let params = super::params::bind_saved(&pb, params).map_err(|e| cannot(e.message))?;
-        let mut rebuilt = Plan::build(&pb, &params).map_err(|d| cannot(d.summary()))?;
+        // The plan's own signature (absent: V1), whatever the playbook's
+        // default: a plan made with `--signature` rebuilds as it was made.
+        let signature = match saved.get("signature") {
+            None => crate::cloud::signer::SignatureVersion::V1,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                cannot(format!(
+                    "its `signature` {} is neither \"v1\" nor \"v3\"",
+                    short_json(v)
+                ))
+            })?,
+        };
+        let mut rebuilt =
+            Plan::build_signed(&pb, &params, Some(signature)).map_err(|d| cannot(d.summary()))?;
         let ours = serde_json::to_value(&rebuilt).unwrap_or(Value::Null);
         let diffs = differences(&body(saved.clone()), &body(ours), MAX_DIFFS + 1);
         let digest_edited = saved.get("digest").and_then(Value::as_str) != Some(&rebuilt.digest);

@@ -36,6 +36,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cloud::signer::SignatureVersion;
 use crate::cloud::{ActionRequest, RequestPreview, Risk};
 
 /// Version of the plan JSON format; bumped on incompatible changes.
@@ -85,6 +86,12 @@ pub struct Plan {
     /// when it closes (see [`crate::window`] and [`crate::run::window`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::window::Window>,
+    /// How every call is signed (`--signature`, else `RUNBOOK_SIGNATURE`,
+    /// else the playbook's `defaults.signature`, else V1). In the digest, and
+    /// journaled with the run's plan, so `resume` signs as the run did.
+    /// Left out of the JSON when V1, so V1 plans read and hash as before.
+    #[serde(default, skip_serializing_if = "SignatureVersion::is_v1")]
+    pub signature: SignatureVersion,
     /// Every step, in topological order (file order breaks ties). Steps with
     /// `compensation: true` come last and run only from an `on_failure`.
     pub steps: Vec<PlannedStep>,
@@ -378,9 +385,21 @@ pub fn load_and_build(
     raw_params: &[(String, String)],
     params_file: Option<&Path>,
 ) -> Result<Plan, crate::Error> {
+    load_and_build_signed(path, raw_params, params_file, None)
+}
+
+/// [`load_and_build`] with the signature asked for on the command line
+/// (`--signature`, `RUNBOOK_SIGNATURE`), which wins over the playbook's
+/// `defaults.signature`.
+pub fn load_and_build_signed(
+    path: &Path,
+    raw_params: &[(String, String)],
+    params_file: Option<&Path>,
+    signature: Option<SignatureVersion>,
+) -> Result<Plan, crate::Error> {
     let pb = load_playbook(path)?;
     let params = params::bind(&pb, raw_params, params_file)?;
-    Plan::build(&pb, &params).map_err(diagnostics_error)
+    Plan::build_signed(&pb, &params, signature).map_err(diagnostics_error)
 }
 
 /// Loads and checks a playbook, turning its diagnostics into an exit-3 error.

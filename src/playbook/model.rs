@@ -261,6 +261,10 @@ pub struct Defaults {
     /// Items in flight at once in a `for_each` step (default: the run's `concurrency`).
     #[schemars(range(min = 1))]
     pub for_each_concurrency: Option<Located<u32>>,
+    /// How every call is signed: `v1` (HMAC-SHA1, the default) or `v3`
+    /// (ACS3-HMAC-SHA256, as Alibaba's current SDKs sign). `--signature`
+    /// (or `RUNBOOK_SIGNATURE`) overrides it; the choice is part of the plan.
+    pub signature: Option<Located<crate::cloud::signer::SignatureVersion>>,
 }
 
 /// A change window: weekly slots in a time zone, minus blackout dates.

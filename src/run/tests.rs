@@ -116,7 +116,7 @@ fn call_plan(action: &str, with: Value) -> CallPlan {
         risk: spec.risk,
         with,
         rendered: BTreeMap::new(),
-        request: req.preview(),
+        request: req.preview(crate::cloud::signer::SignatureVersion::V1),
     }
 }
 
@@ -177,6 +177,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         digest: "d".into(),
         concurrency: 4,
         window: None,
+        signature: crate::cloud::signer::SignatureVersion::V1,
         levels: vec![],
         critical_path: vec![],
         worst_case_secs: 0,
