@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use runbook::ExitCode;
+use runbook::cloud::signer::SignatureVersion;
 use runbook::plan::{Plan, StepKind};
 
 use crate::validate::{run_cli, transcript};
@@ -32,21 +33,50 @@ fn plan_args(name: &str, format: &str) -> Vec<String> {
     ]
 }
 
+/// Snapshots the plan of an example with each signature, whatever
+/// `RUNBOOK_SIGNATURE` says: V1's under `plan-NAME-FORMAT`, V3's under
+/// `plan-v3-NAME-FORMAT` (only the requests differ, and the digest).
 fn snapshot_plan(name: &str, format: &str) {
-    let args = plan_args(name, format);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = run_cli(&args);
-    assert_eq!(code, 0, "{name} {format}: {stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    // Credentials never reach a plan, whatever the format.
-    for secret in ["AccessKeySecret", "SecurityToken="] {
-        assert!(
-            !stdout.contains(secret),
-            "{name} {format} mentions {secret}"
-        );
+    for signature in SignatureVersion::ALL {
+        let mut args = plan_args(name, format);
+        args.extend(["--signature".to_owned(), signature.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = run_cli(&args);
+        assert_eq!(code, 0, "{name} {format} {signature}: {stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+        // Credentials never reach a plan, whatever the format.
+        for secret in ["AccessKeySecret", "SecurityToken=", "x-acs-security-token:"] {
+            assert!(
+                !stdout.contains(secret),
+                "{name} {format} {signature} mentions {secret}"
+            );
+        }
+        match signature {
+            SignatureVersion::V1 => {
+                assert!(
+                    stdout.contains("AccessKeyId=<redacted>")
+                        && stdout.contains("Signature=<redacted>")
+                );
+                insta::assert_snapshot!(
+                    format!("plan-{name}-{format}"),
+                    without_window_now(&stdout)
+                );
+            }
+            SignatureVersion::V3 => {
+                assert!(
+                    stdout.contains("Credential=<redacted>,SignedHeaders=")
+                        && stdout.contains(",Signature=<redacted>")
+                        && !stdout.contains("SignatureNonce")
+                        && !stdout.contains("AccessKeyId"),
+                    "{stdout}"
+                );
+                insta::assert_snapshot!(
+                    format!("plan-v3-{name}-{format}"),
+                    without_window_now(&stdout)
+                );
+            }
+        }
     }
-    assert!(stdout.contains("AccessKeyId=<redacted>") && stdout.contains("Signature=<redacted>"));
-    insta::assert_snapshot!(format!("plan-{name}-{format}"), without_window_now(&stdout));
 }
 
 /// The plan with the one line that depends on when it is made (whether the
@@ -84,6 +114,95 @@ fn without_window_now(plan: &str) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The signature is part of the plan: each builds another digest, and a
+/// playbook's `defaults.signature` is what `--signature` overrides.
+#[test]
+fn the_signature_is_part_of_the_plan_and_its_digest() {
+    let digest = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "playbooks/stop-di-job.yaml",
+            "-p",
+            "di_job_id=11668",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run_cli(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let plan: Plan = serde_json::from_str(&stdout).expect("a plan");
+        (plan.signature, plan.digest)
+    };
+    let (v1, d1) = digest(&["--signature", "v1"]);
+    let (v3, d3) = digest(&["--signature", "v3"]);
+    assert_eq!((v1, v3), (SignatureVersion::V1, SignatureVersion::V3));
+    assert_ne!(d1, d3);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let playbook = dir.path().join("v3.yaml");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/stop-di-job.yaml"),
+    )
+    .expect("read");
+    let text = text.replacen("defaults:\n", "defaults:\n  signature: v3\n", 1);
+    assert!(text.contains("signature: v3"), "{text}");
+    std::fs::write(&playbook, &text).expect("write");
+    let path = playbook.to_str().expect("utf-8 path");
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", path, "-p", "di_job_id=11668", "--format", "json"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run_cli(&args);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<Plan>(&stdout)
+            .expect("a plan")
+            .signature
+    };
+    assert_eq!(
+        plan(&["--signature", "v1"]),
+        SignatureVersion::V1,
+        "the flag wins"
+    );
+    assert_eq!(plan(&["--signature", "v3"]), SignatureVersion::V3);
+
+    // A bad value, on the command line or in the environment: exit 2.
+    let (code, _, stderr) = run_cli(&["plan", path, "--signature", "v2"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("expected v1 (HMAC-SHA1) or v3"), "{stderr}");
+    let out = assert_cmd::cargo::cargo_bin_cmd!("runbook")
+        .args(["plan", path, "-p", "di_job_id=1"])
+        .env("RUNBOOK_SIGNATURE", "sha1")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("RUNBOOK_SIGNATURE: unknown signature `sha1`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The environment is the default when no flag is given, over the playbook's.
+    for (env, want) in [("v1", SignatureVersion::V1), ("v3", SignatureVersion::V3)] {
+        let out = assert_cmd::cargo::cargo_bin_cmd!("runbook")
+            .args(["plan", path, "-p", "di_job_id=1", "--format", "json"])
+            .env("RUNBOOK_SIGNATURE", env)
+            .output()
+            .expect("runs");
+        let plan: Plan = serde_json::from_slice(&out.stdout).expect("a plan");
+        assert_eq!(plan.signature, want);
+    }
+    let out = assert_cmd::cargo::cargo_bin_cmd!("runbook")
+        .args(["plan", path, "-p", "di_job_id=1", "--format", "json"])
+        .env_remove("RUNBOOK_SIGNATURE")
+        .output()
+        .expect("runs");
+    let plan: Plan = serde_json::from_slice(&out.stdout).expect("a plan");
+    assert_eq!(
+        plan.signature,
+        SignatureVersion::V3,
+        "the playbook's default"
+    );
 }
 
 macro_rules! plan_snapshots {
