@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use runbook::cloud::signer::SignatureVersion;
 use runbook::sim::{
     self, CallRecord, Delays, DiNodeFixture, DtsJobFixture, FaultSpec, ResourceKind, SimConfig,
     SimHandle,
@@ -15,6 +16,16 @@ use runbook::sim::{
 use serde_json::Value;
 
 use crate::journal_backend::TestJournal;
+
+/// The signature the suite runs with: `RUNBOOK_SIGNATURE` (which the binary
+/// under test reads as the default of `--signature`), else V1. `.ci/run`
+/// runs the integration tests once with each.
+pub(crate) fn suite_signature() -> SignatureVersion {
+    match std::env::var("RUNBOOK_SIGNATURE") {
+        Ok(v) if !v.trim().is_empty() => v.parse().expect("RUNBOOK_SIGNATURE is v1 or v3"),
+        _ => SignatureVersion::V1,
+    }
+}
 
 pub(crate) const ID: &str = "LTAItestRUNid";
 pub(crate) const SECRET: &str = "run-secret-0123456789abcdef";
@@ -26,6 +37,10 @@ pub(crate) struct Rig {
     pub(crate) dir: tempfile::TempDir,
     /// The journal (see [`crate::journal_backend`]).
     pub(crate) journal: TestJournal,
+    /// The signature every call the simulator receives must carry (checked
+    /// when the rig is dropped): [`suite_signature`], unless a test signs
+    /// otherwise on purpose (`None`: not checked).
+    pub(crate) signature: Option<SignatureVersion>,
 }
 
 impl Rig {
@@ -58,6 +73,7 @@ impl Rig {
             sim: Some(sim),
             dir: tempfile::tempdir().unwrap(),
             journal: TestJournal::new(),
+            signature: Some(suite_signature()),
         }
     }
 
@@ -197,6 +213,19 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         if let Some(sim) = self.sim.take() {
+            // Every end-to-end test runs with the suite's signature: a call
+            // signed otherwise means the run did not sign as asked.
+            if let Some(want) = self.signature
+                && !std::thread::panicking()
+            {
+                let other: Vec<(u64, SignatureVersion)> = sim
+                    .calls()
+                    .iter()
+                    .filter(|c| c.signature != want)
+                    .map(|c| (c.seq, c.signature))
+                    .collect();
+                assert!(other.is_empty(), "calls not signed {want}: {other:?}");
+            }
             let _ = self.rt.block_on(sim.shutdown());
         }
     }
@@ -749,17 +778,150 @@ fn no_secret_token_or_signature_appears_in_output_logs_plans_or_the_journal() {
     // Recompute every signature that was sent and look for each one.
     let calls = rig.calls();
     assert!(calls.len() > 10);
-    for c in calls {
-        let mut params = c.params.clone();
-        params.remove("Signature");
-        params.insert("AccessKeyId".into(), ID.into());
-        params.insert("SecurityToken".into(), TOKEN.into());
-        let sig = runbook::cloud::signer::sign(&c.method, &params, SECRET);
+    let host = rig.sim().addr().to_string();
+    let mut replayed = Vec::new();
+    for c in &calls {
+        assert_eq!(c.signature, suite_signature(), "call {}", c.seq);
+        let sig = match c.signature {
+            SignatureVersion::V1 => {
+                let mut params = c.params.clone();
+                params.remove("Signature");
+                params.insert("AccessKeyId".into(), ID.into());
+                params.insert("SecurityToken".into(), TOKEN.into());
+                runbook::cloud::signer::sign(&c.method, &params, SECRET)
+            }
+            SignatureVersion::V3 => {
+                let wire = V3Wire::of(c, &host, TOKEN);
+                let sig = wire.signature(SECRET);
+                replayed.push(wire);
+                sig
+            }
+        };
         assert!(
             !hay.contains(&sig) && !hay.contains(&encoded(&sig)),
             "signature of call {} found",
             c.seq
         );
+    }
+    // V3: the requests rebuilt from the call log are the ones sent (a
+    // fresh simulator accepts each signature), so the signatures looked
+    // for above are the very ones that went on the wire.
+    if !replayed.is_empty() {
+        let fresh = rig
+            .rt
+            .block_on(sim::spawn(SimConfig {
+                credentials: vec![(ID.to_owned(), SECRET.to_owned())],
+                auto_create: true,
+                ..SimConfig::default()
+            }))
+            .unwrap();
+        for wire in &replayed {
+            let status = rig.rt.block_on(wire.send(&fresh.base_url(), SECRET));
+            let call = fresh.calls().pop().unwrap();
+            assert!(
+                call.processed(),
+                "rebuilt request refused ({status}): {:?} {:?}",
+                call.code,
+                call.message
+            );
+        }
+        let _ = rig.rt.block_on(fresh.shutdown());
+    }
+}
+
+/// A V3 request as the client sent it, rebuilt from the simulator's call
+/// log (its `x-acs-*` headers, the API parameters, where the action
+/// catalogue puts each) and the credentials.
+struct V3Wire {
+    method: String,
+    query: BTreeMap<String, String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl V3Wire {
+    fn of(c: &CallRecord, host: &str, token: &str) -> V3Wire {
+        use runbook::cloud::actions::{self, ParamLocation};
+        use runbook::cloud::signer::{self, v3};
+        let spec = actions::lookup_rpc(c.product.as_deref().unwrap(), c.action.as_deref().unwrap())
+            .expect("a typed action");
+        let (mut query, mut body) = (BTreeMap::new(), BTreeMap::new());
+        for (k, v) in &c.params {
+            match spec.param(k).map(|p| p.location) {
+                Some(ParamLocation::Body) => body.insert(k.clone(), v.clone()),
+                _ => query.insert(k.clone(), v.clone()),
+            };
+        }
+        let body = signer::canonicalized_query(&body);
+        assert_eq!(
+            c.headers[v3::CONTENT_SHA256],
+            v3::hashed_payload(body.as_bytes()),
+            "call {}: the body is rebuilt as sent",
+            c.seq
+        );
+        let mut headers: Vec<(String, String)> = vec![
+            ("accept".into(), "application/json".into()),
+            ("host".into(), host.to_owned()),
+        ];
+        if !body.is_empty() {
+            headers.push((
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
+        }
+        for (k, v) in &c.headers {
+            let v = if k == v3::SECURITY_TOKEN { token } else { v };
+            headers.push((k.clone(), v.to_owned()));
+        }
+        V3Wire {
+            method: c.method.clone(),
+            query,
+            headers,
+            body,
+        }
+    }
+
+    fn signature(&self, secret: &str) -> String {
+        use runbook::cloud::signer::v3;
+        let pairs: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        v3::sign(
+            &v3::Request {
+                method: &self.method,
+                path: "/",
+                query: &self.query,
+                headers: &pairs,
+                body: self.body.as_bytes(),
+            },
+            secret,
+        )
+        .signature
+    }
+
+    /// Sends it to `base` (its `host` header kept), signed with `secret`.
+    async fn send(&self, base: &str, secret: &str) -> u16 {
+        use runbook::cloud::signer::{self, v3};
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        let auth = v3::authorization(ID, &sorted.join(";"), &self.signature(secret));
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!(
+                "{base}/?{}",
+                signer::canonicalized_query(&self.query)
+            ))
+            .header("authorization", auth)
+            .body(self.body.clone());
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder.send().await.unwrap().status().as_u16()
     }
 }
 
@@ -1418,4 +1580,55 @@ fn a_real_run_cannot_be_finished_in_the_simulator_and_another_account_needs_a_ne
     );
     let out = resume("LTAIotheraccount", "other-secret", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `--signature` picks how a run signs, whatever `RUNBOOK_SIGNATURE` says;
+/// the choice is journaled with the run's plan, so `resume` signs the same
+/// way (the environment does not change it) and refuses another signature.
+#[test]
+fn a_run_signs_as_asked_and_resume_keeps_the_runs_signature() {
+    for (asked, other) in [
+        (SignatureVersion::V3, SignatureVersion::V1),
+        (SignatureVersion::V1, SignatureVersion::V3),
+    ] {
+        // The first terminate is refused (403, permanent): the run fails.
+        let mut rig = Rig::new("deny@TerminateDISyncInstance=1#1", Duration::ZERO);
+        rig.signature = Some(asked);
+        let pb = rig.playbook("fan.yaml", FAN_OUT);
+        let out = rig
+            .cmd(&["run", &pb, "--yes", "--signature", asked.as_str()])
+            .env("RUNBOOK_SIGNATURE", other.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let sent = rig.calls().len();
+        assert!(sent > 6);
+        let id = rig.last_run_id();
+        assert_eq!(rig.show(&id)["status"], "failed");
+
+        let out = rig.run(&["resume", &id, "--signature", other.as_str()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "run {id} signs with {asked}, which is part of its plan"
+            )),
+            "{err}"
+        );
+        assert_eq!(rig.calls().len(), sent, "the refused resume sent nothing");
+
+        let out = rig
+            .cmd(&["resume", &id])
+            .env("RUNBOOK_SIGNATURE", other.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let calls = rig.calls();
+        assert!(calls.len() > sent, "the resume sent the rest");
+        assert!(
+            calls.iter().all(|c| c.signature == asked),
+            "every call signed {asked}"
+        );
+        rig.assert_all_undeployed();
+    }
 }
