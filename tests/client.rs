@@ -995,7 +995,7 @@ async fn no_secret_reaches_output_logs_or_plans() {
     }
     let signed = client.sign(&typed, "n", jiff::Timestamp::now()).unwrap();
     let _ = write!(out, "{signed:?} {}", signed.redacted_url());
-    let signed = runbook::cloud::client::build_signed_v3(
+    let signed_v3 = runbook::cloud::client::build_signed_v3(
         &typed,
         "https://dataworks.cn-shanghai.aliyuncs.com",
         &credentials(),
@@ -1004,9 +1004,9 @@ async fn no_secret_reaches_output_logs_or_plans() {
     );
     let _ = write!(
         out,
-        "{signed:?} {} {:?}",
-        signed.redacted_url(),
-        signed.redacted_headers()
+        "{signed_v3:?} {} {:?}",
+        signed_v3.redacted_url(),
+        signed_v3.redacted_headers()
     );
     for (api, case) in [
         (&client, "nonce"),
@@ -1038,7 +1038,8 @@ async fn no_secret_reaches_output_logs_or_plans() {
     );
     let mut signatures: Vec<String> = server.seen().into_iter().map(|s| s.signature).collect();
     signatures.push(signed.signature().to_owned());
-    assert!(signatures.len() >= 5);
+    signatures.push(signed_v3.signature().to_owned());
+    assert!(signatures.len() >= 6);
     assert_no_secrets(&out, &signatures);
     assert_no_secrets(&logs, &signatures);
     assert!(
@@ -1047,6 +1048,8 @@ async fn no_secret_reaches_output_logs_or_plans() {
     );
     // The check itself can fail: the signed URL does hold them.
     assert!(std::panic::catch_unwind(|| assert_no_secrets(signed.url(), &[])).is_err());
+    let v3_headers = format!("{:?}", signed_v3.headers());
+    assert!(std::panic::catch_unwind(|| assert_no_secrets(&v3_headers, &[])).is_err());
 }
 
 /// Credentials over plain HTTP to a host that is not this machine: one

@@ -186,6 +186,11 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
     ("--concurrency", "0", "--concurrency"),
     ("--concurrency", "many", "--concurrency"),
     ("--output", "yaml", "--output"),
+    (
+        "--signature",
+        "v2",
+        "unknown signature `v2`: expected v1 (HMAC-SHA1) or v3 (ACS3-HMAC-SHA256)",
+    ),
     ("--jitter-seed", "-1", "--jitter-seed"),
     ("--sim-seed", "x", "--sim-seed"),
     ("--sim-faults", "bogus=1", "--sim-faults"),

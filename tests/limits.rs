@@ -396,7 +396,14 @@ fn serve(
         }
         buf.drain(..head_end + length);
         let first_line = head.lines().next().unwrap_or_default().to_owned();
-        if first_line.contains("Action=StopDIJob") {
+        // The action is in the query with signature V1, in a header with V3
+        // (the suite runs with both).
+        let v3_stop = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.eq_ignore_ascii_case("x-acs-action") && v.trim() == "StopDIJob"
+            })
+        });
+        if first_line.contains("Action=StopDIJob") || v3_stop {
             stopped.store(true, Ordering::SeqCst);
             let length = if declared {
                 "Content-Length: 5000000000\r\n"

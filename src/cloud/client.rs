@@ -15,6 +15,15 @@
 //! [`build_signed`] is the pure part (nonce and clock passed in), so tests
 //! compare the exact bytes with the SDK-computed vectors.
 //!
+//! That is signature V1, the default. A client made
+//! [`RpcClient::signing_with`] V3 sends what Alibaba's current (Tea) SDKs
+//! send instead ([`build_signed_v3`]): the same `POST`, query parameters and
+//! form body, but only the API's own parameters in the query; the action,
+//! version, date, nonce, body hash (and STS token) go in `x-acs-*` headers,
+//! every header sent is signed (`accept`, `content-type`, `host` included,
+//! each sent once with the very value signed), and the signature travels in
+//! an `Authorization` header. Both reproduce the SDKs' vectors byte for byte.
+//!
 //! Plain-HTTP endpoints are for the simulator: the client skips any proxy
 //! for loopback hosts (so a CI proxy cannot capture them) and warns once per
 //! host when credentials would travel in clear to any other host. Redirects

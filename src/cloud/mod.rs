@@ -2,7 +2,8 @@
 //!
 //! This is the leaf of the crate: it imports nothing else from runbook.
 //! `actions` is the catalogue every other stage checks against; `signer` is
-//! the pure HMAC-SHA1 signature; `client` sends signed requests over HTTPS
+//! the pure signatures (V1 HMAC-SHA1, and V3 `ACS3-HMAC-SHA256` in
+//! `signer::v3`); `client` sends signed requests over HTTPS
 //! (or to the simulator over loopback HTTP) and turns every error shape into
 //! one [`ApiError`]; `credentials` finds the key pair and never shows it.
 
