@@ -767,16 +767,14 @@ impl RpcClient {
 
         let nonce = uuid::Uuid::new_v4().to_string();
         let mut signed = match credentials {
-            Some(credentials) => {
-                build_signed_with(
+            Some(credentials) => build_signed_with(
                 self.signature,
                 req,
                 base,
                 credentials,
                 &nonce,
                 jiff::Timestamp::now(),
-            )
-            }
+            ),
             None => build_anonymous(req, base, &nonce, jiff::Timestamp::now()),
         };
         let url = reqwest::Url::parse(signed.url()).map_err(|e| {
