@@ -158,6 +158,8 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
         "sqlite:",
         "`sqlite:` needs the database file's path",
     ),
+    ("--lease", "0s", "--lease: `0s` must be longer than zero"),
+    ("--lease", "soon", "--lease"),
     ("--run-timeout", "30", "--run-timeout"),
     (
         "--run-timeout",

@@ -102,6 +102,8 @@ fn a_run_killed_on_one_host_is_resumed_on_another_from_the_shared_journal() {
                 "--sim",
                 "--time-scale",
                 "2",
+                "--lease",
+                "2s",
                 "--sim-log",
                 &a.log().to_string_lossy(),
             ],
@@ -130,6 +132,10 @@ fn a_run_killed_on_one_host_is_resumed_on_another_from_the_shared_journal() {
     let runs = json(&b.cmd(&db.url, &["runs", "--json"]).output().unwrap());
     let run_id = runs[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(runs[0]["name"], "dts-di-cutover");
+    // Another host takes a run over once its holder's lease has run out.
+    eventually("the killed run's lease runs out", || {
+        json(&b.cmd(&db.url, &["runs", "--json"]).output().unwrap())[0]["status"] == "interrupted"
+    });
     let out = b
         .cmd(
             &db.url,
@@ -321,4 +327,444 @@ fn a_new_journal_is_created_once_by_concurrent_first_uses_and_sqlite_paths_work(
     assert!(!host.dir.join("state/journal.db").exists());
     let runs = json(&host.cmd(&url, &["runs", "--json"]).output().unwrap());
     assert_eq!(runs[0]["status"], "succeeded");
+}
+
+/// The journal "hosts" share: a PostgreSQL database of its own, or (on the
+/// SQLite pass) one database file all of them open.
+struct Shared {
+    url: String,
+    _db: Option<TestDb>,
+}
+
+impl Shared {
+    fn new(root: &Path) -> Shared {
+        match crate::journal_backend::backend() {
+            crate::journal_backend::Backend::Postgres => {
+                let db = TestDb::new();
+                Shared {
+                    url: db.url.clone(),
+                    _db: Some(db),
+                }
+            }
+            crate::journal_backend::Backend::Sqlite => Shared {
+                url: format!("sqlite:{}", root.join("shared/journal.db").display()),
+                _db: None,
+            },
+        }
+    }
+}
+
+/// Waits (up to 60 s) until `ready` holds.
+fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A run on host A is `running` for host B while it heartbeats, with its
+/// host, operator and target; killed (SIGKILL), it is `interrupted` for B
+/// once its lease runs out, with its last heartbeat; resumed on B, it is
+/// B's.
+#[test]
+fn another_host_sees_a_run_alive_while_it_heartbeats_and_interrupted_once_its_lease_ran_out() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = Shared::new(root.path());
+    let (a, b) = (
+        Host::new(root.path(), "host-a"),
+        Host::new(root.path(), "host-b"),
+    );
+    let (pb, params) = (
+        repo("playbooks/dts-di-cutover.yaml"),
+        repo("playbooks/params/dts-di-cutover.yaml"),
+    );
+    let mut child = a
+        .cmd(
+            &shared.url,
+            &[
+                "run",
+                &pb,
+                "--params",
+                &params,
+                "--yes",
+                "--sim",
+                "--lease",
+                "2s",
+                "--sim-log",
+                &a.log().to_string_lossy(),
+            ],
+        )
+        .env("USER", "alice")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "the first status read", || {
+        log_of(&a.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+    });
+    let runs_on_b = || json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
+    let seen = runs_on_b();
+    let run_id = seen[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(seen[0]["status"], "running", "{seen}");
+    assert_eq!(seen[0]["host"], "host-a");
+    assert!(
+        seen[0]["operator"].as_str().unwrap().starts_with("alice@"),
+        "{seen}"
+    );
+    assert!(
+        seen[0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("simulator cn-"),
+        "{seen}"
+    );
+    // Alive past its first lease: the heartbeat renews it.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    if child.try_wait().unwrap().is_none() {
+        assert_eq!(runs_on_b()[0]["status"], "running");
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    eventually("host B sees the run interrupted", || {
+        runs_on_b()[0]["status"] == "interrupted"
+    });
+    let seen = runs_on_b();
+    assert!(seen[0]["last_heartbeat"].is_string(), "{seen}");
+    let table = b.cmd(&shared.url, &["runs"]).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let row = table.lines().find(|l| l.starts_with(&run_id)).unwrap();
+    for cell in ["interrupted", "host-a", "alice@", "simulator"] {
+        assert!(row.contains(cell), "{cell}: {table}");
+    }
+    assert!(table.contains("last heartbeat "), "{table}");
+    let shown = b.cmd(&shared.url, &["show", &run_id]).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("status: interrupted") && shown.contains("host: host-a"),
+        "{shown}"
+    );
+    // Host B takes it over and finishes it.
+    let out = b
+        .cmd(&shared.url, &["resume", &run_id, "--yes", "--sim"])
+        .env("USER", "bob")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let seen = runs_on_b();
+    assert_eq!(seen[0]["status"], "succeeded");
+    assert_eq!(seen[0]["host"], "host-b");
+    assert!(seen[0]["operator"].as_str().unwrap().starts_with("bob@"));
+}
+
+/// `runs` filters by status, playbook, start and operator; `runs prune`
+/// deletes finished runs older than its limit (the append-only approvals
+/// of those runs do not stop it) and
+/// never one that is not finished.
+#[test]
+fn runs_are_filtered_and_pruned_and_an_unfinished_run_is_never_pruned() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = Shared::new(root.path());
+    let host = Host::new(root.path(), "host-a");
+    let (pb, params) = (
+        repo("playbooks/dts-di-cutover.yaml"),
+        repo("playbooks/params/dts-di-cutover.yaml"),
+    );
+    let run = |user: &str| {
+        let out = host
+            .cmd(
+                &shared.url,
+                &[
+                    "run",
+                    &pb,
+                    "--params",
+                    &params,
+                    "--yes",
+                    "--sim",
+                    "--time-scale",
+                    "20",
+                ],
+            )
+            .env("USER", user)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    run("alice");
+    run("bob");
+    // One killed mid-run: interrupted, not finished.
+    let mut child = host
+        .cmd(
+            &shared.url,
+            &[
+                "run",
+                &pb,
+                "--params",
+                &params,
+                "--yes",
+                "--sim",
+                "--sim-log",
+                &host.log().to_string_lossy(),
+            ],
+        )
+        .env("USER", "alice")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "the first status read", || {
+        log_of(&host.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["runs", "--json"];
+        all.extend_from_slice(args);
+        let out = host
+            .cmd(&shared.url, &all)
+            .env("USER", "alice")
+            .output()
+            .unwrap();
+        json(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&[]);
+    assert_eq!(all.len(), 3);
+    assert_eq!(ids(&["--status", "succeeded"]).len(), 2);
+    assert_eq!(ids(&["--status", "interrupted"]), [all[0].clone()]);
+    assert_eq!(ids(&["--playbook", "dts-di-cutover"]).len(), 3);
+    assert_eq!(ids(&["--playbook", &pb]).len(), 3);
+    assert!(ids(&["--playbook", "other"]).is_empty());
+    assert_eq!(ids(&["--since", "1h"]).len(), 3);
+    assert!(ids(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let mine = ids(&["--mine"]);
+    assert_eq!(mine, [all[0].clone(), all[2].clone()], "alice's runs");
+    let out = host
+        .cmd(&shared.url, &["runs", "--status", "done"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Prune: nothing is 90 days old; everything finished is 1 s old.
+    let prune = |age: &str, dry: bool| {
+        let mut args = vec!["runs", "prune", "--older-than", age];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = host.cmd(&shared.url, &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(prune("90d", false).starts_with("deleted 0 run(s)"));
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let said = prune("1s", true);
+    assert!(said.starts_with("would delete 2 run(s)"), "{said}");
+    assert_eq!(ids(&[]).len(), 3, "a dry run deletes nothing");
+    let said = prune("1s", false);
+    assert!(said.starts_with("deleted 2 run(s)"), "{said}");
+    for id in &all[1..] {
+        assert!(said.contains(id.as_str()), "{said}");
+    }
+    assert_eq!(ids(&[]), [all[0].clone()], "the interrupted run stays");
+    let out = host.cmd(&shared.url, &["show", &all[1]]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// The fencing guarantee: a run stopped (SIGSTOP) past its lease is taken
+/// over by another host, which finishes it; continued (SIGCONT), the
+/// stopped process sends nothing more: no mutating call reaches its
+/// simulator after the stop, and it ends with the lease lost. While a
+/// holder is alive, another host's resume is refused (exit 6) naming it.
+#[test]
+fn a_run_stopped_past_its_lease_is_taken_over_and_sends_nothing_more_when_continued() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = Shared::new(root.path());
+    let (a, b) = (
+        Host::new(root.path(), "host-a"),
+        Host::new(root.path(), "host-b"),
+    );
+    let (pb, params) = (
+        repo("playbooks/dts-di-cutover.yaml"),
+        repo("playbooks/params/dts-di-cutover.yaml"),
+    );
+    let mut child = a
+        .cmd(
+            &shared.url,
+            &[
+                "run",
+                &pb,
+                "--params",
+                &params,
+                "--yes",
+                "--sim",
+                "--lease",
+                "2s",
+                "--sim-log",
+                &a.log().to_string_lossy(),
+            ],
+        )
+        .env("USER", "alice")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // In the wait after the job's stop, before any terminate.
+    wait_until(&mut child, "the first status read", || {
+        log_of(&a.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+    });
+    let runs = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    // Alive: another host may not take it over.
+    let out = b
+        .cmd(&shared.url, &["resume", &run_id, "--yes", "--sim"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is held by host host-a (operator alice@"),
+        "{}",
+        text(&out)
+    );
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let before = log_of(&a.log()).len();
+    eventually("host B sees the stopped run interrupted", || {
+        json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap())[0]["status"]
+            == "interrupted"
+    });
+    let out = b
+        .cmd(
+            &shared.url,
+            &[
+                "resume",
+                &run_id,
+                "--yes",
+                "--sim",
+                "--sim-log",
+                &b.log().to_string_lossy(),
+            ],
+        )
+        .env("USER", "bob")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    signal("-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lost the lease of run"),
+        "{}",
+        text(&out)
+    );
+    // A sent nothing after the stop but what was already on the wire (a
+    // status read at most), and no call that changes anything.
+    let after = &log_of(&a.log())[before..];
+    assert!(after.len() <= 1, "host A went on: {after:?}");
+    for c in after {
+        assert_eq!(c.action.as_deref(), Some("DescribeDtsJobDetail"), "{c:?}");
+    }
+    assert!(
+        !log_of(&a.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("TerminateDISyncInstance")),
+        "host A terminated a node"
+    );
+    let seen = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
+    assert_eq!(seen[0]["status"], "succeeded");
+    assert_eq!(seen[0]["host"], "host-b");
+}
+
+/// `runbook cancel` on another host stops a live run through the journal:
+/// it ends `cancelled` (exit 5) at its next heartbeat, and is resumable
+/// from any host; a run that is not running cannot be cancelled.
+#[test]
+fn a_run_is_cancelled_from_another_host_through_the_journal_and_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = Shared::new(root.path());
+    let (a, b) = (
+        Host::new(root.path(), "host-a"),
+        Host::new(root.path(), "host-b"),
+    );
+    let (pb, params) = (
+        repo("playbooks/dts-di-cutover.yaml"),
+        repo("playbooks/params/dts-di-cutover.yaml"),
+    );
+    let mut child = a
+        .cmd(
+            &shared.url,
+            &[
+                "run",
+                &pb,
+                "--params",
+                &params,
+                "--yes",
+                "--sim",
+                "--lease",
+                "3s",
+                "--sim-log",
+                &a.log().to_string_lossy(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "the first status read", || {
+        log_of(&a.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+    });
+    let runs = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    let out = b.cmd(&shared.url, &["cancel", &run_id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(on host host-a) to stop"),
+        "{}",
+        text(&out)
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("asked this run to stop (runbook cancel)"),
+        "{}",
+        text(&out)
+    );
+    let seen = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
+    assert_eq!(seen[0]["status"], "cancelled");
+    assert!(
+        !log_of(&a.log())
+            .iter()
+            .any(|c| c.action.as_deref() == Some("TerminateDISyncInstance")),
+        "the cancelled run went on to the terminates"
+    );
+    let out = b.cmd(&shared.url, &["cancel", &run_id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let out = b
+        .cmd(&shared.url, &["resume", &run_id, "--yes", "--sim"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

@@ -24,6 +24,8 @@ pub(crate) struct CheckedFlags {
     pub(crate) run_timeout: Option<Duration>,
     /// `--not-before` and `--not-after`.
     pub(crate) window: crate::window::Bounds,
+    /// `--lease`.
+    pub(crate) lease: Duration,
 }
 
 impl CheckedFlags {
@@ -89,9 +91,11 @@ impl CheckedFlags {
                 "--not-after ({b}) is not after --not-before ({a}): the window they leave is empty"
             )));
         }
+        let lease = positive_duration("--lease", &exec.lease)?;
         Ok(CheckedFlags {
             run_timeout,
             window,
+            lease,
         })
     }
 

@@ -56,6 +56,8 @@ pub(crate) enum Command {
     Runs(runs::RunsArgs),
     /// Show one run from the journal, step by step.
     Show(runs::ShowArgs),
+    /// Ask a running run, on any host, to stop (through the journal).
+    Cancel(runs::CancelArgs),
     /// Write the report of a run for the change ticket (Markdown, JSON or HTML).
     Report(report::ReportArgs),
     /// Print the step graph as Graphviz dot or Mermaid.
@@ -96,6 +98,7 @@ fn exec(command: Command) -> Result<ExitCode, Error> {
         Command::Resume(args) => args.exec(),
         Command::Runs(args) => args.exec(),
         Command::Show(args) => args.exec(),
+        Command::Cancel(args) => args.exec(),
         Command::Report(args) => args.exec(),
         Command::Graph(args) => args.exec(),
         Command::Schema(args) => args.exec(),

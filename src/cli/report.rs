@@ -47,7 +47,11 @@ impl ReportArgs {
         let mut record = journal
             .load_run(&self.run_id)
             .map_err(super::runs::lookup_error)?;
-        record.run.status = observed_status(&self.state.dir(), &record.run);
+        record.run.status = observed_status(
+            &self.state.dir(),
+            &record.run,
+            crate::run::journal::now_ms(),
+        );
         let plan: Plan = serde_json::from_str(&record.plan_json).map_err(|e| {
             Error::new(
                 ExitCode::Internal,

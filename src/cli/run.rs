@@ -43,8 +43,8 @@ use crate::run::report::{self, ReportMode};
 use crate::run::run_report;
 use crate::run::world::{self, Restored};
 use crate::run::{
-    ApprovalDecision, FlagApprover, Journal, JournalUrl, Prior, RunOptions, RunStatus, RunSummary,
-    Runner, exit, resume,
+    ApprovalDecision, FlagApprover, Journal, JournalUrl, Prior, RunClaim, RunOptions, RunStatus,
+    RunSummary, Runner, exit, resume,
 };
 
 /// Output format of `run` and `resume`.
@@ -157,6 +157,12 @@ pub(crate) struct ExecArgs {
     /// `runbook resume` goes on from there.
     #[arg(long, value_name = "TIME")]
     pub(crate) not_after: Option<String>,
+    /// How long the run stays alive in the journal without a heartbeat
+    /// (it renews it every third of this): once it runs out, `runs` and
+    /// `show` on any host see the run as `interrupted` (a process on the
+    /// same host and state dir is seen at once through its lock).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub(crate) lease: String,
 }
 
 /// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
@@ -477,8 +483,27 @@ async fn execute(
         multi,
         interactive: asking(exec) == Asking::Terminal,
     };
+    // This process holds the run from now on, alive while it heartbeats.
+    let claim = RunClaim::here(approve::who(), target.describe(&plan), flags.lease);
+    journal
+        .claim_run(&run_id, &claim)
+        .await
+        .map_err(|e| match e {
+            crate::run::JournalError::Held { .. } => Error::new(ExitCode::Refused, e.to_string())
+                .with_hint("it is alive there: let it finish (or stop it there); if that process is gone, resume once its lease has run out"),
+            e => exit::journal_error(e),
+        })?;
     let cancel = CancellationToken::new();
     interrupts.cancel_on_signal(cancel.clone());
+    // `runbook cancel` from any host reaches the run through the journal.
+    let asked = cancel.clone();
+    let _heartbeat = journal.heartbeat(&run_id, &claim, move |by| {
+        eprintln!(
+            "note: {} asked this run to stop (runbook cancel); calls in flight finish, nothing new starts",
+            crate::safe_text::escape(by)
+        );
+        asked.cancel();
+    });
     if let Some(sim) = &target.sim {
         world::keep(&journal, &run_id, SimWorld(sim.simulator().clone()));
     }

@@ -4,17 +4,102 @@ use std::io::Write;
 
 use super::run::StateArgs;
 use crate::error::{Error, ExitCode};
+use crate::run::journal::RunRow;
 use crate::run::lock::observed_status;
-use crate::run::{AttemptKind, StepStatus};
+use crate::run::{AttemptKind, RunStatus, StepStatus};
 
-/// List the runs in the journal, newest first.
+/// List the runs in the journal, newest first: status as seen now (a run
+/// whose process is gone is `interrupted`), start, where it runs and who
+/// holds it.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct RunsArgs {
+    #[command(subcommand)]
+    command: Option<RunsCommand>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only runs with this status as seen now: running, interrupted,
+    /// succeeded, failed, cancelled, waiting_approval, rejected or window_closed.
+    #[arg(long, value_name = "STATUS")]
+    status: Option<String>,
+    /// Only runs of this playbook: its name, or the path it was run from.
+    #[arg(long, value_name = "NAME|PATH")]
+    playbook: Option<String>,
+    /// Only runs started in the last DURATION (e.g. `24h`, `7d`) or since
+    /// TIMESTAMP (e.g. `2026-11-01T00:00:00Z`).
+    #[arg(long, value_name = "DURATION|TIMESTAMP")]
+    since: Option<String>,
+    /// Only runs started or last resumed by me (`user@host`, as approvals
+    /// record it).
+    #[arg(long)]
+    mine: bool,
     #[command(flatten)]
     state: StateArgs,
+}
+
+/// What `runs` does besides listing.
+#[derive(Debug, clap::Subcommand)]
+enum RunsCommand {
+    /// Delete finished runs (succeeded, failed, cancelled, rejected, or
+    /// whose window closed) that ended longer ago than `--older-than`, with
+    /// their steps, attempts and events. A run that is not finished
+    /// (running, interrupted, waiting for an approval) is never deleted.
+    /// Approval rows are append-only and stay.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PruneArgs {
+    /// Age of the runs to delete, from when they ended (e.g. `90d`).
+    #[arg(long, value_name = "DURATION")]
+    older_than: String,
+    /// List what would be deleted, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// Ask a running run to stop, on whatever host it runs: the request goes
+/// through the journal, the run sees it at its next heartbeat (within a
+/// third of its `--lease`) and stops as Ctrl-C stops it: calls in flight
+/// finish, nothing new starts, it ends `cancelled` and `runbook resume`
+/// continues it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CancelArgs {
+    /// The run id (or a unique prefix), from `runbook runs`.
+    #[arg(value_parser = run_id_arg)]
+    run_id: String,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+impl CancelArgs {
+    pub(crate) fn exec(self) -> Result<ExitCode, Error> {
+        let journal = self.state.journal()?;
+        let rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
+        let id = rec.run.id;
+        match journal
+            .request_cancel(&id, &crate::run::approve::who())
+            .map_err(|e| {
+                Error::new(ExitCode::Internal, "cannot write the journal").with_source(e)
+            })? {
+            Some(host) => {
+                super::out(&format!(
+                    "asked run {id} (on host {host}) to stop; it stops at its next heartbeat and ends cancelled (resumable)\n"
+                ));
+                Ok(ExitCode::Ok)
+            }
+            None => Err(Error::new(
+                ExitCode::Refused,
+                format!(
+                    "run {id} is not running ({}): nothing to cancel",
+                    rec.run.status
+                ),
+            )),
+        }
+    }
 }
 
 /// Show one run step by step: approvals, steps, items and every attempt.
@@ -56,25 +141,93 @@ pub(crate) fn lookup_error(e: crate::run::JournalError) -> Error {
     }
 }
 
+/// An age: a duration (`30s`, `2h`) or days and weeks (`90d`, `2w`, a day
+/// being 24 hours).
+fn age(flag: &str, value: &str) -> Result<std::time::Duration, Error> {
+    if let Ok(d) = crate::duration::parse(value) {
+        return Ok(d);
+    }
+    value
+        .trim()
+        .parse::<jiff::Span>()
+        .ok()
+        .and_then(|span| {
+            span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+        })
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{flag}: `{value}` is not a duration (e.g. 12h, 7d, 90d)"
+            ))
+        })
+}
+
+/// Parses `--since`: a duration back from now, or a timestamp.
+fn since(value: &str) -> Result<jiff::Timestamp, Error> {
+    if let Ok(t) = value.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let back = age("--since", value).map_err(|_| {
+        Error::usage(format!(
+            "--since: `{value}` is neither a duration (e.g. 24h, 7d) nor a timestamp (e.g. 2026-11-01T00:00:00Z)"
+        ))
+    })?;
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::try_from(back).unwrap_or(jiff::SignedDuration::MAX))
+        .or_else(|_| Ok(jiff::Timestamp::MIN))
+}
+
+fn parse_status(value: &str) -> Result<RunStatus, Error> {
+    RunStatus::parse(value).ok_or_else(|| {
+        Error::usage(format!(
+            "--status: `{value}` is not a run status (one of {})",
+            RunStatus::ALL.map(RunStatus::as_str).join(", ")
+        ))
+    })
+}
+
+/// A run's header as JSON, as `runs --json` lists it.
+fn run_json(r: &RunRow) -> serde_json::Value {
+    serde_json::json!({"id": r.id, "name": r.name, "source": r.source, "digest": r.digest, "status": r.status,
+        "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at,
+        "host": r.holder.host, "operator": r.holder.operator, "target": r.holder.target,
+        "last_heartbeat": r.holder.last_heartbeat()})
+}
+
 impl RunsArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
+        if let Some(RunsCommand::Prune(prune)) = self.command {
+            return prune.exec();
+        }
+        let status = self.status.as_deref().map(parse_status).transpose()?;
+        let since = self.since.as_deref().map(since).transpose()?;
         let journal = self.state.journal()?;
         let mut runs = journal.list_runs().map_err(|e| {
             Error::new(ExitCode::Internal, "cannot read the journal").with_source(e)
         })?;
         let dir = self.state.dir();
+        let now = crate::run::journal::now_ms();
         for r in &mut runs {
-            r.status = observed_status(&dir, r);
+            r.status = observed_status(&dir, r, now);
         }
+        let me = crate::run::approve::who();
+        runs.retain(|r| {
+            status.is_none_or(|s| r.status == s)
+                && self
+                    .playbook
+                    .as_deref()
+                    .is_none_or(|p| r.name == p || r.source == p)
+                && since.is_none_or(|t| {
+                    r.created_at
+                        .parse::<jiff::Timestamp>()
+                        .is_ok_and(|c| c >= t)
+                })
+                && (!self.mine || r.holder.operator.as_deref() == Some(me.as_str()))
+        });
         let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
-            let rows: Vec<_> = runs
-                .iter()
-                .map(|r| {
-                    serde_json::json!({"id": r.id, "name": r.name, "source": r.source, "digest": r.digest, "status": r.status,
-                        "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at})
-                })
-                .collect();
+            let rows: Vec<_> = runs.iter().map(run_json).collect();
             let _ = writeln!(
                 out,
                 "{}",
@@ -88,16 +241,72 @@ impl RunsArgs {
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<16} {:<26} PLAYBOOK",
-            "RUN", "STATUS", "STARTED"
+            "{:<24} {:<16} {:<20} {:<16} {:<24} {:<40} PLAYBOOK",
+            "RUN", "STATUS", "STARTED", "HOST", "OPERATOR", "TARGET"
         );
         for r in runs {
+            let h = &r.holder;
+            let started = r.created_at.get(..19).unwrap_or(&r.created_at);
             let _ = writeln!(
                 out,
-                "{:<24} {:<16} {:<26} {} ({})",
-                r.id, r.status, r.created_at, r.name, r.source
+                "{:<24} {:<16} {:<20} {:<16} {:<24} {:<40} {} ({})",
+                r.id,
+                r.status,
+                started,
+                h.host.as_deref().unwrap_or("-"),
+                h.operator.as_deref().unwrap_or("-"),
+                h.target.as_deref().unwrap_or("-"),
+                r.name,
+                r.source
             );
+            if r.status == RunStatus::Interrupted
+                && let Some(beat) = h.last_heartbeat()
+            {
+                let _ = writeln!(out, "{:<24} last heartbeat {beat}", "");
+            }
         }
+        Ok(ExitCode::Ok)
+    }
+}
+
+impl PruneArgs {
+    fn exec(self) -> Result<ExitCode, Error> {
+        let age = age("--older-than", &self.older_than)?;
+        let cutoff = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(age).unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(jiff::Timestamp::MIN);
+        let journal = self.state.journal()?;
+        let runs = journal.list_runs().map_err(|e| {
+            Error::new(ExitCode::Internal, "cannot read the journal").with_source(e)
+        })?;
+        let old: Vec<String> = runs
+            .iter()
+            .filter(|r| r.status.is_finished())
+            .filter(|r| {
+                r.finished_at
+                    .as_deref()
+                    .and_then(|f| f.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|f| f < cutoff)
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        if !self.dry_run {
+            super::runtime()?
+                .block_on(journal.delete_runs(&old))
+                .map_err(|e| {
+                    Error::new(ExitCode::Internal, "cannot prune the journal").with_source(e)
+                })?;
+        }
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let mut text = format!("{verb} {} run(s) that ended before {cutoff}\n", old.len());
+        for id in &old {
+            text.push_str(&format!("  {id}\n"));
+        }
+        super::out(&text);
         Ok(ExitCode::Ok)
     }
 }
@@ -106,7 +315,8 @@ impl ShowArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
         let journal = self.state.journal()?;
         let mut rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
-        rec.run.status = observed_status(&self.state.dir(), &rec.run);
+        rec.run.status =
+            observed_status(&self.state.dir(), &rec.run, crate::run::journal::now_ms());
         let reported = serde_json::from_str::<crate::plan::Plan>(&rec.plan_json)
             .map(|plan| crate::run::run_report::reported(&plan, &rec))
             .unwrap_or_default();
@@ -115,6 +325,8 @@ impl ShowArgs {
             let value = serde_json::json!({
                 "id": rec.run.id, "name": rec.run.name, "source": rec.run.source, "digest": rec.run.digest,
                 "status": rec.run.status, "created_at": rec.run.created_at, "finished_at": rec.run.finished_at,
+                "host": rec.run.holder.host, "operator": rec.run.holder.operator, "target": rec.run.holder.target,
+                "last_heartbeat": rec.run.holder.last_heartbeat(),
                 "approvals": rec.approvals.iter().map(|a| serde_json::json!({"step": a.step_id, "by": a.approved_by, "method": a.method, "digest": a.digest, "at": a.at})).collect::<Vec<_>>(),
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
@@ -136,6 +348,16 @@ impl ShowArgs {
             r.created_at,
             r.finished_at.as_deref().unwrap_or("-")
         );
+        if let (Some(host), Some(operator)) = (&r.holder.host, &r.holder.operator) {
+            let _ = writeln!(
+                out,
+                "host: {host}   operator: {operator}   last heartbeat: {}",
+                r.holder.last_heartbeat().as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(target) = &r.holder.target {
+            let _ = writeln!(out, "target: {target}");
+        }
         let _ = writeln!(out, "plan digest: {}", r.digest);
         for a in &rec.approvals {
             let what = a

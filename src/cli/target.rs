@@ -113,6 +113,33 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// Where the calls go, for `runs`: `simulator` or `cloud`, the regions
+    /// and the account's fingerprint.
+    pub(crate) fn describe(&self, plan: &crate::plan::Plan) -> String {
+        let mut regions: Vec<&str> = plan
+            .steps
+            .iter()
+            .map(|s| s.region.as_str())
+            .filter(|r| !r.is_empty())
+            .collect();
+        regions.sort_unstable();
+        regions.dedup();
+        let mut text = if self.sim.is_some() {
+            "simulator"
+        } else {
+            "cloud"
+        }
+        .to_owned();
+        if !regions.is_empty() {
+            text.push(' ');
+            text.push_str(&regions.join(","));
+        }
+        if let Some(account) = &self.account {
+            text.push_str(&format!(" account {account}"));
+        }
+        text
+    }
+
     /// Sets up the client (starting the simulator with `--sim`), signing
     /// every call (STS's included) with `signature`, the plan's.
     pub(crate) async fn connect(

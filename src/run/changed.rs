@@ -169,6 +169,7 @@ mod tests {
                 created_at: "2026-01-01T00:00:00Z".into(),
                 updated_at: "2026-01-01T00:00:00Z".into(),
                 finished_at: None,
+                holder: crate::run::journal::RunHolder::default(),
             },
             plan_json: String::new(),
             options_json: String::new(),

@@ -99,6 +99,27 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
+    /// Another live process holds the run (its lease has not run out).
+    #[error(
+        "run {run} is held by host {host} (operator {operator}) until its lease runs out at {until}"
+    )]
+    Held {
+        /// The run.
+        run: String,
+        /// Its holder's host.
+        host: String,
+        /// Its holder's operator.
+        operator: String,
+        /// When its lease runs out without a heartbeat.
+        until: String,
+    },
+    /// This process no longer holds its run's lease: it ran out (the
+    /// process was stopped or starved longer than the lease), or another
+    /// process took the run over. Nothing more is sent.
+    #[error(
+        "this process lost the lease of run {0} (it ran out, or another process took the run over); nothing more is sent"
+    )]
+    LeaseLost(String),
     /// The writer thread is gone (an earlier write failed).
     #[error("the journal writer stopped after a failed write; no further calls are sent")]
     WriterGone,
@@ -212,7 +233,27 @@ CREATE TABLE schema_version (version INTEGER NOT NULL);
 
 /// The steps that build the schema: `MIGRATIONS[i]` takes a journal from
 /// version `i` to `i + 1` (see the module doc).
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3: a request to stop a run, from any host (`runbook cancel`):
+/// who asked and when.
+const V3: &str = "ALTER TABLE runs ADD COLUMN cancel_requested TEXT;";
+
+/// Version 2: who holds a run (host, operator, the holding process), where
+/// it goes (target), its liveness (last heartbeat, lease length, in ms
+/// since the epoch), and approval rows made append-only in the database.
+const V2: &str = "
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN operator TEXT;
+ALTER TABLE runs ADD COLUMN target TEXT;
+ALTER TABLE runs ADD COLUMN holder TEXT;
+ALTER TABLE runs ADD COLUMN heartbeat_ms INTEGER;
+ALTER TABLE runs ADD COLUMN lease_ms INTEGER;
+CREATE TRIGGER approvals_no_update BEFORE UPDATE ON approvals
+BEGIN SELECT RAISE(ABORT, 'journal table approvals is append-only'); END;
+CREATE TRIGGER approvals_no_delete BEFORE DELETE ON approvals
+BEGIN SELECT RAISE(ABORT, 'journal table approvals is append-only'); END;
+";
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -232,6 +273,10 @@ struct Op {
     /// The attempt whose answer this write records: the ledger learns
     /// whether it reached the database.
     answer_of: Option<String>,
+    /// Fenced by the run's lease: a write that changes no row (the lease
+    /// ran out, or another process took the run over) fails its whole
+    /// commit, and the journal stops (see [`Journal::claim_run`]).
+    fenced: bool,
 }
 
 /// What [`Journal::keep_world`] saves with every commit: the world of the
@@ -379,9 +424,79 @@ enum Reader {
     Postgres(mpsc::Sender<ReadReq>),
 }
 
+/// A process's hold on a run (see [`Journal::claim_run`]).
+#[derive(Clone, Debug)]
+pub struct RunClaim {
+    /// This host's name.
+    pub host: String,
+    /// `user@host`.
+    pub operator: String,
+    /// Where the calls go.
+    pub target: String,
+    /// Unique to this process and claim.
+    pub holder: String,
+    /// How long the run stays alive without a heartbeat.
+    pub lease: std::time::Duration,
+}
+
+impl RunClaim {
+    /// A claim by this process, on this host (`RUNBOOK_HOST`, else the
+    /// host name).
+    pub fn here(operator: String, target: String, lease: std::time::Duration) -> RunClaim {
+        let host = host_name();
+        let holder = format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        RunClaim {
+            host,
+            operator,
+            target,
+            holder,
+            lease,
+        }
+    }
+}
+
+/// This host's name as the journal records it: `RUNBOOK_HOST`, else the
+/// kernel's host name.
+pub fn host_name() -> String {
+    std::env::var("RUNBOOK_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Keeps a run's lease renewed while it lives ([`Journal::heartbeat`]).
+#[derive(Debug)]
+pub struct Heartbeat {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Handle to the journal: cheap to clone, shared by all step tasks.
 #[derive(Clone)]
 pub struct Journal {
+    /// The run this process holds (id, holder), once claimed: every intent
+    /// of a call is then fenced by its lease.
+    held: Arc<Mutex<Option<(String, String)>>>,
+    /// Until when (ms since the epoch) this process's lease is known to be
+    /// valid: its last committed heartbeat plus the lease length
+    /// (`i64::MAX` until a run is claimed).
+    lease_until: Arc<std::sync::atomic::AtomicI64>,
     url: Arc<JournalUrl>,
     reader: Arc<Reader>,
     tx: mpsc::Sender<Op>,
@@ -472,6 +587,43 @@ pub struct StepRow {
     pub finished_at: Option<String>,
 }
 
+/// Who holds a run, where it goes and whether it is alive (all `None` in
+/// rows from before schema version 2).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunHolder {
+    /// The host that runs (or last ran) it: `RUNBOOK_HOST`, else the host name.
+    pub host: Option<String>,
+    /// Who started (or last resumed) it, `user@host`.
+    pub operator: Option<String>,
+    /// Where its calls go: `simulator` or `cloud`, with the account
+    /// fingerprint.
+    pub target: Option<String>,
+    /// Last heartbeat, ms since the epoch.
+    pub heartbeat_ms: Option<i64>,
+    /// Lease length, ms: alive until `heartbeat_ms + lease_ms`.
+    pub lease_ms: Option<i64>,
+}
+
+impl RunHolder {
+    /// When its lease runs out without a new heartbeat (ms since the epoch).
+    pub fn lease_until_ms(&self) -> Option<i64> {
+        Some(self.heartbeat_ms?.saturating_add(self.lease_ms?))
+    }
+
+    /// The last heartbeat as a timestamp.
+    pub fn last_heartbeat(&self) -> Option<String> {
+        let ms = self.heartbeat_ms?;
+        jiff::Timestamp::from_millisecond(ms)
+            .ok()
+            .map(|t| t.to_string())
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
 /// A run's header row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRow {
@@ -492,6 +644,8 @@ pub struct RunRow {
     pub updated_at: String,
     /// End time.
     pub finished_at: Option<String>,
+    /// Holder, target and liveness.
+    pub holder: RunHolder,
 }
 
 /// An approval, as stored.
@@ -642,6 +796,8 @@ impl Journal {
             })?;
         ready_rx.recv().map_err(|_| JournalError::WriterGone)??;
         Ok(Journal {
+            held: Arc::new(Mutex::new(None)),
+            lease_until: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
             url: Arc::new(url.clone()),
             reader: Arc::new(reader),
             tx,
@@ -709,13 +865,14 @@ impl Journal {
             ack: None,
             durable: false,
             answer_of,
+            fenced: false,
         });
     }
 
     /// Queues a write and waits until it is committed: durable against a
     /// crash of this process (WAL, `synchronous = NORMAL`).
     async fn send_acked(&self, sql: &'static str, args: Vec<Val>) -> Result<(), JournalError> {
-        self.send_waiting(sql, args, false).await
+        self.send_waiting(sql, args, false, false).await
     }
 
     /// Queues a write and waits until it is committed and, with `durable`,
@@ -726,6 +883,7 @@ impl Journal {
         sql: &'static str,
         args: Vec<Val>,
         durable: bool,
+        fenced: bool,
     ) -> Result<(), JournalError> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(JournalError::WriterGone);
@@ -738,10 +896,21 @@ impl Journal {
                 ack: Some(ack),
                 durable,
                 answer_of: None,
+                fenced,
             })
             .map_err(|_| JournalError::WriterGone)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.starts_with(FENCED) => {
+                let run = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .map(|(run, _)| run.clone())
+                    .unwrap_or_default();
+                Err(JournalError::LeaseLost(run))
+            }
             _ => Err(JournalError::WriterGone),
         }
     }
@@ -762,6 +931,7 @@ impl Journal {
             ack: Some(ack),
             durable: false,
             answer_of: None,
+            fenced: false,
         };
         if self.tx.send(op).is_ok() {
             let _ = done.await;
@@ -800,6 +970,180 @@ impl Journal {
             vec![id.sv(), status.as_str().sv(), t.sv(), fin],
         )
         .await
+    }
+
+    /// Takes run `id` over for this process (`claim.holder`, unique to it)
+    /// on `claim.host`, for `claim.operator`, against `claim.target`,
+    /// alive for `claim.lease` from now; [`Journal::heartbeat`] keeps it
+    /// alive. Refused ([`JournalError::Held`]) while another process holds
+    /// it: its lease has not run out and it is on another host (on this
+    /// host, the plan's lock, which the caller holds, already shows that
+    /// process gone). One conditional statement, so two processes taking
+    /// an expired run over at once cannot both succeed. From then on every
+    /// intent of a call this journal records for the run is fenced: it is
+    /// committed only if this process's lease is valid at that moment.
+    pub async fn claim_run(&self, id: &str, claim: &RunClaim) -> Result<(), JournalError> {
+        let at = now_ms();
+        let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX);
+        let taken = self.query(
+            "UPDATE runs SET host = ?2, operator = ?3, target = ?4, holder = ?5, heartbeat_ms = ?6, lease_ms = ?7, updated_at = ?8
+             WHERE id = ?1 AND (holder IS NULL OR holder = ?5 OR host = ?2 OR status <> 'running'
+                                OR heartbeat_ms IS NULL OR lease_ms IS NULL OR heartbeat_ms + lease_ms < ?6)
+             RETURNING id",
+            vec![
+                id.sv(),
+                claim.host.as_str().sv(),
+                claim.operator.as_str().sv(),
+                claim.target.as_str().sv(),
+                claim.holder.as_str().sv(),
+                at.sv(),
+                lease.sv(),
+                now().sv(),
+            ],
+        )?;
+        if taken.is_empty() {
+            let run = self.load_run(id)?.run;
+            let until = run.holder.lease_until_ms();
+            return Err(JournalError::Held {
+                run: run.id,
+                host: run.holder.host.unwrap_or_else(|| "?".to_owned()),
+                operator: run.holder.operator.unwrap_or_else(|| "?".to_owned()),
+                until: until
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .map_or_else(|| "?".to_owned(), |t| t.to_string()),
+            });
+        }
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((id.to_owned(), claim.holder.clone()));
+        self.lease_until
+            .store(at.saturating_add(lease), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether this process's lease is known to be valid now; once it is
+    /// not, the journal stops (nothing more is sent).
+    fn lease_valid(&self, run_id: &str) -> Result<(), JournalError> {
+        if now_ms() <= self.lease_until.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let e = JournalError::LeaseLost(run_id.to_owned());
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            tracing::error!("{e}");
+            self.ledger.write_failed(&e.to_string());
+        }
+        Err(e)
+    }
+
+    /// Asks run `id` to stop (`runbook cancel`), from any host: its
+    /// holder sees the request at its next heartbeat and cancels as Ctrl-C
+    /// does. `by` (who asked) is recorded. `None` when the run is not
+    /// `running`; else the host that holds it.
+    pub fn request_cancel(&self, id: &str, by: &str) -> Result<Option<String>, JournalError> {
+        let rows = self.query(
+            "UPDATE runs SET cancel_requested = ?2 WHERE id = ?1 AND status = 'running' RETURNING host",
+            vec![id.sv(), format!("{by} at {}", now()).sv()],
+        )?;
+        Ok(rows.first().map(|r| {
+            r.opt_text(0)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "?".to_owned())
+        }))
+    }
+
+    /// Renews the lease of run `id` every third of `claim.lease` while the
+    /// returned guard lives (and this process holds the run). Not awaited:
+    /// a heartbeat rides along with the next group commit. After each
+    /// heartbeat it looks for a cancel request ([`Journal::request_cancel`])
+    /// and, once there is one, calls `on_cancel` (once).
+    pub fn heartbeat(
+        &self,
+        id: &str,
+        claim: &RunClaim,
+        on_cancel: impl Fn(&str) + Send + 'static,
+    ) -> Heartbeat {
+        let journal = self.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let tx = self.tx.clone();
+        let lease_until = Arc::clone(&self.lease_until);
+        let (id, holder) = (id.to_owned(), claim.holder.clone());
+        let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX);
+        let every = (claim.lease / 3).max(std::time::Duration::from_millis(50));
+        let _ = std::thread::Builder::new()
+            .name("journal-heartbeat".to_owned())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(25).min(every);
+                let mut next = std::time::Instant::now() + every;
+                while !stopped.load(Ordering::SeqCst) {
+                    std::thread::sleep(tick);
+                    if std::time::Instant::now() < next {
+                        continue;
+                    }
+                    next = std::time::Instant::now() + every;
+                    let beat = now_ms();
+                    let (ack, done) = oneshot::channel();
+                    // Fenced: once another process holds the run, this
+                    // changes no row and the journal stops.
+                    let op = Op {
+                        sql: "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1 AND holder = ?3",
+                        args: vec![id.as_str().sv(), beat.sv(), holder.as_str().sv()],
+                        ack: Some(ack),
+                        durable: false,
+                        answer_of: None,
+                        fenced: true,
+                    };
+                    if tx.send(op).is_err() {
+                        break;
+                    }
+                    match done.blocking_recv() {
+                        Ok(Ok(())) => {
+                            lease_until.fetch_max(beat.saturating_add(lease), Ordering::SeqCst);
+                        }
+                        _ => break,
+                    }
+                    let asked = journal
+                        .query(
+                            "SELECT cancel_requested FROM runs WHERE id = ?1",
+                            vec![id.as_str().sv()],
+                        )
+                        .ok()
+                        .and_then(|rows| rows.first().and_then(|r| r.opt_text(0).ok().flatten()));
+                    if let Some(by) = asked {
+                        on_cancel(&by);
+                        // Asked once is enough: the run is stopping.
+                        let _ = journal.query(
+                            "UPDATE runs SET cancel_requested = NULL WHERE id = ?1 RETURNING id",
+                            vec![id.as_str().sv()],
+                        );
+                    }
+                }
+            });
+        Heartbeat { stop }
+    }
+
+    /// Deletes finished runs `ids` with their steps, units, attempts,
+    /// events and saved worlds (never a run that is still `running` or
+    /// waiting: checked in the statement itself). Approval rows are
+    /// append-only and stay. The run row goes last, so an interrupted prune
+    /// leaves the run listed, to be pruned again.
+    pub async fn delete_runs(&self, ids: &[String]) -> Result<(), JournalError> {
+        for id in ids {
+            for sql in [
+                "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+                "DELETE FROM attempts WHERE run_id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+                "DELETE FROM units WHERE run_id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+                "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+                "DELETE FROM worlds WHERE run_id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+                "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE id = ?1 AND status NOT IN ('running', 'waiting_approval') AND finished_at IS NOT NULL)",
+            ] {
+                self.send(sql, vec![id.as_str().sv()]);
+            }
+        }
+        self.flush().await
     }
 
     /// Replaces the options a run was started with (a resume against another target).
@@ -929,9 +1273,15 @@ impl Journal {
         request_json: String,
         durable: bool,
     ) -> Result<(), JournalError> {
-        let sql = "INSERT INTO attempts (key, run_id, step_id, item, attempt, kind, action, risk, request_json, sent_at, outcome)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')";
-        let args = vec![
+        // Sent only while this process's lease is valid (see `claim_run`).
+        self.lease_valid(run_id)?;
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|(run, _)| run == run_id);
+        let mut args = vec![
             key.sv(),
             run_id.sv(),
             step.sv(),
@@ -943,8 +1293,26 @@ impl Journal {
             request_json.sv(),
             now().sv(),
         ];
+        let sql = match (&held, durable) {
+            // The intent of a mutating call is committed only under a lease
+            // valid at that moment, checked in the same statement.
+            (Some((_, holder)), true) => {
+                args.extend([holder.as_str().sv(), now_ms().sv()]);
+                "INSERT INTO attempts (key, run_id, step_id, item, attempt, kind, action, risk, request_json, sent_at, outcome)
+                 SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS BIGINT), CAST(?5 AS BIGINT), CAST(?6 AS TEXT),
+                        CAST(?7 AS TEXT), CAST(?8 AS TEXT), CAST(?9 AS TEXT), CAST(?10 AS TEXT), 'pending'
+                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?2 AND holder = ?11 AND heartbeat_ms + lease_ms >= ?12)"
+            }
+            _ => {
+                "INSERT INTO attempts (key, run_id, step_id, item, attempt, kind, action, risk, request_json, sent_at, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')"
+            }
+        };
         if durable {
-            self.send_waiting(sql, args, true).await?;
+            self.send_waiting(sql, args, true, held.is_some()).await?;
+            // Stopped between the commit and here past the lease: the
+            // intent stands (a resume checks the call), the call is not sent.
+            self.lease_valid(run_id)?;
             self.ledger.sent(
                 key,
                 SentCall {
@@ -1085,7 +1453,7 @@ impl Journal {
         let r = header
             .first()
             .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
-        let (run, plan_json, options_json) = (run_row(r)?, r.text(8)?, r.text(9)?);
+        let (run, plan_json, options_json) = (run_row(r)?, r.text(13)?, r.text(14)?);
         let approvals = self
             .query(
                 "SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid",
@@ -1220,7 +1588,7 @@ impl Journal {
 }
 
 /// The columns of a [`RunRow`], in [`run_row`]'s order.
-const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at";
+const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at, host, operator, target, heartbeat_ms, lease_ms";
 
 fn run_row(r: &Row) -> Result<RunRow, JournalError> {
     Ok(RunRow {
@@ -1232,6 +1600,13 @@ fn run_row(r: &Row) -> Result<RunRow, JournalError> {
         created_at: r.text(5)?,
         updated_at: r.text(6)?,
         finished_at: r.opt_text(7)?,
+        holder: RunHolder {
+            host: r.opt_text(8)?,
+            operator: r.opt_text(9)?,
+            target: r.opt_text(10)?,
+            heartbeat_ms: r.opt_int(11)?,
+            lease_ms: r.opt_int(12)?,
+        },
     })
 }
 
@@ -1333,6 +1708,9 @@ enum WriterConn {
     Postgres(Box<pg::Session>),
 }
 
+/// How a commit fails when a fenced write changed no row.
+const FENCED: &str = "lease lost";
+
 /// Saves the kept world (see [`Journal::keep_world`]).
 const SAVE_WORLD: &str = "INSERT INTO worlds (run_id, world_json, at) VALUES (?1, ?2, ?3)
      ON CONFLICT (run_id) DO UPDATE SET world_json = ?2, at = ?3";
@@ -1355,8 +1733,17 @@ impl WriterConn {
         let writes = batch
             .iter()
             .filter(|op| op.sql != "SELECT 1")
-            .map(|op| (op.sql, op.args.as_slice()))
-            .chain(world.as_deref().map(|args| (SAVE_WORLD, args)));
+            .map(|op| (op.sql, op.args.as_slice(), op.fenced))
+            .chain(world.as_deref().map(|args| (SAVE_WORLD, args, false)));
+        let fence = |fenced: bool, changed: u64| {
+            if fenced && changed == 0 {
+                Err(format!(
+                    "{FENCED}: the run's lease ran out or another process took the run over"
+                ))
+            } else {
+                Ok(())
+            }
+        };
         match self {
             WriterConn::Sqlite { conn, synced } => {
                 // Only batches holding a write that must survive a power
@@ -1370,16 +1757,16 @@ impl WriterConn {
                     *synced = durable;
                 }
                 let tx = conn.transaction().map_err(|e| e.to_string())?;
-                for (sql, args) in writes {
+                for (sql, args, fenced) in writes {
                     let mut stmt = tx.prepare_cached(sql).map_err(|e| e.to_string())?;
-                    stmt.execute(rusqlite::params_from_iter(args.iter()))
+                    let changed = stmt
+                        .execute(rusqlite::params_from_iter(args.iter()))
                         .map_err(|e| e.to_string())?;
+                    fence(fenced, u64::try_from(changed).unwrap_or(u64::MAX))?;
                 }
                 tx.commit().map_err(|e| e.to_string())
             }
-            WriterConn::Postgres(session) => {
-                session.commit(writes, durable).map_err(|e| e.to_string())
-            }
+            WriterConn::Postgres(session) => session.commit(writes, durable, fence),
         }
     }
 }

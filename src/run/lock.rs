@@ -107,34 +107,70 @@ impl RunLock {
     }
 }
 
-/// Whether a live process holds the run: its plan's lock is held, and its
-/// holder is this run (or has not named its run yet).
-fn is_alive(state_dir: &Path, digest: &str, run_id: &str) -> bool {
+/// What this state dir's plan lock says about a run.
+#[derive(Debug, PartialEq, Eq)]
+enum Local {
+    /// A live process here holds the plan's lock for it (or has not named
+    /// its run yet).
+    Alive,
+    /// It was held here for this run, and no process holds it any more.
+    Gone,
+    /// This state dir does not know (no lock file, or it is another run's):
+    /// the run may be alive on another host.
+    Unknown,
+}
+
+fn probe(state_dir: &Path, digest: &str, run_id: &str) -> Local {
     let path = path(state_dir, digest);
     let Ok(file) = File::open(&path) else {
-        return false;
+        return Local::Unknown;
+    };
+    let holder = || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.split_whitespace()
+            .skip_while(|w| *w != "run")
+            .nth(1)
+            .map(str::to_owned)
     };
     match file.try_lock_shared() {
-        Ok(()) => false,
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            match holder.split_whitespace().skip_while(|w| *w != "run").nth(1) {
-                Some(holder_run) => holder_run == run_id,
-                None => true,
-            }
-        }
+        Ok(()) if holder().as_deref() == Some(run_id) => Local::Gone,
+        Ok(()) => Local::Unknown,
+        Err(std::fs::TryLockError::WouldBlock) => match holder() {
+            Some(holder_run) if holder_run != run_id => Local::Unknown,
+            _ => Local::Alive,
+        },
         // Cannot tell: say what the journal says.
-        Err(std::fs::TryLockError::Error(_)) => true,
+        Err(std::fs::TryLockError::Error(_)) => Local::Alive,
     }
 }
 
 /// A run's status as the user should see it: the stored one, except that a
 /// `running` run that no live process holds is [`RunStatus::Interrupted`].
-pub fn observed_status(state_dir: &Path, run: &RunRow) -> RunStatus {
-    if run.status == RunStatus::Running && !is_alive(state_dir, &run.digest, &run.id) {
-        RunStatus::Interrupted
+/// A process on this host is seen through the plan's lock at once; one on
+/// another host (a shared journal) through its heartbeat: gone once its
+/// lease (last heartbeat + lease length) has run out at `now_ms`.
+pub fn observed_status(state_dir: &Path, run: &RunRow, now_ms: i64) -> RunStatus {
+    if run.status != RunStatus::Running {
+        return run.status;
+    }
+    // The lock here speaks only for a run last held from this host.
+    let elsewhere = run
+        .holder
+        .host
+        .as_deref()
+        .is_some_and(|h| h != super::journal::host_name());
+    let local = if elsewhere {
+        Local::Unknown
     } else {
-        run.status
+        probe(state_dir, &run.digest, &run.id)
+    };
+    match local {
+        Local::Alive => RunStatus::Running,
+        Local::Gone => RunStatus::Interrupted,
+        Local::Unknown => match run.holder.lease_until_ms() {
+            Some(until) if now_ms <= until => RunStatus::Running,
+            _ => RunStatus::Interrupted,
+        },
     }
 }
 
@@ -152,6 +188,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             finished_at: None,
+            holder: super::super::journal::RunHolder::default(),
         }
     }
 
@@ -161,17 +198,17 @@ mod tests {
         let state = dir.path();
         let r1 = row("r1", RunStatus::Running);
         // Never locked: no process ever held it.
-        assert_eq!(observed_status(state, &r1), RunStatus::Interrupted);
+        assert_eq!(observed_status(state, &r1, 0), RunStatus::Interrupted);
         let lock = RunLock::acquire(state, "d1", None).unwrap();
         assert_eq!(
-            observed_status(state, &r1),
+            observed_status(state, &r1, 0),
             RunStatus::Running,
             "unnamed holder"
         );
         lock.claim("r1");
-        assert_eq!(observed_status(state, &r1), RunStatus::Running);
+        assert_eq!(observed_status(state, &r1, 0), RunStatus::Running);
         assert_eq!(
-            observed_status(state, &row("r0", RunStatus::Running)),
+            observed_status(state, &row("r0", RunStatus::Running), 0),
             RunStatus::Interrupted,
             "the lock is held for another run of the same plan"
         );
@@ -180,14 +217,40 @@ mod tests {
             Err(LockError::Held { holder }) if holder == format!("pid {} run r1", std::process::id())
         ));
         drop(lock);
-        assert_eq!(observed_status(state, &r1), RunStatus::Interrupted);
+        assert_eq!(observed_status(state, &r1, 0), RunStatus::Interrupted);
         for s in RunStatus::ALL
             .into_iter()
             .filter(|s| *s != RunStatus::Running)
         {
-            assert_eq!(observed_status(state, &row("r1", s)), s);
+            assert_eq!(observed_status(state, &row("r1", s), 0), s);
         }
         // The probe leaves the lock free.
         RunLock::acquire(state, "d1", Some("r1")).unwrap();
+    }
+
+    #[test]
+    fn a_run_held_on_another_host_is_alive_while_its_lease_lasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let mut r = row("r9", RunStatus::Running);
+        r.holder = super::super::journal::RunHolder {
+            host: Some("host-b".to_owned()),
+            heartbeat_ms: Some(1_000),
+            lease_ms: Some(500),
+            ..Default::default()
+        };
+        assert_eq!(observed_status(state, &r, 1_500), RunStatus::Running);
+        assert_eq!(observed_status(state, &r, 1_501), RunStatus::Interrupted);
+        // Another run of the plan holds the lock here: the lease decides.
+        let lock = RunLock::acquire(state, "d1", Some("r8")).unwrap();
+        assert_eq!(observed_status(state, &r, 1_200), RunStatus::Running);
+        drop(lock);
+        // A lock here for it (a refused resume took it) says nothing of a
+        // run held on another host.
+        drop(RunLock::acquire(state, "d1", Some("r9")).unwrap());
+        assert_eq!(observed_status(state, &r, 1_200), RunStatus::Running);
+        // It ran here and its process is gone: known at once, lease or not.
+        r.holder.host = Some(super::super::journal::host_name());
+        assert_eq!(observed_status(state, &r, 1_200), RunStatus::Interrupted);
     }
 }

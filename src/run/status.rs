@@ -68,6 +68,15 @@ impl RunStatus {
     pub fn parse(s: &str) -> Option<RunStatus> {
         RunStatus::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// Whether the run has ended (as stored): not running, not
+    /// interrupted, not waiting for an approval. Only such runs are pruned.
+    pub fn is_finished(self) -> bool {
+        !matches!(
+            self,
+            RunStatus::Running | RunStatus::Interrupted | RunStatus::WaitingApproval
+        )
+    }
 }
 
 impl fmt::Display for RunStatus {

@@ -509,7 +509,22 @@ CREATE TABLE worlds (
 
 /// `MIGRATIONS[i]` takes a PostgreSQL journal from version `i` to `i + 1`;
 /// versions count alike on both backends (see the journal's module doc).
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3 (see the SQLite one): cancel requests.
+const V3: &str = "ALTER TABLE runs ADD COLUMN cancel_requested TEXT;";
+
+/// Version 2 (see the SQLite one): holder, target and liveness of runs.
+/// Approvals are append-only since version 1 here.
+const V2: &str = "
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN operator TEXT;
+ALTER TABLE runs ADD COLUMN target TEXT;
+ALTER TABLE runs ADD COLUMN holder TEXT;
+ALTER TABLE runs ADD COLUMN heartbeat_ms BIGINT;
+ALTER TABLE runs ADD COLUMN lease_ms BIGINT;
+CREATE INDEX runs_created ON runs (created_at);
+";
 
 /// Key of the advisory lock that serializes migrations across processes.
 const MIGRATION_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
@@ -607,26 +622,31 @@ impl Session {
     /// does not wait for the server's WAL flush (`synchronous_commit =
     /// off`): it survives a crash of this process, not of the server, as
     /// SQLite's `synchronous = NORMAL` does.
+    /// `fence(fenced, rows changed)` refuses a write (and so the commit).
     pub(crate) fn commit<'a>(
         &mut self,
-        writes: impl Iterator<Item = (&'a str, &'a [Val])>,
+        writes: impl Iterator<Item = (&'a str, &'a [Val], bool)>,
         durable: bool,
-    ) -> Result<(), postgres::Error> {
-        let writes: Vec<(&str, &[Val])> = writes.collect();
+        fence: impl Fn(bool, u64) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let db = |e: postgres::Error| e.to_string();
+        let writes: Vec<(&str, &[Val], bool)> = writes.collect();
         let mut prepared = Vec::with_capacity(writes.len());
-        for (sql, args) in &writes {
-            prepared.push((self.statement(sql)?, *args));
+        for (sql, args, fenced) in &writes {
+            prepared.push((self.statement(sql).map_err(db)?, *args, *fenced));
         }
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.client.transaction().map_err(db)?;
         if !durable {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .map_err(db)?;
         }
-        for (stmt, args) in prepared {
+        for (stmt, args, fenced) in prepared {
             let params: Vec<&(dyn ToSql + Sync)> =
                 args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            tx.execute(&stmt, &params)?;
+            let changed = tx.execute(&stmt, &params).map_err(db)?;
+            fence(fenced, changed)?;
         }
-        tx.commit()
+        tx.commit().map_err(db)
     }
 
     /// Runs a query and returns every row as values.
