@@ -25,6 +25,8 @@
 //! - [`run`]: executes a `Plan` against a `CloudApi`: scheduler, retries, waits,
 //!   the SQLite journal, resume, events, the terminal view and the run report
 //!   for the change ticket. Never sees a `Playbook`.
+//! - [`notify`]: notifications of a run (webhook, DingTalk, Slack), retried
+//!   and never fatal. Uses `plan` and `run`.
 //! - [`sim`]: the local simulator of the DataWorks and DTS APIs. Uses only `cloud`.
 //! - [`window`]: change windows (slots in a time zone, blackout dates,
 //!   `--not-before`/`--not-after`) as a pure function of the time.
@@ -37,6 +39,7 @@ pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod markdown;
+pub mod notify;
 pub mod plan;
 pub mod playbook;
 pub mod run;

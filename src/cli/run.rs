@@ -36,6 +36,7 @@ use super::checks::CheckedFlags;
 use super::interrupt::Interrupts;
 use super::target::{SimWorld, Target, TargetArgs};
 use crate::error::{Error, ExitCode};
+use crate::notify::{Notification, Notifier};
 use crate::plan::Plan;
 use crate::run::approve::{self, Asking, PlanGate};
 use crate::run::launch::{self, StoredOptions};
@@ -163,6 +164,14 @@ pub(crate) struct ExecArgs {
     /// same host and state dir is seen at once through its lock).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub(crate) lease: String,
+    /// Also notify KIND:URL of every event (approval needed, failed,
+    /// succeeded, cancelled, window closed), beside the playbook's `notify`;
+    /// KIND is `webhook` (JSON POST), `dingtalk` (custom robot) or `slack`
+    /// (incoming webhook). Repeatable. Not journaled, as a URL may hold a
+    /// token: give it again on `resume`. A notification that cannot be
+    /// delivered is retried, journaled and shown; it never fails the run.
+    #[arg(long = "notify", value_name = "KIND:URL")]
+    pub(crate) notify: Vec<crate::notify::FlagTarget>,
 }
 
 /// Run a playbook (or a saved plan) against Alibaba Cloud or the simulator.
@@ -493,6 +502,14 @@ async fn execute(
                 .with_hint("it is alive there: let it finish (or stop it there); if that process is gone, resume once its lease has run out"),
             e => exit::journal_error(e),
         })?;
+    let (notifier, unusable) = Notifier::new(&plan.notify, &exec.notify);
+    for u in &unusable {
+        eprintln!(
+            "warning: {} notifications cannot be sent: {}",
+            u.kind,
+            crate::safe_text::escape(&u.reason)
+        );
+    }
     let cancel = CancellationToken::new();
     interrupts.cancel_on_signal(cancel.clone());
     // `runbook cancel` from any host reaches the run through the journal.
@@ -535,6 +552,7 @@ async fn execute(
         Ok(summary) => summary,
         Err(e) => return Err(exit::failed_mid_run(e, &ledger, &run_id).await),
     };
+    notify_finished(&notifier, &ledger, &plan, &run_id).await;
     if exec.output == OutputFormat::Text {
         print_summary(&plan, &summary, &ledger).await;
     }
@@ -556,4 +574,49 @@ async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
     if summary.outcome != RunStatus::Succeeded {
         super::out(&format!("continue with: runbook resume {run_id}\n"));
     }
+}
+
+/// Sends the notification of how the run ended, journals and shows each
+/// delivery. Never fails: the run's outcome stands whatever happens here.
+async fn notify_finished(notifier: &Notifier, journal: &Journal, plan: &Plan, run_id: &str) {
+    if journal.flush().await.is_err() {
+        return;
+    }
+    let Ok(record) = journal.load_run(run_id) else {
+        return;
+    };
+    let events = journal.events(run_id).unwrap_or_default();
+    let report = run_report::RunReport::build(&record, plan, &events);
+    let Some(n) = Notification::finished(&report) else {
+        return;
+    };
+    if !notifier.wants(n.event) {
+        return;
+    }
+    for d in notifier.send(&n).await {
+        let event = crate::run::RunEvent::Notified {
+            about: d.event,
+            kind: d.kind,
+            target: d.target,
+            delivered: d.delivered,
+            attempts: d.attempts,
+            error: d.error,
+        };
+        if let Some(line) = report::notified_line(&event) {
+            let prefix = if matches!(
+                event,
+                crate::run::RunEvent::Notified {
+                    delivered: false,
+                    ..
+                }
+            ) {
+                "warning: "
+            } else {
+                ""
+            };
+            eprintln!("{prefix}{}", crate::safe_text::escape(&line));
+        }
+        journal.event(run_id, &event);
+    }
+    let _ = journal.flush().await;
 }

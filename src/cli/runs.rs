@@ -317,6 +317,10 @@ impl ShowArgs {
         let mut rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
         rec.run.status =
             observed_status(&self.state.dir(), &rec.run, crate::run::journal::now_ms());
+        let notifications = journal
+            .events(&rec.run.id)
+            .map(|e| crate::run::run_report::notifications(&e))
+            .unwrap_or_default();
         let reported = serde_json::from_str::<crate::plan::Plan>(&rec.plan_json)
             .map(|plan| crate::run::run_report::reported(&plan, &rec))
             .unwrap_or_default();
@@ -331,6 +335,7 @@ impl ShowArgs {
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
                 "reported": reported,
+                "notifications": notifications,
             });
             let _ = writeln!(
                 out,
@@ -426,6 +431,25 @@ impl ShowArgs {
             }
         }
         let _ = crate::run::run_report::write_reported(&reported, &mut out);
+        if !notifications.is_empty() {
+            let _ = writeln!(out, "notifications:");
+            for n in &notifications {
+                let what = if n.delivered {
+                    format!("delivered ({} attempts)", n.attempts)
+                } else {
+                    format!(
+                        "NOT delivered ({} attempts): {}",
+                        n.attempts,
+                        n.error.as_deref().unwrap_or("")
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} {:<16} {} {}: {what}",
+                    n.at, n.about, n.kind, n.target
+                );
+            }
+        }
         if self.attempts {
             // Fan-out items are named by their value: `terminate[FileId=101]`.
             let labels: std::collections::HashMap<(&str, i64), String> = rec

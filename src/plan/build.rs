@@ -27,6 +27,7 @@ use crate::playbook::{
     Playbook, Step, StepKindSpec, WhenSpec,
 };
 
+use super::NotifyTarget;
 use super::render::{Scope, lookup, wire_text};
 use super::{
     Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
@@ -126,6 +127,7 @@ impl Plan {
             worst_case_secs,
             worst_case_open,
             blast_radius,
+            notify: pb.notify.iter().map(NotifyTarget::from_spec).collect(),
             observations: None,
         };
         plan.digest = super::integrity::digest(&plan);

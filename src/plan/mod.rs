@@ -38,6 +38,7 @@ use serde_json::Value;
 
 use crate::cloud::signer::SignatureVersion;
 use crate::cloud::{ActionRequest, RequestPreview, Risk};
+pub use crate::playbook::notify::{NotifyEvent, NotifyKind, ValueSource};
 
 /// Version of the plan JSON format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 2;
@@ -111,10 +112,46 @@ pub struct Plan {
     /// by item count when it is known from params; unknown counts are
     /// reported in `unknown_fan_out`).
     pub blast_radius: BlastRadius,
+    /// Where the run's notifications go (`notify`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
     /// The states `plan --refresh` read, which `run` holds the world to
     /// (drift checks). Not part of the digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observations: Option<Vec<refresh::Observation>>,
+}
+
+/// Where a run's notifications go, as the playbook's `notify` says: an
+/// `{env: NAME}` URL or secret is read when the run starts, so no token is
+/// in the plan (validation refuses one written out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyTarget {
+    /// How it is sent.
+    pub kind: NotifyKind,
+    /// Where to.
+    pub url: ValueSource,
+    /// The environment variable holding the signing secret.
+    pub secret_env: Option<String>,
+    /// The events sent there.
+    pub events: Vec<NotifyEvent>,
+}
+
+impl NotifyTarget {
+    /// The target a valid `notify` entry describes (all events by default).
+    pub fn from_spec(n: &crate::playbook::notify::NotifySpec) -> NotifyTarget {
+        NotifyTarget {
+            kind: n.kind.value,
+            url: n.url.value.0.clone(),
+            secret_env: n.secret.as_ref().and_then(|s| match &s.value.0 {
+                ValueSource::Env(name) => Some(name.clone()),
+                ValueSource::Literal(_) => None,
+            }),
+            events: n.events.as_ref().map_or_else(
+                || NotifyEvent::ALL.to_vec(),
+                |e| e.value.iter().map(|e| e.value).collect(),
+            ),
+        }
+    }
 }
 
 /// Counts of calls by risk class.

@@ -24,6 +24,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "concurrency",
     "window",
     "steps",
+    "notify",
 ];
 
 /// What the loader made of the tree.
@@ -70,6 +71,7 @@ pub(crate) fn assemble(
     let mut defaults = Defaults::default();
     let mut concurrency = None;
     let mut window = None;
+    let mut notify = Vec::new();
     let mut steps = Vec::new();
     let mut saw_steps = false;
     let mut ok = true;
@@ -98,6 +100,7 @@ pub(crate) fn assemble(
             "description" => take(de(value).map(|v| description = v)),
             "concurrency" => take(de(value).map(|v| concurrency = v)),
             "window" => take(de(value).map(|v| window = v)),
+            "notify" => take(de::<Option<Vec<_>>>(value).map(|v| notify = v.unwrap_or_default())),
             "defaults" => {
                 let loaded = deserialize_all::<Option<Defaults>>(value);
                 ok &= report(loaded.errors, "", diags);
@@ -155,6 +158,7 @@ pub(crate) fn assemble(
         concurrency,
         window,
         steps,
+        notify,
     };
     Some(Assembled {
         playbook,

@@ -19,6 +19,7 @@ pub mod diagnostic;
 mod document;
 mod load;
 pub mod model;
+pub mod notify;
 pub mod source;
 pub mod template;
 pub mod validate;

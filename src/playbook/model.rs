@@ -125,6 +125,8 @@ pub struct Playbook {
     pub window: Option<Located<WindowSpec>>,
     /// `steps`, in file order.
     pub steps: Vec<Step>,
+    /// `notify`: where the run's notifications go.
+    pub notify: Vec<super::notify::NotifySpec>,
 }
 
 impl Playbook {
@@ -176,6 +178,9 @@ pub struct PlaybookDoc {
     /// The steps. They run as a DAG: a step starts when every step it
     /// `needs` has finished; file order only breaks ties.
     pub steps: Vec<StepDoc>,
+    /// Where the run's notifications go: approval needed, failed,
+    /// succeeded, cancelled, window closed.
+    pub notify: Option<Vec<super::notify::NotifySpec>>,
 }
 
 /// Type of a param.

@@ -199,6 +199,21 @@ pub enum RunEvent {
         /// Error text or skip reason.
         detail: Option<String>,
     },
+    /// A notification was delivered, or could not be (see `crate::notify`).
+    Notified {
+        /// What it was about.
+        about: crate::plan::NotifyEvent,
+        /// How it was sent.
+        kind: crate::plan::NotifyKind,
+        /// Where: scheme, host and path (never a token).
+        target: String,
+        /// Whether the receiver accepted it.
+        delivered: bool,
+        /// Attempts made (0: the destination could not be set up).
+        attempts: u32,
+        /// Why it was not delivered.
+        error: Option<String>,
+    },
     /// The run ended.
     RunFinished {
         /// Run id.

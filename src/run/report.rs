@@ -226,6 +226,35 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
         } => {
             format!("run {run_id} {} in {}", outcome.as_str(), ms(*elapsed_ms))
         }
+        RunEvent::Notified { .. } => notified_line(event)?,
+    })
+}
+
+/// `notified: failed via webhook http://host/hook (attempts 2)`, or why not.
+pub fn notified_line(event: &RunEvent) -> Option<String> {
+    let RunEvent::Notified {
+        about,
+        kind,
+        target,
+        delivered,
+        attempts,
+        error,
+    } = event
+    else {
+        return None;
+    };
+    let tries = if *attempts == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{attempts} attempts")
+    };
+    Some(if *delivered {
+        format!("notified `{about}` via {kind} {target} ({tries})")
+    } else {
+        format!(
+            "notification `{about}` via {kind} {target} not delivered ({tries}): {}",
+            error.as_deref().unwrap_or("unknown error")
+        )
     })
 }
 
@@ -317,7 +346,8 @@ impl Live {
             RunEvent::Reconciled { .. }
             | RunEvent::Approval { .. }
             | RunEvent::Drift { .. }
-            | RunEvent::WindowClosed { .. } => {
+            | RunEvent::WindowClosed { .. }
+            | RunEvent::Notified { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(escape(&line));
                 }

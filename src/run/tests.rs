@@ -183,6 +183,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         worst_case_secs: 0,
         worst_case_open: vec![],
         blast_radius: BlastRadius::default(),
+        notify: vec![],
         steps,
         observations: None,
     }

@@ -8,7 +8,7 @@
 //!
 //! The checks are split by concern: `params.rs` (declarations), `graph.rs`
 //! (ids, `needs`, cycles, compensations), `steps.rs` (each step and
-//! `defaults`), `templates.rs` (what templates read).
+//! `defaults`), `templates.rs` (what templates read), `notify.rs` (`notify`).
 //!
 //! Everything here is static: it needs no param values and no network.
 //! Checks that need values (a rendered `ProjectId` that is not an integer)
@@ -71,6 +71,7 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
         c.step(i);
     }
     c.compensations();
+    c.notify();
     for d in super::changed_items::check(pb) {
         c.push(d);
     }
@@ -194,6 +195,7 @@ impl<'a> Checker<'a> {
 }
 
 mod graph;
+mod notify;
 mod params;
 mod steps;
 mod templates;

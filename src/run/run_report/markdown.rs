@@ -253,6 +253,29 @@ pub fn markdown(r: &RunReport) -> String {
         ]);
     }
     write_or_none(&mut o, &t, "No errors.");
+
+    section(&mut o, "Notifications");
+    let mut t = Table::new([
+        "Event",
+        "Via",
+        "Target",
+        "Delivered",
+        "Attempts",
+        "Error",
+        "At",
+    ]);
+    for n in &r.notifications {
+        t.row(vec![
+            n.about.to_string(),
+            n.kind.to_string(),
+            code(&n.target),
+            if n.delivered { "yes" } else { "**no**" }.to_owned(),
+            n.attempts.to_string(),
+            opt_code(n.error.as_deref()),
+            code(&n.at),
+        ]);
+    }
+    write_or_none(&mut o, &t, "No notifications.");
     o
 }
 

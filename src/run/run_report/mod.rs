@@ -53,8 +53,55 @@ pub struct RunReport {
     pub blast_radius: BlastRadiusReport,
     /// Compensation steps that ran, and how they ended.
     pub compensations: Vec<CompensationReport>,
-    /// Every failed attempt, with its RequestId.
+    /// Every error: failed attempts and failed units, with RequestIds.
     pub errors: Vec<ErrorReport>,
+    /// Notifications sent (or not delivered).
+    pub notifications: Vec<NotificationReport>,
+}
+
+/// A notification, as journaled.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotificationReport {
+    /// What it was about.
+    pub about: crate::plan::NotifyEvent,
+    /// How it was sent.
+    pub kind: crate::plan::NotifyKind,
+    /// Where: scheme, host and path.
+    pub target: String,
+    /// Whether the receiver accepted it.
+    pub delivered: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it was not delivered.
+    pub error: Option<String>,
+    /// When it was journaled.
+    pub at: String,
+}
+
+/// The notifications among a run's events.
+pub fn notifications(events: &[(String, RunEvent)]) -> Vec<NotificationReport> {
+    events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            RunEvent::Notified {
+                about,
+                kind,
+                target,
+                delivered,
+                attempts,
+                error,
+            } => Some(NotificationReport {
+                about: *about,
+                kind: *kind,
+                target: target.clone(),
+                delivered: *delivered,
+                attempts: *attempts,
+                error: error.clone(),
+                at: at.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The run itself.
@@ -484,6 +531,7 @@ impl RunReport {
             },
             compensations,
             errors,
+            notifications: notifications(events),
         }
     }
 
