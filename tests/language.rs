@@ -344,6 +344,9 @@ fn context(def: &str) -> &'static str {
         "WindowSpec" => {
             "name: t\nwindow:\n  tz: UTC\n  slots: ['Sat 02:00-05:00']\n  KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
         }
+        "NotifySpec" => {
+            "name: t\nnotify:\n  - kind: webhook\n    url: http://127.0.0.1:1/hook\n    KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
+        }
         other => panic!("no context for mapping `{other}`: add one"),
     }
 }
