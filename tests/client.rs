@@ -405,6 +405,8 @@ fn build_signed_reproduces_the_sdk_vectors() {
             query,
             body: body.clone(),
             risk: Risk::Mutating,
+            role_arn: None,
+            identity: None,
         };
         let creds = Credentials::new(
             v.params["AccessKeyId"].clone(),
@@ -691,6 +693,8 @@ fn case_request(product: &str, risk: Risk, case: &str) -> ActionRequest {
         query: [("Case".to_owned(), case.to_owned())].into(),
         body: BTreeMap::new(),
         risk,
+        role_arn: None,
+        identity: None,
     }
 }
 

@@ -50,6 +50,8 @@ fn build_signed_v3_reproduces_the_sdk_vectors() {
             query: v.query.clone(),
             body: signer::parse_form(&v.body).into_iter().collect(),
             risk: Risk::Mutating,
+            role_arn: None,
+            identity: None,
         };
         let creds = Credentials::new(
             v.access_key_id.clone(),

@@ -478,3 +478,287 @@ async fn every_source_of_the_default_chain_works_against_the_simulator() {
         "{e}"
     );
 }
+
+// ---- runs end to end (`runbook run` as a process) ---------------------------------------
+
+use std::process::{Command, Stdio};
+
+use crate::run::{Rig, text};
+
+/// Stops a DTS job as a role of one account and a DataWorks node as a role
+/// of another: `defaults.role_arn` and a step's own, templates over params.
+const TWO_ACCOUNTS: &str = r#"
+name: two-accounts
+defaults: { region: cn-hangzhou, role_arn: "{{params.dts_role}}" }
+params:
+  dts_role: { type: string }
+  dw_role: { type: string }
+steps:
+  - id: stop-dts
+    call: dts.StopDtsJob
+    with: { DtsJobId: j1 }
+  - id: stop-node
+    needs: [stop-dts]
+    role_arn: "{{params.dw_role}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 10000, FileId: 100, TaskType: DI_REALTIME }
+"#;
+
+fn rig_with_identities(lifetime: Option<&str>) -> Rig {
+    let fixtures = Fixtures::from_yaml(&identities(lifetime)).unwrap();
+    Rig::with("", Duration::ZERO, |c| {
+        c.fixtures.identities = fixtures.identities;
+    })
+}
+
+/// `(request_json identity, action)` of every journaled attempt.
+fn journaled_identities(rig: &Rig) -> Vec<(String, String)> {
+    rig.journal_texts(
+        "SELECT request_json FROM attempts WHERE request_json <> ?1",
+        "",
+    )
+    .into_iter()
+    .map(|json| {
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        (
+            v["identity"].as_str().unwrap_or("").to_owned(),
+            v["action"].as_str().unwrap_or("").to_owned(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn one_run_acts_in_two_accounts_through_role_arn_and_journals_who_made_each_call() {
+    let rig = rig_with_identities(None);
+    let pb = rig.playbook("two.yaml", TWO_ACCOUNTS);
+    let dts_role = format!("dts_role={MAINT_ROLE}");
+    let dw_role = format!("dw_role={DW_ROLE}");
+
+    // The plan shows the roles, and they are part of its digest.
+    let plan = rig.run(&[
+        "plan", &pb, "-p", &dts_role, "-p", &dw_role, "--format", "json",
+    ]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["steps"][0]["role_arn"], MAINT_ROLE);
+    assert_eq!(plan["steps"][1]["role_arn"], DW_ROLE);
+    let other = rig.run(&[
+        "plan",
+        &pb,
+        "-p",
+        &format!("dts_role={DW_ROLE}"),
+        "-p",
+        &dw_role,
+        "--format",
+        "json",
+    ]);
+    assert!(other.status.success(), "{}", text(&other));
+    let other: serde_json::Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert_ne!(plan["digest"], other["digest"]);
+
+    let out = rig.run(&["run", &pb, "-p", &dts_role, "-p", &dw_role, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let caller = |action: &str| {
+        rig.calls()
+            .iter()
+            .find(|c| c.action.as_deref() == Some(action))
+            .and_then(|c| c.caller.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        caller("StopDtsJob").starts_with("acs:ram::2222222222222222:assumed-role/maint/"),
+        "{}",
+        caller("StopDtsJob")
+    );
+    assert!(
+        caller("StopDISyncInstance")
+            .starts_with("acs:ram::3333333333333333:assumed-role/dataworks-ops/"),
+        "{}",
+        caller("StopDISyncInstance")
+    );
+    let journaled = journaled_identities(&rig);
+    assert!(
+        journaled.iter().any(|(who, action)| action == "StopDtsJob"
+            && who.starts_with("acs:ram::2222222222222222:assumed-role/maint/")),
+        "{journaled:?}"
+    );
+    assert!(
+        journaled
+            .iter()
+            .any(|(who, action)| action == "StopDISyncInstance"
+                && who.starts_with("acs:ram::3333333333333333:assumed-role/dataworks-ops/")),
+        "{journaled:?}"
+    );
+    // No key in the journal, ever.
+    let requests = rig
+        .journal_texts(
+            "SELECT request_json FROM attempts WHERE request_json <> ?1",
+            "",
+        )
+        .join("\n");
+    assert!(
+        !requests.contains("STS."),
+        "an issued AccessKeyId reached the journal"
+    );
+    assert!(!requests.contains(crate::run::SECRET));
+    assert!(!requests.contains(crate::run::ID));
+
+    // A role nobody may assume: the run stops before its call (exit 4).
+    let locked = rig.playbook(
+        "locked.yaml",
+        &TWO_ACCOUNTS.replace(
+            "{{params.dw_role}}",
+            "acs:ram::2222222222222222:role/locked",
+        ),
+    );
+    let before = rig.calls().len();
+    let out = rig.run(&["run", &locked, "-p", &dts_role, "-p", &dw_role, "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("NoPermission"), "{stderr}");
+    assert!(stderr.contains("runbook resume"), "{stderr}");
+    let sent: Vec<_> = rig.calls()[before..]
+        .iter()
+        .filter_map(|c| c.action.clone())
+        .collect();
+    assert!(!sent.contains(&"StopDISyncInstance".to_owned()), "{sent:?}");
+
+    // A malformed role_arn is a plan error with its position.
+    let bad = rig.playbook(
+        "bad.yaml",
+        &TWO_ACCOUNTS.replace("{{params.dw_role}}", "arn:aws:iam::1:role/x"),
+    );
+    let out = rig.run(&["plan", &bad, "-p", &dts_role, "-p", &dw_role]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a RAM role ARN"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn role_arn_on_the_command_line_acts_for_the_whole_run_and_is_kept_by_resume() {
+    let rig = rig_with_identities(None);
+    let pb = rig.playbook(
+        "one.yaml",
+        "name: one\ndefaults: { region: cn-hangzhou }\nsteps:\n  - id: stop\n    call: dts.StopDtsJob\n    with: { DtsJobId: j1 }\n",
+    );
+    let out = rig.run(&["run", &pb, "--yes", "--role-arn", MAINT_ROLE]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stop = rig
+        .calls()
+        .into_iter()
+        .find(|c| c.action.as_deref() == Some("StopDtsJob"))
+        .unwrap();
+    assert!(
+        stop.caller
+            .as_deref()
+            .is_some_and(|c| c.starts_with("acs:ram::2222222222222222:assumed-role/maint/")),
+        "{stop:?}"
+    );
+    let out = rig.run(&["run", &pb, "--yes", "--role-arn", "maint"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a RAM role ARN"));
+}
+
+#[test]
+fn temporary_credentials_expire_and_are_refreshed_during_a_run() {
+    // Role sessions live 3 s; the run takes about 8.
+    let rig = rig_with_identities(Some("3s"));
+    let pb = rig.playbook(
+        "long.yaml",
+        &format!(
+            "name: long\ndefaults: {{ region: cn-hangzhou, role_arn: '{MAINT_ROLE}' }}\nsteps:\n\
+             \x20 - id: first\n    call: dts.DescribeDtsJobDetail\n    with: {{ DtsJobId: j1 }}\n\
+             \x20 - id: pause\n    needs: [first]\n    sleep: 4s\n\
+             \x20 - id: second\n    needs: [pause]\n    call: dts.DescribeDtsJobDetail\n    with: {{ DtsJobId: j1 }}\n\
+             \x20 - id: pause2\n    needs: [second]\n    sleep: 4s\n\
+             \x20 - id: third\n    needs: [pause2]\n    call: dts.StopDtsJob\n    with: {{ DtsJobId: j1 }}\n"
+        ),
+    );
+    let out = rig.run(&["run", &pb, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = rig.sim().calls();
+    let assumed = all
+        .iter()
+        .filter(|c| c.action.as_deref() == Some("AssumeRole"))
+        .count();
+    assert!(assumed >= 3, "one session per 3 s: {assumed}");
+    assert!(
+        all.iter()
+            .all(|c| c.code.as_deref() != Some("InvalidSecurityToken.Expired")),
+        "no call was signed with expired credentials"
+    );
+}
+
+#[test]
+fn a_refresh_failure_mid_run_exits_4_with_nothing_half_sent_and_the_run_resumes() {
+    let rig = rig_with_identities(Some("3s"));
+    let token = rig.dir.path().join("rrsa-token");
+    std::fs::write(&token, "sim.oidc.token").unwrap();
+    let pb = rig.playbook(
+        "rrsa.yaml",
+        "name: rrsa\ndefaults: { region: cn-hangzhou }\nsteps:\n\
+         \x20 - id: first\n    call: dts.DescribeDtsJobDetail\n    with: { DtsJobId: j1 }\n\
+         \x20 - id: pause\n    needs: [first]\n    sleep: 5s\n\
+         \x20 - id: stop\n    needs: [pause]\n    call: dts.StopDtsJob\n    with: { DtsJobId: j1 }\n",
+    );
+    let rrsa = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(rig.state())
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            .env("HOME", rig.dir.path())
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+            .env(provider::ENV_ROLE_ARN, MAINT_ROLE)
+            .env(provider::ENV_OIDC_PROVIDER_ARN, OIDC_PROVIDER)
+            .env(provider::ENV_OIDC_TOKEN_FILE, &token)
+            .env(sts::ENV_STS_ENDPOINT, rig.sim().base_url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        rig.journal.apply(&mut cmd);
+        cmd
+    };
+    let dts = format!("dts={}", rig.sim().base_url());
+    let child = rrsa(&["run", &pb, "--yes", "--endpoint", &dts])
+        .spawn()
+        .unwrap();
+    // The first call is made; then the token goes away (a revoked pod identity).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(rig.sim(), "DescribeDtsJobDetail") == 0 {
+        assert!(Instant::now() < deadline, "the first call never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&token).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OIDC token file"), "{stderr}");
+    assert!(stderr.contains("neither journaled nor sent"), "{stderr}");
+    assert_eq!(count(rig.sim(), "StopDtsJob"), 0, "the stop was not sent");
+    assert!(
+        journaled_identities(&rig)
+            .iter()
+            .all(|(_, action)| action != "StopDtsJob"),
+        "the stop was not journaled"
+    );
+    let first = journaled_identities(&rig);
+    assert!(
+        first
+            .iter()
+            .any(|(who, _)| who.starts_with("acs:ram::2222222222222222:assumed-role/maint/")),
+        "{first:?}"
+    );
+
+    // The token is back: the run goes on where it stopped.
+    std::fs::write(&token, "sim.oidc.token").unwrap();
+    let run_id = rig.last_run_id();
+    let out = rrsa(&["resume", &run_id, "--yes"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(count(rig.sim(), "StopDtsJob"), 1);
+}

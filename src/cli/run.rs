@@ -553,8 +553,12 @@ async fn execute(
         Err(e) => return Err(exit::failed_mid_run(e, &ledger, &run_id).await),
     };
     notify_finished(&notifier, &ledger, &plan, &run_id).await;
+    let credentials_failure = summary.credentials_failure.clone();
     if exec.output == OutputFormat::Text {
         print_summary(&plan, &summary, &ledger).await;
+    }
+    if let Some(why) = credentials_failure {
+        return Err(exit::credentials_failed(&run_id, &why));
     }
     Ok(exit::exit_code(summary.outcome))
 }

@@ -59,6 +59,13 @@ pub(crate) struct TargetArgs {
     /// ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN, else the file's current profile).
     #[arg(long, value_name = "NAME")]
     pub(crate) profile: Option<String>,
+    /// Act as this RAM role for the whole run, e.g.
+    /// `--role-arn acs:ram::123456789012:role/maintenance`: it is assumed
+    /// (STS AssumeRole, refreshed before it expires) with the credentials
+    /// found as above. A step's `role_arn` is then assumed from it.
+    /// Journaled: a resume keeps it unless given again.
+    #[arg(long, value_name = "ARN", value_parser = parse_role_arn)]
+    pub(crate) role_arn: Option<String>,
     /// Client-side rate limit per product in calls per second, e.g.
     /// `--qps dataworks=20` (repeatable; 0 = unlimited). Default: 20/s for
     /// dataworks and dts against the cloud, unlimited against the simulator.
@@ -81,6 +88,7 @@ impl TargetArgs {
             sim: self.sim,
             sim_faults: self.sim_faults.clone(),
             profile: self.profile.clone(),
+            role_arn: self.role_arn.clone(),
             qps: self.qps.clone(),
             time_scale: self.time_scale,
         }
@@ -93,6 +101,7 @@ impl TargetArgs {
             sim: choice.sim,
             sim_faults: choice.sim_faults,
             profile: choice.profile,
+            role_arn: choice.role_arn,
             qps: choice.qps,
             time_scale: choice.time_scale,
             ..self.clone()
@@ -180,6 +189,10 @@ impl Target {
         )
         .await?;
         let client = client.signing_with(signature);
+        let client = match &args.role_arn {
+            Some(role_arn) => client.assuming(role_arn),
+            None => client,
+        };
         // Credentials that cannot be had stop the run before anything is sent.
         let credentials = client.current_credentials(None).await?;
         // Who the run acts as, for the journal; without STS, the key's fingerprint.
@@ -207,6 +220,17 @@ impl Target {
             time_scale: args.time_scale.filter(|_| args.sim).unwrap_or_default(),
             sim,
         })
+    }
+}
+
+/// Parses `--role-arn`: `acs:ram::ACCOUNT:role/NAME`.
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    if crate::cloud::sts::is_role_arn(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a RAM role ARN such as acs:ram::123456789012:role/maintenance"
+        ))
     }
 }
 

@@ -480,6 +480,9 @@ pub struct RpcClient {
     credentials: Arc<CredentialsProvider>,
     /// Sessions of the roles requests asked for, by role ARN.
     roles: Mutex<HashMap<String, Arc<CredentialsProvider>>>,
+    /// Who requests act as, by role ARN (`""`: the client's own
+    /// credentials), from `GetCallerIdentity`; `None` when STS could not say.
+    identities: tokio::sync::Mutex<HashMap<String, Option<String>>>,
     /// Where STS is (`https://sts.aliyuncs.com` unless overridden).
     sts_endpoint: String,
     /// The session name of the roles it assumes.
@@ -544,6 +547,7 @@ impl RpcClient {
             host,
             credentials: Arc::new(credentials),
             roles: Mutex::new(HashMap::new()),
+            identities: tokio::sync::Mutex::new(HashMap::new()),
             sts_endpoint: "https://sts.aliyuncs.com".to_owned(),
             session_name: format!("runbook-{}", jiff::Timestamp::now().as_second()),
             signature: SignatureVersion::V1,
@@ -591,6 +595,18 @@ impl RpcClient {
         let provider = super::provider::resolve(profile, lookup, &client).await?;
         client.credentials = Arc::new(provider);
         Ok(client)
+    }
+
+    /// The same client, acting as `role_arn`: its own credentials become a
+    /// session of that role, assumed (and refreshed) with the credentials it
+    /// had. Roles of single requests are then assumed from that session.
+    #[must_use]
+    pub fn assuming(mut self, role_arn: &str) -> RpcClient {
+        self.credentials = Arc::new(CredentialsProvider::assume_role(
+            Arc::clone(&self.credentials),
+            RoleRequest::new(role_arn, self.session_name.clone()),
+        ));
+        self
     }
 
     /// Sends STS calls to `base_url` (see [`sts::endpoint`]).
@@ -746,10 +762,38 @@ impl RpcClient {
     async fn send(&self, req: &ActionRequest) -> Result<ApiResponse, ApiError> {
         let base = self.base_url(req)?;
         let credentials = self
-            .current_credentials(None)
+            .current_credentials(req.role_arn.as_deref())
             .await
             .map_err(credentials_unavailable)?;
         self.send_to(req, &base, Some(&credentials)).await
+    }
+
+    /// [`CloudApi::prepare`]: the credentials of `req`'s role (or the
+    /// client's own), fetched or refreshed now; and who they act as, asked
+    /// of STS once per role.
+    async fn prepare_for(&self, req: &ActionRequest) -> Result<Option<String>, String> {
+        let role = req.role_arn.as_deref();
+        let credentials = self
+            .current_credentials(role)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut identities = self.identities.lock().await;
+        let key = role.unwrap_or_default().to_owned();
+        if let Some(known) = identities.get(&key) {
+            return Ok(known.clone());
+        }
+        let arn = match self.caller_identity_of(&credentials).await {
+            Ok(identity) => Some(identity.arn),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot tell who calls{} are made as: STS GetCallerIdentity failed: {e}",
+                    role.map(|r| format!(" as {r}")).unwrap_or_default()
+                );
+                None
+            }
+        };
+        identities.insert(key, arn.clone());
+        Ok(arn)
     }
 
     /// Sends `req` to `base`, signed with `credentials` (anonymous for `None`).
@@ -960,6 +1004,10 @@ impl Fetch for RpcClient {
 impl CloudApi for RpcClient {
     fn call<'a>(&'a self, req: &'a ActionRequest) -> CallFuture<'a> {
         Box::pin(self.send(req))
+    }
+
+    fn prepare<'a>(&'a self, req: &'a ActionRequest) -> super::PrepareFuture<'a> {
+        Box::pin(self.prepare_for(req))
     }
 }
 

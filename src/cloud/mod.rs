@@ -59,6 +59,14 @@ pub struct ActionRequest {
     pub body: BTreeMap<String, String>,
     /// Risk class (drives reconciliation of unknown outcomes).
     pub risk: Risk,
+    /// The RAM role the call is made as (the step's `role_arn`); `None`:
+    /// the run's own credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Who the call was made as (the ARN STS `GetCallerIdentity` gave for
+    /// its credentials), set when it is journaled; never a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 impl ActionRequest {
@@ -91,6 +99,8 @@ impl ActionRequest {
             query,
             body,
             risk: spec.risk,
+            role_arn: None,
+            identity: None,
         }
     }
 
@@ -110,10 +120,9 @@ impl ActionRequest {
                 carried.insert((*to).to_owned(), v.clone());
             }
         }
-        Some((
-            effect,
-            ActionRequest::typed(status_spec, &self.region, carried),
-        ))
+        let mut status = ActionRequest::typed(status_spec, &self.region, carried);
+        status.role_arn.clone_from(&self.role_arn);
+        Some((effect, status))
     }
 
     /// What this request looks like on the wire, with secrets redacted and
@@ -261,11 +270,24 @@ pub struct ApiResponse {
 /// The future a [`CloudApi`] call returns.
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<ApiResponse, ApiError>> + Send + 'a>>;
 
+/// The future a [`CloudApi::prepare`] returns: who the call will be made
+/// as (an ARN, when known), or why no credentials can be had for it.
+pub type PrepareFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
+
 /// The one side-effect boundary of a run: send a call, get its answer.
 /// `client::RpcClient` implements it over HTTP; unit tests use fakes.
 pub trait CloudApi: Send + Sync {
     /// Sends one attempt of `req` (signed afresh) and returns its answer.
     fn call<'a>(&'a self, req: &'a ActionRequest) -> CallFuture<'a>;
+
+    /// Before anything about `req` is journaled or sent: makes sure its
+    /// credentials can be had (fetching or refreshing them), and says who
+    /// it will be made as. An error means they cannot: the run stops with
+    /// nothing half-sent. The default has nothing to prepare.
+    fn prepare<'a>(&'a self, _req: &'a ActionRequest) -> PrepareFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Reads a dotted path (`Data.Status`, `Items.0.Id`) out of a JSON value.

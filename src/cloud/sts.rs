@@ -82,6 +82,27 @@ pub fn endpoint(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Crede
     }
 }
 
+/// Whether `arn` is a RAM role ARN: `acs:ram::ACCOUNT:role/NAME` (the
+/// account all digits; the name letters, digits and `.@-_`, maybe behind
+/// a path).
+pub fn is_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("acs:ram::") else {
+        return false;
+    };
+    let Some((account, name)) = rest.split_once(":role/") else {
+        return false;
+    };
+    !account.is_empty()
+        && account.chars().all(|c| c.is_ascii_digit())
+        && !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_'))
+        })
+}
+
 /// `scheme://host[:port]` of a URL with nothing else, or `None`.
 pub(crate) fn base_url(url: &str) -> Option<String> {
     let parsed = reqwest::Url::parse(url).ok()?;
@@ -104,6 +125,8 @@ fn request(action: &str, body: BTreeMap<String, String>) -> ActionRequest {
         query: BTreeMap::new(),
         body,
         risk: Risk::Read,
+        role_arn: None,
+        identity: None,
     }
 }
 

@@ -207,6 +207,7 @@ impl Builder<'_> {
     fn step(&mut self, s: &Step) -> Option<PlannedStep> {
         let pb = self.pb;
         let region = self.region(s)?;
+        let role_arn = self.role_arn(s)?;
         let for_each = self.for_each(s)?;
         let first_item = for_each
             .as_ref()
@@ -344,6 +345,7 @@ impl Builder<'_> {
             compensation: s.compensation,
             risk,
             region,
+            role_arn,
             report: s
                 .report
                 .as_ref()
@@ -386,6 +388,41 @@ impl Builder<'_> {
         };
         self.diags.push(Diagnostic::new(message, d.loc).hint(hint));
         None
+    }
+
+    /// The step's `role_arn` (or `defaults.role_arn`), rendered: `None`
+    /// when neither is set; an error unless it renders to a role ARN.
+    fn role_arn(&mut self, s: &Step) -> Option<Option<String>> {
+        let Some(r) = s.role_arn.as_ref().or(self.pb.defaults.role_arn.as_ref()) else {
+            return Some(None);
+        };
+        let v = self.symbolic(
+            s,
+            &Located {
+                value: Value::String(r.value.clone()),
+                loc: r.loc,
+            },
+        )?;
+        match v.value {
+            Value::String(arn) if v.known && crate::cloud::sts::is_role_arn(arn.trim()) => {
+                Some(Some(arn.trim().to_owned()))
+            }
+            other => {
+                let shown = match &other {
+                    Value::String(text) => format!("`{text}`"),
+                    other => validate::value_words(other),
+                };
+                self.fail(
+                    s,
+                    format!(
+                        "role_arn `{}` renders to {shown}, not a RAM role ARN such as `acs:ram::123456789012:role/maintenance`",
+                        r.value
+                    ),
+                    r.loc,
+                );
+                None
+            }
+        }
     }
 
     fn region(&mut self, s: &Step) -> Option<String> {

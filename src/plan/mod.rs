@@ -196,6 +196,9 @@ pub struct PlannedStep {
     pub risk: Risk,
     /// Region its calls go to.
     pub region: String,
+    /// The RAM role its calls are made as (`role_arn`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     /// Dotted paths of its response to report (`report:`), in the order
     /// written. Empty (and then left out of the plan JSON) when not asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -406,6 +409,8 @@ pub fn request_for(
             query: params,
             body: BTreeMap::new(),
             risk: call.risk,
+            role_arn: None,
+            identity: None,
         },
     }
 }

@@ -173,7 +173,8 @@ pub async fn refresh(plan: &Plan, api: &dyn CloudApi) -> Vec<Observation> {
                 })
                 .collect();
             let resource = resource_label(effect.status_action, &carried);
-            let status_req = ActionRequest::typed(status_spec, &step.region, carried);
+            let mut status_req = ActionRequest::typed(status_spec, &step.region, carried);
+            status_req.role_arn.clone_from(&step.role_arn);
             let (observed, verdict, note) = match read(&guard, &status_req, step).await {
                 Ok(resp) => {
                     let observed = cloud::select(&resp.body, effect.select).cloned();

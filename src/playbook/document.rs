@@ -375,6 +375,7 @@ fn step_of(
         timeout: doc.timeout,
         on_failure: doc.on_failure,
         region: doc.region,
+        role_arn: doc.role_arn,
         compensation: doc.compensation,
         report: doc.report,
         loc,

@@ -257,6 +257,10 @@ pub struct ParamDecl {
 pub struct Defaults {
     /// Region of every call (a template over params, e.g. `"{{params.region}}"`).
     pub region: Option<Located<String>>,
+    /// RAM role every call is made as (`acs:ram::ACCOUNT:role/NAME`, a
+    /// template over params): assumed through STS `AssumeRole` with the
+    /// run's credentials.
+    pub role_arn: Option<Located<String>>,
     /// Retry policy of every call (merged field by field with a step's own).
     pub retry: Option<Located<RetrySpec>>,
     /// Whole-step timeout of every `call` step (waits use their own `wait.timeout`).
@@ -334,6 +338,9 @@ pub struct StepDoc {
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Region of the step's calls (overrides `defaults.region`).
     pub region: Option<Located<String>>,
+    /// RAM role the step's calls are made as (overrides `defaults.role_arn`;
+    /// a template over params), e.g. a role in another account.
+    pub role_arn: Option<Located<String>>,
     /// A compensation step: runs only when named by an `on_failure: { run: [...] }`;
     /// it may read `{{failed.changed_items}}`, what the failed step changed.
     #[serde(default)]
@@ -369,6 +376,8 @@ pub struct Step {
     pub on_failure: Option<Located<OnFailureSpec>>,
     /// Region of the step's calls (overrides `defaults.region`).
     pub region: Option<Located<String>>,
+    /// RAM role the step's calls are made as (overrides `defaults.role_arn`).
+    pub role_arn: Option<Located<String>>,
     /// A compensation step: runs only when named by an `on_failure: { run: [...] }`.
     pub compensation: bool,
     /// Dotted paths of the response to report (`report:`).

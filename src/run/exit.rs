@@ -10,7 +10,22 @@ use super::journal::{Journal, JournalError, JournalUrl};
 use super::lock::{LockError, RunLock};
 use crate::error::{Error, ExitCode};
 
-/// The exit code of a run that ended with `status`.
+/// A run stopped because no credentials could be had for its next call
+/// (a refresh failed): exit 4, resumable.
+pub fn credentials_failed(run_id: &str, why: &str) -> Error {
+    Error::new(
+        ExitCode::Api,
+        format!(
+            "run {run_id} stopped: no credentials could be had for its next call ({why}); \
+             that call was neither journaled nor sent, and the calls in flight finished"
+        ),
+    )
+    .with_hint(format!(
+        "fix the credentials (or STS / the metadata service), then `runbook resume {run_id}`"
+    ))
+}
+
+/// The exit code of a run that ended `status`.
 pub fn exit_code(status: RunStatus) -> ExitCode {
     match status {
         RunStatus::Succeeded => ExitCode::Ok,

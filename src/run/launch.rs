@@ -25,6 +25,8 @@ pub struct TargetChoice {
     pub sim_faults: Option<String>,
     /// `--profile`.
     pub profile: Option<String>,
+    /// `--role-arn`.
+    pub role_arn: Option<String>,
     /// `--qps PRODUCT=N` flags.
     pub qps: Vec<String>,
     /// `--time-scale` (only with `--sim`).
@@ -51,6 +53,9 @@ pub struct StoredOptions {
     pub sim_faults: Option<String>,
     /// `--profile`.
     pub profile: Option<String>,
+    /// `--role-arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     /// `--qps` flags.
     pub qps: Vec<String>,
     /// Steps in flight at once.
@@ -76,6 +81,7 @@ impl StoredOptions {
             account,
             sim_faults: choice.sim_faults.clone(),
             profile: choice.profile.clone(),
+            role_arn: choice.role_arn.clone(),
             qps: choice.qps.clone(),
             concurrency,
             time_scale: choice.time_scale.filter(|_| choice.sim),
@@ -106,6 +112,7 @@ impl StoredOptions {
         self.sim == other.sim
             && sorted(&self.endpoints) == sorted(&other.endpoints)
             && self.profile == other.profile
+            && self.role_arn == other.role_arn
             && same_account
     }
 }

@@ -366,6 +366,9 @@ pub struct RunSummary {
     pub elapsed_ms: u64,
     /// Why the run stopped early, if it did.
     pub stopped_because: Option<String>,
+    /// Set when the run stopped because credentials could not be had (a
+    /// refresh failed): why. Nothing was half-sent; the run is resumable.
+    pub credentials_failure: Option<String>,
     /// How much the rehearsal compressed time (1: real time).
     pub time_scale: TimeScale,
 }
@@ -387,9 +390,21 @@ pub(crate) struct Shared {
     pub(crate) window_closed: CancellationToken,
     /// Why the run stops once the window closed (when, and when it reopens).
     pub(crate) window_reason: std::sync::OnceLock<String>,
+    /// Why credentials could not be had, once that stopped the run.
+    pub(crate) credentials_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Stops the run because no credentials can be had for its calls: no
+    /// new call starts, calls in flight finish.
+    pub(crate) fn stop_for_credentials(&self, why: String) {
+        self.credentials_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(why);
+        self.cancel.cancel();
+    }
+
     pub(crate) fn emit(&self, event: RunEvent) {
         self.journal.event(&self.options.run_id, &event);
         self.sink.emit(&event);

@@ -50,6 +50,9 @@ pub fn target(
     if choice.profile.is_none() {
         choice.profile.clone_from(&stored.profile);
     }
+    if choice.role_arn.is_none() {
+        choice.role_arn.clone_from(&stored.role_arn);
+    }
     if choice.qps.is_empty() {
         choice.qps.clone_from(&stored.qps);
     }

@@ -83,6 +83,7 @@ impl Runner {
                 prior,
                 window_closed: CancellationToken::new(),
                 window_reason: std::sync::OnceLock::new(),
+                credentials_failure: std::sync::Mutex::new(None),
             }),
             window: None,
         }
@@ -409,6 +410,11 @@ impl Driver {
             elapsed_ms: millis(elapsed),
             stopped_because: end.reason,
             time_scale: shared.options.time_scale,
+            credentials_failure: shared
+                .credentials_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
         })
     }
 }

@@ -148,6 +148,7 @@ fn step(id: &str, needs: &[&str], kind: StepKind) -> PlannedStep {
         compensation: false,
         risk,
         region: "cn-shanghai".into(),
+        role_arn: None,
         report: Vec::new(),
         line: 1,
     }

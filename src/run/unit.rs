@@ -107,7 +107,9 @@ impl Unit<'_> {
                 call.action
             ))
         })?;
-        Ok(crate::plan::request_for(call, &self.step.region, params))
+        let mut req = crate::plan::request_for(call, &self.step.region, params);
+        req.role_arn.clone_from(&self.step.role_arn);
+        Ok(req)
     }
 
     /// Sends one attempt, journaling it (durably first when it mutates).
@@ -132,8 +134,21 @@ impl Unit<'_> {
         {
             return Err(UnitError::Cancelled);
         }
+        // Credentials first: when none can be had, the run stops before
+        // this attempt is journaled or sent.
+        let identity = match self.shared.api.prepare(req).await {
+            Ok(identity) => identity,
+            Err(why) => {
+                self.shared.stop_for_credentials(why);
+                return Err(UnitError::Cancelled);
+            }
+        };
         let key = uuid::Uuid::new_v4().simple().to_string();
-        let request_json = serde_json::to_string(req).unwrap_or_default();
+        let journaled = ActionRequest {
+            identity,
+            ..req.clone()
+        };
+        let request_json = serde_json::to_string(&journaled).unwrap_or_default();
         let durable = kind == AttemptKind::Call && req.risk.mutates();
         self.shared
             .journal
@@ -380,7 +395,8 @@ impl Unit<'_> {
                 carried.insert((*to).to_owned(), v.clone());
             }
         }
-        let status_req = ActionRequest::typed(status_spec, &req.region, carried);
+        let mut status_req = ActionRequest::typed(status_spec, &req.region, carried);
+        status_req.role_arn.clone_from(&req.role_arn);
         let scale = self.scale();
         let mut backoff = Backoff::unbounded(&self.step.retry, self.seed.wrapping_add(1));
         let started = Instant::now();

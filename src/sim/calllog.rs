@@ -90,6 +90,10 @@ pub struct CallRecord {
     /// Faults injected into this call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultKind>,
+    /// Who signed it (the principal's ARN, e.g.
+    /// `acs:ram::1:assumed-role/maint/s`), when the key was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 impl CallRecord {
@@ -283,6 +287,7 @@ mod tests {
             request_id: "R".to_owned(),
             changed: true,
             faults: vec![FaultKind::AppliedDrop],
+            caller: None,
         }
     }
 

@@ -647,6 +647,10 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
     } else {
         authenticate(shared, raw, &params, &ctx).map(Some)
     };
+    let caller = match &authenticated {
+        Ok(Some((_, _, key))) => Some(key.principal.arn.clone()),
+        _ => None,
+    };
     let (seq, reply) = match authenticated {
         Err(reply) => (shared.seq.fetch_add(1, Ordering::Relaxed) + 1, reply),
         Ok(None) => (
@@ -771,6 +775,7 @@ pub(crate) fn process(shared: &Shared, raw: &RawRequest<'_>) -> Processed {
         request_id: request_id.clone(),
         changed: reply.changed,
         faults,
+        caller,
     });
     Processed {
         reply,

@@ -410,6 +410,7 @@ fn host_endpoint(sim: &Simulator, method: &Method, path: &str, headers: &HeaderM
         request_id: uuid::Uuid::new_v4().to_string().to_ascii_uppercase(),
         changed: false,
         faults: Vec::new(),
+        caller: None,
     });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let content_type = if answer.json {
