@@ -160,6 +160,11 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
     ),
     ("--lease", "0s", "--lease: `0s` must be longer than zero"),
     ("--lease", "soon", "--lease"),
+    (
+        "--role-arn",
+        "arn:aws:iam::1:role/x",
+        "is not a RAM role ARN such as acs:ram::123456789012:role/maintenance",
+    ),
     ("--run-timeout", "30", "--run-timeout"),
     (
         "--run-timeout",
