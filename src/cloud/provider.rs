@@ -207,6 +207,16 @@ impl CredentialsProvider {
         })
     }
 
+    /// The same provider, holding `credentials` it already fetched (so the
+    /// first request does not fetch them again).
+    #[must_use]
+    pub fn seeded(self, credentials: Credentials) -> CredentialsProvider {
+        CredentialsProvider {
+            kind: self.kind,
+            cache: tokio::sync::Mutex::new(Some((credentials, jiff::Timestamp::now()))),
+        }
+    }
+
     /// Credentials served at `url`.
     pub fn uri(url: impl Into<String>) -> CredentialsProvider {
         CredentialsProvider::of(Kind::Uri { url: url.into() })
