@@ -521,12 +521,11 @@ pub async fn resolve(
                 ));
             }
             None => match ecs_credentials(fetch, &metadata, None, imdsv1_disabled).await {
-                Ok((_, role)) => {
-                    return Ok(CredentialsProvider::ecs(
-                        metadata,
-                        Some(role),
-                        imdsv1_disabled,
-                    ));
+                Ok((credentials, role)) => {
+                    return Ok(
+                        CredentialsProvider::ecs(metadata, Some(role), imdsv1_disabled)
+                            .seeded(credentials),
+                    );
                 }
                 Err(why) => tried.push(format!(
                     "ECS instance RAM role at {metadata}: {why} (not an ECS instance?)"
