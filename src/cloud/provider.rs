@@ -211,6 +211,7 @@ impl CredentialsProvider {
     /// first request does not fetch them again).
     #[must_use]
     pub fn seeded(self, credentials: Credentials) -> CredentialsProvider {
+        tracing::debug!(source = %self.source(), expiration = ?credentials.expiration(), "credentials fetched");
         CredentialsProvider {
             kind: self.kind,
             cache: tokio::sync::Mutex::new(Some((credentials, jiff::Timestamp::now()))),
