@@ -4,7 +4,7 @@
 //! HOME. These tests always need PostgreSQL (see [`crate::journal_backend`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use runbook::sim::CallRecord;
 use serde_json::Value;
@@ -48,6 +48,40 @@ impl Host {
     fn log(&self) -> PathBuf {
         self.dir.join("sim.jsonl")
     }
+
+    /// `runbook run` of the cutover rehearsal on this host, its calls in
+    /// [`Host::log`], with `extra` flags; stdout dropped.
+    fn cutover(&self, journal: &str, extra: &[&str]) -> Command {
+        let (pb, params) = (
+            repo("playbooks/dts-di-cutover.yaml"),
+            repo("playbooks/params/dts-di-cutover.yaml"),
+        );
+        let log = self.log().to_string_lossy().into_owned();
+        let mut args = vec![
+            "run",
+            &pb,
+            "--params",
+            &params,
+            "--yes",
+            "--sim",
+            "--sim-log",
+            &log,
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = self.cmd(journal, &args);
+        cmd.stdout(Stdio::null());
+        cmd
+    }
+
+    /// Waits, while `child` lives, until this host's simulator has answered
+    /// the cutover's first DTS status read (the wait after the stop).
+    fn wait_for_first_status_read(&self, child: &mut Child) {
+        wait_until(child, "the first status read", || {
+            log_of(&self.log())
+                .iter()
+                .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
+        });
+    }
 }
 
 fn log_of(path: &Path) -> Vec<CallRecord> {
@@ -86,29 +120,8 @@ fn a_run_killed_on_one_host_is_resumed_on_another_from_the_shared_journal() {
         Host::new(root.path(), "host-a"),
         Host::new(root.path(), "host-b"),
     );
-    let (pb, params) = (
-        repo("playbooks/dts-di-cutover.yaml"),
-        repo("playbooks/params/dts-di-cutover.yaml"),
-    );
     let mut child = a
-        .cmd(
-            &db.url,
-            &[
-                "run",
-                &pb,
-                "--params",
-                &params,
-                "--yes",
-                "--sim",
-                "--time-scale",
-                "2",
-                "--lease",
-                "2s",
-                "--sim-log",
-                &a.log().to_string_lossy(),
-            ],
-        )
-        .stdout(Stdio::null())
+        .cutover(&db.url, &["--time-scale", "2", "--lease", "2s"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -378,36 +391,13 @@ fn another_host_sees_a_run_alive_while_it_heartbeats_and_interrupted_once_its_le
         Host::new(root.path(), "host-a"),
         Host::new(root.path(), "host-b"),
     );
-    let (pb, params) = (
-        repo("playbooks/dts-di-cutover.yaml"),
-        repo("playbooks/params/dts-di-cutover.yaml"),
-    );
     let mut child = a
-        .cmd(
-            &shared.url,
-            &[
-                "run",
-                &pb,
-                "--params",
-                &params,
-                "--yes",
-                "--sim",
-                "--lease",
-                "2s",
-                "--sim-log",
-                &a.log().to_string_lossy(),
-            ],
-        )
+        .cutover(&shared.url, &["--lease", "2s"])
         .env("USER", "alice")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(&mut child, "the first status read", || {
-        log_of(&a.log())
-            .iter()
-            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
-    });
+    a.wait_for_first_status_read(&mut child);
     let runs_on_b = || json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
     let seen = runs_on_b();
     let run_id = seen[0]["id"].as_str().unwrap().to_owned();
@@ -499,29 +489,12 @@ fn runs_are_filtered_and_pruned_and_an_unfinished_run_is_never_pruned() {
     run("bob");
     // One killed mid-run: interrupted, not finished.
     let mut child = host
-        .cmd(
-            &shared.url,
-            &[
-                "run",
-                &pb,
-                "--params",
-                &params,
-                "--yes",
-                "--sim",
-                "--sim-log",
-                &host.log().to_string_lossy(),
-            ],
-        )
+        .cutover(&shared.url, &[])
         .env("USER", "alice")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(&mut child, "the first status read", || {
-        log_of(&host.log())
-            .iter()
-            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
-    });
+    host.wait_for_first_status_read(&mut child);
     child.kill().unwrap();
     let _ = child.wait();
     let ids = |args: &[&str]| -> Vec<String> {
@@ -593,37 +566,14 @@ fn a_run_stopped_past_its_lease_is_taken_over_and_sends_nothing_more_when_contin
         Host::new(root.path(), "host-a"),
         Host::new(root.path(), "host-b"),
     );
-    let (pb, params) = (
-        repo("playbooks/dts-di-cutover.yaml"),
-        repo("playbooks/params/dts-di-cutover.yaml"),
-    );
     let mut child = a
-        .cmd(
-            &shared.url,
-            &[
-                "run",
-                &pb,
-                "--params",
-                &params,
-                "--yes",
-                "--sim",
-                "--lease",
-                "2s",
-                "--sim-log",
-                &a.log().to_string_lossy(),
-            ],
-        )
+        .cutover(&shared.url, &["--lease", "2s"])
         .env("USER", "alice")
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // In the wait after the job's stop, before any terminate.
-    wait_until(&mut child, "the first status read", || {
-        log_of(&a.log())
-            .iter()
-            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
-    });
+    a.wait_for_first_status_read(&mut child);
     let runs = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
     let run_id = runs[0]["id"].as_str().unwrap().to_owned();
     // Alive: another host may not take it over.
@@ -707,35 +657,12 @@ fn a_run_is_cancelled_from_another_host_through_the_journal_and_resumes() {
         Host::new(root.path(), "host-a"),
         Host::new(root.path(), "host-b"),
     );
-    let (pb, params) = (
-        repo("playbooks/dts-di-cutover.yaml"),
-        repo("playbooks/params/dts-di-cutover.yaml"),
-    );
     let mut child = a
-        .cmd(
-            &shared.url,
-            &[
-                "run",
-                &pb,
-                "--params",
-                &params,
-                "--yes",
-                "--sim",
-                "--lease",
-                "3s",
-                "--sim-log",
-                &a.log().to_string_lossy(),
-            ],
-        )
-        .stdout(Stdio::null())
+        .cutover(&shared.url, &["--lease", "3s"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until(&mut child, "the first status read", || {
-        log_of(&a.log())
-            .iter()
-            .any(|c| c.action.as_deref() == Some("DescribeDtsJobDetail"))
-    });
+    a.wait_for_first_status_read(&mut child);
     let runs = json(&b.cmd(&shared.url, &["runs", "--json"]).output().unwrap());
     let run_id = runs[0]["id"].as_str().unwrap().to_owned();
     let out = b.cmd(&shared.url, &["cancel", &run_id]).output().unwrap();

@@ -178,27 +178,11 @@ impl Approver for StepApprover {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::approve::tests::GATES;
 
     fn plan(yaml: &str) -> Plan {
         crate::plan::plan_of_yaml(yaml)
     }
-
-    const GATES: &str = r#"
-name: gates
-defaults: { region: cn-shanghai }
-steps:
-  - id: first
-    approve: "Go?"
-  - id: stop
-    needs: [first]
-    for_each: [101, 102]
-    call: dataworks.TerminateDISyncInstance
-    with: { ProjectId: 1, FileId: "{{item}}", TaskType: DI_REALTIME }
-    on_failure: { run: [undo-gate] }
-  - id: undo-gate
-    compensation: true
-    approve: "Undo?"
-"#;
 
     #[test]
     fn irreversible_steps_name_their_ids_items_region_and_account() {

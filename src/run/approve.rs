@@ -174,14 +174,16 @@ fn user_from_passwd() -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn plan(yaml: &str) -> Plan {
         crate::plan::plan_of_yaml(yaml)
     }
 
-    const GATES: &str = r#"
+    /// A plan with an approve step before an irreversible fan-out and an
+    /// approve step as its compensation (also used by `cli/approvals.rs`).
+    pub(crate) const GATES: &str = r#"
 name: gates
 defaults: { region: cn-shanghai }
 steps:
