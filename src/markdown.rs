@@ -52,6 +52,30 @@ pub fn text(s: &str) -> String {
     out
 }
 
+/// `s`, Markdown already (with its own code spans), made safe as one table
+/// cell or list line: a `|` becomes `\|` (after a backslash of its own,
+/// `\\\|`, since GFM splits the row before it reads code spans), a line
+/// break a space and other control and invisible characters `\u{XX}`; the
+/// markup it carries stays.
+pub fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            '|' => {
+                let backslashes = out.bytes().rev().take_while(|b| *b == b'\\').count();
+                if backslashes % 2 == 1 {
+                    out.push('\\');
+                }
+                out.push_str("\\|");
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if hidden(c) => visible(&mut out, c, "\\"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `s` as a code span (`*(empty)*` for an empty string).
 pub fn code(s: &str) -> String {
     if s.is_empty() {
@@ -156,6 +180,34 @@ mod tests {
         assert_eq!(text("[x](y) | z"), "\\[x\\](y) \\| z");
         assert_eq!(text("line\nbreak"), "line\\\\nbreak");
         assert_eq!(text("ok: 1.5 - fine"), "ok: 1.5 - fine");
+    }
+
+    #[test]
+    fn cells_keep_their_markup_but_not_a_row_break() {
+        assert_eq!(cell("call `a|b`"), "call `a\\|b`");
+        assert_eq!(cell("one\ntwo\r\tthree"), "one two  three");
+        assert_eq!(cell("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(cell("**bold** [x](y)"), "**bold** [x](y)");
+        assert_eq!(cell("a\\|b"), "a\\\\\\|b");
+    }
+
+    proptest::proptest! {
+        /// Whatever the input, a cell is one line with no unescaped pipe.
+        #[test]
+        fn a_cell_never_splits_a_row(s in "\\PC*|[|\n\r`\\\\]{0,8}") {
+            let c = cell(&s);
+            proptest::prop_assert!(!c.contains('\n') && !c.contains('\r'));
+            // GFM reads `\x` as one escaped character when it splits a row:
+            // every `|` must be escaped, i.e. after an odd run of backslashes.
+            let bytes = c.as_bytes();
+            for (i, b) in bytes.iter().enumerate() {
+                if *b == b'|' {
+                    let run = bytes[..i].iter().rev().take_while(|b| **b == b'\\').count();
+                    proptest::prop_assert!(run % 2 == 1, "{c:?}");
+                }
+            }
+            proptest::prop_assert!(!c.chars().any(hidden), "{c:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! time given and whether the worst case fits in what is left of it.
 
 use crate::cloud::signer::SignatureVersion;
+use crate::markdown;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -555,10 +556,6 @@ fn destination(r: &crate::cloud::RequestPreview) -> String {
     }
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 /// The plan for a change ticket: summary table, params, a step table, a
 /// checklist to tick during the window, and the exact requests.
 pub fn markdown(plan: &Plan) -> String {
@@ -576,7 +573,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     );
     let _ = writeln!(o);
     if let Some(d) = &plan.description {
-        let _ = writeln!(o, "> {}", md_escape(d));
+        let _ = writeln!(o, "> {}", markdown::text(d));
         let _ = writeln!(o);
     }
     let _ = writeln!(o, "| | |");
@@ -591,7 +588,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let _ = writeln!(
         o,
         "| Blast radius | {} |",
-        md_escape(&blast_radius_line(plan))
+        markdown::cell(&blast_radius_line(plan))
     );
     let _ = writeln!(
         o,
@@ -610,9 +607,9 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     );
     let _ = writeln!(o, "| Concurrency | {} |", plan.concurrency);
     if let Some(w) = window_line(plan) {
-        let _ = writeln!(o, "| Change window | {} |", md_escape(&w));
+        let _ = writeln!(o, "| Change window | {} |", markdown::cell(&w));
         if let Some(line) = now.and_then(|now| window_now(plan, now)) {
-            let _ = writeln!(o, "| Window now | {} |", md_escape(&line));
+            let _ = writeln!(o, "| Window now | {} |", markdown::cell(&line));
         }
     }
     let _ = writeln!(o);
@@ -624,7 +621,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
         let _ = writeln!(o, "| Param | Value |");
         let _ = writeln!(o, "|---|---|");
         for (k, v) in &plan.params {
-            let _ = writeln!(o, "| `{k}` | `{}` |", md_escape(&value(v)));
+            let _ = writeln!(o, "| `{k}` | {} |", markdown::code(&value(v)));
         }
     }
     if let Some(obs) = &plan.observations {
@@ -678,7 +675,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
             "| {} | `{}`{comp} | {} | {risk} | {calls} | {needs} | {} | {} |",
             n + 1,
             s.id,
-            md_escape(&kind_line(s)),
+            markdown::cell(&kind_line(s)),
             retry_text,
             s.timeout_secs.map_or("—".to_owned(), secs)
         );
@@ -691,7 +688,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
             o,
             "- [ ] `{}`: {}{}",
             s.id,
-            md_escape(&checklist_text(s)),
+            markdown::cell(&checklist_text(s)),
             risk_note(s.risk)
         );
     }
@@ -705,7 +702,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
                 o,
                 "- `{}`: {}{}",
                 s.id,
-                md_escape(&checklist_text(s)),
+                markdown::cell(&checklist_text(s)),
                 risk_note(s.risk)
             );
         }
@@ -774,9 +771,9 @@ fn markdown_observations(obs: &[super::refresh::Observation]) -> String {
         let resource = ob
             .resource
             .as_deref()
-            .map_or_else(|| "—".to_owned(), |r| format!("`{}`", md_escape(r)));
+            .map_or_else(|| "—".to_owned(), markdown::code);
         let status = match (&ob.select, &ob.observed) {
-            (Some(sel), Some(v)) => format!("`{sel}` = `{}`", md_escape(&value(v))),
+            (Some(sel), Some(v)) => format!("`{sel}` = {}", markdown::code(&value(v))),
             (Some(sel), None) => format!("`{sel}` missing"),
             _ => "—".to_owned(),
         };
@@ -788,13 +785,13 @@ fn markdown_observations(obs: &[super::refresh::Observation]) -> String {
                 ob.note
                     .as_deref()
                     .filter(|_| ob.request_id.is_none())
-                    .map_or(String::new(), |n| format!(" ({})", md_escape(n)))
+                    .map_or(String::new(), |n| format!(" ({})", markdown::cell(n)))
             ),
         };
         let rid = ob
             .request_id
             .as_deref()
-            .map_or_else(|| "—".to_owned(), |r| format!("`{}`", md_escape(r)));
+            .map_or_else(|| "—".to_owned(), markdown::code);
         let _ = writeln!(o, "| {step} | {resource} | {status} | {verdict} | {rid} |");
     }
     o

@@ -804,44 +804,63 @@ async fn run_unit(
     deadline: Option<Deadline>,
 ) -> UnitsResult {
     let step = &shared.plan.steps[index];
-    let run_id = &shared.options.run_id;
-    let fan_out = item_value.is_some();
     if let Some(output) = shared.prior.done_units.get(&(step.id.0.clone(), item)) {
         return Ok((Outcome::Succeeded, Some(output.clone()), None));
     }
-    shared
-        .journal
-        .unit_started(run_id, step.id.as_str(), item, item_value.as_ref());
-    let seed = shared
-        .options
-        .seed
-        .unwrap_or_else(rand::random)
-        .wrapping_add((index as u64) << 32 | item as u64);
+    shared.journal.unit_started(
+        &shared.options.run_id,
+        step.id.as_str(),
+        item,
+        item_value.as_ref(),
+    );
     let unit = Unit {
         shared: &shared,
         step,
         item,
-        fan_out,
+        fan_out: item_value.is_some(),
         ctx: &ctx,
         item_value: item_value.as_ref(),
-        seed,
+        seed: unit_seed(&shared, index, item),
         cancel: &cancel,
         deadline,
     };
-    let result = match &step.kind {
+    let result = settle(&shared, execute(&unit).await)?;
+    finish_unit(&unit, result).await
+}
+
+/// The unit's random seed: the run's (or a fresh one), apart per step and item.
+fn unit_seed(shared: &Shared, index: usize, item: usize) -> u64 {
+    shared
+        .options
+        .seed
+        .unwrap_or_else(rand::random)
+        .wrapping_add((index as u64) << 32 | item as u64)
+}
+
+/// Does what the unit's step does, by its kind.
+async fn execute(unit: &Unit<'_>) -> Result<Value, UnitError> {
+    let shared = unit.shared;
+    match &unit.step.kind {
         StepKind::Call { call, assert } => unit.call(call, assert.as_ref()).await,
         StepKind::Wait(wait) => unit.wait(wait).await,
         StepKind::Sleep { millis } => {
             tokio::select! {
                 () = tokio::time::sleep(shared.options.time_scale.apply(Duration::from_millis(*millis))) => Ok(Value::Null),
-                () = cancel.cancelled() => Err(UnitError::Cancelled),
+                () = unit.cancel.cancelled() => Err(UnitError::Cancelled),
                 // A sleep holds the run for nothing once the window closed.
                 () = shared.window_closed.cancelled() => Err(UnitError::Cancelled),
             }
         }
-        StepKind::Approve { message } => approve(&shared, step.id.as_str(), message, &cancel).await,
-    };
-    let (outcome, output, error) = match result {
+        StepKind::Approve { message } => {
+            approve(shared, unit.step.id.as_str(), message, unit.cancel).await
+        }
+    }
+}
+
+/// A unit's result as an outcome, output and error (a journal failure
+/// passes through: it ends the run).
+fn settle(shared: &Shared, result: Result<Value, UnitError>) -> UnitsResult {
+    Ok(match result {
         Ok(v) => (Outcome::Succeeded, Some(v), None),
         Err(UnitError::Failed(why)) => (Outcome::Failed, None, Some(why)),
         Err(UnitError::Cancelled) => {
@@ -853,30 +872,36 @@ async fn run_unit(
             (Outcome::Cancelled, None, Some(why.to_owned()))
         }
         Err(UnitError::Journal(e)) => return Err(e),
-    };
-    if outcome != Outcome::Cancelled {
+    })
+}
+
+/// Journals a unit's end and reports a fan-out item's.
+async fn finish_unit(unit: &Unit<'_>, result: UnitResult) -> UnitsResult {
+    let (outcome, output, error) = &result;
+    let (shared, step) = (unit.shared, unit.step);
+    if *outcome != Outcome::Cancelled {
         // A cancelled unit stays `running` in the journal: resume re-checks it.
         shared
             .journal
             .unit_finished(
-                run_id,
+                &shared.options.run_id,
                 step.id.as_str(),
-                item,
-                outcome,
+                unit.item,
+                *outcome,
                 output.as_ref(),
                 error.as_deref(),
             )
             .await?;
     }
-    if let Some(value) = &item_value {
+    if let Some(value) = unit.item_value {
         shared.emit(RunEvent::ItemFinished {
             step: step.id.0.clone(),
-            item: super::ItemRef::new(item, value),
-            outcome,
+            item: super::ItemRef::new(unit.item, value),
+            outcome: *outcome,
             error: error.clone(),
         });
     }
-    Ok((outcome, output, error))
+    Ok(result)
 }
 
 async fn approve(
