@@ -41,6 +41,7 @@ use crate::plan::Plan;
 use crate::run::approve::{self, Asking, PlanGate};
 use crate::run::launch::{self, StoredOptions};
 use crate::run::report::{self, ReportMode};
+use crate::run::resources::{self, LockAccount, LockRefusal, ResourceLocks};
 use crate::run::run_report;
 use crate::run::world::{self, Restored};
 use crate::run::{
@@ -502,6 +503,21 @@ async fn execute(
                 .with_hint("it is alive there: let it finish (or stop it there); if that process is gone, resume once its lease has run out"),
             e => exit::journal_error(e),
         })?;
+    // The resources known from params, all at once, before anything is sent.
+    let account = LockAccount::new(&run_id, target.account.as_deref(), target.sim.is_some());
+    let locks = match ResourceLocks::take_known(&journal, &plan, &run_id, account).await {
+        Ok(locks) => locks,
+        Err(LockRefusal::Held(holder)) => {
+            if !resumed {
+                // Nothing was sent: the new run ends before its first step.
+                let _ = journal
+                    .set_run_status(&run_id, RunStatus::Failed, true)
+                    .await;
+            }
+            return Err(resources::refused(&holder));
+        }
+        Err(LockRefusal::Journal(e)) => return Err(exit::journal_error(e)),
+    };
     let (notifier, unusable) = Notifier::new(&plan.notify, &exec.notify);
     for u in &unusable {
         eprintln!(
@@ -545,7 +561,8 @@ async fn execute(
         },
         prior,
     )
-    .with_window(window, Arc::new(crate::run::SystemClock));
+    .with_window(window, Arc::new(crate::run::SystemClock))
+    .with_locks(locks);
     let summary = runner.execute(resumed).await;
     let _ = reporter.await;
     let summary: RunSummary = match summary {

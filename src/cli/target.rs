@@ -295,13 +295,7 @@ impl crate::run::world::World for SimWorld {
     }
 }
 
-/// A fingerprint of an account id (from STS `GetCallerIdentity`): enough
-/// to tell two accounts apart in the journal.
-fn fingerprint(access_key_id: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(access_key_id.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
+use crate::cloud::sts::account_fingerprint as fingerprint;
 
 /// A duration flag (`30s`, `2m`, `1h 30m`); a bad one is a usage error.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, Error> {

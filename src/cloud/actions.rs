@@ -134,6 +134,22 @@ fn one_of(set: &[&str], observed: &serde_json::Value) -> bool {
         .is_some_and(|s| set.iter().any(|d| d.eq_ignore_ascii_case(s)))
 }
 
+/// What a call mutates, for the resource locks of runs (`run/resources.rs`):
+/// two runs that would mutate the same resource must not overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locks {
+    /// The resource of `kind` named by the values of the parameters `ids`
+    /// (all required), in the call's region and account.
+    Resource {
+        /// Kind of resource, e.g. `job` (a DTS task), `di-node`.
+        kind: &'static str,
+        /// The parameters whose values identify it, in this order.
+        ids: &'static [&'static str],
+    },
+    /// Nothing: why (a read changes nothing).
+    Nothing(&'static str),
+}
+
 /// A typed action in the catalogue.
 #[derive(Debug, Serialize)]
 pub struct ActionSpec {
@@ -153,6 +169,9 @@ pub struct ActionSpec {
     pub params: &'static [ParamSpec],
     /// For mutating actions: how to check that the call took effect.
     pub effect: Option<Effect>,
+    /// What it mutates (resource locks).
+    #[serde(skip)]
+    pub locks: Locks,
     /// One line for the plan and the README.
     pub description: &'static str,
 }
@@ -265,6 +284,25 @@ pub const DTS_JOB_CARRY: &[(&str, &str)] = &[
     ("SynchronizationDirection", "SynchronizationDirection"),
 ];
 
+/// What a read locks: nothing.
+const READS: Locks = Locks::Nothing("it only reads");
+/// A DTS task, by its id (whatever the direction: both directions of a
+/// two-way sync are one task).
+const DTS_JOB: Locks = Locks::Resource {
+    kind: "job",
+    ids: &["DtsJobId"],
+};
+/// A DI real-time node (or solution), by workspace and file.
+const DI_NODE: Locks = Locks::Resource {
+    kind: "di-node",
+    ids: &["ProjectId", "FileId"],
+};
+/// A new-style DI job, by its id.
+const DI_JOB: Locks = Locks::Resource {
+    kind: "di-job",
+    ids: &["DIJobId"],
+};
+
 /// Every typed action, sorted by name.
 pub static CATALOGUE: &[ActionSpec] = &[
     ActionSpec {
@@ -283,6 +321,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             "id of the new-style DI job",
         )],
         effect: None,
+        locks: READS,
         description: "read a DI job and its status (Data.JobStatus)",
     },
     ActionSpec {
@@ -319,6 +358,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             ),
         ],
         effect: None,
+        locks: READS,
         description: "read the status of a DI real-time node (Data.Status: RUN, KILLING, PAUSE, NORUN, WAIT)",
     },
     ActionSpec {
@@ -362,6 +402,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 20,
         }),
+        locks: DI_JOB,
         description: "start a stopped new-style Data Integration job",
     },
     ActionSpec {
@@ -414,6 +455,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &["KILLING"],
             settle_secs: 0,
         }),
+        locks: DI_NODE,
         description: "start (resume) a paused DI real-time node: PAUSE -> WAIT -> RUN",
     },
     ActionSpec {
@@ -439,6 +481,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 20,
         }),
+        locks: DI_JOB,
         description: "stop a new-style Data Integration job",
     },
     ActionSpec {
@@ -457,6 +500,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 0,
         }),
+        locks: DI_NODE,
         description: "stop (pause) a DI real-time node: RUN -> KILLING -> PAUSE",
     },
     ActionSpec {
@@ -475,6 +519,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &["KILLING"],
             settle_secs: 0,
         }),
+        locks: DI_NODE,
         description: "terminate (undeploy) a DI real-time node: -> NORUN; cannot be undone",
     },
     ActionSpec {
@@ -528,6 +573,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             ),
         ],
         effect: None,
+        locks: READS,
         description: "read a DTS task and its Status (Synchronizing, Suspending, Finished, Failed, ...)",
     },
     ActionSpec {
@@ -546,6 +592,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 20,
         }),
+        locks: DTS_JOB,
         description: "start (resume) a DTS task (Suspending -> Synchronizing)",
     },
     ActionSpec {
@@ -564,6 +611,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 20,
         }),
+        locks: DTS_JOB,
         description: "end a DTS task (Synchronizing -> Finished)",
     },
     ActionSpec {
@@ -582,6 +630,7 @@ pub static CATALOGUE: &[ActionSpec] = &[
             settling: &[],
             settle_secs: 20,
         }),
+        locks: DTS_JOB,
         description: "pause a DTS task (Synchronizing -> Suspending); start it again with dts.StartDtsJob",
     },
 ];
@@ -631,6 +680,54 @@ mod tests {
                     "{}: a mutating action needs an effect, a read none",
                     spec.name
                 ),
+            }
+        }
+    }
+
+    #[test]
+    fn every_mutating_action_names_the_resource_it_locks_by_required_params() {
+        for spec in CATALOGUE {
+            match (spec.locks, spec.risk.mutates()) {
+                (Locks::Resource { kind, ids }, true) => {
+                    assert!(!kind.is_empty() && !ids.is_empty(), "{}", spec.name);
+                    for id in ids {
+                        let param = spec
+                            .param(id)
+                            .unwrap_or_else(|| panic!("{}: {id}", spec.name));
+                        assert!(param.required, "{}: {id} must be required", spec.name);
+                    }
+                    // The status call reads the same resource: it is given
+                    // every identifying parameter.
+                    let effect = spec
+                        .effect
+                        .as_ref()
+                        .expect("a mutating action has an effect");
+                    for id in ids {
+                        assert!(
+                            effect.carry.iter().any(|(from, _)| from == id),
+                            "{}: {id} is not carried to the status call",
+                            spec.name
+                        );
+                    }
+                }
+                (Locks::Nothing(why), _) => assert!(!why.trim().is_empty(), "{}", spec.name),
+                (Locks::Resource { .. }, false) => {
+                    panic!("{}: a read locks nothing", spec.name)
+                }
+            }
+        }
+        // Actions that act on the same resource name it alike.
+        for a in CATALOGUE {
+            for b in CATALOGUE {
+                if let (
+                    Locks::Resource { kind: ka, ids: ia },
+                    Locks::Resource { kind: kb, ids: ib },
+                ) = (a.locks, b.locks)
+                    && a.product == b.product
+                    && ka == kb
+                {
+                    assert_eq!(ia, ib, "{} and {}", a.name, b.name);
+                }
             }
         }
     }

@@ -86,12 +86,28 @@ pub fn endpoint(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Crede
 /// account all digits; the name letters, digits and `.@-_`, maybe behind
 /// a path).
 pub fn is_role_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("acs:ram::") else {
-        return false;
-    };
-    let Some((account, name)) = rest.split_once(":role/") else {
-        return false;
-    };
+    role_account(arn).is_some()
+}
+
+/// The account a RAM role ARN belongs to (`acs:ram::ACCOUNT:role/NAME`),
+/// when `arn` is one.
+pub fn role_account(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("acs:ram::")?;
+    let (account, name) = rest.split_once(":role/")?;
+    let valid = is_role_parts(account, name);
+    valid.then_some(account)
+}
+
+/// A fingerprint of an account id (from STS `GetCallerIdentity`, or the
+/// account of a role ARN): SHA-256, the first 16 hex digits. Enough to tell
+/// two accounts apart in the journal without naming them.
+pub fn account_fingerprint(account_id: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(account_id.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_role_parts(account: &str, name: &str) -> bool {
     !account.is_empty()
         && account.chars().all(|c| c.is_ascii_digit())
         && !name.is_empty()

@@ -214,6 +214,16 @@ pub enum RunEvent {
         /// Why it was not delivered.
         error: Option<String>,
     },
+    /// The run was abandoned (`runbook abandon`): it ended `cancelled`
+    /// with no process, and its resource locks were released.
+    Abandoned {
+        /// Who (`user@host`).
+        by: String,
+        /// From which host.
+        host: String,
+        /// Why, as given.
+        reason: String,
+    },
     /// The run ended.
     RunFinished {
         /// Run id.

@@ -67,7 +67,10 @@ use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
 
+mod locks;
 mod pg;
+
+pub use locks::{AbandonOutcome, Abandoned};
 
 /// A journal failure.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +236,7 @@ CREATE TABLE schema_version (version INTEGER NOT NULL);
 
 /// The steps that build the schema: `MIGRATIONS[i]` takes a journal from
 /// version `i` to `i + 1` (see the module doc).
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, locks::V4];
 
 /// Version 3: a request to stop a run, from any host (`runbook cancel`):
 /// who asked and when.
@@ -504,6 +507,8 @@ pub struct Journal {
     synced: Arc<AtomicU64>,
     world: Arc<Mutex<Option<KeptWorld>>>,
     ledger: Arc<Ledger>,
+    /// The connection of resource-lock transactions (PostgreSQL; see `locks`).
+    locks_conn: Arc<std::sync::OnceLock<mpsc::Sender<locks::TxReq>>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -805,6 +810,7 @@ impl Journal {
             synced,
             world,
             ledger,
+            locks_conn: Arc::default(),
         })
     }
 

@@ -46,6 +46,7 @@ mod machine;
 pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;
+pub mod resources;
 pub mod resume;
 pub mod retry;
 pub mod run_report;
@@ -392,6 +393,8 @@ pub(crate) struct Shared {
     pub(crate) window_reason: std::sync::OnceLock<String>,
     /// Why credentials could not be had, once that stopped the run.
     pub(crate) credentials_failure: std::sync::Mutex<Option<String>>,
+    /// The run's resource locks (see [`resources`]), when it takes any.
+    pub(crate) resource_locks: std::sync::OnceLock<resources::ResourceLocks>,
 }
 
 impl Shared {

@@ -227,6 +227,9 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             format!("run {run_id} {} in {}", outcome.as_str(), ms(*elapsed_ms))
         }
         RunEvent::Notified { .. } => notified_line(event)?,
+        RunEvent::Abandoned { by, host, reason } => {
+            format!("abandoned by {by} on {host}: {reason}; its resource locks were released")
+        }
     })
 }
 
@@ -347,6 +350,7 @@ impl Live {
             | RunEvent::Approval { .. }
             | RunEvent::Drift { .. }
             | RunEvent::WindowClosed { .. }
+            | RunEvent::Abandoned { .. }
             | RunEvent::Notified { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(escape(&line));

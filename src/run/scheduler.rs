@@ -84,6 +84,7 @@ impl Runner {
                 window_closed: CancellationToken::new(),
                 window_reason: std::sync::OnceLock::new(),
                 credentials_failure: std::sync::Mutex::new(None),
+                resource_locks: std::sync::OnceLock::new(),
             }),
             window: None,
         }
@@ -95,6 +96,16 @@ impl Runner {
     #[must_use]
     pub fn with_window(mut self, window: RunWindow, clock: Arc<dyn Clock>) -> Runner {
         self.window = (!window.is_unbounded()).then_some((window, clock));
+        self
+    }
+
+    /// Keeps the run's resource locks (taken before it starts, see
+    /// [`super::resources`]): every unit takes the lock of a resource it
+    /// learns at run time before its first mutating call there, and the
+    /// locks are released when the run ends (not when it is parked).
+    #[must_use]
+    pub fn with_locks(self, locks: super::resources::ResourceLocks) -> Runner {
+        let _ = self.shared.resource_locks.set(locks);
         self
     }
 
@@ -386,6 +397,11 @@ impl Driver {
             .journal
             .set_run_status(&run_id, end.status, true)
             .await?;
+        if end.status.ends_run()
+            && let Some(locks) = shared.resource_locks.get()
+        {
+            locks.release().await?;
+        }
         let elapsed = started.elapsed();
         shared.emit(RunEvent::RunFinished {
             run_id: run_id.clone(),

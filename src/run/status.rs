@@ -79,6 +79,19 @@ impl RunStatus {
     }
 }
 
+impl RunStatus {
+    /// Whether the run is over for good as far as its resource locks go:
+    /// succeeded, failed, cancelled or rejected. A run parked on purpose
+    /// (window closed, waiting for an approval) keeps its locks; the
+    /// journal's lock statements (`journal/locks.rs`) hold the same list.
+    pub fn ends_run(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Rejected
+        )
+    }
+}
+
 impl fmt::Display for RunStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -134,6 +134,27 @@ impl Unit<'_> {
         {
             return Err(UnitError::Cancelled);
         }
+        // The resource's lock before the first change to it (held
+        // already when known from params): held by another run, nothing
+        // is sent and the unit fails, resumable.
+        if kind == AttemptKind::Call
+            && req.risk.mutates()
+            && let Some(locks) = self.shared.resource_locks.get()
+        {
+            let typed = matches!(&self.step.kind, crate::plan::StepKind::Call { call, .. }
+                if cloud::actions::lookup(&call.action).is_some());
+            match locks.ensure(self.step, req, typed).await {
+                Ok(()) => {}
+                Err(super::resources::LockRefusal::Held(holder)) => {
+                    return Err(UnitError::Failed(format!(
+                        "{holder}; nothing was sent to it. Resume this run once that run has ended (or was abandoned)"
+                    )));
+                }
+                Err(super::resources::LockRefusal::Journal(e)) => {
+                    return Err(UnitError::Journal(e));
+                }
+            }
+        }
         // Credentials first: when none can be had, the run stops before
         // this attempt is journaled or sent.
         let identity = match self.shared.api.prepare(req).await {

@@ -509,7 +509,7 @@ CREATE TABLE worlds (
 
 /// `MIGRATIONS[i]` takes a PostgreSQL journal from version `i` to `i + 1`;
 /// versions count alike on both backends (see the journal's module doc).
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, super::locks::PG_V4];
 
 /// Version 3 (see the SQLite one): cancel requests.
 const V3: &str = "ALTER TABLE runs ADD COLUMN cancel_requested TEXT;";
@@ -582,7 +582,7 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), MigrateError> {
 }
 
 /// Rewrites the journal's SQLite-style `?N` placeholders as `$N`.
-fn dialect(sql: &str) -> String {
+pub(super) fn dialect(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
