@@ -58,6 +58,8 @@ pub(crate) enum Command {
     Show(runs::ShowArgs),
     /// Ask a running run, on any host, to stop (through the journal).
     Cancel(runs::CancelArgs),
+    /// End a dead or parked run for good and release its resource locks (journaled).
+    Abandon(runs::AbandonArgs),
     /// Write the report of a run for the change ticket (Markdown, JSON or HTML).
     Report(report::ReportArgs),
     /// Print the step graph as Graphviz dot or Mermaid.
@@ -99,6 +101,7 @@ fn exec(command: Command) -> Result<ExitCode, Error> {
         Command::Runs(args) => args.exec(),
         Command::Show(args) => args.exec(),
         Command::Cancel(args) => args.exec(),
+        Command::Abandon(args) => args.exec(),
         Command::Report(args) => args.exec(),
         Command::Graph(args) => args.exec(),
         Command::Schema(args) => args.exec(),

@@ -102,6 +102,60 @@ impl CancelArgs {
     }
 }
 
+/// End a run that no process carries on, and release the resources it
+/// locks, so that other runs may change them.
+///
+/// Only for a run whose process is gone (`interrupted`: killed, crashed,
+/// its host lost; on another host, once its lease has run out) or that is
+/// parked on purpose (`window_closed`, `waiting_approval`), which keeps its
+/// locks with no process. A live run is refused (exit 6): stop it with
+/// `runbook cancel RUN_ID`. The run ends `cancelled`; who abandoned it,
+/// from which host, when and why are journaled, and `runs`, `show` and
+/// `report` say so. Nothing is sent to the cloud: a resource the run left
+/// half-changed stays so, as `runbook show RUN_ID` tells.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  runbook runs --status interrupted                # find the dead run
+  runbook show RUN_ID                              # what it did, what it locks
+  runbook abandon RUN_ID --reason \"laptop lost mid-cutover; DTS job stopped by hand\"
+  runbook abandon RUN_ID --reason \"window missed, rescheduled\" --journal postgres://ops@db:5432/runbook")]
+pub(crate) struct AbandonArgs {
+    /// The run id (or a unique prefix), from `runbook runs`.
+    #[arg(value_parser = run_id_arg)]
+    run_id: String,
+    /// Why it is abandoned (journaled, shown by `show` and the report).
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+impl AbandonArgs {
+    pub(crate) fn exec(self) -> Result<ExitCode, Error> {
+        let journal = self.state.journal()?;
+        let rec = journal.load_run(&self.run_id).map_err(lookup_error)?;
+        let done = crate::run::abandon::abandon(
+            &journal,
+            &self.state.dir(),
+            &rec.run,
+            &self.reason,
+            &crate::run::approve::who(),
+            &crate::run::journal::host_name(),
+        )?;
+        let id = &rec.run.id;
+        let mut text = format!(
+            "abandoned run {id} (it was {}): it ends cancelled; released {} resource lock(s)\n",
+            done.was,
+            done.released.len()
+        );
+        for key in &done.released {
+            text.push_str(&format!("  {key}\n"));
+        }
+        super::out(&text);
+        Ok(ExitCode::Ok)
+    }
+}
+
 /// Show one run step by step: approvals, steps, items and every attempt.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
@@ -225,9 +279,19 @@ impl RunsArgs {
                 })
                 && (!self.mine || r.holder.operator.as_deref() == Some(me.as_str()))
         });
+        let abandoned = journal.abandoned_runs().unwrap_or_default();
         let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
-            let rows: Vec<_> = runs.iter().map(run_json).collect();
+            let rows: Vec<_> = runs
+                .iter()
+                .map(|r| {
+                    let mut row = run_json(r);
+                    if let (Some(a), Some(obj)) = (abandoned.get(&r.id), row.as_object_mut()) {
+                        obj.insert("abandoned".to_owned(), serde_json::json!(a));
+                    }
+                    row
+                })
+                .collect();
             let _ = writeln!(
                 out,
                 "{}",
@@ -263,6 +327,9 @@ impl RunsArgs {
                 && let Some(beat) = h.last_heartbeat()
             {
                 let _ = writeln!(out, "{:<24} last heartbeat {beat}", "");
+            }
+            if let Some(a) = abandoned.get(&r.id) {
+                let _ = writeln!(out, "{:<24} abandoned by {} at {}: {}", "", a.by, a.at, a.reason);
             }
         }
         Ok(ExitCode::Ok)
@@ -324,9 +391,14 @@ impl ShowArgs {
         let reported = serde_json::from_str::<crate::plan::Plan>(&rec.plan_json)
             .map(|plan| crate::run::run_report::reported(&plan, &rec))
             .unwrap_or_default();
+        let abandoned = journal
+            .abandoned_runs()
+            .unwrap_or_default()
+            .remove(&rec.run.id);
+        let locks = journal.locks_of(&rec.run.id).unwrap_or_default();
         let mut out = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
         if self.json {
-            let value = serde_json::json!({
+            let mut value = serde_json::json!({
                 "id": rec.run.id, "name": rec.run.name, "source": rec.run.source, "digest": rec.run.digest,
                 "status": rec.run.status, "created_at": rec.run.created_at, "finished_at": rec.run.finished_at,
                 "host": rec.run.holder.host, "operator": rec.run.holder.operator, "target": rec.run.holder.target,
@@ -337,6 +409,14 @@ impl ShowArgs {
                 "reported": reported,
                 "notifications": notifications,
             });
+            if let Some(obj) = value.as_object_mut() {
+                if let Some(a) = &abandoned {
+                    obj.insert("abandoned".to_owned(), serde_json::json!(a));
+                }
+                if !locks.is_empty() {
+                    obj.insert("locks".to_owned(), serde_json::json!(locks));
+                }
+            }
             let _ = writeln!(
                 out,
                 "{}",
@@ -362,6 +442,20 @@ impl ShowArgs {
         }
         if let Some(target) = &r.holder.target {
             let _ = writeln!(out, "target: {target}");
+        }
+        if let Some(a) = &abandoned {
+            let _ = writeln!(
+                out,
+                "abandoned: by {} on {} at {}: {}",
+                a.by, a.host, a.at, a.reason
+            );
+        }
+        // Lock rows of an ended run hold nothing (and are gone once it ends).
+        if !locks.is_empty() && !r.status.ends_run() {
+            let _ = writeln!(out, "locks:");
+            for key in &locks {
+                let _ = writeln!(out, "  {key}");
+            }
         }
         let _ = writeln!(out, "plan digest: {}", r.digest);
         for a in &rec.approvals {

@@ -109,6 +109,37 @@ impl ActionRequest {
         actions::lookup_rpc(&self.product, &self.action)
     }
 
+    /// The resource this request of a typed mutating action changes, as
+    /// the catalogue identifies it ([`actions::Locks`]): its kind and id
+    /// (`Name=value` pairs joined by `,`; integers in canonical form, so
+    /// `010` and `10` are one FileId). `None` for a read, an action that
+    /// locks nothing, or a request missing an identifying parameter.
+    pub fn resource(&self) -> Option<(&'static str, String)> {
+        let spec = self.spec()?;
+        let actions::Locks::Resource { kind, ids } = spec.locks else {
+            return None;
+        };
+        if !spec.risk.mutates() {
+            return None;
+        }
+        let id = ids
+            .iter()
+            .map(|name| {
+                let raw = self.query.get(*name).or_else(|| self.body.get(*name))?;
+                let value = match spec.param(name).map(|p| p.ty) {
+                    Some(actions::ParamType::Integer) => raw
+                        .trim()
+                        .parse::<i64>()
+                        .map_or_else(|_| raw.clone(), |n| n.to_string()),
+                    _ => raw.clone(),
+                };
+                Some(format!("{name}={value}"))
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join(",");
+        Some((kind, id))
+    }
+
     /// The status call that shows whether this mutating request took effect
     /// (its action's [`actions::Effect`]), carrying the parameters it names.
     pub fn status_request(&self) -> Option<(&'static actions::Effect, ActionRequest)> {

@@ -25,6 +25,7 @@ pub mod display;
 pub mod drift;
 pub mod graph;
 pub mod integrity;
+pub mod locks;
 pub mod params;
 pub mod refresh;
 pub mod render;

@@ -32,6 +32,7 @@
 //! approval and the answerability of `approve` steps), `world` (a
 //! rehearsal's simulated world), `exit` (exit codes and failure messages).
 
+pub mod abandon;
 pub mod approve;
 mod changed;
 mod drift;

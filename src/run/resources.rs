@@ -45,9 +45,9 @@ use serde::Serialize;
 
 use super::{Journal, JournalError};
 use crate::cloud::ActionRequest;
-use crate::cloud::actions::{self, Locks, ParamType};
+use crate::cloud::actions;
 use crate::error::{Error, ExitCode};
-use crate::plan::{Plan, PlannedStep, StepKind, render};
+use crate::plan::{Plan, PlannedStep, StepKind};
 
 /// What a lock is on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -105,36 +105,14 @@ impl fmt::Display for LockHolder {
     }
 }
 
-/// The resource a request of a typed action mutates, in `account`
-/// (`None`: a read, or an action that locks nothing).
+/// The resource a request of a typed mutating action changes, in
+/// `account` (`None`: a read, or an action that locks nothing).
 pub fn key_of(req: &ActionRequest, account: &str) -> Option<ResourceKey> {
-    let spec = req.spec()?;
-    let Locks::Resource { kind, ids } = spec.locks else {
-        return None;
-    };
-    if !spec.risk.mutates() {
-        return None;
-    }
-    let id = ids
-        .iter()
-        .map(|name| {
-            let raw = req.query.get(*name).or_else(|| req.body.get(*name))?;
-            // `010` and `10` are one FileId.
-            let value = match spec.param(name).map(|p| p.ty) {
-                Some(ParamType::Integer) => raw
-                    .trim()
-                    .parse::<i64>()
-                    .map_or_else(|_| raw.clone(), |n| n.to_string()),
-                _ => raw.clone(),
-            };
-            Some(format!("{name}={value}"))
-        })
-        .collect::<Option<Vec<_>>>()?
-        .join(",");
+    let (kind, id) = req.resource()?;
     Some(ResourceKey {
         account: account.to_owned(),
         region: req.region.clone(),
-        product: spec.product.to_owned(),
+        product: req.product.clone(),
         kind: kind.to_owned(),
         id,
     })
@@ -173,76 +151,6 @@ impl LockAccount {
     }
 }
 
-/// What one step locks, as `plan` shows it (no account: plans are made
-/// without credentials).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StepLocks {
-    /// It mutates nothing.
-    Reads,
-    /// A generic `api` call: the engine does not know what it acts on.
-    Generic,
-    /// These resources (`kind id`), known from params.
-    Known(Vec<String>),
-    /// A resource of `kind` whose id is known only at run time (from an
-    /// earlier step's output, or fan-out items that are).
-    AtRunTime(&'static str),
-}
-
-/// The rendered requests of a mutating call step, per item, as far as
-/// params allow: `None` when they depend on earlier steps' outputs.
-fn requests_known(plan: &Plan, step: &PlannedStep) -> Option<Vec<ActionRequest>> {
-    let StepKind::Call { call, .. } = &step.kind else {
-        return Some(Vec::new());
-    };
-    let params = serde_json::to_value(&plan.params).unwrap_or_default();
-    let scope = render::Scope {
-        params: Some(&params),
-        ..render::Scope::default()
-    };
-    let items: Vec<Option<&serde_json::Value>> = match &step.for_each {
-        None => vec![None],
-        Some(fe) => fe.items.as_ref()?.iter().map(Some).collect(),
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let scope = item.map_or(scope, |v| scope.with_item(v));
-            let rendered = render::render_params_in(&call.with, scope).ok()?;
-            let mut req = crate::plan::request_for(call, &step.region, rendered);
-            req.role_arn.clone_from(&step.role_arn);
-            Some(req)
-        })
-        .collect()
-}
-
-/// What `step` locks.
-pub fn step_locks(plan: &Plan, step: &PlannedStep) -> StepLocks {
-    let StepKind::Call { call, .. } = &step.kind else {
-        return StepLocks::Reads;
-    };
-    if !call.risk.mutates() {
-        return StepLocks::Reads;
-    }
-    let Some(spec) = actions::lookup(&call.action) else {
-        return StepLocks::Generic;
-    };
-    let Locks::Resource { kind, .. } = spec.locks else {
-        return StepLocks::Reads;
-    };
-    match requests_known(plan, step) {
-        Some(reqs) => {
-            let mut ids: Vec<String> = reqs
-                .iter()
-                .filter_map(|r| key_of(r, ""))
-                .map(|k| format!("{} {}", k.kind, k.id))
-                .collect();
-            ids.dedup();
-            StepLocks::Known(ids)
-        }
-        None => StepLocks::AtRunTime(kind),
-    }
-}
-
 /// Every resource known from params that the plan's typed mutating calls
 /// would change, with the first step that does.
 pub fn known_keys(plan: &Plan, account: &LockAccount) -> Vec<(String, ResourceKey)> {
@@ -256,7 +164,7 @@ pub fn known_keys(plan: &Plan, account: &LockAccount) -> Vec<(String, ResourceKe
             continue;
         }
         let account = account.of(step);
-        for req in requests_known(plan, step).unwrap_or_default() {
+        for req in crate::plan::locks::requests_known(plan, step).unwrap_or_default() {
             if let Some(key) = key_of(&req, &account)
                 && seen.insert(key.clone())
             {
