@@ -329,7 +329,11 @@ impl RunsArgs {
                 let _ = writeln!(out, "{:<24} last heartbeat {beat}", "");
             }
             if let Some(a) = abandoned.get(&r.id) {
-                let _ = writeln!(out, "{:<24} abandoned by {} at {}: {}", "", a.by, a.at, a.reason);
+                let _ = writeln!(
+                    out,
+                    "{:<24} abandoned by {} at {}: {}",
+                    "", a.by, a.at, a.reason
+                );
             }
         }
         Ok(ExitCode::Ok)

@@ -376,14 +376,14 @@ fn text_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let _ = writeln!(o, "steps:");
     for (n, s) in main.iter().enumerate() {
         let _ = writeln!(o);
-        text_step(&mut o, n + 1, s, plan.concurrency);
+        text_step(&mut o, n + 1, s, plan);
     }
     if !comp.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(o, "compensation steps (run only from an on_failure):");
         for (n, s) in comp.iter().enumerate() {
             let _ = writeln!(o);
-            text_step(&mut o, n + 1, s, plan.concurrency);
+            text_step(&mut o, n + 1, s, plan);
         }
     }
     let _ = writeln!(o);
@@ -399,7 +399,8 @@ fn text_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     o
 }
 
-fn text_step(o: &mut String, n: usize, s: &PlannedStep, concurrency: usize) {
+fn text_step(o: &mut String, n: usize, s: &PlannedStep, plan: &Plan) {
+    let concurrency = plan.concurrency;
     let fan = match &s.for_each {
         Some(f) => match &f.items {
             Some(items) => format!(" x{}", items.len()),
@@ -441,6 +442,9 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep, concurrency: usize) {
         if let Some(c) = f.concurrency {
             more(o, &format!("{c} items in flight at once"));
         }
+    }
+    if let Some(locks) = super::locks::step_locks(plan, s).describe() {
+        field(o, "locks", &locks);
     }
     let call = match &s.kind {
         StepKind::Call { call, assert } => {
@@ -705,6 +709,24 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
                 markdown::cell(&checklist_text(s)),
                 risk_note(s.risk)
             );
+        }
+    }
+    let locked: Vec<(&PlannedStep, String)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| Some((s, super::locks::step_locks(plan, s).describe()?)))
+        .collect();
+    if !locked.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "## Locks");
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "What each mutating step locks, in the run's account and the step's region, from before its first call until the run ends; another run that would change the same resource is refused meanwhile."
+        );
+        let _ = writeln!(o);
+        for (s, what) in locked {
+            let _ = writeln!(o, "- `{}`: {}", s.id, md_escape(&what));
         }
     }
     let _ = writeln!(o);

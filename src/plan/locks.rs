@@ -32,6 +32,12 @@ impl StepLocks {
                 "nothing: a generic `api` call locks no resource; another run may change the same one at once"
                     .to_owned(),
             ),
+            StepLocks::Known(ids) if ids.len() > 4 => Some(format!(
+                "{} resources: {}; ... {}",
+                ids.len(),
+                ids[..2].join("; "),
+                ids[ids.len() - 1]
+            )),
             StepLocks::Known(ids) => Some(ids.join("; ")),
             StepLocks::AtRunTime(kind) => Some(format!(
                 "the {kind} it changes, once its id is known at run time (before its first call)"
@@ -93,5 +99,29 @@ pub fn step_locks(plan: &Plan, step: &PlannedStep) -> StepLocks {
             StepLocks::Known(ids)
         }
         None => StepLocks::AtRunTime(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_list_of_resources_is_cut_short() {
+        let ids: Vec<String> = (0..1000)
+            .map(|i| format!("dataworks di-node FileId={i}"))
+            .collect();
+        let text = StepLocks::Known(ids).describe().unwrap();
+        assert_eq!(
+            text,
+            "1000 resources: dataworks di-node FileId=0; dataworks di-node FileId=1; ... dataworks di-node FileId=999"
+        );
+        assert_eq!(StepLocks::Nothing.describe(), None);
+        assert!(
+            StepLocks::Generic
+                .describe()
+                .unwrap()
+                .contains("locks no resource")
+        );
     }
 }
