@@ -726,7 +726,7 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
         );
         let _ = writeln!(o);
         for (s, what) in locked {
-            let _ = writeln!(o, "- `{}`: {}", s.id, md_escape(&what));
+            let _ = writeln!(o, "- `{}`: {}", s.id, markdown::cell(&what));
         }
     }
     let _ = writeln!(o);
