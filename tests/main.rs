@@ -10,6 +10,7 @@ mod journal;
 mod journal_backend;
 mod language;
 mod limits;
+mod locks;
 mod notify;
 mod output_safety;
 mod plan;

@@ -33,7 +33,7 @@ pub fn markdown(r: &RunReport) -> String {
     let _ = writeln!(o);
     let mut t = Table::new(["Field", "Value"]);
     let t_ = &r.target;
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("Run", code(&h.id)),
         (
             "Playbook",
@@ -78,6 +78,21 @@ pub fn markdown(r: &RunReport) -> String {
         ),
         ("Account (fingerprint)", opt_code(t_.account.as_deref())),
     ];
+    if let Some(a) = &h.abandoned {
+        rows.insert(
+            5,
+            (
+                "Abandoned",
+                format!(
+                    "by {} on {} at {}: {}",
+                    code(&a.by),
+                    code(&a.host),
+                    code(&a.at),
+                    text(&a.reason)
+                ),
+            ),
+        );
+    }
     for (k, v) in rows {
         t.row(vec![k.to_owned(), v]);
     }

@@ -125,6 +125,22 @@ pub struct RunHeader {
     pub finished_at: Option<String>,
     /// From start to end, in seconds.
     pub duration_secs: Option<f64>,
+    /// Who abandoned it (`runbook abandon`), when and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<AbandonedReport>,
+}
+
+/// A run abandoned with `runbook abandon`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AbandonedReport {
+    /// Who (`user@host`).
+    pub by: String,
+    /// From which host.
+    pub host: String,
+    /// Why, as given.
+    pub reason: String,
+    /// When it was journaled.
+    pub at: String,
 }
 
 /// Where the calls went, as the run recorded it.
@@ -491,6 +507,15 @@ impl RunReport {
                 started_at: r.created_at.clone(),
                 finished_at: r.finished_at.clone(),
                 duration_secs,
+                abandoned: events.iter().rev().find_map(|(at, e)| match e {
+                    RunEvent::Abandoned { by, host, reason } => Some(AbandonedReport {
+                        by: by.clone(),
+                        host: host.clone(),
+                        reason: reason.clone(),
+                        at: at.clone(),
+                    }),
+                    _ => None,
+                }),
             },
             params: plan.params.clone(),
             target: TargetReport {
