@@ -22,6 +22,10 @@ pub enum ExitCode {
     /// the lock, the plan file no longer matches its playbook and params, or
     /// a resume would cross between the simulator and the cloud.
     Refused = 6,
+    /// The journal could not be reached (or was locked) for longer than
+    /// the run's `--journal-patience` (or its lease): the run stopped with
+    /// nothing sent meanwhile, as journaled; resume it.
+    JournalUnreachable = 8,
     /// The journal or another local resource failed.
     Internal = 10,
 }

@@ -15,6 +15,7 @@ mod notify;
 mod output_safety;
 mod plan;
 mod reconcile;
+mod reconnect;
 mod report;
 mod run;
 mod runview;

@@ -26,6 +26,8 @@ pub(crate) struct CheckedFlags {
     pub(crate) window: crate::window::Bounds,
     /// `--lease`.
     pub(crate) lease: Duration,
+    /// `--journal-patience`: always shorter than the lease.
+    pub(crate) journal_patience: Duration,
 }
 
 impl CheckedFlags {
@@ -92,10 +94,12 @@ impl CheckedFlags {
             )));
         }
         let lease = positive_duration("--lease", &exec.lease)?;
+        let journal_patience = journal_patience(exec.journal_patience.as_deref(), lease)?;
         Ok(CheckedFlags {
             run_timeout,
             window,
             lease,
+            journal_patience,
         })
     }
 
@@ -172,6 +176,29 @@ fn time(flag: &str, value: &str) -> Result<jiff::Timestamp, Error> {
 }
 
 /// A duration flag that must be longer than zero.
+/// `--journal-patience` (or `RUNBOOK_JOURNAL_PATIENCE`), checked against
+/// the lease: a run cut off from its journal longer than its lease has lost
+/// it (another process may take the run, and its resources, over), so it
+/// could not go on anyway. Default: two thirds of the lease, what is surely
+/// left of it when an outage starts (the heartbeat renews it every third).
+fn journal_patience(value: Option<&str>, lease: Duration) -> Result<Duration, Error> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(lease * 2 / 3);
+    };
+    let patience = positive_duration("--journal-patience", value)?;
+    if patience >= lease {
+        return Err(Error::usage(format!(
+            "--journal-patience `{value}` is not shorter than --lease ({}): a run cut off from its journal longer than its lease has lost it",
+            crate::duration::format(lease)
+        ))
+        .with_hint(format!(
+            "raise --lease too (e.g. --lease {} --journal-patience {value}), or leave --journal-patience out: two thirds of the lease",
+            crate::duration::format(patience * 3 / 2 + Duration::from_secs(1))
+        )));
+    }
+    Ok(patience)
+}
+
 fn positive_duration(flag: &str, value: &str) -> Result<Duration, Error> {
     let d = parse_duration(value).map_err(|e| Error::usage(format!("{flag}: {}", e.message)))?;
     if d.is_zero() {

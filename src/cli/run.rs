@@ -165,6 +165,16 @@ pub(crate) struct ExecArgs {
     /// same host and state dir is seen at once through its lock).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub(crate) lease: String,
+    /// How long the run waits for a journal it cannot reach (PostgreSQL
+    /// restarting or failing over, a network cut) or that another process
+    /// keeps locked (SQLite), before it stops. Meanwhile it sends nothing
+    /// (calls in flight finish) and reconnects with back-off; stopped, it
+    /// exits 8 and `runbook resume` continues it. Must be shorter than
+    /// --lease (a run cut off longer than its lease has lost it); default:
+    /// two thirds of --lease (20s). To ride out a failover of a minute:
+    /// --lease 2m --journal-patience 90s.
+    #[arg(long, value_name = "DURATION", env = "RUNBOOK_JOURNAL_PATIENCE")]
+    pub(crate) journal_patience: Option<String>,
     /// Also notify KIND:URL of every event (approval needed, failed,
     /// succeeded, cancelled, window closed), beside the playbook's `notify`;
     /// KIND is `webhook` (JSON POST), `dingtalk` (custom robot) or `slack`
@@ -493,6 +503,7 @@ async fn execute(
         multi,
         interactive: asking(exec) == Asking::Terminal,
     };
+    journal.set_patience(flags.journal_patience);
     // This process holds the run from now on, alive while it heartbeats.
     let claim = RunClaim::here(approve::who(), target.describe(&plan), flags.lease);
     journal

@@ -82,6 +82,9 @@ pub fn journal_error(e: JournalError) -> Error {
 /// were sent and whose answers are journaled, as this process knows them.
 pub async fn failed_mid_run(e: JournalError, journal: &Journal, run_id: &str) -> Error {
     journal.settle().await;
+    if let JournalError::Unreachable(u) = &e {
+        return unreachable_mid_run(u, journal, run_id);
+    }
     let ledger = journal.ledger();
     let first = ledger
         .first_failure()
@@ -97,6 +100,25 @@ pub async fn failed_mid_run(e: JournalError, journal: &Journal, run_id: &str) ->
     .with_source(e)
     .with_hint(format!(
         "once the journal can be written again (disk space, permissions), `runbook resume {run_id}`: a call whose answer is not journaled is re-checked through its status call, never sent again blindly"
+    ))
+}
+
+/// The journal could not be reached for longer than the run's patience
+/// (or its lease): exit 8, resumable. Says what was sent and journaled.
+fn unreachable_mid_run(u: &super::journal::Unreachable, journal: &Journal, run_id: &str) -> Error {
+    Error::new(
+        ExitCode::JournalUnreachable,
+        format!(
+            "run {run_id} stopped: its journal could not be reached; nothing was sent while it was unreachable, \
+             the calls in flight finished, and the run is left as journaled\n  {}",
+            journal.ledger().report()
+        ),
+    )
+    .with_source(u.clone())
+    .with_hint(format!(
+        "once the journal can be reached again, `runbook resume {run_id}` (from another host: once its lease has run out and `runbook runs` shows it interrupted): \
+         a call whose answer is not journaled is re-checked through its status call, never sent again blindly. \
+         To ride out longer outages (a failover), raise --lease and --journal-patience"
     ))
 }
 

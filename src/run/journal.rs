@@ -67,8 +67,12 @@ use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
 
+mod link;
 mod locks;
 mod pg;
+mod reconnect;
+
+pub use link::Unreachable;
 
 pub use locks::{AbandonOutcome, Abandoned};
 
@@ -123,6 +127,11 @@ pub enum JournalError {
         "this process lost the lease of run {0} (it ran out, or another process took the run over); nothing more is sent"
     )]
     LeaseLost(String),
+    /// The journal's database could not be reached for longer than the
+    /// run's patience (or its lease): nothing more is sent, and the run is
+    /// left as journaled, resumable.
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
     /// The writer thread is gone (an earlier write failed).
     #[error("the journal writer stopped after a failed write; no further calls are sent")]
     WriterGone,
@@ -493,13 +502,10 @@ impl Drop for Heartbeat {
 /// Handle to the journal: cheap to clone, shared by all step tasks.
 #[derive(Clone)]
 pub struct Journal {
-    /// The run this process holds (id, holder), once claimed: every intent
-    /// of a call is then fenced by its lease.
-    held: Arc<Mutex<Option<(String, String)>>>,
-    /// Until when (ms since the epoch) this process's lease is known to be
-    /// valid: its last committed heartbeat plus the lease length
-    /// (`i64::MAX` until a run is claimed).
-    lease_until: Arc<std::sync::atomic::AtomicI64>,
+    /// Whether the database can be reached, the run this process holds
+    /// (once claimed: every intent of a call is then fenced by its lease)
+    /// and until when that lease is known to be valid.
+    link: Arc<link::Link>,
     url: Arc<JournalUrl>,
     reader: Arc<Reader>,
     tx: mpsc::Sender<Op>,
@@ -729,29 +735,34 @@ impl Journal {
             conn,
             synced: false,
         };
-        Journal::start(url, Reader::Sqlite(path.to_owned()), move || Ok(conn))
+        let link = Arc::new(link::Link::default());
+        Journal::start(url, Reader::Sqlite(path.to_owned()), link, move || Ok(conn))
     }
 
     fn open_postgres(url: &JournalUrl, target: &pg::PgTarget) -> Result<Journal, JournalError> {
         let shown = target.shown().to_owned();
         let (read_tx, read_rx) = mpsc::channel::<ReadReq>();
         let reading = target.clone();
+        let link = Arc::new(link::Link::default());
+        let read_link = Arc::clone(&link);
         std::thread::Builder::new()
             .name("journal-reader".to_owned())
-            .spawn(move || pg_reader(&reading, &read_rx))
+            .spawn(move || pg_reader(&reading, &read_rx, &read_link))
             .map_err(|source| JournalError::Dir {
                 path: PathBuf::from("journal-reader"),
                 source,
             })?;
         let writing = target.clone();
         let supported = SCHEMA_VERSION;
-        Journal::start(url, Reader::Postgres(read_tx), move || {
+        let write_link = Arc::clone(&link);
+        Journal::start(url, Reader::Postgres(read_tx), link, move || {
             let at = shown;
-            let mut client = writing.connect().map_err(|source| JournalError::Postgres {
-                url: at.clone(),
-                source,
-            })?;
-            pg::migrate(&mut client).map_err(|e| match e {
+            let mut session = pg::Session::open(&writing, std::time::Duration::from_secs(3600))
+                .map_err(|source| JournalError::Postgres {
+                    url: at.clone(),
+                    source,
+                })?;
+            pg::migrate(session.client()).map_err(|e| match e {
                 pg::MigrateError::Db(source) => JournalError::Postgres {
                     url: at.clone(),
                     source,
@@ -762,7 +773,9 @@ impl Journal {
                     supported,
                 },
             })?;
-            Ok(WriterConn::Postgres(Box::new(pg::Session::new(client))))
+            Ok(WriterConn::Postgres(Box::new(reconnect::Writer::new(
+                writing, session, write_link,
+            ))))
         })
     }
 
@@ -772,6 +785,7 @@ impl Journal {
     fn start(
         url: &JournalUrl,
         reader: Reader,
+        link: Arc<link::Link>,
         connect: impl FnOnce() -> Result<WriterConn, JournalError> + Send + 'static,
     ) -> Result<Journal, JournalError> {
         let (tx, rx) = mpsc::channel::<Op>();
@@ -801,8 +815,7 @@ impl Journal {
             })?;
         ready_rx.recv().map_err(|_| JournalError::WriterGone)??;
         Ok(Journal {
-            held: Arc::new(Mutex::new(None)),
-            lease_until: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            link,
             url: Arc::new(url.clone()),
             reader: Arc::new(reader),
             tx,
@@ -892,7 +905,7 @@ impl Journal {
         fenced: bool,
     ) -> Result<(), JournalError> {
         if self.failed.load(Ordering::SeqCst) {
-            return Err(JournalError::WriterGone);
+            return Err(self.stopped());
         }
         let (ack, done) = oneshot::channel();
         self.tx
@@ -904,21 +917,42 @@ impl Journal {
                 answer_of: None,
                 fenced,
             })
-            .map_err(|_| JournalError::WriterGone)?;
+            .map_err(|_| self.stopped())?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.starts_with(FENCED) => {
-                let run = self
-                    .held
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .as_ref()
-                    .map(|(run, _)| run.clone())
-                    .unwrap_or_default();
+                let run = self.link.held().map(|h| h.run).unwrap_or_default();
                 Err(JournalError::LeaseLost(run))
             }
-            _ => Err(JournalError::WriterGone),
+            _ => Err(self.stopped()),
         }
+    }
+
+    /// Why the journal stopped writing: its database could not be reached
+    /// in time, or an earlier write failed.
+    fn stopped(&self) -> JournalError {
+        match self.link.gave_up() {
+            Some(u) => JournalError::Unreachable(u),
+            None => JournalError::WriterGone,
+        }
+    }
+
+    /// How long a run waits for an unreachable journal (see [`link`]):
+    /// the writer reconnects meanwhile, and no call is sent. Zero (the
+    /// default) gives up at the first connection error.
+    pub fn set_patience(&self, patience: std::time::Duration) {
+        self.link.set_patience(patience);
+    }
+
+    /// Waits while the journal's database cannot be reached (the writer
+    /// reconnects); `Err` once it gave up, or the journal stopped: then no
+    /// call may be sent.
+    pub async fn reachable(&self) -> Result<(), JournalError> {
+        self.link.reachable().await?;
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(self.stopped());
+        }
+        Ok(())
     }
 
     /// Waits until everything queued so far is committed.
@@ -1019,21 +1053,26 @@ impl Journal {
                     .map_or_else(|| "?".to_owned(), |t| t.to_string()),
             });
         }
-        *self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((id.to_owned(), claim.holder.clone()));
-        self.lease_until
-            .store(at.saturating_add(lease), Ordering::SeqCst);
+        self.link.hold(
+            link::Hold {
+                run: id.to_owned(),
+                holder: claim.holder.clone(),
+                lease_ms: lease,
+            },
+            at,
+        );
         Ok(())
     }
 
     /// Whether this process's lease is known to be valid now; once it is
     /// not, the journal stops (nothing more is sent).
     fn lease_valid(&self, run_id: &str) -> Result<(), JournalError> {
-        if now_ms() <= self.lease_until.load(Ordering::SeqCst) {
+        if now_ms() <= self.link.lease_until() {
             return Ok(());
+        }
+        // Run out while the journal was unreachable: that is why.
+        if let Some(u) = self.link.gave_up() {
+            return Err(JournalError::Unreachable(u));
         }
         let e = JournalError::LeaseLost(run_id.to_owned());
         if !self.failed.swap(true, Ordering::SeqCst) {
@@ -1075,9 +1114,8 @@ impl Journal {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let tx = self.tx.clone();
-        let lease_until = Arc::clone(&self.lease_until);
+        let link = Arc::clone(&self.link);
         let (id, holder) = (id.to_owned(), claim.holder.clone());
-        let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX);
         let every = (claim.lease / 3).max(std::time::Duration::from_millis(50));
         let _ = std::thread::Builder::new()
             .name("journal-heartbeat".to_owned())
@@ -1093,9 +1131,11 @@ impl Journal {
                     let beat = now_ms();
                     let (ack, done) = oneshot::channel();
                     // Fenced: once another process holds the run, this
-                    // changes no row and the journal stops.
+                    // changes no row and the journal stops. Never moves
+                    // the heartbeat back: one committed late, after a
+                    // reconnect, comes after the reconnect's renewal.
                     let op = Op {
-                        sql: "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1 AND holder = ?3",
+                        sql: "UPDATE runs SET heartbeat_ms = CASE WHEN heartbeat_ms > ?2 THEN heartbeat_ms ELSE ?2 END WHERE id = ?1 AND holder = ?3",
                         args: vec![id.as_str().sv(), beat.sv(), holder.as_str().sv()],
                         ack: Some(ack),
                         durable: false,
@@ -1106,9 +1146,7 @@ impl Journal {
                         break;
                     }
                     match done.blocking_recv() {
-                        Ok(Ok(())) => {
-                            lease_until.fetch_max(beat.saturating_add(lease), Ordering::SeqCst);
-                        }
+                        Ok(Ok(())) => link.renewed(beat),
                         _ => break,
                     }
                     let asked = journal
@@ -1279,14 +1317,15 @@ impl Journal {
         request_json: String,
         durable: bool,
     ) -> Result<(), JournalError> {
+        // Nothing is sent while the journal cannot record it.
+        self.reachable().await?;
         // Sent only while this process's lease is valid (see `claim_run`).
         self.lease_valid(run_id)?;
         let held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .filter(|(run, _)| run == run_id);
+            .link
+            .held()
+            .filter(|h| h.run == run_id)
+            .map(|h| (h.run, h.holder));
         let mut args = vec![
             key.sv(),
             run_id.sv(),
@@ -1335,7 +1374,7 @@ impl Journal {
             // A read is not waited for, but is not sent either once the
             // journal has failed: the run is stopping.
             if self.failed.load(Ordering::SeqCst) {
-                return Err(JournalError::WriterGone);
+                return Err(self.stopped());
             }
             self.send(sql, args);
             Ok(())
@@ -1617,23 +1656,33 @@ fn run_row(r: &Row) -> Result<RunRow, JournalError> {
 }
 
 /// The PostgreSQL reader thread: answers queries on its own connection,
-/// made on first use and made again after it broke.
-fn pg_reader(target: &pg::PgTarget, rx: &mpsc::Receiver<ReadReq>) {
+/// made on first use and made again after it broke. A query that fails
+/// for a connection reason is tried again, with back-off, within the
+/// link's patience (every query of the journal may run twice: the
+/// updates it reads through are conditional and idempotent), unless the
+/// writer gave up.
+fn pg_reader(target: &pg::PgTarget, rx: &mpsc::Receiver<ReadReq>, link: &link::Link) {
     let mut session: Option<pg::Session> = None;
     while let Ok(req) = rx.recv() {
-        let result = match session.as_mut() {
-            Some(s) => Ok(s),
-            None => target
-                .connect()
-                .map(|c| session.insert(pg::Session::new(c))),
-        }
-        .and_then(|s| s.query(&req.sql, &req.args));
-        if result
-            .as_ref()
-            .is_err_and(|e| e.is_closed() || e.code().is_none())
-        {
-            session = None;
-        }
+        let started = std::time::Instant::now();
+        let mut backoff = link::Backoff::new(rand::random());
+        let result = loop {
+            let result = match session.as_mut() {
+                Some(s) => Ok(s),
+                None => pg::Session::open(target, std::time::Duration::from_secs(10))
+                    .map(|s| session.insert(s)),
+            }
+            .and_then(|s| s.query(&req.sql, &req.args));
+            let lost = result.as_ref().is_err_and(pg::is_connection);
+            if lost {
+                session = None;
+            }
+            let left = link.patience().saturating_sub(started.elapsed());
+            if !lost || left.is_zero() || link.gave_up().is_some() {
+                break result;
+            }
+            std::thread::sleep(backoff.next().unwrap_or_default().min(left));
+        };
         let _ = req.reply.send(result);
     }
 }
@@ -1710,8 +1759,8 @@ fn open_conn(path: &Path) -> Result<Connection, JournalError> {
 enum WriterConn {
     /// SQLite, with whether `synchronous` is FULL at the moment.
     Sqlite { conn: Connection, synced: bool },
-    /// PostgreSQL.
-    Postgres(Box<pg::Session>),
+    /// PostgreSQL, riding out an outage.
+    Postgres(Box<reconnect::Writer>),
 }
 
 /// How a commit fails when a fenced write changed no row.

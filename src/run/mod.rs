@@ -72,7 +72,7 @@ use crate::cloud::CloudApi;
 use crate::plan::Plan;
 
 pub use event::{EventSink, ItemRef, NoSink, Outcome, RunEvent};
-pub use journal::{Heartbeat, Journal, JournalError, JournalUrl, RunClaim, RunHolder};
+pub use journal::{Heartbeat, Journal, JournalError, JournalUrl, RunClaim, RunHolder, Unreachable};
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
 pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};

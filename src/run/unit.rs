@@ -134,6 +134,12 @@ impl Unit<'_> {
         {
             return Err(UnitError::Cancelled);
         }
+        // No call at all (not even for credentials) while the journal's
+        // database cannot be reached: the writer is reconnecting.
+        tokio::select! {
+            r = self.shared.journal.reachable() => r?,
+            () = self.cancel.cancelled() => return Err(UnitError::Cancelled),
+        }
         // The resource's lock before the first change to it (held
         // already when known from params): held by another run, nothing
         // is sent and the unit fails, resumable.

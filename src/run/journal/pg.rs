@@ -118,6 +118,15 @@ impl PgTarget {
             .dbname(&db)
             .application_name("runbook")
             .connect_timeout(Duration::from_secs(10))
+            // A server (or a network path) that vanished without closing
+            // the connection is noticed, as a connection error, rather
+            // than waited for: data unacknowledged for 15 s, or an idle
+            // connection unanswered for 10 s + 3 x 2 s.
+            .tcp_user_timeout(Duration::from_secs(15))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
             .ssl_mode(SslMode::Prefer);
         let mut mode = None;
         let mut verify = Verify::Nothing;
@@ -194,6 +203,21 @@ impl PgTarget {
     /// The URL without its password, for messages.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Connects, giving up after `limit` at most (or the URL's
+    /// `connect_timeout`, when shorter).
+    pub(crate) fn connect_within(&self, limit: Duration) -> Result<Client, postgres::Error> {
+        let mut target = self.clone();
+        let configured = target
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(limit);
+        target
+            .config
+            .connect_timeout(configured.min(limit).max(Duration::from_millis(100)));
+        target.connect()
     }
 
     /// Connects (blocking; never on a thread of an async runtime).
@@ -599,14 +623,80 @@ pub(super) fn dialect(sql: &str) -> String {
 pub(crate) struct Session {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// The server process serving it (pid, start): after a cut, that
+    /// process may still hold the transaction the cut interrupted.
+    backend: Option<(i32, String)>,
+}
+
+/// Why a commit failed.
+pub(crate) enum Failure {
+    /// Refused (a fenced write changed no row, or the database refused a
+    /// statement): not retried.
+    Refused(String),
+    /// The connection failed ([`is_connection`]). `xid` is the
+    /// transaction's id, when it had one: whether it committed (the cut may
+    /// have come while `COMMIT` was on its way) is asked on reconnect.
+    Lost { xid: Option<i64>, cause: String },
+}
+
+/// Whether `e` is the connection failing (the server closed it or went
+/// away, the network failed, the server is shutting down or starting up,
+/// it has no connection slot free, a failover left it read-only) rather
+/// than the database refusing a statement: the former is worth a
+/// reconnect.
+pub(crate) fn is_connection(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+            ]
+            .contains(code);
+    }
+    let text = e.to_string();
+    [
+        "error communicating with the server",
+        "error connecting to server",
+        "timeout waiting for server",
+        "connection closed",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 impl Session {
-    pub(crate) fn new(client: Client) -> Session {
-        Session {
+    /// Connects (within `within`) and learns which server process serves
+    /// the connection.
+    pub(crate) fn open(target: &PgTarget, within: Duration) -> Result<Session, postgres::Error> {
+        let mut client = target.connect_within(within)?;
+        let backend = client
+            .query_opt(
+                "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )?
+            .map(|r| r.try_get(0).and_then(|pid| Ok((pid, r.try_get(1)?))))
+            .transpose()?;
+        Ok(Session {
             client,
             statements: HashMap::new(),
-        }
+            backend,
+        })
+    }
+
+    pub(crate) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The server process serving it (pid, start).
+    pub(crate) fn backend(self) -> Option<(i32, String)> {
+        self.backend
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
@@ -623,30 +713,50 @@ impl Session {
     /// off`): it survives a crash of this process, not of the server, as
     /// SQLite's `synchronous = NORMAL` does.
     /// `fence(fenced, rows changed)` refuses a write (and so the commit).
-    pub(crate) fn commit<'a>(
+    pub(crate) fn commit(
         &mut self,
-        writes: impl Iterator<Item = (&'a str, &'a [Val], bool)>,
+        writes: &[(&str, &[Val], bool)],
         durable: bool,
-        fence: impl Fn(bool, u64) -> Result<(), String>,
-    ) -> Result<(), String> {
-        let db = |e: postgres::Error| e.to_string();
-        let writes: Vec<(&str, &[Val], bool)> = writes.collect();
+        fence: &dyn Fn(bool, u64) -> Result<(), String>,
+    ) -> Result<(), Failure> {
+        let fail = |xid: Option<i64>| {
+            move |e: postgres::Error| {
+                if is_connection(&e) {
+                    Failure::Lost {
+                        xid,
+                        cause: e.to_string(),
+                    }
+                } else {
+                    Failure::Refused(e.to_string())
+                }
+            }
+        };
         let mut prepared = Vec::with_capacity(writes.len());
-        for (sql, args, fenced) in &writes {
-            prepared.push((self.statement(sql).map_err(db)?, *args, *fenced));
+        for (sql, args, fenced) in writes {
+            prepared.push((self.statement(sql).map_err(fail(None))?, *args, *fenced));
         }
-        let mut tx = self.client.transaction().map_err(db)?;
-        if !durable {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .map_err(db)?;
+        let mut tx = self.client.transaction().map_err(fail(None))?;
+        // The transaction's id, to learn after a cut whether it committed;
+        // in the same round trip, a commit that need not wait for the WAL
+        // flush says so.
+        let id = if durable {
+            tx.query_one("SELECT txid_current()", &[])
+        } else {
+            tx.query_one(
+                "SELECT txid_current(), set_config('synchronous_commit', 'off', true)",
+                &[],
+            )
         }
+        .and_then(|r| r.try_get::<_, i64>(0))
+        .map_err(fail(None))?;
+        let xid = Some(id);
         for (stmt, args, fenced) in prepared {
             let params: Vec<&(dyn ToSql + Sync)> =
                 args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            let changed = tx.execute(&stmt, &params).map_err(db)?;
-            fence(fenced, changed)?;
+            let changed = tx.execute(&stmt, &params).map_err(fail(xid))?;
+            fence(fenced, changed).map_err(Failure::Refused)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(fail(xid))
     }
 
     /// Runs a query and returns every row as values.

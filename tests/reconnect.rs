@@ -1,0 +1,366 @@
+//! A journal that cannot be reached mid-run: a real TCP proxy ([`Proxy`])
+//! between runbook and a real PostgreSQL cuts every connection (RST) and
+//! refuses new ones for a while, then lets them through again. The calls
+//! go to the rig's simulator over real HTTP; its call log is the judge.
+//! These tests always need PostgreSQL (see [`crate::journal_backend`]); the
+//! shared server itself is never restarted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use runbook::sim::CallRecord;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::journal_backend::TestDb;
+use crate::run::{FAN_OUT, FILE_IDS, Rig, text, wait_until};
+
+/// A TCP proxy to PostgreSQL that a test can cut: [`Proxy::cut`] resets
+/// every connection through it and refuses (resets) new ones until
+/// [`Proxy::restore`].
+pub(crate) struct Proxy {
+    rt: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    /// Bumped by every cut: each connection ends when it changes.
+    cuts: watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port to `upstream` (`host:port`).
+    pub(crate) fn start(upstream: &str) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let (cuts, _) = watch::channel(0u64);
+        let upstream = upstream.to_owned();
+        let (refusing, cut) = (Arc::clone(&down), cuts.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if refusing.load(Ordering::SeqCst) {
+                    reset(client);
+                    continue;
+                }
+                let (upstream, mut cut) = (upstream.clone(), cut.subscribe());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        reset(client);
+                        return;
+                    };
+                    let (mut c, mut s) = (client, server);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut c, &mut s) => {}
+                        _ = cut.changed() => { reset(c); reset(s); }
+                    }
+                });
+            }
+        });
+        Proxy {
+            rt: Some(rt),
+            addr,
+            down,
+            cuts,
+        }
+    }
+
+    /// `url` (a PostgreSQL URL on 127.0.0.1:5432) through this proxy.
+    pub(crate) fn url(&self, url: &str) -> String {
+        let (head, tail) = url.split_once("@").unwrap();
+        let (_, db) = tail.split_once('/').unwrap();
+        format!("{head}@{}/{db}", self.addr)
+    }
+
+    /// Resets every connection and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub(crate) fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Closes `s` with a reset (RST), as a dying server or a middlebox does.
+fn reset(s: TcpStream) {
+    let _ = s.set_zero_linger();
+    drop(s);
+}
+
+/// The upstream of the test server (`host:port` of `RUNBOOK_TEST_PG`).
+fn upstream(url: &str) -> String {
+    let tail = url.split_once('@').unwrap().1;
+    tail.split_once('/').unwrap().0.to_owned()
+}
+
+/// A run of [`FAN_OUT`] on `rig` whose journal is `journal` (through a
+/// proxy), with `extra` flags.
+fn spawn_run(rig: &Rig, journal: &str, extra: &[&str]) -> Child {
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    let mut args = vec!["run", pb.as_str(), "--yes", "--output", "json"];
+    args.extend_from_slice(extra);
+    rig.cmd(&args)
+        .env("RUNBOOK_JOURNAL", journal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The mutating calls the simulator received (processed or not), by
+/// action and FileId.
+fn mutating(calls: &[CallRecord]) -> BTreeMap<(String, String), usize> {
+    let mut by = BTreeMap::new();
+    for c in calls {
+        let action = c.action.clone().unwrap_or_default();
+        if matches!(
+            action.as_str(),
+            "StopDISyncInstance" | "TerminateDISyncInstance"
+        ) {
+            *by.entry((action, c.param("FileId").unwrap_or("").to_owned()))
+                .or_default() += 1;
+        }
+    }
+    by
+}
+
+/// Every node was stopped and terminated, each call received exactly once.
+fn assert_each_mutating_call_once(rig: &Rig) {
+    let by = mutating(&rig.calls());
+    assert_eq!(by.len(), 2 * FILE_IDS.len(), "{by:?}");
+    assert!(
+        by.values().all(|&n| n == 1),
+        "a mutating call reached the simulator twice: {by:?}"
+    );
+    rig.assert_all_undeployed();
+}
+
+/// Calls the simulator received after `from` (and before `to`).
+fn received_between(rig: &Rig, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<CallRecord> {
+    rig.calls()
+        .into_iter()
+        .filter(|c| c.time > from && c.time < to)
+        .collect()
+}
+
+/// Time for what was on the wire at a cut to arrive, and for the journal
+/// to notice the cut (its next write: the run writes every few ms).
+const GRACE: Duration = Duration::from_millis(700);
+
+fn later(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
+    t + jiff::SignedDuration::try_from(d).unwrap()
+}
+
+/// The run's id, read from the journal directly.
+fn run_id(db: &TestDb) -> String {
+    let rows = db
+        .client()
+        .query("SELECT id FROM runs ORDER BY created_at DESC", &[])
+        .unwrap();
+    rows[0].get(0)
+}
+
+/// One cut of the journal during a run, `offset` after its `after`th
+/// mutating call, for `outage`; the run may wait `patience` (its lease:
+/// three times that). Returns what the run wrote on stderr.
+fn cut_during_a_run(
+    (after, offset): (usize, Duration),
+    outage: Duration,
+    patience: Duration,
+) -> String {
+    let db = TestDb::new();
+    let proxy = Proxy::start(&upstream(&db.url));
+    let through = proxy.url(&db.url);
+    let rig = Rig::new("", Duration::from_millis(60));
+    let (patience_flag, lease_flag) = (
+        format!("{}ms", patience.as_millis()),
+        format!("{}ms", patience.as_millis() * 3),
+    );
+    let mut child = spawn_run(
+        &rig,
+        &through,
+        &["--journal-patience", &patience_flag, "--lease", &lease_flag],
+    );
+    // `after` mutating calls in (of 12: 6 stops, then 6 terminates), and
+    // then `offset` more.
+    wait_until(&mut child, "the cut point", || {
+        mutating(&rig.calls()).values().sum::<usize>() >= after
+    });
+    std::thread::sleep(offset);
+    let cut_at = jiff::Timestamp::now();
+    proxy.cut();
+    let started = Instant::now();
+    let mut ended = None;
+    while started.elapsed() < outage {
+        if let Some(status) = child.try_wait().unwrap() {
+            ended = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let restored_at = jiff::Timestamp::now();
+    proxy.restore();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stopped = out.status.code() == Some(8);
+    // Nothing was sent while the journal was unreachable (and, once the run
+    // had stopped, nothing at all).
+    let sent = received_between(&rig, later(cut_at, GRACE), restored_at);
+    assert!(
+        sent.is_empty(),
+        "sent while the journal was unreachable: {sent:?}\n{}",
+        text(&out)
+    );
+    if stopped {
+        assert!(
+            outage + Duration::from_millis(50) > patience,
+            "a {outage:?} outage stopped a run with {patience:?} of patience\n{}",
+            text(&out)
+        );
+        assert!(
+            ended.is_some(),
+            "the run ended only once the journal was back"
+        );
+        assert!(
+            stderr.contains("its journal could not be reached")
+                && stderr.contains("runbook resume")
+                && stderr.contains(&proxy.addr.to_string()),
+            "{}",
+            text(&out)
+        );
+        let id = run_id(&db);
+        let out = rig
+            .cmd(&["resume", &id])
+            .env("RUNBOOK_JOURNAL", &through)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        // The patience counts from when the run noticed the cut.
+        assert!(
+            outage < patience + Duration::from_secs(1),
+            "a {outage:?} outage did not stop a run with {patience:?} of patience"
+        );
+    }
+    assert_each_mutating_call_once(&rig);
+    let status: Vec<String> = db
+        .client()
+        .query("SELECT status FROM runs", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(status, ["succeeded"]);
+    stderr
+}
+
+/// A blip shorter than the run's patience: the run waits it out, sends
+/// nothing meanwhile, and succeeds with every mutating call sent once.
+#[test]
+fn a_blip_shorter_than_the_patience_is_ridden_out() {
+    let stderr = cut_during_a_run(
+        (3, Duration::ZERO),
+        Duration::from_millis(1_500),
+        Duration::from_secs(4),
+    );
+    assert!(
+        stderr.contains("the journal cannot be reached; reconnecting")
+            && stderr.contains("the journal can be reached again after "),
+        "{stderr}"
+    );
+}
+
+/// An outage longer than the patience: the run stops (exit 8) with a
+/// clear message, sending nothing more; `runbook resume` once the journal
+/// is back finishes it with no mutating call sent twice.
+#[test]
+fn an_outage_longer_than_the_patience_stops_the_run_resumably() {
+    let stderr = cut_during_a_run(
+        (8, Duration::ZERO),
+        Duration::from_secs(4),
+        Duration::from_millis(1_500),
+    );
+    assert!(
+        stderr.contains("longer than --journal-patience"),
+        "{stderr}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("RUNBOOK_RECONNECT_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(6),
+        max_shrink_iters: 0,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Cuts anywhere in the run, short or long: the same guarantees.
+    #[test]
+    fn cuts_at_any_point_keep_every_mutating_call_to_once(
+        after in 1usize..=12,
+        offset_ms in 0u64..60,
+        outage_ms in 200u64..3_000,
+    ) {
+        let _ = cut_during_a_run(
+            (after, Duration::from_millis(offset_ms)),
+            Duration::from_millis(outage_ms),
+            Duration::from_millis(1_500),
+        );
+    }
+}
+
+/// `--journal-patience` must be shorter than the lease, and is checked
+/// before anything is journaled or sent (also from the environment).
+#[test]
+fn a_patience_not_shorter_than_the_lease_is_a_usage_error() {
+    let rig = Rig::new("", Duration::from_millis(1));
+    let pb = rig.playbook("fan.yaml", FAN_OUT);
+    for (flags, env) in [
+        (vec!["--journal-patience", "30s"], None),
+        (vec!["--lease", "10s", "--journal-patience", "1m"], None),
+        (vec!["--lease", "5s"], Some("5s")),
+        (vec!["--journal-patience", "0s"], None),
+        (vec!["--journal-patience", "soon"], None),
+    ] {
+        let mut args = vec!["run", pb.as_str(), "--yes"];
+        args.extend_from_slice(&flags);
+        let mut cmd = rig.cmd(&args);
+        if let Some(v) = env {
+            cmd.env("RUNBOOK_JOURNAL_PATIENCE", v);
+        }
+        let out: Output = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--journal-patience"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(rig.calls().is_empty(), "a refused run sent a call");
+    let runs: Value = serde_json::from_slice(&rig.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs, serde_json::json!([]), "a refused run was journaled");
+}
