@@ -23,13 +23,29 @@ use crate::run::{FAN_OUT, FILE_IDS, Rig, text, wait_until};
 
 /// A TCP proxy to PostgreSQL that a test can cut: [`Proxy::cut`] resets
 /// every connection through it and refuses (resets) new ones until
-/// [`Proxy::restore`].
+/// [`Proxy::restore`]; [`Proxy::cut_after_next_commit`] does so right after
+/// the next `COMMIT` reached the server, before its answer reaches the
+/// client (which cannot know whether it committed).
 pub(crate) struct Proxy {
     rt: Option<tokio::runtime::Runtime>,
     addr: SocketAddr,
-    down: Arc<AtomicBool>,
+    shared: Arc<Switch>,
+}
+
+/// What the test sets and the connections obey.
+struct Switch {
+    down: AtomicBool,
     /// Bumped by every cut: each connection ends when it changes.
     cuts: watch::Sender<u64>,
+    /// Cut after the next `COMMIT`, for that long.
+    after_commit: std::sync::Mutex<Option<Duration>>,
+}
+
+impl Switch {
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
 }
 
 impl Proxy {
@@ -42,38 +58,36 @@ impl Proxy {
             .unwrap();
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let (cuts, _) = watch::channel(0u64);
+        let shared = Arc::new(Switch {
+            down: AtomicBool::new(false),
+            cuts: watch::channel(0u64).0,
+            after_commit: std::sync::Mutex::new(None),
+        });
         let upstream = upstream.to_owned();
-        let (refusing, cut) = (Arc::clone(&down), cuts.clone());
+        let switch = Arc::clone(&shared);
         rt.spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                if refusing.load(Ordering::SeqCst) {
+                if switch.down.load(Ordering::SeqCst) {
                     reset(client);
                     continue;
                 }
-                let (upstream, mut cut) = (upstream.clone(), cut.subscribe());
+                let (upstream, switch) = (upstream.clone(), Arc::clone(&switch));
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         reset(client);
                         return;
                     };
-                    let (mut c, mut s) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut c, &mut s) => {}
-                        _ = cut.changed() => { reset(c); reset(s); }
-                    }
+                    pump(client, server, &switch).await;
                 });
             }
         });
         Proxy {
             rt: Some(rt),
             addr,
-            down,
-            cuts,
+            shared,
         }
     }
 
@@ -86,14 +100,63 @@ impl Proxy {
 
     /// Resets every connection and refuses new ones.
     pub(crate) fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
+        self.shared.cut();
     }
 
     /// Lets connections through again.
     pub(crate) fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
+        self.shared.down.store(false, Ordering::SeqCst);
     }
+
+    /// Cuts every connection once the next `COMMIT` has reached the server
+    /// (and it had time to commit), for `outage`.
+    pub(crate) fn cut_after_next_commit(&self, outage: Duration) {
+        *self.shared.after_commit.lock().unwrap() = Some(outage);
+    }
+
+    /// Whether a cut after a commit is still to come.
+    pub(crate) fn commit_cut_pending(&self) -> bool {
+        self.shared.after_commit.lock().unwrap().is_some()
+    }
+}
+
+/// Carries one connection both ways until either side closes it or a cut.
+async fn pump(mut c: TcpStream, mut s: TcpStream, switch: &Arc<Switch>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cut = switch.cuts.subscribe();
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            r = c.read(&mut up) => {
+                let n = match r { Ok(n) if n > 0 => n, _ => break };
+                let commit = up[..n].windows(6).any(|w| w == b"COMMIT");
+                if s.write_all(&up[..n]).await.is_err() {
+                    break;
+                }
+                let outage = if commit { switch.after_commit.lock().unwrap().take() } else { None };
+                if let Some(outage) = outage {
+                    // The server has it; its answer never reaches the client.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    switch.cut();
+                    let switch = Arc::clone(switch);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(outage).await;
+                        switch.down.store(false, Ordering::SeqCst);
+                    });
+                    break;
+                }
+            }
+            r = s.read(&mut down) => {
+                let n = match r { Ok(n) if n > 0 => n, _ => break };
+                if c.write_all(&down[..n]).await.is_err() {
+                    break;
+                }
+            }
+            _ = cut.changed() => break,
+        }
+    }
+    reset(c);
+    reset(s);
 }
 
 impl Drop for Proxy {
@@ -363,4 +426,56 @@ fn a_patience_not_shorter_than_the_lease_is_a_usage_error() {
     assert!(rig.calls().is_empty(), "a refused run sent a call");
     let runs: Value = serde_json::from_slice(&rig.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs, serde_json::json!([]), "a refused run was journaled");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("RUNBOOK_RECONNECT_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(6),
+        max_shrink_iters: 0,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// A cut right after a `COMMIT` reached the server, before its answer
+    /// came back: the run cannot know whether its last writes (an intent,
+    /// often) committed. It learns it on reconnect, writes nothing twice
+    /// (an intent committed again would be refused as a duplicate and fail
+    /// the run), loses nothing, and sends every mutating call once.
+    #[test]
+    fn a_cut_while_a_commit_is_answered_writes_nothing_twice(
+        after in 1usize..=12,
+        offset_ms in 0u64..60,
+        outage_ms in 50u64..800,
+    ) {
+        let db = TestDb::new();
+        let proxy = Proxy::start(&upstream(&db.url));
+        let rig = Rig::new("", Duration::from_millis(60));
+        let mut child = spawn_run(&rig, &proxy.url(&db.url), &["--journal-patience", "10s"]);
+        wait_until(&mut child, "the cut point", || {
+            mutating(&rig.calls()).values().sum::<usize>() >= after
+        });
+        std::thread::sleep(Duration::from_millis(offset_ms));
+        proxy.cut_after_next_commit(Duration::from_millis(outage_ms));
+        let out = child.wait_with_output().unwrap();
+        prop_assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        prop_assert!(!proxy.commit_cut_pending(), "no commit after the cut point");
+        prop_assert!(
+            String::from_utf8_lossy(&out.stderr).contains("reconnecting"),
+            "{}",
+            text(&out)
+        );
+        assert_each_mutating_call_once(&rig);
+        // Every mutating call's intent is journaled once, with its answer.
+        let rows = db
+            .client()
+            .query(
+                "SELECT action, outcome FROM attempts WHERE kind = 'call' AND risk <> 'read'",
+                &[],
+            )
+            .unwrap();
+        prop_assert_eq!(rows.len(), 2 * FILE_IDS.len());
+        for r in rows {
+            prop_assert_eq!(r.get::<_, String>(1), "ok");
+        }
+    }
 }
