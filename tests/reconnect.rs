@@ -237,26 +237,103 @@ fn later(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
     t + jiff::SignedDuration::try_from(d).unwrap()
 }
 
-/// The run's id, read from the journal directly.
-fn run_id(db: &TestDb) -> String {
-    let rows = db
-        .client()
-        .query("SELECT id FROM runs ORDER BY created_at DESC", &[])
-        .unwrap();
-    rows[0].get(0)
+/// A journal a test can make unavailable: PostgreSQL behind a [`Proxy`]
+/// (cut), or a SQLite file whose write lock another connection holds.
+enum Cuttable {
+    Postgres {
+        db: TestDb,
+        proxy: Proxy,
+    },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        holder: std::sync::Mutex<Option<rusqlite::Connection>>,
+    },
 }
 
-/// One cut of the journal during a run, `offset` after its `after`th
+impl Cuttable {
+    fn postgres() -> Cuttable {
+        let db = TestDb::new();
+        let proxy = Proxy::start(&upstream(&db.url));
+        Cuttable::Postgres { db, proxy }
+    }
+
+    fn sqlite() -> Cuttable {
+        let dir = tempfile::tempdir().unwrap();
+        Cuttable::Sqlite {
+            path: dir.path().join("journal.db"),
+            _dir: dir,
+            holder: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The journal URL runbook is given.
+    fn url(&self) -> String {
+        match self {
+            Cuttable::Postgres { db, proxy } => proxy.url(&db.url),
+            Cuttable::Sqlite { path, .. } => format!("sqlite:{}", path.display()),
+        }
+    }
+
+    /// How runbook's messages name it.
+    fn named(&self) -> String {
+        match self {
+            Cuttable::Postgres { proxy, .. } => proxy.addr.to_string(),
+            Cuttable::Sqlite { path, .. } => path.display().to_string(),
+        }
+    }
+
+    fn cut(&self) {
+        match self {
+            Cuttable::Postgres { proxy, .. } => proxy.cut(),
+            Cuttable::Sqlite { path, holder, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                *holder.lock().unwrap() = Some(conn);
+            }
+        }
+    }
+
+    fn restore(&self) {
+        match self {
+            Cuttable::Postgres { proxy, .. } => proxy.restore(),
+            Cuttable::Sqlite { holder, .. } => drop(holder.lock().unwrap().take()),
+        }
+    }
+
+    /// The first column of every row of `sql`, as text.
+    fn texts(&self, sql: &str) -> Vec<String> {
+        match self {
+            Cuttable::Postgres { db, .. } => db
+                .client()
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            Cuttable::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+        }
+    }
+}
+
+/// One cut of `journal` during a run, `offset` after its `after`th
 /// mutating call, for `outage`; the run may wait `patience` (its lease:
 /// three times that). Returns what the run wrote on stderr.
 fn cut_during_a_run(
+    journal: &Cuttable,
     (after, offset): (usize, Duration),
     outage: Duration,
     patience: Duration,
 ) -> String {
-    let db = TestDb::new();
-    let proxy = Proxy::start(&upstream(&db.url));
-    let through = proxy.url(&db.url);
+    let through = journal.url();
     let rig = Rig::new("", Duration::from_millis(60));
     let (patience_flag, lease_flag) = (
         format!("{}ms", patience.as_millis()),
@@ -274,7 +351,7 @@ fn cut_during_a_run(
     });
     std::thread::sleep(offset);
     let cut_at = jiff::Timestamp::now();
-    proxy.cut();
+    journal.cut();
     let started = Instant::now();
     let mut ended = None;
     while started.elapsed() < outage {
@@ -285,7 +362,7 @@ fn cut_during_a_run(
         std::thread::sleep(Duration::from_millis(5));
     }
     let restored_at = jiff::Timestamp::now();
-    proxy.restore();
+    journal.restore();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stopped = out.status.code() == Some(8);
@@ -310,11 +387,11 @@ fn cut_during_a_run(
         assert!(
             stderr.contains("its journal could not be reached")
                 && stderr.contains("runbook resume")
-                && stderr.contains(&proxy.addr.to_string()),
+                && stderr.contains(&journal.named()),
             "{}",
             text(&out)
         );
-        let id = run_id(&db);
+        let id = journal.texts("SELECT id FROM runs")[0].clone();
         let out = rig
             .cmd(&["resume", &id])
             .env("RUNBOOK_JOURNAL", &through)
@@ -330,14 +407,7 @@ fn cut_during_a_run(
         );
     }
     assert_each_mutating_call_once(&rig);
-    let status: Vec<String> = db
-        .client()
-        .query("SELECT status FROM runs", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(status, ["succeeded"]);
+    assert_eq!(journal.texts("SELECT status FROM runs"), ["succeeded"]);
     stderr
 }
 
@@ -346,13 +416,14 @@ fn cut_during_a_run(
 #[test]
 fn a_blip_shorter_than_the_patience_is_ridden_out() {
     let stderr = cut_during_a_run(
+        &Cuttable::postgres(),
         (3, Duration::ZERO),
         Duration::from_millis(1_500),
         Duration::from_secs(4),
     );
     assert!(
         stderr.contains("the journal cannot be reached; reconnecting")
-            && stderr.contains("the journal can be reached again after "),
+            && stderr.contains("the journal answers again after "),
         "{stderr}"
     );
 }
@@ -363,12 +434,47 @@ fn a_blip_shorter_than_the_patience_is_ridden_out() {
 #[test]
 fn an_outage_longer_than_the_patience_stops_the_run_resumably() {
     let stderr = cut_during_a_run(
+        &Cuttable::postgres(),
         (8, Duration::ZERO),
         Duration::from_secs(4),
         Duration::from_millis(1_500),
     );
     assert!(
         stderr.contains("longer than --journal-patience"),
+        "{stderr}"
+    );
+}
+
+/// SQLite: another process holding the journal's write lock for less
+/// than the patience is waited for (nothing sent meanwhile); the run
+/// succeeds with every mutating call sent once.
+#[test]
+fn a_sqlite_journal_locked_shorter_than_the_patience_is_waited_for() {
+    let stderr = cut_during_a_run(
+        &Cuttable::sqlite(),
+        (3, Duration::ZERO),
+        Duration::from_millis(1_500),
+        Duration::from_secs(4),
+    );
+    assert!(
+        stderr.contains("the journal is locked by another process; waiting")
+            && stderr.contains("the journal answers again after "),
+        "{stderr}"
+    );
+}
+
+/// SQLite: locked for longer than the patience, the run stops (exit 8)
+/// saying so, and resumes to the end once the lock is gone.
+#[test]
+fn a_sqlite_journal_locked_longer_than_the_patience_stops_the_run_resumably() {
+    let stderr = cut_during_a_run(
+        &Cuttable::sqlite(),
+        (8, Duration::ZERO),
+        Duration::from_secs(4),
+        Duration::from_millis(1_500),
+    );
+    assert!(
+        stderr.contains("longer than --journal-patience") && stderr.contains("database is locked"),
         "{stderr}"
     );
 }
@@ -389,6 +495,7 @@ proptest! {
         outage_ms in 200u64..3_000,
     ) {
         let _ = cut_during_a_run(
+            &Cuttable::postgres(),
             (after, Duration::from_millis(offset_ms)),
             Duration::from_millis(outage_ms),
             Duration::from_millis(1_500),

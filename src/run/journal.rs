@@ -67,6 +67,7 @@ use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
 
+mod busy;
 mod link;
 mod locks;
 mod pg;
@@ -731,12 +732,20 @@ impl Journal {
         }
         let mut conn = open_conn(path)?;
         migrate(&mut conn, path)?;
-        let conn = WriterConn::Sqlite {
-            conn,
-            synced: false,
-        };
         let link = Arc::new(link::Link::default());
-        Journal::start(url, Reader::Sqlite(path.to_owned()), link, move || Ok(conn))
+        let (waits, at) = (Arc::clone(&link), path.display().to_string());
+        Journal::start(url, Reader::Sqlite(path.to_owned()), link, move || {
+            let mut conn = conn;
+            // On the writer thread, which waits for the lock (see [`busy`]).
+            busy::install(&mut conn, waits, at.clone()).map_err(|source| JournalError::Sqlite {
+                path: PathBuf::from(at),
+                source,
+            })?;
+            Ok(WriterConn::Sqlite {
+                conn,
+                synced: false,
+            })
+        })
     }
 
     fn open_postgres(url: &JournalUrl, target: &pg::PgTarget) -> Result<Journal, JournalError> {
@@ -1811,15 +1820,24 @@ impl WriterConn {
                         .map_err(|e| e.to_string())?;
                     *synced = durable;
                 }
-                let tx = conn.transaction().map_err(|e| e.to_string())?;
-                for (sql, args, fenced) in writes {
-                    let mut stmt = tx.prepare_cached(sql).map_err(|e| e.to_string())?;
-                    let changed = stmt
-                        .execute(rusqlite::params_from_iter(args.iter()))
+                // Immediate: the write lock is taken (or waited for, see
+                // [`busy`]) at the start, never midway.
+                let commit = || {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
                         .map_err(|e| e.to_string())?;
-                    fence(fenced, u64::try_from(changed).unwrap_or(u64::MAX))?;
-                }
-                tx.commit().map_err(|e| e.to_string())
+                    for (sql, args, fenced) in writes {
+                        let mut stmt = tx.prepare_cached(sql).map_err(|e| e.to_string())?;
+                        let changed = stmt
+                            .execute(rusqlite::params_from_iter(args.iter()))
+                            .map_err(|e| e.to_string())?;
+                        fence(fenced, u64::try_from(changed).unwrap_or(u64::MAX))?;
+                    }
+                    tx.commit().map_err(|e| e.to_string())
+                };
+                let result = commit();
+                busy::settled();
+                result
             }
             WriterConn::Postgres(session) => session.commit(writes, durable, fence),
         }

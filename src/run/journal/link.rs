@@ -121,12 +121,13 @@ impl Link {
         }
     }
 
-    /// An outage starts (or goes on): returns when it started.
-    pub(crate) fn down(&self) -> Instant {
+    /// An outage starts (or goes on): returns when it started. `what` the
+    /// journal does, for the log (`is locked ...; waiting`).
+    pub(crate) fn down(&self, what: &str) -> Instant {
         let mut since = Instant::now();
         self.state.send_if_modified(|s| match s {
             State::Up => {
-                tracing::warn!("the journal cannot be reached; reconnecting");
+                tracing::warn!("the journal {what}");
                 *s = State::Down { since };
                 true
             }
@@ -143,10 +144,7 @@ impl Link {
     pub(crate) fn up(&self) {
         self.state.send_if_modified(|s| match s {
             State::Down { since } => {
-                tracing::warn!(
-                    "the journal can be reached again after {}",
-                    shown(since.elapsed())
-                );
+                tracing::warn!("the journal answers again after {}", shown(since.elapsed()));
                 *s = State::Up;
                 true
             }
@@ -316,7 +314,7 @@ mod tests {
     async fn tasks_wait_while_down_and_learn_when_it_is_given_up() {
         let link = std::sync::Arc::new(Link::default());
         link.reachable().await.unwrap();
-        link.down();
+        link.down("cannot be reached; reconnecting");
         let waiting = tokio::spawn({
             let link = std::sync::Arc::clone(&link);
             async move { link.reachable().await }
@@ -328,7 +326,7 @@ mod tests {
         );
         link.up();
         waiting.await.unwrap().unwrap();
-        link.down();
+        link.down("cannot be reached; reconnecting");
         let waiting = tokio::spawn({
             let link = std::sync::Arc::clone(&link);
             async move { link.reachable().await }

@@ -124,7 +124,7 @@ impl Writer {
                     if self.link.patience().is_zero() {
                         return Err(cause);
                     }
-                    let since = self.link.down();
+                    let since = self.link.down("cannot be reached; reconnecting");
                     let o = outage.get_or_insert_with(|| Outage {
                         since,
                         backoff: Backoff::new(rand::random()),
