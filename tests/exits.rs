@@ -161,6 +161,17 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
     ("--lease", "0s", "--lease: `0s` must be longer than zero"),
     ("--lease", "soon", "--lease"),
     (
+        "--journal-patience",
+        "0s",
+        "--journal-patience: `0s` must be longer than zero",
+    ),
+    (
+        "--journal-patience",
+        "30s",
+        "--journal-patience `30s` is not shorter than --lease (30s)",
+    ),
+    ("--journal-patience", "whenever", "--journal-patience"),
+    (
         "--role-arn",
         "arn:aws:iam::1:role/x",
         "is not a RAM role ARN such as acs:ram::123456789012:role/maintenance",

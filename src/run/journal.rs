@@ -940,9 +940,18 @@ impl Journal {
     /// Why the journal stopped writing: its database could not be reached
     /// in time, or an earlier write failed.
     fn stopped(&self) -> JournalError {
-        match self.link.gave_up() {
-            Some(u) => JournalError::Unreachable(u),
-            None => JournalError::WriterGone,
+        if let Some(u) = self.link.gave_up() {
+            return JournalError::Unreachable(u);
+        }
+        let fenced = self
+            .ledger
+            .first_failure()
+            .is_some_and(|f| f.starts_with(FENCED) || f.contains("lost the lease"));
+        match self.link.held() {
+            Some(h) if fenced || now_ms() > self.link.lease_until() => {
+                JournalError::LeaseLost(h.run)
+            }
+            _ => JournalError::WriterGone,
         }
     }
 

@@ -22,12 +22,18 @@ use super::link::{Backoff, Link, Unreachable};
 /// How long commands without a patience wait for the lock.
 pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
+/// A wait this short (two processes committing at once) is not an outage:
+/// the link stays up and nothing is logged.
+const QUIET: Duration = Duration::from_millis(100);
+
 /// The writer thread's wait.
 struct Wait {
     link: Arc<Link>,
     at: String,
     /// When the current wait began.
     since: Option<Instant>,
+    /// Whether the link was told it is down (past [`QUIET`]).
+    told: bool,
     backoff: Backoff,
     /// The handler gave up during the current commit.
     gave_up: Option<Unreachable>,
@@ -45,6 +51,7 @@ pub(crate) fn install(conn: &mut Connection, link: Arc<Link>, at: String) -> rus
             link,
             at,
             since: None,
+            told: false,
             backoff: Backoff::new(rand::random()),
             gave_up: None,
         });
@@ -58,9 +65,11 @@ fn handler(_count: i32) -> bool {
         let Some(w) = w.as_mut() else {
             return false;
         };
-        let since = *w
-            .since
-            .get_or_insert_with(|| w.link.down("is locked by another process; waiting"));
+        let since = *w.since.get_or_insert_with(Instant::now);
+        if !w.told && since.elapsed() >= QUIET {
+            w.told = true;
+            w.link.down("is locked by another process; waiting");
+        }
         let (deadline, by_lease) = if w.link.patience().is_zero() {
             (since + DEFAULT_WAIT, false)
         } else {
@@ -92,6 +101,7 @@ pub(crate) fn settled() {
         };
         if w.since.take().is_some() {
             w.backoff = Backoff::new(rand::random());
+            w.told = false;
         }
         match w.gave_up.take() {
             Some(why) => w.link.give_up(why),

@@ -166,6 +166,9 @@ impl Link {
 
     /// Waits while the link is down; `Err` once it was given up.
     pub(crate) async fn reachable(&self) -> Result<(), Unreachable> {
+        if matches!(*self.state.borrow(), State::Up) {
+            return Ok(());
+        }
         let mut rx = self.state.subscribe();
         let state = rx
             .wait_for(|s| !matches!(s, State::Down { .. }))
@@ -217,13 +220,16 @@ impl Link {
     /// commit takes), whichever comes first; and whether the lease decides.
     pub(crate) fn deadline(&self, since: Instant) -> (Instant, bool) {
         let by_patience = since + self.patience();
-        let left = self
+        let now = Instant::now();
+        let lease_left = self
             .lease_until()
             .saturating_sub(super::now_ms())
             .saturating_sub(LEASE_MARGIN_MS);
-        let by_lease = Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0));
-        if by_lease < by_patience {
-            (by_lease, true)
+        let lease_left = u64::try_from(lease_left).unwrap_or(0);
+        let patience_left = u64::try_from(by_patience.saturating_duration_since(now).as_millis())
+            .unwrap_or(u64::MAX);
+        if lease_left < patience_left {
+            (now + Duration::from_millis(lease_left), true)
         } else {
             (by_patience, false)
         }

@@ -241,8 +241,15 @@ impl Writer {
                 match status.as_deref() {
                     Some("committed") => Settled::Committed,
                     Some("aborted") => Settled::Retry,
-                    // Still in progress after its process ended, or
-                    // unknown: not known committed, so not acknowledged.
+                    // Its process lingers unseen: wait for the server to
+                    // end it (or the deadline).
+                    Some("in progress") => {
+                        return Err(Step::Lost(
+                            "the interrupted transaction is still in progress on the server"
+                                .to_owned(),
+                        ));
+                    }
+                    // Unknown: not known committed, so not acknowledged.
                     other => {
                         return Err(Step::Stop(format!(
                             "whether the journal's last transaction committed is unknown (txid_status: {})",
