@@ -404,3 +404,99 @@ fn a_resource_known_only_at_run_time_held_elsewhere_fails_the_step_resumably() {
     assert_eq!(stops(&rig, "dts-o"), 2);
     assert_eq!(status_of(&rig, &found), "succeeded");
 }
+
+/// A holder killed moments ago is still alive for other hosts (its lease
+/// has not run out): abandoning it there is refused. On its own host and
+/// state dir, the plan's lock shows it gone at once: abandoned there, its
+/// locks go, and the job is free.
+#[test]
+fn a_run_killed_moments_ago_is_abandoned_only_where_its_death_is_known() {
+    let rig = Rig::new("", Duration::ZERO);
+    let mut a = hold(&rig, "host-a", "dts-k", &["--lease", "60s"]);
+    let holder = run_of(&rig, "hold-dts");
+    a.kill().unwrap();
+    let _ = a.wait();
+    let o = out(&rig, "host-b", &["abandon", &holder, "--reason", "gone"]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is alive on host host-a"));
+    let o = stop_jobs(&rig, "host-b", &["dts-k"]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    let o = out(
+        &rig,
+        "host-a",
+        &["abandon", &holder, "--reason", "killed by mistake"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(it was interrupted)"));
+    let o = stop_jobs(&rig, "host-b", &["dts-k"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stops(&rig, "dts-k"), 2);
+}
+
+/// Stops a DTS job, holds it a little, then suspends it.
+const STOP_THEN_SUSPEND: &str = r#"
+name: stop-then-suspend
+params: { job: { type: string } }
+defaults: { region: cn-hangzhou }
+steps:
+  - id: stop
+    call: dts.StopDtsJob
+    with: { DtsJobId: "{{params.job}}" }
+  - id: hold
+    needs: [stop]
+    sleep: 3s
+  - id: suspend
+    needs: [hold]
+    call: dts.SuspendDtsJob
+    with: { DtsJobId: "{{params.job}}" }
+"#;
+
+/// A holder stopped (SIGSTOP) past its lease is abandoned from another
+/// host, and another run changes the job; continued (SIGCONT), the
+/// abandoned process sends nothing more: its locks and its lease went
+/// together.
+#[test]
+fn an_abandoned_run_that_was_only_stopped_sends_nothing_when_continued() {
+    let rig = Rig::new("", Duration::ZERO);
+    let pb = rig.playbook("sts.yaml", STOP_THEN_SUSPEND);
+    let mut a = on(
+        &rig,
+        "host-a",
+        &["run", &pb, "-p", "job=dts-s", "--yes", "--lease", "1s"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until(&mut a, "the stop", || stops(&rig, "dts-s") == 1);
+    let pid = a.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let holder = run_of(&rig, "stop-then-suspend");
+    eventually("the stopped holder is interrupted", || {
+        status_of(&rig, &holder) == "interrupted"
+    });
+    let o = out(&rig, "host-b", &["abandon", &holder, "--reason", "hung"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = stop_jobs(&rig, "host-b", &["dts-s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Past the hold: the stopped process would suspend now.
+    std::thread::sleep(Duration::from_secs(4));
+    signal("-CONT");
+    let done = a.wait_with_output().unwrap();
+    assert_ne!(done.status.code(), Some(0), "{}", text(&done));
+    assert!(
+        rig.processed("SuspendDtsJob", "DtsJobId").is_empty(),
+        "the abandoned process suspended the job: {}",
+        text(&done)
+    );
+    assert_eq!(status_of(&rig, &holder), "cancelled");
+}

@@ -103,22 +103,9 @@ impl CancelArgs {
 }
 
 /// End a run that no process carries on, and release the resources it
-/// locks, so that other runs may change them.
-///
-/// Only for a run whose process is gone (`interrupted`: killed, crashed,
-/// its host lost; on another host, once its lease has run out) or that is
-/// parked on purpose (`window_closed`, `waiting_approval`), which keeps its
-/// locks with no process. A live run is refused (exit 6): stop it with
-/// `runbook cancel RUN_ID`. The run ends `cancelled`; who abandoned it,
-/// from which host, when and why are journaled, and `runs`, `show` and
-/// `report` say so. Nothing is sent to the cloud: a resource the run left
-/// half-changed stays so, as `runbook show RUN_ID` tells.
+/// locks (see `ABANDON_HELP`).
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "Examples:
-  runbook runs --status interrupted                # find the dead run
-  runbook show RUN_ID                              # what it did, what it locks
-  runbook abandon RUN_ID --reason \"laptop lost mid-cutover; DTS job stopped by hand\"
-  runbook abandon RUN_ID --reason \"window missed, rescheduled\" --journal postgres://ops@db:5432/runbook")]
+#[command(after_long_help = ABANDON_HELP)]
 pub(crate) struct AbandonArgs {
     /// The run id (or a unique prefix), from `runbook runs`.
     #[arg(value_parser = run_id_arg)]
@@ -155,6 +142,28 @@ impl AbandonArgs {
         Ok(ExitCode::Ok)
     }
 }
+
+const ABANDON_HELP: &str =
+    "A run locks the resources it changes (a DTS job, a DI node, a DI job) until it
+ends, also while it is parked with no process (window closed, waiting for an
+approval), so that no other run, of any playbook, on any host, changes them
+meanwhile. `abandon` ends such a run for good and releases its locks:
+  - only a run whose process is gone (`interrupted`: killed, crashed, its host
+    lost; seen from another host once its lease has run out), or one parked on
+    purpose (`window_closed`, `waiting_approval`);
+  - a live run is refused (exit 6): stop it with `runbook cancel RUN_ID`; a run
+    that has ended holds no locks and is refused too;
+  - the run ends `cancelled`; who abandoned it, from which host, when and why
+    are journaled, and `runs`, `show` and `report` say so;
+  - nothing is sent to the cloud: a resource the run left half-changed stays so
+    (`runbook show RUN_ID` says where it stopped); the run can still be
+    resumed should anyone decide to go on.
+
+Examples:
+  runbook runs --status interrupted     # find the dead run
+  runbook show RUN_ID                   # what it did, what it locks
+  runbook abandon RUN_ID --reason \"laptop lost mid-cutover; DTS job stopped by hand\"
+  RUNBOOK_JOURNAL=postgres://ops@db:5432/runbook runbook abandon RUN_ID --reason \"rescheduled\"";
 
 /// Show one run step by step: approvals, steps, items and every attempt.
 #[derive(Debug, clap::Args)]

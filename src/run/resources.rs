@@ -301,3 +301,142 @@ pub fn refused(holder: &LockHolder) -> Error {
         holder.run_id, holder.run_id, holder.run_id
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plan::locks::{StepLocks, step_locks};
+    use crate::plan::plan_of_yaml;
+
+    const PLAYBOOK: &str = r#"
+name: mixed
+params:
+  job: { type: string, default: dts-1 }
+  files: { type: array, items: integer, default: [101, 102, 101] }
+defaults: { region: cn-hangzhou }
+steps:
+  - id: stop-job
+    call: dts.StopDtsJob
+    with: { DtsJobId: "{{params.job}}" }
+  - id: read
+    call: dts.DescribeDtsJobDetail
+    with: { DtsJobId: "{{params.job}}" }
+  - id: stop-nodes
+    for_each: "{{params.files}}"
+    call: dataworks.StopDISyncInstance
+    with: { ProjectId: 10, FileId: "{{item}}", TaskType: DI_REALTIME }
+  - id: as-role
+    role_arn: "acs:ram::1234567890:role/ops"
+    call: dts.SuspendDtsJob
+    with: { DtsJobId: "{{params.job}}" }
+  - id: later
+    needs: [read]
+    call: dts.StopDtsJob
+    with: { DtsJobId: "{{steps.read.output.DtsJobId}}" }
+  - id: ecs
+    call: api
+    with:
+      product: ecs
+      version: "2014-05-26"
+      action: StopInstance
+      params: { InstanceId: i-1 }
+"#;
+
+    #[test]
+    fn the_plan_knows_what_each_step_locks_and_in_which_account() {
+        let plan = plan_of_yaml(PLAYBOOK);
+        let locks = |id: &str| step_locks(&plan, plan.step(id).unwrap());
+        assert_eq!(
+            locks("stop-job"),
+            StepLocks::Known(vec!["dts job DtsJobId=dts-1".to_owned()])
+        );
+        assert_eq!(locks("read"), StepLocks::Nothing);
+        assert_eq!(
+            locks("stop-nodes"),
+            StepLocks::Known(vec![
+                "dataworks di-node ProjectId=10,FileId=101".to_owned(),
+                "dataworks di-node ProjectId=10,FileId=102".to_owned(),
+                "dataworks di-node ProjectId=10,FileId=101".to_owned(),
+            ])
+        );
+        assert_eq!(locks("later"), StepLocks::AtRunTime("job"));
+        assert_eq!(locks("ecs"), StepLocks::Generic);
+
+        let account = LockAccount::new("run-1", Some("own"), false);
+        let keys = known_keys(&plan, &account);
+        let shown: Vec<(String, String, String)> = keys
+            .iter()
+            .map(|(step, k)| {
+                (
+                    step.clone(),
+                    k.account.clone(),
+                    format!("{} {}", k.kind, k.id),
+                )
+            })
+            .collect();
+        let role = crate::cloud::sts::account_fingerprint("1234567890");
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    "stop-job".to_owned(),
+                    "own".to_owned(),
+                    "job DtsJobId=dts-1".to_owned()
+                ),
+                (
+                    "stop-nodes".to_owned(),
+                    "own".to_owned(),
+                    "di-node ProjectId=10,FileId=101".to_owned()
+                ),
+                (
+                    "stop-nodes".to_owned(),
+                    "own".to_owned(),
+                    "di-node ProjectId=10,FileId=102".to_owned()
+                ),
+                // Another account: the role's.
+                ("as-role".to_owned(), role, "job DtsJobId=dts-1".to_owned()),
+            ]
+        );
+        // A rehearsal's locks are its own, whatever the role.
+        let rehearsal = LockAccount::new("run-1", Some("own"), true);
+        assert!(
+            known_keys(&plan, &rehearsal)
+                .iter()
+                .all(|(_, k)| k.account == "rehearsal:run-1")
+        );
+    }
+
+    proptest! {
+        /// One resource whatever the spelling of an integer id, and two
+        /// resources for two ids, regions or accounts.
+        #[test]
+        fn keys_name_one_resource_per_id_region_and_account(
+            project in 1i64..1_000_000,
+            file in 1i64..1_000_000,
+            other in 1i64..1_000_000,
+            zeros in 0usize..3,
+        ) {
+            let spec = crate::cloud::actions::lookup("dataworks.TerminateDISyncInstance").unwrap();
+            let req = |file: String, region: &str| {
+                let params = [
+                    ("ProjectId".to_owned(), project.to_string()),
+                    ("FileId".to_owned(), file),
+                    ("TaskType".to_owned(), "DI_REALTIME".to_owned()),
+                ];
+                ActionRequest::typed(spec, region, params.into_iter().collect())
+            };
+            let plain = key_of(&req(file.to_string(), "cn-hangzhou"), "a").unwrap();
+            let padded = key_of(&req(format!("{}{file}", "0".repeat(zeros)), "cn-hangzhou"), "a").unwrap();
+            prop_assert_eq!(&plain, &padded);
+            prop_assert_eq!(&plain.id, &format!("ProjectId={project},FileId={file}"));
+            let elsewhere = key_of(&req(file.to_string(), "cn-shanghai"), "a").unwrap();
+            prop_assert_ne!(&plain, &elsewhere);
+            prop_assert_ne!(&plain, &key_of(&req(file.to_string(), "cn-hangzhou"), "b").unwrap());
+            if other != file {
+                prop_assert_ne!(&plain, &key_of(&req(other.to_string(), "cn-hangzhou"), "a").unwrap());
+            }
+        }
+    }
+}
