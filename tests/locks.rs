@@ -228,9 +228,42 @@ fn a_resource_held_by_a_live_run_on_another_host_refuses_other_runs_until_its_le
     eventually("the killed holder is interrupted", || {
         status_of(&rig, &holder) == "interrupted"
     });
+    let shown = out(&rig, "host-b", &["show", &holder]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(
+            "locks (lapsed with its lease; a resume takes them again):\n  dts job DtsJobId=dts-shared"
+        ),
+        "{}",
+        text(&shown)
+    );
+    // Another host's run takes the job: the dead run's resume is refused,
+    // and leaves it interrupted (not alive for another lease).
+    let mut c = hold(&rig, "host-c", "dts-shared", &["--lease", "2s"]);
+    let taker = run_of(&rig, "hold-dts");
+    let o = out(&rig, "host-b", &["resume", &holder, "--yes"]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("is locked by run {taker}")),
+        "{}",
+        text(&o)
+    );
+    // Seen from a host with no plan lock of it: by its lease.
+    let elsewhere = runs(&rig, "host-d");
+    let row = elsewhere
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == holder)
+        .unwrap();
+    assert_eq!(row["status"], "interrupted", "{row}");
+    c.kill().unwrap();
+    let _ = c.wait();
+    eventually("the second holder is interrupted", || {
+        status_of(&rig, &taker) == "interrupted"
+    });
     let o = stop_jobs(&rig, "host-b", &["dts-shared"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(stops(&rig, "dts-shared"), 2);
+    assert_eq!(stops(&rig, "dts-shared"), 3);
     // The run that took the job over has ended: the dead run's resume takes
     // its locks again and goes on.
     let o = out(

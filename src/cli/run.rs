@@ -519,7 +519,10 @@ async fn execute(
     let locks = match ResourceLocks::take_known(&journal, &plan, &run_id, account).await {
         Ok(locks) => locks,
         Err(LockRefusal::Held(holder)) => {
-            if !resumed {
+            if resumed {
+                // It stays as it was, and is not taken for alive.
+                let _ = journal.let_go(&run_id);
+            } else {
                 // Nothing was sent: the new run ends before its first step.
                 let _ = journal
                     .set_run_status(&run_id, RunStatus::Failed, true)

@@ -465,7 +465,15 @@ impl ShowArgs {
         }
         // Lock rows of an ended run hold nothing (and are gone once it ends).
         if !locks.is_empty() && !r.status.ends_run() {
-            let _ = writeln!(out, "locks:");
+            let _ = writeln!(
+                out,
+                "{}",
+                if r.status == RunStatus::Interrupted {
+                    "locks (lapsed with its lease; a resume takes them again):"
+                } else {
+                    "locks:"
+                }
+            );
             for key in &locks {
                 let _ = writeln!(out, "  {key}");
             }

@@ -165,6 +165,27 @@ impl Journal {
         }))
     }
 
+    /// Lets go of run `run_id`, claimed by this process a moment ago, that
+    /// will not go on after all (its locks were refused): its lease ends
+    /// now, so it is not taken for alive, and keeps no lock, a moment longer.
+    pub fn let_go(&self, run_id: &str) -> Result<(), JournalError> {
+        let holder = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|(run, _)| run == run_id)
+            .map(|(_, holder)| holder);
+        let Some(holder) = holder else {
+            return Ok(());
+        };
+        self.query(
+            "UPDATE runs SET heartbeat_ms = 0 WHERE id = ?1 AND holder = ?2 RETURNING id",
+            vec![run_id.sv(), holder.sv()],
+        )
+        .map(drop)
+    }
+
     /// Releases every lock of run `run_id` (it has ended).
     pub fn release_locks(&self, run_id: &str) -> Result<(), JournalError> {
         self.query(
