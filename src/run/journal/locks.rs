@@ -170,12 +170,10 @@ impl Journal {
     /// now, so it is not taken for alive, and keeps no lock, a moment longer.
     pub fn let_go(&self, run_id: &str) -> Result<(), JournalError> {
         let holder = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .filter(|(run, _)| run == run_id)
-            .map(|(_, holder)| holder);
+            .link
+            .held()
+            .filter(|h| h.run == run_id)
+            .map(|h| h.holder);
         let Some(holder) = holder else {
             return Ok(());
         };
