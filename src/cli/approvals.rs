@@ -7,7 +7,9 @@ use std::io::Write;
 
 use crate::error::{Error, ExitCode};
 use crate::plan::{Plan, PlannedStep, StepKind};
-use crate::run::approve::{short_digest, who};
+use crate::run::approve::short_digest;
+use crate::run::identity::VerifiedIdentity;
+use crate::run::journal::ApprovalChannel;
 use crate::run::{ApprovalDecision, ApprovalFuture, Approver, FlagApprover, label};
 
 /// The most item labels the approval prompt lists for one step.
@@ -61,8 +63,14 @@ pub(crate) fn irreversible_details(s: &PlannedStep, account: Option<&str>) -> Ve
 
 /// Asks on the terminal for the approval of `plan`, which changes cloud
 /// resources: lists each mutating step (what irreversible calls act on,
-/// with the signing `account`), then reads `yes`.
-pub(crate) fn ask_plan(plan: &Plan, account: Option<&str>) -> Result<ApprovalDecision, Error> {
+/// with the signing `account`), then reads `yes`. The approval is
+/// `identity`'s (`by`, `user@host`).
+pub(crate) fn ask_plan(
+    plan: &Plan,
+    account: Option<&str>,
+    by: &str,
+    identity: Option<&VerifiedIdentity>,
+) -> Result<ApprovalDecision, Error> {
     let mutating: Vec<&PlannedStep> = plan.steps.iter().filter(|s| s.risk.mutates()).collect();
     let short = short_digest(plan);
     let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
@@ -111,8 +119,10 @@ pub(crate) fn ask_plan(plan: &Plan, account: Option<&str>) -> Result<ApprovalDec
     let _ = std::io::stdin().read_line(&mut answer);
     if answer.trim().eq_ignore_ascii_case("yes") {
         Ok(ApprovalDecision::Approved {
-            by: who(),
+            by: by.to_owned(),
             method: "terminal".to_owned(),
+            channel: ApprovalChannel::Terminal,
+            identity: identity.cloned(),
         })
     } else {
         Err(Error::new(
@@ -146,6 +156,7 @@ impl Approver for StepApprover {
             let multi = self.multi.clone();
             let (step_s, message_s) = (step.to_owned(), message.to_owned());
             let by = self.flags.by.clone();
+            let identity = self.flags.identity.clone();
             let answer = tokio::task::spawn_blocking(move || {
                 multi.suspend(|| {
                     let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
@@ -165,6 +176,8 @@ impl Approver for StepApprover {
                 ApprovalDecision::Approved {
                     by,
                     method: "terminal".to_owned(),
+                    channel: ApprovalChannel::Terminal,
+                    identity,
                 }
             } else {
                 ApprovalDecision::Refused {

@@ -291,9 +291,11 @@ impl RunArgs {
             if !drifts.is_empty() && !self.exec.allow_drift {
                 return Err(crate::plan::drift::refusal(&drifts));
             }
-            let gates = || approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |_| false);
-            let approval = approve_plan(&plan, &self.exec, target.account.as_deref(), gates)?;
-            let run_id = launch::create(&journal, &lock, &plan, &stored, approval.as_ref(), &drifts).await?;
+            let starter = target.identity.as_ref().map(|i| &i.principal);
+            let gates = || approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), starter, |_| false);
+            let pre = journal.pre_approvals(&plan.digest).map_err(exit::journal_error)?;
+            let approvals = approve_plan(&plan, &self.exec, &target, &pre, gates)?;
+            let run_id = launch::create(&journal, &lock, &plan, &stored, &approvals, target.identity.as_ref(), &drifts).await?;
             for d in &drifts {
                 eprintln!("warning: drift allowed (--allow-drift): {}", crate::safe_text::escape(&d.to_string()));
             }
@@ -367,19 +369,21 @@ impl ResumeArgs {
                 eprintln!("note: run {run_id} is resumed against another target than it ran against; the plan needs a new approval");
             }
             let prior = Prior::from_record(&record, &plan);
+            let starter = target.identity.as_ref().map(|i| &i.principal);
             let gates = || {
-                approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), |s| {
+                approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), starter, |s| {
                     prior.done_steps.contains_key(s)
                 })
             };
-            let decision = if carried.approved {
+            let decisions = if carried.approved {
                 gates()?;
-                None
+                Vec::new()
             } else {
-                approve_plan(&plan, &self.exec, target.account.as_deref(), gates)?
+                let pre = journal.pre_approvals(&plan.digest).map_err(exit::journal_error)?;
+                approve_plan(&plan, &self.exec, &target, &pre, gates)?
             };
             let new_target = (!carried.same_target).then_some(&new_options);
-            resume::record(&journal, &run_id, &plan.digest, decision.as_ref(), new_target).await?;
+            resume::record(&journal, &run_id, &plan.digest, &decisions, target.identity.as_ref(), new_target).await?;
             let sim = target.sim.as_ref().map(|s| SimWorld(s.simulator().clone()));
             if world::restore(&journal, &run_id, sim.as_ref())? == Restored::Fresh {
                 eprintln!("note: no simulated world was saved with run {run_id}; it goes on against a fresh simulator");
@@ -443,18 +447,35 @@ fn admit(plan: &Plan, flags: &CheckedFlags) -> Result<(), Error> {
     Ok(())
 }
 
-/// The approval of the whole plan (see [`approve::gate_plan`]), asked on
-/// the terminal when it comes to that.
+/// The approval of the whole plan (see [`approve::gate_plan`]): the
+/// decisions to journal (pre-approvals, `--yes`, or the answer asked on
+/// the terminal when it comes to that); empty when none is needed.
 fn approve_plan(
     plan: &Plan,
     exec: &ExecArgs,
-    account: Option<&str>,
+    target: &Target,
+    pre: &[crate::run::PreApprovalRow],
     gates: impl FnOnce() -> Result<(), Error>,
-) -> Result<Option<ApprovalDecision>, Error> {
-    match approve::gate_plan(plan, exec.yes, is_terminal(), gates)? {
-        PlanGate::NotNeeded => Ok(None),
-        PlanGate::Approved(decision) => Ok(Some(decision)),
-        PlanGate::Ask => approvals::ask_plan(plan, account).map(Some),
+) -> Result<Vec<ApprovalDecision>, Error> {
+    let by = approve::who();
+    let starter = approve::Starter {
+        yes: exec.yes,
+        terminal: is_terminal(),
+        by: &by,
+        identity: target.identity.as_ref(),
+    };
+    match approve::gate_plan(plan, &starter, pre, jiff::Timestamp::now(), gates)? {
+        PlanGate::NotNeeded => Ok(Vec::new()),
+        PlanGate::Approved(decisions) => Ok(decisions),
+        PlanGate::Ask { mut pre } => {
+            pre.push(approvals::ask_plan(
+                plan,
+                target.account.as_deref(),
+                &by,
+                target.identity.as_ref(),
+            )?);
+            Ok(pre)
+        }
     }
 }
 
@@ -499,6 +520,7 @@ async fn execute(
         flags: FlagApprover {
             steps: exec.approve.iter().cloned().collect::<BTreeSet<_>>(),
             by: approve::who(),
+            identity: target.identity.clone(),
         },
         multi,
         interactive: asking(exec) == Asking::Terminal,

@@ -114,6 +114,10 @@ pub(crate) struct Target {
     pub(crate) api: Arc<dyn CloudApi>,
     /// Fingerprint of the signing AccessKeyId.
     pub(crate) account: Option<String>,
+    /// Who the command's credentials act as, verified through STS
+    /// `GetCallerIdentity` (`None` when STS could not tell; a plan that
+    /// says who must approve then refuses to start).
+    pub(crate) identity: Option<crate::run::identity::VerifiedIdentity>,
     pub(crate) limits: RateLimits,
     /// Compressed time (only against the in-process simulator).
     pub(crate) time_scale: TimeScale,
@@ -195,9 +199,14 @@ impl Target {
         };
         // Credentials that cannot be had stop the run before anything is sent.
         let credentials = client.current_credentials(None).await?;
-        // Who the run acts as, for the journal; without STS, the key's fingerprint.
-        let account = match client.caller_identity_of(&credentials).await {
-            Ok(identity) => fingerprint(&identity.account_id),
+        // Who the run acts as, verified, for the journal and the approval
+        // policy; without STS, the key's fingerprint.
+        let verified = client.caller_identity_of(&credentials).await.and_then(|c| {
+            crate::run::identity::VerifiedIdentity::of_caller(&c)
+                .map_err(|m| crate::cloud::ApiError::new("InvalidResponse", m, None))
+        });
+        let (account, identity) = match verified {
+            Ok(identity) => (fingerprint(&identity.account_id), Some(identity)),
             Err(e) => {
                 tracing::warn!(
                     "cannot tell who the credentials ({}) are: STS GetCallerIdentity at {} failed: {e}; \
@@ -205,7 +214,7 @@ impl Target {
                     client.credentials(),
                     client.sts_endpoint()
                 );
-                fingerprint(credentials.access_key_id())
+                (fingerprint(credentials.access_key_id()), None)
             }
         };
         for q in &args.qps {
@@ -216,6 +225,7 @@ impl Target {
         Ok(Target {
             api: Arc::new(client),
             account: Some(account),
+            identity,
             limits: RateLimits::new(limits),
             time_scale: args.time_scale.filter(|_| args.sim).unwrap_or_default(),
             sim,

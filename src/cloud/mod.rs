@@ -13,6 +13,7 @@ pub mod common;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod principal;
 pub mod provider;
 pub mod signer;
 pub mod sts;

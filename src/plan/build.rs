@@ -128,11 +128,33 @@ impl Plan {
             worst_case_open,
             blast_radius,
             notify: pb.notify.iter().map(NotifyTarget::from_spec).collect(),
+            approval: approval_policy(&pb.approval),
             observations: None,
         };
         plan.digest = super::integrity::digest(&plan);
         Ok(plan)
     }
+}
+
+/// The policy validated approval keys describe; `None` when none is
+/// written (anyone approves, once: the plan and its digest as before).
+fn approval_policy(keys: &crate::playbook::model::ApprovalKeys) -> Option<super::ApprovalPolicy> {
+    if keys.is_empty() {
+        return None;
+    }
+    Some(super::ApprovalPolicy {
+        approvers: keys
+            .approvers
+            .as_ref()
+            .map(|l| l.value.iter().map(|a| a.value.clone()).collect())
+            .unwrap_or_default(),
+        min_approvals: keys
+            .min_approvals
+            .as_ref()
+            .and_then(|m| u32::try_from(m.value).ok())
+            .unwrap_or(super::DEFAULT_MIN_APPROVALS),
+        allow_self_approval: keys.allow_self_approval.as_ref().is_some_and(|a| a.value),
+    })
 }
 
 fn blast_radius(steps: &[PlannedStep]) -> BlastRadius {
@@ -275,12 +297,13 @@ impl Builder<'_> {
                 let text = self.symbolic(
                     s,
                     &Located {
-                        value: Value::String(a.value.clone()),
-                        loc: a.loc,
+                        value: Value::String(a.value.message.value.clone()),
+                        loc: a.value.message.loc,
                     },
                 )?;
                 let message = wire_text(&text.value).unwrap_or_default();
-                (StepKind::Approve { message }, Risk::Read)
+                let policy = approval_policy(&a.value.keys);
+                (StepKind::Approve { message, policy }, Risk::Read)
             }
         };
         let when = s.when.as_ref().map(|w| match &w.value {

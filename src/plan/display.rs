@@ -358,6 +358,9 @@ fn text_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
         worst_case_note(plan)
     );
     let _ = writeln!(o, "concurrency:  {}", plan.concurrency);
+    if let Some(a) = &plan.approval {
+        let _ = writeln!(o, "approval:     {}", a.describe());
+    }
     if let Some(w) = window_line(plan) {
         let _ = writeln!(o, "window:       {w}");
         if let Some(line) = now.and_then(|now| window_now(plan, now)) {
@@ -476,8 +479,11 @@ fn text_step(o: &mut String, n: usize, s: &PlannedStep, plan: &Plan) {
             Some(&w.call)
         }
         StepKind::Sleep { .. } => None,
-        StepKind::Approve { message } => {
+        StepKind::Approve { message, policy } => {
             field(o, "asks", message);
+            if let Some(p) = policy {
+                field(o, "approvers", &p.describe());
+            }
             more(
                 o,
                 &format!("(non-interactive runs need --approve {})", s.id),
@@ -610,6 +616,9 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
             .join(" → ")
     );
     let _ = writeln!(o, "| Concurrency | {} |", plan.concurrency);
+    if let Some(a) = &plan.approval {
+        let _ = writeln!(o, "| Approval | {} |", markdown::cell(&a.describe()));
+    }
     if let Some(w) = window_line(plan) {
         let _ = writeln!(o, "| Change window | {} |", markdown::cell(&w));
         if let Some(line) = now.and_then(|now| window_now(plan, now)) {
@@ -849,7 +858,10 @@ fn checklist_text(s: &PlannedStep) -> String {
             ms(w.timeout_millis)
         ),
         StepKind::Sleep { .. } => kind_line(s),
-        StepKind::Approve { message } => format!("approve: {message}"),
+        StepKind::Approve { message, policy } => match policy {
+            Some(p) => format!("approve: {message} ({})", p.describe()),
+            None => format!("approve: {message}"),
+        },
     };
     if let Some(f) = &s.for_each {
         match &f.items {

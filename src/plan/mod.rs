@@ -116,6 +116,11 @@ pub struct Plan {
     /// Where the run's notifications go (`notify`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
+    /// Who must approve the plan (top-level `approvers`, `min_approvals`,
+    /// `allow_self_approval`). `None` when the playbook sets none of them:
+    /// anyone approves, once (and the plan JSON and digest are as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
     /// The states `plan --refresh` read, which `run` holds the world to
     /// (drift checks). Not part of the digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +159,49 @@ impl NotifyTarget {
         }
     }
 }
+
+/// Who must approve: the plan (top-level keys) or an `approve` step (the
+/// same keys in its mapping form). Evaluated by
+/// [`crate::run::approval_policy`] against verified identities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// RAM user or role names, or ARNs (`acs:ram::ACCOUNT:user/NAME`,
+    /// `:role/NAME`, `:root`), as written. Empty: anyone may approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// How many distinct principals must approve (default
+    /// [`DEFAULT_MIN_APPROVALS`]).
+    pub min_approvals: u32,
+    /// Whether the person who started the run may be one of them (only
+    /// meaningful with `approvers`; without, anyone may, the starter too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_self_approval: bool,
+}
+
+impl ApprovalPolicy {
+    /// How plans show it: `2 distinct approvers among alice, acs:ram::1:role/ops;
+    /// not the person who started the run`.
+    pub fn describe(&self) -> String {
+        let n = self.min_approvals;
+        let who = if n == 1 {
+            "1 approver".to_owned()
+        } else {
+            format!("{n} distinct approvers")
+        };
+        if self.approvers.is_empty() {
+            return format!("{who}, anyone");
+        }
+        let self_rule = if self.allow_self_approval {
+            "the person who started the run may be one"
+        } else {
+            "not the person who started the run"
+        };
+        format!("{who} among {}; {self_rule}", self.approvers.join(", "))
+    }
+}
+
+/// `min_approvals` when the playbook does not say: one approval.
+pub const DEFAULT_MIN_APPROVALS: u32 = 1;
 
 /// Counts of calls by risk class.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +289,10 @@ pub enum StepKind {
     Approve {
         /// What the approver is asked.
         message: String,
+        /// Who must approve (`approve: {message, approvers, ...}`); `None`:
+        /// anyone, once (left out of the plan JSON).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<ApprovalPolicy>,
     },
 }
 

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::load::{DeError, Kind, Lenient, Node, NodeDe, deserialize_all};
-use super::model::{Defaults, Located, Param, ParamDecl, Playbook, Step, StepDoc, StepKindSpec};
+use super::model::{
+    ApprovalKeys, Defaults, Located, Param, ParamDecl, Playbook, Step, StepDoc, StepKindSpec,
+};
 use super::source::{Loc, Source};
 
 /// The top-level keys of a playbook, in documentation order.
@@ -25,6 +27,9 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "window",
     "steps",
     "notify",
+    "approvers",
+    "min_approvals",
+    "allow_self_approval",
 ];
 
 /// What the loader made of the tree.
@@ -72,6 +77,7 @@ pub(crate) fn assemble(
     let mut concurrency = None;
     let mut window = None;
     let mut notify = Vec::new();
+    let mut approval = ApprovalKeys::default();
     let mut steps = Vec::new();
     let mut saw_steps = false;
     let mut ok = true;
@@ -101,6 +107,9 @@ pub(crate) fn assemble(
             "concurrency" => take(de(value).map(|v| concurrency = v)),
             "window" => take(de(value).map(|v| window = v)),
             "notify" => take(de::<Option<Vec<_>>>(value).map(|v| notify = v.unwrap_or_default())),
+            "approvers" => take(de(value).map(|v| approval.approvers = v)),
+            "min_approvals" => take(de(value).map(|v| approval.min_approvals = v)),
+            "allow_self_approval" => take(de(value).map(|v| approval.allow_self_approval = v)),
             "defaults" => {
                 let loaded = deserialize_all::<Option<Defaults>>(value);
                 ok &= report(loaded.errors, "", diags);
@@ -159,6 +168,7 @@ pub(crate) fn assemble(
         window,
         steps,
         notify,
+        approval,
     };
     Some(Assembled {
         playbook,
@@ -338,6 +348,7 @@ fn step_of(
             );
         }
     }
+    let mut timeout = doc.timeout;
     let kind = if let Some(call) = doc.call {
         StepKindSpec::Call {
             call,
@@ -348,7 +359,28 @@ fn step_of(
         StepKindSpec::Wait(Box::new(w))
     } else if let Some(s) = doc.sleep {
         StepKindSpec::Sleep(s)
-    } else if let Some(a) = doc.approve {
+    } else if let Some(mut a) = doc.approve {
+        // The question's place: the value itself in the short form.
+        if a.value.message.loc == Loc::default() {
+            a.value.message.loc = a.loc;
+        }
+        // `approve.timeout` is the step's timeout (one home for it).
+        if let Some(t) = a.value.timeout.take() {
+            if let Some(step_timeout) = &timeout {
+                diags.push(
+                    Diagnostic::new(
+                        format!("step `{id}` has both `timeout` and `approve.timeout`"),
+                        t.loc,
+                    )
+                    .hint(format!(
+                        "they are the same thing (how long the approval is waited for); keep one (the step's is at line {})",
+                        step_timeout.loc.line
+                    )),
+                );
+            } else {
+                timeout = Some(t);
+            }
+        }
         StepKindSpec::Approve(a)
     } else {
         // A kind that failed to load is reported already.
@@ -372,7 +404,7 @@ fn step_of(
         for_each: doc.for_each,
         for_each_concurrency: doc.for_each_concurrency,
         retry: doc.retry,
-        timeout: doc.timeout,
+        timeout,
         on_failure: doc.on_failure,
         region: doc.region,
         role_arn: doc.role_arn,

@@ -127,6 +127,9 @@ pub struct Playbook {
     pub steps: Vec<Step>,
     /// `notify`: where the run's notifications go.
     pub notify: Vec<super::notify::NotifySpec>,
+    /// Top-level `approvers`, `min_approvals`, `allow_self_approval`: who
+    /// must approve the plan.
+    pub approval: ApprovalKeys,
 }
 
 impl Playbook {
@@ -181,6 +184,125 @@ pub struct PlaybookDoc {
     /// Where the run's notifications go: approval needed, failed,
     /// succeeded, cancelled, window closed.
     pub notify: Option<Vec<super::notify::NotifySpec>>,
+    /// Who may approve the plan: RAM user or role names, or ARNs
+    /// (`acs:ram::ACCOUNT:user/NAME`, `acs:ram::ACCOUNT:role/NAME`,
+    /// `acs:ram::ACCOUNT:root`), checked against the approver's identity from
+    /// STS `GetCallerIdentity`. A role is one approver whatever its session.
+    /// Once set, the person who started the run may not approve it (see
+    /// `allow_self_approval`). Without it, anyone may approve.
+    #[schemars(length(max = 100))]
+    pub approvers: Option<Vec<String>>,
+    /// How many distinct approvers must approve the plan (default 1; at
+    /// most the number of `approvers` when they are listed).
+    #[schemars(range(min = 1, max = 100))]
+    pub min_approvals: Option<i64>,
+    /// Let the person who started the run approve it although `approvers`
+    /// is set (default false).
+    pub allow_self_approval: Option<bool>,
+}
+
+/// Who must approve (the plan at the top level, or an `approve` step in
+/// its mapping form), as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApprovalKeys {
+    /// `approvers`: names or ARNs.
+    pub approvers: Option<Located<Vec<Located<String>>>>,
+    /// `min_approvals`.
+    pub min_approvals: Option<Located<i64>>,
+    /// `allow_self_approval`.
+    pub allow_self_approval: Option<Located<bool>>,
+}
+
+impl ApprovalKeys {
+    /// Whether none of the keys is written.
+    pub fn is_empty(&self) -> bool {
+        self.approvers.is_none()
+            && self.min_approvals.is_none()
+            && self.allow_self_approval.is_none()
+    }
+}
+
+/// `approve:` of a step: the question (`approve: "Go?"`), or a mapping
+/// that also says who must approve and how long to wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApproveSpec {
+    /// The question asked.
+    pub message: Located<String>,
+    /// Who must approve.
+    pub keys: ApprovalKeys,
+    /// How long the run waits for the approval (the step's timeout).
+    pub timeout: Option<Located<DurationExpr>>,
+}
+
+/// The mapping form of `approve`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ApproveObject")]
+pub struct ApproveObject {
+    /// The question the approver answers.
+    pub message: Located<String>,
+    /// Who may approve this step: RAM user or role names, or ARNs (as the
+    /// top-level `approvers`).
+    #[schemars(length(max = 100))]
+    pub approvers: Option<Located<Vec<Located<String>>>>,
+    /// How many distinct approvers must approve (default 1).
+    #[schemars(range(min = 1, max = 100))]
+    pub min_approvals: Option<Located<i64>>,
+    /// Let the person who started the run approve this step although
+    /// `approvers` is set (default false).
+    pub allow_self_approval: Option<Located<bool>>,
+    /// How long the run waits for the approval (`30m`, `4h`); the step's
+    /// timeout (do not also write the step's `timeout`).
+    pub timeout: Option<Located<DurationExpr>>,
+}
+
+impl<'de> Deserialize<'de> for ApproveSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ApproveSpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ApproveSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the question (`approve: \"Go ahead?\"`) or a mapping `{ message, approvers, min_approvals, allow_self_approval, timeout }`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ApproveSpec, E> {
+                Ok(ApproveSpec {
+                    message: Located::unlocated(v.to_owned()),
+                    keys: ApprovalKeys::default(),
+                    timeout: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ApproveSpec, A::Error> {
+                let o = ApproveObject::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ApproveSpec {
+                    message: o.message,
+                    keys: ApprovalKeys {
+                        approvers: o.approvers,
+                        min_approvals: o.min_approvals,
+                        allow_self_approval: o.allow_self_approval,
+                    },
+                    timeout: o.timeout,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for ApproveSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Approve".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let o = generator.subschema_for::<ApproveObject>();
+        json_schema!({
+            "description": "The question (`approve: \"Go ahead?\"`), or a mapping that also says who must approve.",
+            "anyOf": [ { "type": "string" }, o ]
+        })
+    }
 }
 
 /// Type of a param.
@@ -317,9 +439,10 @@ pub struct StepDoc {
     pub wait: Option<Located<WaitSpec>>,
     /// Sleep this long (`30s`, `2m`).
     pub sleep: Option<Located<DurationExpr>>,
-    /// Stop for a human's yes; this is the question asked. Non-interactive
-    /// runs need `--approve <id>`.
-    pub approve: Option<Located<String>>,
+    /// Stop for a human's yes: the question asked, or a mapping `{message,
+    /// approvers, min_approvals, allow_self_approval, timeout}`.
+    /// Non-interactive runs need `--approve <id>`.
+    pub approve: Option<Located<ApproveSpec>>,
     /// Run the step only when this holds; skipped otherwise (its dependents still run).
     pub when: Option<Located<WhenSpec>>,
     /// Fan-out: a template that renders to a list (`"{{params.file_ids}}"`)
@@ -409,8 +532,8 @@ pub enum StepKindSpec {
     Wait(Box<Located<WaitSpec>>),
     /// `sleep: 30s`.
     Sleep(Located<DurationExpr>),
-    /// `approve: "question"`.
-    Approve(Located<String>),
+    /// `approve: "question"` or `approve: {message, approvers, ...}`.
+    Approve(Located<ApproveSpec>),
 }
 
 impl StepKindSpec {

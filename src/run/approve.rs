@@ -7,6 +7,10 @@
 use std::collections::BTreeSet;
 
 use super::ApprovalDecision;
+use super::approval_policy;
+use super::identity::VerifiedIdentity;
+use super::journal::{ApprovalChannel, PreApprovalRow};
+use crate::cloud::principal::Principal;
 use crate::error::{Error, ExitCode};
 use crate::plan::{Plan, PlannedStep, StepKind};
 
@@ -23,24 +27,57 @@ pub enum Asking {
 
 /// Checks, before the run starts, that every `approve` step which has not
 /// run yet (`done` says which have) can be answered: by `--approve STEP`
-/// (`approved`), or on a terminal. Refuses (exit 6) naming the steps and
-/// how to approve them, so a run never stops at a gate half-way through a
-/// change it cannot finish. (`--approve` names are checked with the other
-/// flags, in `checks.rs`.)
+/// (`approved`), or on a terminal, and, for a step that says who must
+/// approve, by the person who runs it (`starter`, verified) alone.
+/// Refuses (exit 6) naming the steps and how to approve them, so a run
+/// never stops at a gate half-way through a change it cannot finish.
+/// (`--approve` names are checked with the other flags, in `checks.rs`.)
 pub fn check_answerable(
     plan: &Plan,
     approved: &BTreeSet<String>,
     asking: Asking,
+    starter: Option<&Principal>,
     done: impl Fn(&str) -> bool,
 ) -> Result<(), Error> {
     let gates: Vec<(&PlannedStep, &str)> = plan
         .steps
         .iter()
         .filter_map(|s| match &s.kind {
-            StepKind::Approve { message } => Some((s, message.as_str())),
+            StepKind::Approve { message, .. } => Some((s, message.as_str())),
             _ => None,
         })
         .collect();
+    for (s, _) in gates.iter().filter(|(s, _)| !done(s.id.as_str())) {
+        let StepKind::Approve {
+            policy: Some(policy),
+            ..
+        } = &s.kind
+        else {
+            continue;
+        };
+        let verdict = match starter {
+            None => Err("who runs it could not be verified (STS GetCallerIdentity)".to_owned()),
+            Some(me) => match approval_policy::may_approve(Some(policy), Some(me), me, &[]) {
+                Err(r) => Err(r.to_string()),
+                Ok(()) if approval_policy::needed(Some(policy)) > 1 => Err(format!(
+                    "it needs {} and one person cannot give them all",
+                    policy.describe()
+                )),
+                Ok(()) => Ok(()),
+            },
+        };
+        if let Err(why) = verdict {
+            return Err(Error::new(
+                ExitCode::Refused,
+                format!(
+                    "approve step `{}` needs {}, which this run cannot get: {why}; nothing was sent",
+                    s.id,
+                    policy.describe()
+                ),
+            )
+            .with_hint("run it as one of the step's approvers, or change the step's `approvers`"));
+        }
+    }
     let why = match asking {
         Asking::Terminal => return Ok(()),
         Asking::NoTerminal => "there is no terminal to ask on",
@@ -92,36 +129,112 @@ pub fn check_answerable(
 pub enum PlanGate {
     /// Nothing: the plan changes nothing.
     NotNeeded,
-    /// Given already (`--yes`).
-    Approved(ApprovalDecision),
-    /// Ask on the terminal.
-    Ask,
+    /// Given already: by pre-approvals (`runbook approve --plan`) and/or
+    /// `--yes`; every decision is journaled as the run's plan approval.
+    Approved(Vec<ApprovalDecision>),
+    /// Ask on the terminal; `pre` (pre-approvals that count) are journaled
+    /// with the answer.
+    Ask {
+        /// Pre-approvals that count toward the policy.
+        pre: Vec<ApprovalDecision>,
+    },
 }
 
-/// Decides the plan's approval: needed when it changes anything; given by
-/// `--yes` (`yes`), or asked on a terminal (`terminal`), else refused (exit
-/// 6). `gates` checks the run's `approve` steps (see [`check_answerable`]):
-/// after a refusal for want of a terminal, which comes first, and before
-/// anyone is asked.
+/// Who starts the run and how it may approve its own plan.
+#[derive(Clone, Debug)]
+pub struct Starter<'a> {
+    /// `--yes`.
+    pub yes: bool,
+    /// A terminal to ask on.
+    pub terminal: bool,
+    /// `user@host`.
+    pub by: &'a str,
+    /// Who, verified through STS (`None`: STS could not tell, and no
+    /// policy needs it).
+    pub identity: Option<&'a VerifiedIdentity>,
+}
+
+/// Decides the plan's approval: needed when it changes anything. It is
+/// given by unexpired pre-approvals of this very digest (`pre_approvals`,
+/// `runbook approve --plan`) when they satisfy the plan's policy; else by
+/// the starter (`--yes`, or a `yes` on a terminal) when their approval
+/// completes it (without `approvers`, always: today's behaviour); else
+/// refused (exit 6) saying what is missing and what expired. `gates`
+/// checks the run's `approve` steps (see [`check_answerable`]): after a
+/// refusal for want of a terminal, which comes first, and before anyone
+/// is asked.
 pub fn gate_plan(
     plan: &Plan,
-    yes: bool,
-    terminal: bool,
+    starter: &Starter<'_>,
+    pre_approvals: &[PreApprovalRow],
+    now: jiff::Timestamp,
     gates: impl FnOnce() -> Result<(), Error>,
 ) -> Result<PlanGate, Error> {
     if !plan.steps.iter().any(|s| s.risk.mutates()) {
         gates()?;
         return Ok(PlanGate::NotNeeded);
     }
-    if yes {
-        gates()?;
-        return Ok(PlanGate::Approved(ApprovalDecision::Approved {
-            by: who(),
-            method: "--yes".to_owned(),
-        }));
-    }
-    if !terminal {
+    let policy = plan.approval.as_ref();
+    let starter_principal = starter.identity.map(|i| &i.principal);
+    if policy.is_some() && starter_principal.is_none() {
         return Err(Error::new(
+            ExitCode::Refused,
+            format!(
+                "plan {} of `{}` says who must approve it, but who starts this run could not be verified (STS GetCallerIdentity); nothing was sent",
+                short_digest(plan),
+                plan.name
+            ),
+        )
+        .with_hint("the run's warnings say why STS could not tell; approvals are bound to verified identities"));
+    }
+    // Pre-approvals of this digest that have not expired, in the order given.
+    let (valid, expired): (Vec<&PreApprovalRow>, Vec<&PreApprovalRow>) = pre_approvals
+        .iter()
+        .filter(|p| p.digest == plan.digest)
+        .partition(|p| p.valid_at(now));
+    let pre: Vec<(Principal, &PreApprovalRow)> = valid
+        .iter()
+        .filter_map(|p| p.identity.principal().map(|who| (who, *p)))
+        .collect();
+    let principals: Vec<Principal> = pre.iter().map(|(who, _)| who.clone()).collect();
+    let tally = approval_policy::tally(policy, starter_principal, &principals);
+    let counted: Vec<ApprovalDecision> = tally
+        .counted
+        .iter()
+        .filter_map(|who| pre.iter().find(|(p, _)| p == who))
+        .map(|(_, row)| pre_approval_decision(row))
+        .collect();
+    if tally.is_met() {
+        gates()?;
+        return Ok(PlanGate::Approved(counted));
+    }
+    // The starter's own approval, when it would complete the policy.
+    let own = starter_principal.map_or(
+        // Unverified (no policy, checked above): today's rules.
+        Ok(()),
+        |me| match approval_policy::may_approve(policy, starter_principal, me, &tally.counted) {
+            Ok(()) if tally.missing() == 1 => Ok(()),
+            Ok(()) => Err(None),
+            Err(r) => Err(Some(r)),
+        },
+    );
+    match own {
+        Ok(()) if starter.yes => {
+            gates()?;
+            let mut all = counted;
+            all.push(ApprovalDecision::Approved {
+                by: starter.by.to_owned(),
+                method: "--yes".to_owned(),
+                channel: ApprovalChannel::Flag,
+                identity: starter.identity.cloned(),
+            });
+            Ok(PlanGate::Approved(all))
+        }
+        Ok(()) if starter.terminal => {
+            gates()?;
+            Ok(PlanGate::Ask { pre: counted })
+        }
+        Ok(()) if policy.is_none() && valid.is_empty() && expired.is_empty() => Err(Error::new(
             ExitCode::Refused,
             format!(
                 "plan {} of `{}` changes cloud resources and needs an approval, but there is no terminal to ask on",
@@ -129,10 +242,77 @@ pub fn gate_plan(
                 plan.name
             ),
         )
-        .with_hint("review it with `runbook plan`, then pass --yes to approve it non-interactively"));
+        .with_hint("review it with `runbook plan`, then pass --yes to approve it non-interactively, or have it approved ahead with `runbook approve --plan PLAN.json --expires 7d`")),
+        own => Err(missing(plan, &tally, own.err().flatten(), &expired, starter)),
     }
-    gates()?;
-    Ok(PlanGate::Ask)
+}
+
+/// The refusal of a plan whose approval is not (yet) complete: what the
+/// policy needs, what counted, what did not and why, what expired.
+fn missing(
+    plan: &Plan,
+    tally: &approval_policy::Tally,
+    own: Option<approval_policy::Refusal>,
+    expired: &[&PreApprovalRow],
+    starter: &Starter<'_>,
+) -> Error {
+    let policy = plan.approval.as_ref();
+    let needs = policy.map_or_else(
+        || "1 approval".to_owned(),
+        crate::plan::ApprovalPolicy::describe,
+    );
+    let mut why = vec![format!(
+        "plan {} of `{}` needs {needs}; {} of {} given",
+        short_digest(plan),
+        plan.name,
+        tally.counted.len(),
+        tally.needed
+    )];
+    if !tally.counted.is_empty() {
+        let who: Vec<String> = tally.counted.iter().map(ToString::to_string).collect();
+        why.push(format!("approved ahead by {}", who.join(", ")));
+    }
+    for (who, r) in &tally.ignored {
+        why.push(format!("the pre-approval by {who} does not count: {r}"));
+    }
+    for e in expired {
+        why.push(format!(
+            "the pre-approval by {} expired at {}",
+            e.identity.arn, e.expires_at
+        ));
+    }
+    match (&own, starter.yes || starter.terminal) {
+        (Some(r), true) => why.push(format!("your own approval does not count: {r}")),
+        (None, false) => why.push("there is no terminal to ask on and no --yes".to_owned()),
+        _ => {}
+    }
+    let hint = match policy {
+        Some(p) if !p.approvers.is_empty() => format!(
+            "one of the approvers ({}) approves this plan ahead: `runbook approve --plan PLAN.json --expires 7d` (with their own credentials, against this journal)",
+            p.approvers.join(", ")
+        ),
+        _ => "approve it ahead with `runbook approve --plan PLAN.json --expires 7d`, or pass --yes"
+            .to_owned(),
+    };
+    Error::new(
+        ExitCode::Refused,
+        format!("{}; nothing was sent", why.join("; ")),
+    )
+    .with_hint(hint)
+}
+
+/// A pre-approval as the run's plan approval (journaled with the run).
+fn pre_approval_decision(row: &PreApprovalRow) -> ApprovalDecision {
+    ApprovalDecision::Approved {
+        by: row.approved_by.clone(),
+        method: "pre-approval".to_owned(),
+        channel: ApprovalChannel::PreApproval,
+        identity: VerifiedIdentity::recorded(
+            &row.identity.arn,
+            &row.identity.account_id,
+            row.identity.request_id.clone(),
+        ),
+    }
 }
 
 /// The first 12 hex digits of the plan's digest, as prompts show it.
@@ -205,8 +385,8 @@ steps:
         let p = plan(GATES);
         let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
         let none = |_: &str| false;
-        assert!(check_answerable(&p, &set(&[]), Asking::Terminal, none).is_ok());
-        let e = check_answerable(&p, &set(&[]), Asking::NoTerminal, none).unwrap_err();
+        assert!(check_answerable(&p, &set(&[]), Asking::Terminal, None, none).is_ok());
+        let e = check_answerable(&p, &set(&[]), Asking::NoTerminal, None, none).unwrap_err();
         assert_eq!(e.exit, ExitCode::Refused);
         assert!(e.message.contains("`first` (\"Go?\")"), "{}", e.message);
         assert!(
@@ -221,21 +401,61 @@ steps:
             hint.contains("--approve first --approve undo-gate"),
             "{hint}"
         );
-        let e = check_answerable(&p, &set(&["first"]), Asking::Json, none).unwrap_err();
+        let e = check_answerable(&p, &set(&["first"]), Asking::Json, None, none).unwrap_err();
         assert!(
             e.message.contains("--output json") && !e.message.contains("`first`"),
             "{}",
             e.message
         );
         assert!(
-            check_answerable(&p, &set(&["first", "undo-gate"]), Asking::NoTerminal, none).is_ok()
+            check_answerable(
+                &p,
+                &set(&["first", "undo-gate"]),
+                Asking::NoTerminal,
+                None,
+                none
+            )
+            .is_ok()
         );
         // On resume, a gate that already ran needs nothing.
         assert!(
-            check_answerable(&p, &set(&["undo-gate"]), Asking::NoTerminal, |s| s
+            check_answerable(&p, &set(&["undo-gate"]), Asking::NoTerminal, None, |s| s
                 == "first")
             .is_ok()
         );
+    }
+
+    fn starter(yes: bool, terminal: bool, identity: Option<&VerifiedIdentity>) -> Starter<'_> {
+        Starter {
+            yes,
+            terminal,
+            by: "me@host",
+            identity,
+        }
+    }
+
+    fn who(arn: &str) -> VerifiedIdentity {
+        VerifiedIdentity::recorded(arn, arn.split(':').nth(3).unwrap(), Some("R".into())).unwrap()
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-11-29T07:00:00Z".parse().unwrap()
+    }
+
+    fn pre(p: &Plan, arn: &str, expires: &str) -> PreApprovalRow {
+        let id = who(arn);
+        PreApprovalRow {
+            digest: p.digest.clone(),
+            name: p.name.clone(),
+            approved_by: "them@there".into(),
+            identity: crate::run::journal::IdentityRecord {
+                arn: id.arn,
+                account_id: id.account_id,
+                request_id: id.request_id,
+            },
+            at: "2026-11-28T07:00:00Z".into(),
+            expires_at: expires.into(),
+        }
     }
 
     #[test]
@@ -244,16 +464,21 @@ steps:
         let ok = || Ok(());
         let refused = || Err(Error::new(ExitCode::Refused, "gate"));
         assert!(matches!(
-            gate_plan(&p, true, false, ok),
-            Ok(PlanGate::Approved(ApprovalDecision::Approved { method, .. })) if method == "--yes"
+            gate_plan(&p, &starter(true, false, None), &[], now(), ok),
+            Ok(PlanGate::Approved(d)) if matches!(&d[..], [ApprovalDecision::Approved { method, channel: ApprovalChannel::Flag, .. }] if method == "--yes")
         ));
-        assert_eq!(gate_plan(&p, false, true, ok).unwrap(), PlanGate::Ask);
+        assert_eq!(
+            gate_plan(&p, &starter(false, true, None), &[], now(), ok).unwrap(),
+            PlanGate::Ask { pre: vec![] }
+        );
         // No terminal: refused before the gates are checked.
-        let e = gate_plan(&p, false, false, refused).unwrap_err();
+        let e = gate_plan(&p, &starter(false, false, None), &[], now(), refused).unwrap_err();
         assert!(e.message.contains("no terminal to ask on"), "{}", e.message);
         // With a way to approve, an unanswerable gate refuses.
         assert_eq!(
-            gate_plan(&p, true, false, refused).unwrap_err().message,
+            gate_plan(&p, &starter(true, false, None), &[], now(), refused)
+                .unwrap_err()
+                .message,
             "gate"
         );
         let read_only = plan(
@@ -267,8 +492,168 @@ steps:
 ",
         );
         assert_eq!(
-            gate_plan(&read_only, false, false, ok).unwrap(),
+            gate_plan(&read_only, &starter(false, false, None), &[], now(), ok).unwrap(),
             PlanGate::NotNeeded
         );
+    }
+
+    /// GATES with a plan policy: two of alice, bob and the ops role.
+    fn two_of_three() -> Plan {
+        plan(&format!(
+            "approvers: [alice, bob, \"acs:ram::1:role/ops\"]\nmin_approvals: 2\n{GATES}"
+        ))
+    }
+
+    #[test]
+    fn pre_approvals_of_this_digest_that_have_not_expired_approve_an_unattended_run() {
+        let p = two_of_three();
+        let carol = who("acs:ram::1:user/carol");
+        let me = starter(false, false, Some(&carol));
+        let ok = || Ok(());
+        let alice = pre(&p, "acs:ram::1:user/alice", "2026-12-01T00:00:00Z");
+        let ops = pre(
+            &p,
+            "acs:ram::1:assumed-role/ops/dave",
+            "2026-12-01T00:00:00Z",
+        );
+        let ops_again = pre(
+            &p,
+            "acs:ram::1:assumed-role/ops/erin",
+            "2026-12-01T00:00:00Z",
+        );
+        let Ok(PlanGate::Approved(d)) =
+            gate_plan(&p, &me, &[alice.clone(), ops.clone()], now(), ok)
+        else {
+            panic!("not approved")
+        };
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().all(|d| matches!(
+            d,
+            ApprovalDecision::Approved {
+                channel: ApprovalChannel::PreApproval,
+                identity: Some(_),
+                ..
+            }
+        )));
+        // One role is one approver whatever its sessions.
+        let e = gate_plan(&p, &me, &[ops.clone(), ops_again], now(), ok).unwrap_err();
+        assert_eq!(e.exit, ExitCode::Refused);
+        assert!(e.message.contains("1 of 2 given"), "{}", e.message);
+        assert!(e.message.contains("has approved already"), "{}", e.message);
+        // Expired, or of another digest: never counted.
+        let old = pre(&p, "acs:ram::1:user/bob", "2026-11-29T06:59:59Z");
+        let mut other = pre(&p, "acs:ram::1:user/bob", "2026-12-01T00:00:00Z");
+        other.digest = "0".repeat(64);
+        let e = gate_plan(&p, &me, &[alice.clone(), old, other], now(), ok).unwrap_err();
+        assert!(
+            e.message.contains("expired at 2026-11-29T06:59:59Z"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("nothing was sent"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("runbook approve --plan"));
+    }
+
+    #[test]
+    fn the_starter_completes_a_policy_only_when_allowed() {
+        let p = two_of_three();
+        let ok = || Ok(());
+        let alice = who("acs:ram::1:user/alice");
+        let bob_pre = pre(&p, "acs:ram::1:user/bob", "2026-12-01T00:00:00Z");
+        // alice (an approver, not the starter's self... she is the starter) may not approve her own run.
+        let e = gate_plan(
+            &p,
+            &starter(true, false, Some(&alice)),
+            &[bob_pre.clone()],
+            now(),
+            ok,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("started the run and may not approve"),
+            "{}",
+            e.message
+        );
+        // With allow_self_approval she completes it with --yes.
+        let allowed = plan(&format!(
+            "approvers: [alice, bob]\nmin_approvals: 2\nallow_self_approval: true\n{GATES}"
+        ));
+        let bob_pre = pre(&allowed, "acs:ram::1:user/bob", "2026-12-01T00:00:00Z");
+        let Ok(PlanGate::Approved(d)) = gate_plan(
+            &allowed,
+            &starter(true, false, Some(&alice)),
+            &[bob_pre.clone()],
+            now(),
+            ok,
+        ) else {
+            panic!("not approved")
+        };
+        assert_eq!(d.len(), 2);
+        // ... or on a terminal.
+        assert!(matches!(
+            gate_plan(&allowed, &starter(false, true, Some(&alice)), &[bob_pre], now(), ok),
+            Ok(PlanGate::Ask { pre }) if pre.len() == 1
+        ));
+        // A stranger's --yes never counts.
+        let carol = who("acs:ram::1:user/carol");
+        let e = gate_plan(
+            &allowed,
+            &starter(true, false, Some(&carol)),
+            &[],
+            now(),
+            ok,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("not one of the approvers"),
+            "{}",
+            e.message
+        );
+        // A policy needs a verified starter.
+        let e = gate_plan(&allowed, &starter(true, false, None), &[], now(), ok).unwrap_err();
+        assert!(e.message.contains("could not be verified"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_step_policy_the_runner_cannot_meet_alone_is_refused_before_the_run() {
+        let p = plan(
+            r#"
+name: s
+defaults: { region: cn-shanghai }
+steps:
+  - id: gate
+    approve: { message: "Go?", approvers: [alice, bob], min_approvals: 1 }
+  - id: two
+    needs: [gate]
+    approve: { message: "Really?", min_approvals: 2 }
+"#,
+        );
+        let set = BTreeSet::new();
+        let alice = who("acs:ram::1:user/alice");
+        let carol = who("acs:ram::1:user/carol");
+        let e = check_answerable(&p, &set, Asking::Terminal, Some(&carol.principal), |_| {
+            false
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains("`gate`") && e.message.contains("not one of the approvers"),
+            "{}",
+            e.message
+        );
+        let e = check_answerable(&p, &set, Asking::Terminal, Some(&alice.principal), |_| {
+            false
+        })
+        .unwrap_err();
+        assert!(e.message.contains("started the run"), "{}", e.message);
+        let e = check_answerable(&p, &set, Asking::Terminal, Some(&alice.principal), |s| {
+            s == "gate"
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains("`two`") && e.message.contains("one person cannot"),
+            "{}",
+            e.message
+        );
+        assert!(check_answerable(&p, &set, Asking::Terminal, None, |_| true).is_ok());
     }
 }

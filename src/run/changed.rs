@@ -173,6 +173,7 @@ mod tests {
             },
             plan_json: String::new(),
             options_json: String::new(),
+            identities: Vec::new(),
             approvals: Vec::new(),
             steps,
             units,

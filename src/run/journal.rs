@@ -67,6 +67,7 @@ use super::ledger::{Ledger, SentCall};
 use super::status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
 use crate::cloud::{ErrorClass, Risk};
 
+mod approvals;
 mod busy;
 mod link;
 mod locks;
@@ -75,6 +76,10 @@ mod reconnect;
 
 pub use link::Unreachable;
 
+pub use approvals::{
+    ApprovalChannel, IdentityRecord, IdentityRole, NewApproval, PreApprovalRow, RunIdentityRow,
+    Verdict,
+};
 pub use locks::{AbandonOutcome, Abandoned};
 
 /// A journal failure.
@@ -246,7 +251,7 @@ CREATE TABLE schema_version (version INTEGER NOT NULL);
 
 /// The steps that build the schema: `MIGRATIONS[i]` takes a journal from
 /// version `i` to `i + 1` (see the module doc).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, locks::V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, locks::V4, approvals::V5];
 
 /// Version 3: a request to stop a run, from any host (`runbook cancel`):
 /// who asked and when.
@@ -660,19 +665,29 @@ pub struct RunRow {
     pub holder: RunHolder,
 }
 
-/// An approval, as stored.
+/// An approval (or a rejection), as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApprovalRow {
     /// Step (`None`: the whole plan).
     pub step_id: Option<String>,
-    /// Who.
+    /// Who, as a label: `user@host`.
     pub approved_by: String,
-    /// `terminal`, `--yes` or `--approve`.
+    /// What exactly was used: `terminal`, `--yes`, `--approve`, `approve`,
+    /// `pre-approval`.
     pub method: String,
     /// Plan digest it is bound to.
     pub digest: String,
     /// When.
     pub at: String,
+    /// How it was given (rows from before schema version 5: from `method`).
+    pub channel: ApprovalChannel,
+    /// Who, as STS `GetCallerIdentity` said (`None` in rows from before
+    /// schema version 5, or where no identity could be had).
+    pub identity: Option<IdentityRecord>,
+    /// Approved or rejected.
+    pub verdict: Verdict,
+    /// Why (a rejection's reason).
+    pub reason: Option<String>,
 }
 
 /// Everything stored about one run.
@@ -684,8 +699,10 @@ pub struct RunRecord {
     pub plan_json: String,
     /// Options the run was started with, as JSON.
     pub options_json: String,
-    /// Approvals.
+    /// Approvals and rejections, in the order given.
     pub approvals: Vec<ApprovalRow>,
+    /// Who started and resumed it, verified through STS, in order.
+    pub identities: Vec<RunIdentityRow>,
     /// Steps.
     pub steps: Vec<StepRow>,
     /// Units.
@@ -1221,22 +1238,6 @@ impl Journal {
         .await
     }
 
-    /// Records an approval bound to `digest`.
-    pub async fn record_approval(
-        &self,
-        run_id: &str,
-        step_id: Option<&str>,
-        by: &str,
-        method: &str,
-        digest: &str,
-    ) -> Result<(), JournalError> {
-        self.send_acked(
-            "INSERT INTO approvals (run_id, step_id, approved_by, method, digest, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            vec![run_id.sv(), opt(step_id), by.sv(), method.sv(), digest.sv(), now().sv()],
-        )
-        .await
-    }
-
     /// A step started (or restarted on resume).
     pub async fn step_started(
         &self,
@@ -1517,22 +1518,8 @@ impl Journal {
             .first()
             .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
         let (run, plan_json, options_json) = (run_row(r)?, r.text(13)?, r.text(14)?);
-        let approvals = self
-            .query(
-                "SELECT step_id, approved_by, method, digest, at FROM approvals WHERE run_id = ?1 ORDER BY rowid",
-                by_id(),
-            )?
-            .iter()
-            .map(|r| {
-                Ok(ApprovalRow {
-                    step_id: r.opt_text(0)?,
-                    approved_by: r.text(1)?,
-                    method: r.text(2)?,
-                    digest: r.text(3)?,
-                    at: r.text(4)?,
-                })
-            })
-            .collect::<Result<_, JournalError>>()?;
+        let approvals = self.approvals(&id)?;
+        let identities = self.run_identities(&id)?;
         let steps = self
             .query(
                 "SELECT step_id, status, items, detail, started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY rowid",
@@ -1601,6 +1588,7 @@ impl Journal {
             plan_json,
             options_json,
             approvals,
+            identities,
             steps,
             units,
             attempts,
@@ -1959,6 +1947,20 @@ impl From<rusqlite::types::ValueRef<'_>> for Val {
 mod tests {
     use super::*;
 
+    /// A `--yes` approval of the plan `digest` by `me@host`, unverified.
+    pub(super) fn yes(digest: &str) -> NewApproval {
+        NewApproval {
+            step_id: None,
+            by: "me@host".into(),
+            method: "--yes".into(),
+            channel: ApprovalChannel::Flag,
+            digest: digest.into(),
+            identity: None,
+            verdict: Verdict::Approved,
+            reason: None,
+        }
+    }
+
     /// The tables of a journal from before schema versions.
     fn unversioned_shape() -> &'static str {
         &V1[..V1.find("CREATE TABLE worlds").unwrap()]
@@ -2092,9 +2094,7 @@ mod tests {
         j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into())
             .await
             .unwrap();
-        j.record_approval("r1", None, "me@host", "--yes", "abc")
-            .await
-            .unwrap();
+        j.record_approval("r1", &yes("abc")).await.unwrap();
         for sql in [
             "UPDATE approvals SET approved_by = 'someone else'",
             "DELETE FROM approvals",
@@ -2155,9 +2155,7 @@ mod tests {
         j.create_run("r1", "demo", "p.yaml", "abc", "{}".into(), "{}".into())
             .await
             .unwrap();
-        j.record_approval("r1", None, "me@host", "--yes", "abc")
-            .await
-            .unwrap();
+        j.record_approval("r1", &yes("abc")).await.unwrap();
         j.step_started("r1", "s1", Some(2)).await.unwrap();
         j.unit_started("r1", "s1", 0, Some(&serde_json::json!(7)));
         j.attempt_intent(

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::exit::journal_error;
+use super::identity::VerifiedIdentity;
+use super::journal::IdentityRole;
 use super::lock::RunLock;
 use super::{ApprovalDecision, Journal, RunEvent, RunStatus, TimeScale};
 use crate::error::{Error, ExitCode};
@@ -176,15 +178,17 @@ pub fn earlier_run_note(journal: &Journal, digest: &str) -> Option<String> {
     ))
 }
 
-/// Journals a new run of `plan` (its plan, `options`, the plan's approval
-/// and the drifts allowed), claims `lock` for it, and returns its id.
-/// Nothing has been sent yet; a journal failure says so.
+/// Journals a new run of `plan` (its plan, `options`, who started it
+/// (`starter`, verified), the plan's approvals and the drifts allowed),
+/// claims `lock` for it, and returns its id. Nothing has been sent yet; a
+/// journal failure says so.
 pub async fn create(
     journal: &Journal,
     lock: &RunLock,
     plan: &Plan,
     options: &StoredOptions,
-    approval: Option<&ApprovalDecision>,
+    approvals: &[ApprovalDecision],
+    starter: Option<&VerifiedIdentity>,
     drifts: &[Drift],
 ) -> Result<String, Error> {
     let run_id = new_run_id();
@@ -200,9 +204,23 @@ pub async fn create(
         .await
         .map_err(journal_error)?;
     lock.claim(&run_id);
-    if let Some(ApprovalDecision::Approved { by, method }) = approval {
+    if let Some(identity) = starter {
         journal
-            .record_approval(&run_id, None, by, method, &plan.digest)
+            .record_identity(
+                &run_id,
+                IdentityRole::Started,
+                identity,
+                &super::approve::who(),
+            )
+            .await
+            .map_err(journal_error)?;
+    }
+    for row in approvals
+        .iter()
+        .filter_map(|a| a.to_row(None, &plan.digest))
+    {
+        journal
+            .record_approval(&run_id, &row)
             .await
             .map_err(journal_error)?;
     }

@@ -33,11 +33,13 @@
 //! rehearsal's simulated world), `exit` (exit codes and failure messages).
 
 pub mod abandon;
+pub mod approval_policy;
 pub mod approve;
 mod changed;
 mod drift;
 pub mod event;
 pub mod exit;
+pub mod identity;
 pub mod journal;
 pub mod label;
 pub mod launch;
@@ -72,7 +74,9 @@ use crate::cloud::CloudApi;
 use crate::plan::Plan;
 
 pub use event::{EventSink, ItemRef, NoSink, Outcome, RunEvent};
-pub use journal::{Heartbeat, Journal, JournalError, JournalUrl, RunClaim, RunHolder, Unreachable};
+pub use journal::{
+    Heartbeat, Journal, JournalError, JournalUrl, PreApprovalRow, RunClaim, RunHolder, Unreachable,
+};
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
 pub use status::{AttemptKind, AttemptOutcome, RunStatus, StepStatus};
@@ -103,16 +107,46 @@ pub struct RunOptions {
 pub enum ApprovalDecision {
     /// Go ahead.
     Approved {
-        /// Who (user@host).
+        /// Who, as a label (`user@host`).
         by: String,
-        /// How: `terminal`, `--yes` or `--approve`.
+        /// What exactly was used: `terminal`, `--yes`, `--approve`.
         method: String,
+        /// How it was given.
+        channel: journal::ApprovalChannel,
+        /// Who, verified through STS `GetCallerIdentity` (`None` when no
+        /// identity could be had and the policy needs none).
+        identity: Option<identity::VerifiedIdentity>,
     },
     /// Stop here.
     Refused {
         /// Why, and what to do.
         reason: String,
     },
+}
+
+impl ApprovalDecision {
+    /// The journal row of an approval of `step` (`None`: the plan) bound to
+    /// `digest`; `None` for a refusal (nothing is recorded for it).
+    pub fn to_row(&self, step: Option<&str>, digest: &str) -> Option<journal::NewApproval> {
+        match self {
+            ApprovalDecision::Approved {
+                by,
+                method,
+                channel,
+                identity,
+            } => Some(journal::NewApproval {
+                step_id: step.map(str::to_owned),
+                by: by.clone(),
+                method: method.clone(),
+                channel: *channel,
+                digest: digest.to_owned(),
+                identity: identity.clone(),
+                verdict: journal::Verdict::Approved,
+                reason: None,
+            }),
+            ApprovalDecision::Refused { .. } => None,
+        }
+    }
 }
 
 /// The future an [`Approver`] returns.
@@ -135,6 +169,8 @@ pub struct FlagApprover {
     pub steps: BTreeSet<String>,
     /// Who is running (user@host).
     pub by: String,
+    /// Who is running, verified through STS (when known).
+    pub identity: Option<identity::VerifiedIdentity>,
 }
 
 impl Approver for FlagApprover {
@@ -149,6 +185,8 @@ impl Approver for FlagApprover {
                 ApprovalDecision::Approved {
                     by: self.by.clone(),
                     method: "--approve".to_owned(),
+                    channel: journal::ApprovalChannel::Flag,
+                    identity: self.identity.clone(),
                 }
             } else {
                 ApprovalDecision::Refused {

@@ -133,11 +133,7 @@ impl Carried {
         resumed: &StoredOptions,
     ) -> Carried {
         let same_target = stored.same_target(resumed);
-        let approved = same_target
-            && record
-                .approvals
-                .iter()
-                .any(|a| a.step_id.is_none() && a.digest == plan.digest);
+        let approved = same_target && plan_approved(record, plan);
         Carried {
             same_target,
             approved,
@@ -145,19 +141,60 @@ impl Carried {
     }
 }
 
-/// Journals what a resume decided before it runs: the plan's new approval,
-/// if one was given, and then (only once approved) the new target as the
-/// run's, so a refused resume leaves the old one.
+/// Whether the journal holds the plan's approval: for a plan without a
+/// policy, any approval of its digest; with one, enough distinct verified
+/// approvers (the starter's own only when allowed) to satisfy it.
+pub fn plan_approved(record: &RunRecord, plan: &Plan) -> bool {
+    use super::journal::Verdict;
+    let rows = record
+        .approvals
+        .iter()
+        .filter(|a| a.step_id.is_none() && a.digest == plan.digest);
+    let Some(policy) = plan.approval.as_ref() else {
+        return rows.clone().any(|a| a.verdict == Verdict::Approved);
+    };
+    let starter = record
+        .identities
+        .iter()
+        .find(|i| i.role == super::journal::IdentityRole::Started)
+        .and_then(|i| i.identity.principal());
+    let given: Vec<_> = rows
+        .filter(|a| a.verdict == Verdict::Approved)
+        .filter_map(|a| {
+            a.identity
+                .as_ref()
+                .and_then(super::journal::IdentityRecord::principal)
+        })
+        .collect();
+    super::approval_policy::tally(Some(policy), starter.as_ref(), &given).is_met()
+}
+
+/// Journals what a resume decided before it runs: who resumes it
+/// (`resumer`, verified), the plan's new approvals, if any were given, and
+/// then (only once approved) the new target as the run's, so a refused
+/// resume leaves the old one.
 pub async fn record(
     journal: &Journal,
     run_id: &str,
     digest: &str,
-    approval: Option<&ApprovalDecision>,
+    approvals: &[ApprovalDecision],
+    resumer: Option<&super::identity::VerifiedIdentity>,
     new_target: Option<&StoredOptions>,
 ) -> Result<(), Error> {
-    if let Some(ApprovalDecision::Approved { by, method }) = approval {
+    if let Some(identity) = resumer {
         journal
-            .record_approval(run_id, None, by, method, digest)
+            .record_identity(
+                run_id,
+                super::journal::IdentityRole::Resumed,
+                identity,
+                &super::approve::who(),
+            )
+            .await
+            .map_err(journal_error)?;
+    }
+    for row in approvals.iter().filter_map(|a| a.to_row(None, digest)) {
+        journal
+            .record_approval(run_id, &row)
             .await
             .map_err(journal_error)?;
     }

@@ -867,7 +867,7 @@ async fn execute(unit: &Unit<'_>) -> Result<Value, UnitError> {
                 () = shared.window_closed.cancelled() => Err(UnitError::Cancelled),
             }
         }
-        StepKind::Approve { message } => {
+        StepKind::Approve { message, .. } => {
             approve(shared, unit.step.id.as_str(), message, unit.cancel).await
         }
     }
@@ -934,17 +934,15 @@ async fn approve(
         () = shared.window_closed.cancelled() => return Err(UnitError::Cancelled),
     };
     match decision {
-        ApprovalDecision::Approved { by, method } => {
-            shared
-                .journal
-                .record_approval(
-                    &shared.options.run_id,
-                    Some(step),
-                    &by,
-                    &method,
-                    &shared.plan.digest,
-                )
-                .await?;
+        ApprovalDecision::Approved {
+            ref by, ref method, ..
+        } => {
+            if let Some(row) = decision.to_row(Some(step), &shared.plan.digest) {
+                shared
+                    .journal
+                    .record_approval(&shared.options.run_id, &row)
+                    .await?;
+            }
             shared.emit(RunEvent::Approval {
                 step: Some(step.to_owned()),
                 by: by.clone(),

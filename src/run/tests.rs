@@ -185,6 +185,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         worst_case_open: vec![],
         blast_radius: BlastRadius::default(),
         notify: vec![],
+        approval: None,
         steps,
         observations: None,
     }
@@ -238,6 +239,7 @@ async fn run(plan: Plan, api: Arc<Fake>, dir: &std::path::Path, prior: Prior) ->
     let approver = Arc::new(FlagApprover {
         steps: BTreeSet::from(["gate".to_owned()]),
         by: "tester".into(),
+        identity: None,
     });
     let runner = Runner::new(
         Arc::new(plan),

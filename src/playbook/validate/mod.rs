@@ -72,6 +72,7 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
     }
     c.compensations();
     c.notify();
+    c.plan_approval();
     for d in super::changed_items::check(pb) {
         c.push(d);
     }
@@ -194,6 +195,7 @@ impl<'a> Checker<'a> {
     }
 }
 
+mod approvals;
 mod graph;
 mod notify;
 mod params;

@@ -130,9 +130,10 @@ impl<'a> Checker<'a> {
                 self.wait_policy(i, w);
             }
             StepKindSpec::Approve(a) => {
+                let message = &a.value.message;
                 self.template_str(
-                    &a.value,
-                    a.loc,
+                    &message.value,
+                    message.loc,
                     // The question is rendered into the plan the approver
                     // signs off, so it may read only params.
                     Scope {
@@ -142,12 +143,13 @@ impl<'a> Checker<'a> {
                         ..base
                     },
                 );
-                if a.value.trim().is_empty() {
+                if message.value.trim().is_empty() {
                     self.push(
-                        Diagnostic::new(format!("`approve` of step `{id}` is empty"), a.loc)
+                        Diagnostic::new(format!("`approve` of step `{id}` is empty"), message.loc)
                             .hint("write the question the approver answers"),
                     );
                 }
+                self.approval_keys(&a.value.keys, &format!("step `{id}`"));
             }
             StepKindSpec::Sleep(d) => self.duration(d, "`sleep`", Some(i)),
         }

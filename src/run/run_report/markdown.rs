@@ -21,6 +21,20 @@ fn value_cell(v: &serde_json::Value) -> String {
     }
 }
 
+/// A verified identity: its ARN, account and the RequestId of the
+/// `GetCallerIdentity` call that established it.
+fn identity(i: &super::IdentityReport) -> String {
+    let mut out = format!("{} (account {}", code(&i.arn), code(&i.account_id));
+    if let Some(id) = &i.request_id {
+        let _ = write!(out, ", RequestId {}", code(id));
+    }
+    out.push(')');
+    if let Some(who) = &i.host_user {
+        let _ = write!(out, " as {}", code(who));
+    }
+    out
+}
+
 fn secs(s: f64) -> String {
     format!("{s:.1}s")
 }
@@ -77,6 +91,12 @@ pub fn markdown(r: &RunReport) -> String {
                 .join(", "),
         ),
         ("Account (fingerprint)", opt_code(t_.account.as_deref())),
+        (
+            "Started by (verified)",
+            t_.operator
+                .as_ref()
+                .map_or_else(|| "not verified".to_owned(), identity),
+        ),
     ];
     if let Some(a) = &h.abandoned {
         rows.insert(
@@ -96,6 +116,9 @@ pub fn markdown(r: &RunReport) -> String {
     for (k, v) in rows {
         t.row(vec![k.to_owned(), v]);
     }
+    for i in &t_.resumed_by {
+        t.row(vec!["Resumed by (verified)".to_owned(), identity(i)]);
+    }
     t.write(&mut o);
 
     section(&mut o, "Params");
@@ -106,14 +129,29 @@ pub fn markdown(r: &RunReport) -> String {
     write_or_none(&mut o, &t, "No params.");
 
     section(&mut o, "Approvals");
-    let mut t = Table::new(["Approved", "By", "How", "When", "Plan digest"]);
+    let mut t = Table::new([
+        "Gate",
+        "Decision",
+        "By (verified)",
+        "How",
+        "When",
+        "Plan digest",
+    ]);
     for a in &r.approvals {
+        let decision = match &a.reason {
+            Some(reason) => format!("{}: {}", a.verdict, text(reason)),
+            None => a.verdict.to_owned(),
+        };
         t.row(vec![
             a.step
                 .as_deref()
                 .map_or_else(|| "the plan".to_owned(), |s| format!("step {}", code(s))),
-            code(&a.by),
-            code(&a.method),
+            decision,
+            match &a.identity {
+                Some(i) => format!("{} from {}", identity(i), code(&a.by)),
+                None => format!("{} (not verified)", code(&a.by)),
+            },
+            format!("{} ({})", a.channel, code(&a.method)),
             code(&a.at),
             code(&a.digest),
         ]);

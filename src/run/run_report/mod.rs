@@ -21,7 +21,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::journal::{RunRecord, UnitRow};
+use super::journal::{IdentityRole, RunRecord, UnitRow};
 use super::{AttemptKind, AttemptOutcome, RunEvent, RunStatus, StepStatus};
 use crate::cloud::Risk;
 use crate::plan::{Plan, PlannedStep, StepKind};
@@ -158,17 +158,63 @@ pub struct TargetReport {
     pub account: Option<String>,
     /// Profile of the credentials file, when one was named.
     pub profile: Option<String>,
+    /// Who started the run, verified through STS `GetCallerIdentity`
+    /// (`None` for runs from before verified identities, or when STS could
+    /// not tell and nothing needed it).
+    pub operator: Option<IdentityReport>,
+    /// Who resumed it, verified the same way, in order.
+    pub resumed_by: Vec<IdentityReport>,
 }
 
-/// One approval.
+/// A verified identity.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentityReport {
+    /// The ARN STS returned.
+    pub arn: String,
+    /// Its account.
+    pub account_id: String,
+    /// The RequestId of the `GetCallerIdentity` call.
+    pub request_id: Option<String>,
+    /// `user@host` (a label, not verified).
+    pub host_user: Option<String>,
+    /// When.
+    pub at: Option<String>,
+}
+
+impl IdentityReport {
+    fn of(
+        i: &super::journal::IdentityRecord,
+        host_user: Option<&str>,
+        at: Option<&str>,
+    ) -> IdentityReport {
+        IdentityReport {
+            arn: i.arn.clone(),
+            account_id: i.account_id.clone(),
+            request_id: i.request_id.clone(),
+            host_user: host_user.map(str::to_owned),
+            at: at.map(str::to_owned),
+        }
+    }
+}
+
+/// One approval (or rejection).
 #[derive(Clone, Debug, Serialize)]
 pub struct ApprovalReport {
     /// The step approved (`None`: the whole plan).
     pub step: Option<String>,
-    /// Who.
+    /// `approved` or `rejected`.
+    pub verdict: &'static str,
+    /// Who, verified through STS (`None` in rows from before verified
+    /// identities).
+    pub identity: Option<IdentityReport>,
+    /// Who, as a label: `user@host`.
     pub by: String,
-    /// How (`terminal`, `--yes`, `--approve`).
+    /// How: `terminal`, `flag`, `command` or `pre-approval`.
+    pub channel: super::journal::ApprovalChannel,
+    /// What exactly (`terminal`, `--yes`, `--approve`, ...).
     pub method: String,
+    /// Why (a rejection's reason).
+    pub reason: Option<String>,
     /// The plan digest it is bound to.
     pub digest: String,
     /// When.
@@ -525,14 +571,32 @@ impl RunReport {
                 regions: regions.into_iter().collect(),
                 account: recorded.account,
                 profile: recorded.profile,
+                operator: record
+                    .identities
+                    .iter()
+                    .find(|i| i.role == IdentityRole::Started)
+                    .map(|i| IdentityReport::of(&i.identity, Some(&i.operator), Some(&i.at))),
+                resumed_by: record
+                    .identities
+                    .iter()
+                    .filter(|i| i.role == IdentityRole::Resumed)
+                    .map(|i| IdentityReport::of(&i.identity, Some(&i.operator), Some(&i.at)))
+                    .collect(),
             },
             approvals: record
                 .approvals
                 .iter()
                 .map(|a| ApprovalReport {
                     step: a.step_id.clone(),
+                    verdict: a.verdict.as_str(),
+                    identity: a
+                        .identity
+                        .as_ref()
+                        .map(|i| IdentityReport::of(i, None, None)),
                     by: a.approved_by.clone(),
+                    channel: a.channel,
                     method: a.method.clone(),
+                    reason: a.reason.clone(),
                     digest: a.digest.clone(),
                     at: a.at.clone(),
                 })

@@ -166,6 +166,7 @@ impl Rig {
             Arc::new(FlagApprover {
                 steps: BTreeSet::new(),
                 by: "tester".into(),
+                identity: None,
             }),
             CancellationToken::new(),
             RunOptions {
