@@ -202,6 +202,7 @@ fn round(
             Arc::new(FlagApprover {
                 steps: Default::default(),
                 by: "bench".into(),
+                identity: None,
             }),
             CancellationToken::new(),
             RunOptions {

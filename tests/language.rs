@@ -347,6 +347,9 @@ fn context(def: &str) -> &'static str {
         "NotifySpec" => {
             "name: t\nnotify:\n  - kind: webhook\n    url: http://127.0.0.1:1/hook\n    KEY: 1\nsteps:\n  - id: a\n    sleep: 1s\n"
         }
+        "ApproveObject" => {
+            "name: t\nsteps:\n  - id: a\n    approve:\n      message: Go?\n      KEY: 1\n"
+        }
         other => panic!("no context for mapping `{other}`: add one"),
     }
 }

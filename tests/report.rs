@@ -87,6 +87,8 @@ fn stable(rig: &Rig) -> insta::Settings {
     let mut s = crate::status::stable(rig);
     s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
     s.add_filter(r"`[^`@ ]+@[^`@ ]+`", "`[who]`");
+    s.add_filter(r"<code>[^<@ ]+@[^<@ ]+</code>", "<code>[who]</code>");
+    s.add_filter(r#""host_user": "[^"]*""#, r#""host_user": "[who]""#);
     s.add_filter(
         r#""duration_secs": [0-9.e-]+"#,
         r#""duration_secs": [secs]"#,

@@ -59,6 +59,7 @@ fn fixture(kind: &str) -> String {
 
 /// Every error kind has a fixture and a snapshot; the list must cover the directory.
 const KINDS: &[&str] = &[
+    "approvers",
     "bad-duration",
     "bad-output-path",
     "changed-items",
@@ -141,6 +142,7 @@ macro_rules! fixture_tests {
 }
 
 fixture_tests! {
+    approvers_names_arns_counts_and_the_self_rule => "approvers",
     bad_duration => "bad-duration",
     bad_output_path => "bad-output-path",
     changed_items_only_in_compensations_of_fan_outs => "changed-items",

@@ -564,7 +564,7 @@ steps:
         let e = gate_plan(
             &p,
             &starter(true, false, Some(&alice)),
-            &[bob_pre.clone()],
+            std::slice::from_ref(&bob_pre),
             now(),
             ok,
         )
@@ -582,7 +582,7 @@ steps:
         let Ok(PlanGate::Approved(d)) = gate_plan(
             &allowed,
             &starter(true, false, Some(&alice)),
-            &[bob_pre.clone()],
+            std::slice::from_ref(&bob_pre),
             now(),
             ok,
         ) else {

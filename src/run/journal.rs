@@ -711,6 +711,17 @@ pub struct RunRecord {
     pub attempts: Vec<AttemptRow>,
 }
 
+impl RunRecord {
+    /// Who started the run, verified through STS (`None` for runs from
+    /// before verified identities, or when STS could not tell).
+    pub fn starter(&self) -> Option<&IdentityRecord> {
+        self.identities
+            .iter()
+            .find(|i| i.role == IdentityRole::Started)
+            .map(|i| &i.identity)
+    }
+}
+
 impl Journal {
     /// Opens (creating if needed) `journal.db` in `state_dir` and starts the
     /// writer thread.

@@ -154,10 +154,8 @@ pub fn plan_approved(record: &RunRecord, plan: &Plan) -> bool {
         return rows.clone().any(|a| a.verdict == Verdict::Approved);
     };
     let starter = record
-        .identities
-        .iter()
-        .find(|i| i.role == super::journal::IdentityRole::Started)
-        .and_then(|i| i.identity.principal());
+        .starter()
+        .and_then(super::journal::IdentityRecord::principal);
     let given: Vec<_> = rows
         .filter(|a| a.verdict == Verdict::Approved)
         .filter_map(|a| {

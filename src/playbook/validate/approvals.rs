@@ -96,7 +96,7 @@ impl Checker<'_> {
                 self.push(
                     Diagnostic::new(
                         format!(
-                            "`min_approvals` of {whose} is {} but only {distinct} approver{} listed",
+                            "`min_approvals` of {whose} is {} but only {distinct} distinct approver{} listed",
                             min.value,
                             if distinct == 1 { " is" } else { "s are" }
                         ),
