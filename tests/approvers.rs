@@ -231,10 +231,14 @@ steps:
 fn the_plan_shows_who_must_approve_and_its_json_carries_the_policy_only_when_set() {
     use crate::validate::{run_cli, transcript};
     let path = "tests/fixtures/approvers-plan.yaml";
-    insta::assert_snapshot!("plan-approvers-text", transcript(&["plan", path]));
+    // Signed with V1 whatever the suite's signature (the requests are shown).
+    insta::assert_snapshot!(
+        "plan-approvers-text",
+        transcript(&["plan", path, "--signature", "v1"])
+    );
     insta::assert_snapshot!(
         "plan-approvers-markdown",
-        transcript(&["plan", path, "--format", "markdown"])
+        transcript(&["plan", path, "--signature", "v1", "--format", "markdown"])
     );
     let (code, json, err) = run_cli(&["plan", path, "--format", "json"]);
     assert_eq!(code, 0, "{err}");
