@@ -1673,33 +1673,13 @@ fn run_row(r: &Row) -> Result<RunRow, JournalError> {
 }
 
 /// The PostgreSQL reader thread: answers queries on its own connection,
-/// made on first use and made again after it broke. A query that fails
-/// for a connection reason is tried again, with back-off, within the
-/// link's patience (every query of the journal may run twice: the
-/// updates it reads through are conditional and idempotent), unless the
-/// writer gave up.
+/// made on first use and made again after it broke, riding out an outage
+/// within the link's patience ([`reconnect::retrying`]).
 fn pg_reader(target: &pg::PgTarget, rx: &mpsc::Receiver<ReadReq>, link: &link::Link) {
     let mut session: Option<pg::Session> = None;
     while let Ok(req) = rx.recv() {
-        let started = std::time::Instant::now();
-        let mut backoff = link::Backoff::new(rand::random());
-        let result = loop {
-            let result = match session.as_mut() {
-                Some(s) => Ok(s),
-                None => pg::Session::open(target, std::time::Duration::from_secs(10))
-                    .map(|s| session.insert(s)),
-            }
-            .and_then(|s| s.query(&req.sql, &req.args));
-            let lost = result.as_ref().is_err_and(pg::is_connection);
-            if lost {
-                session = None;
-            }
-            let left = link.patience().saturating_sub(started.elapsed());
-            if !lost || left.is_zero() || link.gave_up().is_some() {
-                break result;
-            }
-            std::thread::sleep(backoff.next().unwrap_or_default().min(left));
-        };
+        let result =
+            reconnect::retrying(target, &mut session, link, |s| s.query(&req.sql, &req.args));
         let _ = req.reply.send(result);
     }
 }

@@ -328,10 +328,10 @@ impl Journal {
             Location::Postgres(target) => {
                 let sender = self.locks_conn.get_or_init(|| {
                     let (tx, rx) = mpsc::channel::<TxReq>();
-                    let target = target.clone();
+                    let (target, link) = (target.clone(), std::sync::Arc::clone(&self.link));
                     let _ = std::thread::Builder::new()
                         .name("journal-locks".to_owned())
-                        .spawn(move || pg_transactions(&target, &rx));
+                        .spawn(move || pg_transactions(&target, &rx, &link));
                     tx
                 });
                 let (reply, answer) = mpsc::channel();
@@ -351,21 +351,18 @@ impl Journal {
 }
 
 /// The PostgreSQL lock thread: runs each transaction on its own
-/// connection, made on first use and made again after it broke.
-fn pg_transactions(target: &super::pg::PgTarget, rx: &mpsc::Receiver<TxReq>) {
-    let mut client: Option<postgres::Client> = None;
+/// connection, made on first use and made again after it broke, riding out
+/// an outage within the run's patience (a take is idempotent for its run).
+fn pg_transactions(
+    target: &super::pg::PgTarget,
+    rx: &mpsc::Receiver<TxReq>,
+    link: &super::link::Link,
+) {
+    let mut session: Option<super::pg::Session> = None;
     while let Ok(req) = rx.recv() {
-        let result = match client.as_mut() {
-            Some(c) => Ok(c),
-            None => target.connect().map(|c| client.insert(c)),
-        }
-        .and_then(|c| pg_transact(c, &req.stmts));
-        if result
-            .as_ref()
-            .is_err_and(|e| e.is_closed() || e.code().is_none())
-        {
-            client = None;
-        }
+        let result = super::reconnect::retrying(target, &mut session, link, |s| {
+            pg_transact(s.client(), &req.stmts)
+        });
         let _ = req.reply.send(result);
     }
 }

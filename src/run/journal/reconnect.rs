@@ -288,3 +288,34 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Runs `op` on the connection in `session` (made, or made again after it
+/// broke, on the way): the reader's and the lock thread's queries. One
+/// that fails for a connection reason is tried again, with back-off,
+/// within the link's patience, unless the writer gave up: each of them may
+/// run twice (they are conditional and idempotent).
+pub(crate) fn retrying<T>(
+    target: &PgTarget,
+    session: &mut Option<Session>,
+    link: &Link,
+    mut op: impl FnMut(&mut Session) -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    let started = Instant::now();
+    let mut backoff = Backoff::new(rand::random());
+    loop {
+        let result = match session.as_mut() {
+            Some(s) => Ok(s),
+            None => Session::open(target, Duration::from_secs(10)).map(|s| session.insert(s)),
+        }
+        .and_then(&mut op);
+        let lost = result.as_ref().is_err_and(is_connection);
+        if lost {
+            *session = None;
+        }
+        let left = link.patience().saturating_sub(started.elapsed());
+        if !lost || left.is_zero() || link.gave_up().is_some() {
+            return result;
+        }
+        std::thread::sleep(backoff.next().unwrap_or_default().min(left));
+    }
+}
