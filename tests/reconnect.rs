@@ -325,19 +325,20 @@ impl Cuttable {
 }
 
 /// One cut of `journal` during a run, `offset` after its `after`th
-/// mutating call, for `outage`; the run may wait `patience` (its lease:
-/// three times that). Returns what the run wrote on stderr.
+/// mutating call, for `outage`; the run may wait `patience` and holds a
+/// lease of `lease`. Returns what the run wrote on stderr, and when the
+/// journal was back.
 fn cut_during_a_run(
     journal: &Cuttable,
     (after, offset): (usize, Duration),
     outage: Duration,
-    patience: Duration,
-) -> String {
+    (patience, lease): (Duration, Duration),
+) -> (String, jiff::Timestamp) {
     let through = journal.url();
     let rig = Rig::new("", Duration::from_millis(60));
     let (patience_flag, lease_flag) = (
         format!("{}ms", patience.as_millis()),
-        format!("{}ms", patience.as_millis() * 3),
+        format!("{}ms", lease.as_millis()),
     );
     let mut child = spawn_run(
         &rig,
@@ -356,7 +357,7 @@ fn cut_during_a_run(
     let mut ended = None;
     while started.elapsed() < outage {
         if let Some(status) = child.try_wait().unwrap() {
-            ended = Some(status);
+            ended = Some((status, jiff::Timestamp::now()));
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -380,9 +381,18 @@ fn cut_during_a_run(
             "a {outage:?} outage stopped a run with {patience:?} of patience\n{}",
             text(&out)
         );
+        let Some((_, ended_at)) = ended else {
+            panic!("the run ended only once the journal was back")
+        };
+        // Before its lease ran out: no other process could have taken the
+        // run (or its resources) over while it still went on.
+        let lease_end: i64 = journal
+            .texts("SELECT CAST(heartbeat_ms + lease_ms AS TEXT) FROM runs")[0]
+            .parse()
+            .unwrap();
         assert!(
-            ended.is_some(),
-            "the run ended only once the journal was back"
+            ended_at.as_millisecond() < lease_end,
+            "the run ended at {ended_at}, after its lease ran out ({lease_end} ms)"
         );
         assert!(
             stderr.contains("its journal could not be reached")
@@ -408,22 +418,48 @@ fn cut_during_a_run(
     }
     assert_each_mutating_call_once(&rig);
     assert_eq!(journal.texts("SELECT status FROM runs"), ["succeeded"]);
-    stderr
+    (stderr, restored_at)
 }
 
 /// A blip shorter than the run's patience: the run waits it out, sends
-/// nothing meanwhile, and succeeds with every mutating call sent once.
+/// nothing meanwhile, renews its lease on reconnecting, and succeeds with
+/// every mutating call sent once.
 #[test]
 fn a_blip_shorter_than_the_patience_is_ridden_out() {
-    let stderr = cut_during_a_run(
-        &Cuttable::postgres(),
+    let journal = Cuttable::postgres();
+    let (stderr, restored_at) = cut_during_a_run(
+        &journal,
         (3, Duration::ZERO),
         Duration::from_millis(1_500),
-        Duration::from_secs(4),
+        (Duration::from_secs(4), Duration::from_secs(12)),
     );
     assert!(
         stderr.contains("the journal cannot be reached; reconnecting")
             && stderr.contains("the journal answers again after "),
+        "{stderr}"
+    );
+    let beat: i64 = journal.texts("SELECT CAST(heartbeat_ms AS TEXT) FROM runs")[0]
+        .parse()
+        .unwrap();
+    assert!(
+        beat >= restored_at.as_millisecond(),
+        "no heartbeat after the journal was back (last {beat} ms, back at {restored_at})"
+    );
+}
+
+/// An outage that the run's lease would not outlast (the lease runs out
+/// before the patience): the run stops before its lease runs out, saying
+/// so, and resumes to the end.
+#[test]
+fn an_outage_the_lease_does_not_outlast_stops_the_run_before_it_runs_out() {
+    let (stderr, _) = cut_during_a_run(
+        &Cuttable::postgres(),
+        (5, Duration::ZERO),
+        Duration::from_secs(5),
+        (Duration::from_millis(2_900), Duration::from_secs(3)),
+    );
+    assert!(
+        stderr.contains("until this run's lease ran out"),
         "{stderr}"
     );
 }
@@ -433,11 +469,11 @@ fn a_blip_shorter_than_the_patience_is_ridden_out() {
 /// is back finishes it with no mutating call sent twice.
 #[test]
 fn an_outage_longer_than_the_patience_stops_the_run_resumably() {
-    let stderr = cut_during_a_run(
+    let (stderr, _) = cut_during_a_run(
         &Cuttable::postgres(),
         (8, Duration::ZERO),
         Duration::from_secs(4),
-        Duration::from_millis(1_500),
+        (Duration::from_millis(1_500), Duration::from_millis(4_500)),
     );
     assert!(
         stderr.contains("longer than --journal-patience"),
@@ -450,11 +486,11 @@ fn an_outage_longer_than_the_patience_stops_the_run_resumably() {
 /// succeeds with every mutating call sent once.
 #[test]
 fn a_sqlite_journal_locked_shorter_than_the_patience_is_waited_for() {
-    let stderr = cut_during_a_run(
+    let (stderr, _) = cut_during_a_run(
         &Cuttable::sqlite(),
         (3, Duration::ZERO),
         Duration::from_millis(1_500),
-        Duration::from_secs(4),
+        (Duration::from_secs(4), Duration::from_secs(12)),
     );
     assert!(
         stderr.contains("the journal is locked by another process; waiting")
@@ -467,11 +503,11 @@ fn a_sqlite_journal_locked_shorter_than_the_patience_is_waited_for() {
 /// saying so, and resumes to the end once the lock is gone.
 #[test]
 fn a_sqlite_journal_locked_longer_than_the_patience_stops_the_run_resumably() {
-    let stderr = cut_during_a_run(
+    let (stderr, _) = cut_during_a_run(
         &Cuttable::sqlite(),
         (8, Duration::ZERO),
         Duration::from_secs(4),
-        Duration::from_millis(1_500),
+        (Duration::from_millis(1_500), Duration::from_millis(4_500)),
     );
     assert!(
         stderr.contains("longer than --journal-patience") && stderr.contains("database is locked"),
@@ -498,7 +534,7 @@ proptest! {
             &Cuttable::postgres(),
             (after, Duration::from_millis(offset_ms)),
             Duration::from_millis(outage_ms),
-            Duration::from_millis(1_500),
+            (Duration::from_millis(1_500), Duration::from_millis(4_500)),
         );
     }
 }
