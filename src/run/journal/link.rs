@@ -156,8 +156,8 @@ impl Link {
     pub(crate) fn give_up(&self, why: Unreachable) {
         self.state.send_if_modified(|s| match s {
             State::GaveUp(_) => false,
+            // Logged by the writer, whose write this fails.
             _ => {
-                tracing::error!("{why}");
                 *s = State::GaveUp(why);
                 true
             }
