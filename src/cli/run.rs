@@ -636,7 +636,11 @@ async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
 /// Sends the notification of how the run ended, journals and shows each
 /// delivery. Never fails: the run's outcome stands whatever happens here.
 async fn notify_finished(notifier: &Notifier, journal: &Journal, plan: &Plan, run_id: &str) {
-    if journal.flush().await.is_err() {
+    // Nothing to send: no need to read the run back and build its report.
+    let wanted = crate::plan::NotifyEvent::ALL
+        .iter()
+        .any(|e| notifier.wants(*e));
+    if !wanted || journal.flush().await.is_err() {
         return;
     }
     let Ok(record) = journal.load_run(run_id) else {

@@ -809,7 +809,11 @@ impl RpcClient {
             self.warn_plain_http(&host);
         }
 
-        let nonce = uuid::Uuid::new_v4().to_string();
+        // A version-4 UUID from the thread's random generator (seeded from
+        // the OS), not a system call per request.
+        let nonce = uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string();
         let mut signed = match credentials {
             Some(credentials) => build_signed_with(
                 self.signature,

@@ -17,9 +17,11 @@
 //!   synced intent still makes resume re-check the call).
 //!
 //! Writes go through one writer thread that commits whatever is queued in a
-//! single transaction (group commit): a 1,000-item fan-out shares fsyncs
-//! instead of paying one per row, while callers that need durability still
-//! wait for their own commit. Requests hold only API parameters: the common
+//! single transaction (group commit, see [`queue`]): a commit is due when a
+//! write in it is waited for, and the writes nobody waits for (answers,
+//! events) ride along with it, so a 1,000-item fan-out shares commits and
+//! fsyncs instead of paying for them per row, while callers that need
+//! durability still wait for their own commit. Requests hold only API parameters: the common
 //! parameters (AccessKeyId, Signature, SecurityToken) are added by the client
 //! and never reach this module.
 //!
@@ -72,6 +74,7 @@ mod busy;
 mod link;
 mod locks;
 mod pg;
+mod queue;
 mod reconnect;
 
 pub use link::Unreachable;
@@ -514,7 +517,7 @@ pub struct Journal {
     link: Arc<link::Link>,
     url: Arc<JournalUrl>,
     reader: Arc<Reader>,
-    tx: mpsc::Sender<Op>,
+    tx: queue::Sender<Op>,
     failed: Arc<AtomicBool>,
     synced: Arc<AtomicU64>,
     world: Arc<Mutex<Option<KeptWorld>>>,
@@ -825,7 +828,7 @@ impl Journal {
         link: Arc<link::Link>,
         connect: impl FnOnce() -> Result<WriterConn, JournalError> + Send + 'static,
     ) -> Result<Journal, JournalError> {
-        let (tx, rx) = mpsc::channel::<Op>();
+        let (queue, tx) = queue::Queue::new(queue::LINGER);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let synced = Arc::new(AtomicU64::new(0));
@@ -837,13 +840,17 @@ impl Journal {
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("journal-writer".to_owned())
-            .spawn(move || match connect() {
-                Ok(conn) => {
-                    let _ = ready_tx.send(Ok(()));
-                    writer(conn, &rx, &flag, &synced_count, &kept, &marks);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                // However the writer ends, later writes are refused.
+                let _closed = Closer(&queue);
+                match connect() {
+                    Ok(conn) => {
+                        let _ = ready_tx.send(Ok(()));
+                        writer(conn, &queue, &flag, &synced_count, &kept, &marks);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .map_err(|source| JournalError::Dir {
@@ -915,14 +922,15 @@ impl Journal {
     }
 
     fn send_op(&self, sql: &'static str, args: Vec<Val>, answer_of: Option<String>) {
-        let _ = self.tx.send(Op {
+        let op = Op {
             sql,
             args,
             ack: None,
             durable: false,
             answer_of,
             fenced: false,
-        });
+        };
+        let _ = self.tx.send(op, false);
     }
 
     /// Queues a write and waits until it is committed: durable against a
@@ -945,16 +953,15 @@ impl Journal {
             return Err(self.stopped());
         }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Op {
-                sql,
-                args,
-                ack: Some(ack),
-                durable,
-                answer_of: None,
-                fenced,
-            })
-            .map_err(|_| self.stopped())?;
+        let op = Op {
+            sql,
+            args,
+            ack: Some(ack),
+            durable,
+            answer_of: None,
+            fenced,
+        };
+        self.tx.send(op, true).map_err(|_| self.stopped())?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.starts_with(FENCED) => {
@@ -1019,7 +1026,7 @@ impl Journal {
             answer_of: None,
             fenced: false,
         };
-        if self.tx.send(op).is_ok() {
+        if self.tx.send(op, true).is_ok() {
             let _ = done.await;
         }
     }
@@ -1188,7 +1195,7 @@ impl Journal {
                         answer_of: None,
                         fenced: true,
                     };
-                    if tx.send(op).is_err() {
+                    if tx.send(op, true).is_err() {
                         break;
                     }
                     match done.blocking_recv() {
@@ -1832,22 +1839,25 @@ impl WriterConn {
     }
 }
 
+/// Closes the writer's queue when the writer thread ends, however it ends.
+struct Closer<'a>(&'a queue::Queue<Op>);
+
+impl Drop for Closer<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Commits the queue's batches (see [`queue`]) until no handle is left.
 fn writer(
     mut conn: WriterConn,
-    rx: &mpsc::Receiver<Op>,
+    queue: &queue::Queue<Op>,
     failed: &AtomicBool,
     synced_commits: &AtomicU64,
     world: &Mutex<Option<KeptWorld>>,
     ledger: &Ledger,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 1024 {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = queue.next_batch() {
         let durable = batch.iter().any(|op| op.durable);
         let world = world
             .lock()

@@ -41,11 +41,10 @@ pub async fn report(mode: ReportMode, mut rx: UnboundedReceiver<RunEvent>, multi
             }
             ReportMode::Plain => {
                 if let Some(line) = plain_line(&event) {
-                    let _ = writeln!(
-                        SafeWriter::new(stderr.lock()),
-                        "[{:>7}] {line}",
-                        secs(start.elapsed())
-                    );
+                    // One write per line: stderr is unbuffered, and a
+                    // formatted write is a system call per piece.
+                    let line = format!("[{:>7}] {line}\n", secs(start.elapsed()));
+                    let _ = SafeWriter::new(stderr.lock()).write_all(line.as_bytes());
                 }
             }
             ReportMode::Live => live.apply(&event),

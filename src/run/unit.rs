@@ -170,7 +170,15 @@ impl Unit<'_> {
                 return Err(UnitError::Cancelled);
             }
         };
-        let key = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered (a version-7 UUID), so the journal's index of keys
+        // grows at its end and a commit dirties few of its pages; its random
+        // part from the thread's generator (seeded from the OS), not a
+        // system call per key.
+        let millis = u64::try_from(super::journal::now_ms()).unwrap_or_default();
+        let key = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
+            .into_uuid()
+            .simple()
+            .to_string();
         let journaled = ActionRequest {
             identity,
             ..req.clone()
