@@ -17,6 +17,7 @@ mod output_safety;
 mod plan;
 mod reconcile;
 mod reconnect;
+mod region;
 mod report;
 mod run;
 mod runview;

@@ -178,6 +178,23 @@ pub(crate) fn check_plan_signature(
     }
 }
 
+/// The region for steps the playbook names none, as the environment and
+/// the aliyun CLI profile (`--profile`, else `ALIBABA_CLOUD_PROFILE`, else
+/// the current one) give it now.
+pub(crate) fn default_region(profile: Option<&str>) -> crate::cloud::region::RegionLookup {
+    crate::cloud::region::default_region(profile, &|name| std::env::var(name).ok())
+}
+
+/// Says so on stderr when the default region found now is not the one
+/// `plan` was made with (which is the one used).
+pub(crate) fn note_default_region(plan: &crate::plan::Plan, profile: Option<&str>) {
+    if plan.default_region.is_some()
+        && let Some(note) = plan.default_region_note(&default_region(profile))
+    {
+        eprintln!("note: {}", crate::safe_text::escape(&note));
+    }
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -60,8 +60,11 @@ pub(crate) struct PlanArgs {
     /// `--profile`; `--sim` reads from a fresh simulator instead.
     #[arg(long)]
     refresh: bool,
-    /// Profile of ~/.aliyun/config.json for `--refresh`.
-    #[arg(long, value_name = "NAME", requires = "refresh")]
+    /// Profile of ~/.aliyun/config.json: its `region_id` is the region of
+    /// steps the playbook names none (after $ALIBABA_CLOUD_REGION_ID), and
+    /// `--refresh` signs with it. Default: $ALIBABA_CLOUD_PROFILE, else the
+    /// file's current profile.
+    #[arg(long, value_name = "NAME")]
     profile: Option<String>,
     /// With `--refresh`: read from the built-in simulator (every resource
     /// running) instead of the cloud.
@@ -93,12 +96,14 @@ impl PlanArgs {
                 .add_flag(e)
                 .map_err(|err| Error::usage(err.to_string()))?;
         }
-        let signature = super::requested_signature(self.signature)?;
-        let mut plan = crate::plan::load_and_build_signed(
+        let options = crate::plan::BuildOptions::default()
+            .signed(super::requested_signature(self.signature)?)
+            .default_region(super::default_region(self.profile.as_deref()));
+        let mut plan = crate::plan::load_and_build_with(
             &self.playbook,
             &self.params,
             self.params_file.as_deref(),
-            signature,
+            &options,
         )?;
         endpoints
             .check_products(plan.products())

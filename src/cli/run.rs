@@ -313,12 +313,14 @@ impl RunArgs {
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if !is_plan {
             let raw = parse_params(&self.params)?;
-            let signature = super::requested_signature(self.target_args.signature)?;
-            return crate::plan::load_and_build_signed(
+            let options = crate::plan::BuildOptions::default()
+                .signed(super::requested_signature(self.target_args.signature)?)
+                .default_region(super::default_region(self.target_args.profile.as_deref()));
+            return crate::plan::load_and_build_with(
                 &self.target,
                 &raw,
                 self.params_file.as_deref(),
-                signature,
+                &options,
             );
         }
         if !self.params.is_empty() || self.params_file.is_some() {
@@ -328,6 +330,7 @@ impl RunArgs {
         }
         let plan = Plan::load_verified(&self.target)?;
         super::check_plan_signature(self.target_args.signature, &plan, "this saved plan")?;
+        super::note_default_region(&plan, self.target_args.profile.as_deref());
         Ok(plan)
     }
 }
@@ -347,6 +350,7 @@ impl ResumeArgs {
                 &plan,
                 &format!("run {}", record.run.id),
             )?;
+            super::note_default_region(&plan, self.target_args.profile.as_deref());
             // Everything below works from the journal as read under the lock:
             // another process may have gone on with this run before.
             let _lock = exit::lock(&self.state.dir(), &plan.digest, Some(&record.run.id))?;

@@ -57,6 +57,8 @@ pub(crate) struct TargetArgs {
     pub(crate) signature: Option<crate::cloud::signer::SignatureVersion>,
     /// Profile of ~/.aliyun/config.json to sign with (default: the env vars
     /// ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN, else the file's current profile).
+    /// Its `region_id` is the region of steps the playbook names none, after
+    /// $ALIBABA_CLOUD_REGION_ID (a saved plan and a resume keep the planned one).
     #[arg(long, value_name = "NAME")]
     pub(crate) profile: Option<String>,
     /// Act as this RAM role for the whole run, e.g.

@@ -14,7 +14,10 @@ use crate::playbook::Playbook;
 /// dependency cycles, unknown actions and their parameters, templates that
 /// read undeclared params or steps the step does not need, bad durations,
 /// `for_each` over a non-list, waits without `until`, param defaults that do
-/// not fit their type.
+/// not fit their type. Warnings (the playbook is valid, but a step that
+/// calls an API names no region, so it takes ALIBABA_CLOUD_REGION_ID or the
+/// aliyun CLI profile's region_id when planned) go to stderr and do not
+/// change the exit code.
 ///
 /// Exit 0 when every playbook is valid, 3 otherwise.
 ///
@@ -40,6 +43,14 @@ impl ValidateArgs {
                         path.display(),
                         pb.steps.len()
                     );
+                    let warnings = pb.warnings();
+                    if !warnings.is_empty() {
+                        let _ = write!(
+                            crate::safe_text::SafeWriter::new(std::io::stderr().lock()),
+                            "{}",
+                            warnings.render()
+                        );
+                    }
                 }
                 Err(d) => {
                     if !report.is_empty() {

@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod error;
 pub mod principal;
 pub mod provider;
+pub mod region;
 pub mod signer;
 pub mod sts;
 

@@ -482,13 +482,7 @@ pub async fn resolve(
             "aliyun CLI profile: {ENV_CLI_PROFILE_DISABLED}=true"
         ));
     } else {
-        let path = match lookup(ENV_CONFIG_FILE).filter(|v| !v.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)),
-            None => lookup("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|home| Path::new(&home).join(ALIYUN_CONFIG_RELATIVE)),
-        };
-        match path {
+        match super::region::aliyun_config_path(lookup) {
             None => tried.push(format!("$HOME/{ALIYUN_CONFIG_RELATIVE}: HOME is not set")),
             Some(path) => match profile_provider(&path, profile, lookup) {
                 Err(CredentialsError::ConfigNotFound { path }) if profile.is_none() => {

@@ -33,28 +33,70 @@ use super::{
     Backoff, BlastRadius, CallPlan, Condition, ForEach, Matcher, OnFailure, PLAN_FORMAT, Plan,
     PlannedStep, RetryPolicy, StepId, StepKind, WaitPlan, When, graph, request_for,
 };
+use crate::cloud::region::{ENV_REGION_ID, RegionLookup};
 use crate::cloud::signer::SignatureVersion;
+
+/// What the command line adds to a playbook when it builds a plan.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// `--signature` or `RUNBOOK_SIGNATURE`; wins over the playbook's
+    /// `defaults.signature`.
+    pub signature: Option<SignatureVersion>,
+    /// The region of the steps the playbook gives none
+    /// ([`crate::cloud::region::default_region`]), or why there is none.
+    pub default_region: RegionLookup,
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            signature: None,
+            default_region: Err("the playbook sets none".to_owned()),
+        }
+    }
+}
+
+impl BuildOptions {
+    /// These options, signing with `signature` when given.
+    #[must_use]
+    pub fn signed(mut self, signature: Option<SignatureVersion>) -> BuildOptions {
+        self.signature = signature;
+        self
+    }
+
+    /// These options, with `default_region` for steps that name none.
+    #[must_use]
+    pub fn default_region(mut self, default_region: RegionLookup) -> BuildOptions {
+        self.default_region = default_region;
+        self
+    }
+}
 
 impl Plan {
     /// Builds the plan of `pb` with bound `params` (see [`super::params::bind`]).
     /// Errors carry the playbook position of the value that failed.
     pub fn build(pb: &Playbook, params: &BTreeMap<String, Value>) -> Result<Plan, Diagnostics> {
-        Plan::build_signed(pb, params, None)
+        Plan::build_with(pb, params, &BuildOptions::default())
     }
 
-    /// [`Plan::build`], signing with `signature` when given, else with the
-    /// playbook's `defaults.signature`, else V1.
-    pub fn build_signed(
+    /// [`Plan::build`] with what the command line adds: the signature, and
+    /// the region of steps the playbook gives none (recorded in the plan
+    /// when a step uses it).
+    pub fn build_with(
         pb: &Playbook,
         params: &BTreeMap<String, Value>,
-        signature: Option<SignatureVersion>,
+        options: &BuildOptions,
     ) -> Result<Plan, Diagnostics> {
-        let signature = signature
+        let signature = options
+            .signature
             .or_else(|| pb.defaults.signature.as_ref().map(|s| s.value))
             .unwrap_or_default();
         let mut b = Builder {
             pb,
             signature,
+            default_region: &options.default_region,
+            default_region_used: false,
+            region_missing_told: false,
             params: Value::Object(
                 params
                     .iter()
@@ -121,6 +163,10 @@ impl Plan {
             concurrency,
             window,
             signature,
+            default_region: b
+                .default_region_used
+                .then(|| options.default_region.clone().ok())
+                .flatten(),
             steps: ordered,
             levels,
             critical_path,
@@ -186,6 +232,12 @@ struct Builder<'a> {
     pb: &'a Playbook,
     /// How the previewed requests are signed.
     signature: SignatureVersion,
+    /// The region of steps the playbook gives none.
+    default_region: &'a RegionLookup,
+    /// Whether a step took [`Builder::default_region`].
+    default_region_used: bool,
+    /// Whether the lack of one was reported (once, not per step).
+    region_missing_told: bool,
     params: Value,
     diags: Diagnostics,
 }
@@ -450,7 +502,7 @@ impl Builder<'_> {
 
     fn region(&mut self, s: &Step) -> Option<String> {
         let Some(r) = s.region.as_ref().or(self.pb.defaults.region.as_ref()) else {
-            return Some(String::new());
+            return self.default_region(s);
         };
         let v = self.symbolic(
             s,
@@ -488,6 +540,34 @@ impl Builder<'_> {
                     ),
                     r.loc,
                 );
+                None
+            }
+        }
+    }
+
+    /// The region of a step the playbook gives none: the default region
+    /// for a step that calls an API, none for the others.
+    fn default_region(&mut self, s: &Step) -> Option<String> {
+        if !matches!(s.kind, StepKindSpec::Call { .. } | StepKindSpec::Wait(_)) {
+            return Some(String::new());
+        }
+        match self.default_region {
+            Ok(found) => {
+                self.default_region_used = true;
+                Some(found.region.clone())
+            }
+            Err(why) => {
+                if !std::mem::replace(&mut self.region_missing_told, true) {
+                    self.diags.push(
+                        Diagnostic::new(
+                            format!("step `{}` calls an API but has no region: {why}", s.id.value),
+                            s.id.loc,
+                        )
+                        .hint(format!(
+                            "add `region:` to `defaults` (e.g. `region: \"{{{{params.region}}}}\"`) or to the step, or set {ENV_REGION_ID} (e.g. `{ENV_REGION_ID}=cn-hangzhou`)"
+                        )),
+                    );
+                }
                 None
             }
         }

@@ -49,6 +49,18 @@ pub fn render_at(plan: &Plan, format: Format, now: Option<jiff::Timestamp>) -> S
 }
 
 /// The window as written: `Sat 02:00-05:00 (Asia/Shanghai); blackout 2026-12-31`.
+/// The region of the steps the playbook gives none, and where it came
+/// from (only when a step uses it).
+fn region_line(plan: &Plan) -> Option<String> {
+    plan.default_region.as_ref().map(|d| {
+        format!(
+            "{} for the steps that name none (from {} when planned)",
+            d.region,
+            d.origin()
+        )
+    })
+}
+
 fn window_line(plan: &Plan) -> Option<String> {
     plan.window.as_ref().map(crate::window::Window::describe)
 }
@@ -361,6 +373,9 @@ fn text_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     if let Some(a) = &plan.approval {
         let _ = writeln!(o, "approval:     {}", a.describe());
     }
+    if let Some(r) = region_line(plan) {
+        let _ = writeln!(o, "region:       {r}");
+    }
     if let Some(w) = window_line(plan) {
         let _ = writeln!(o, "window:       {w}");
         if let Some(line) = now.and_then(|now| window_now(plan, now)) {
@@ -618,6 +633,9 @@ fn markdown_at(plan: &Plan, now: Option<jiff::Timestamp>) -> String {
     let _ = writeln!(o, "| Concurrency | {} |", plan.concurrency);
     if let Some(a) = &plan.approval {
         let _ = writeln!(o, "| Approval | {} |", markdown::cell(&a.describe()));
+    }
+    if let Some(r) = region_line(plan) {
+        let _ = writeln!(o, "| Region | {} |", markdown::cell(&r));
     }
     if let Some(w) = window_line(plan) {
         let _ = writeln!(o, "| Change window | {} |", markdown::cell(&w));

@@ -269,8 +269,27 @@ impl Plan {
                 ))
             })?,
         };
+        // The region the plan was made with for steps that name none, never
+        // one found again now (the environment may have changed since).
+        let default_region = match saved.get("default_region") {
+            None => Err("the saved plan records no default region".to_owned()),
+            Some(v) => Ok(
+                serde_json::from_value::<crate::cloud::region::DefaultRegion>(v.clone())
+                    .ok()
+                    .filter(|d| crate::cloud::endpoint::is_region_id(&d.region))
+                    .ok_or_else(|| {
+                        cannot(format!(
+                            "its `default_region` {} is not a region id and its source",
+                            short_json(v)
+                        ))
+                    })?,
+            ),
+        };
+        let options = super::BuildOptions::default()
+            .signed(Some(signature))
+            .default_region(default_region);
         let mut rebuilt =
-            Plan::build_signed(&pb, &params, Some(signature)).map_err(|d| cannot(d.summary()))?;
+            Plan::build_with(&pb, &params, &options).map_err(|d| cannot(d.summary()))?;
         let ours = serde_json::to_value(&rebuilt).unwrap_or(Value::Null);
         let diffs = differences(&body(saved.clone()), &body(ours), MAX_DIFFS + 1);
         let digest_edited = saved.get("digest").and_then(Value::as_str) != Some(&rebuilt.digest);

@@ -21,6 +21,7 @@
 //! plans).
 
 mod build;
+pub use build::BuildOptions;
 pub mod display;
 pub mod drift;
 pub mod graph;
@@ -94,6 +95,14 @@ pub struct Plan {
     /// Left out of the JSON when V1, so V1 plans read and hash as before.
     #[serde(default, skip_serializing_if = "SignatureVersion::is_v1")]
     pub signature: SignatureVersion,
+    /// The region of the steps the playbook gives none
+    /// (`ALIBABA_CLOUD_REGION_ID`, else the aliyun CLI profile's
+    /// `region_id`), and where it came from. In the digest; a saved plan
+    /// and a resumed run keep it, whatever the environment says later.
+    /// Only when a step uses it, so plans whose playbook names every region
+    /// read and hash as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<crate::cloud::region::DefaultRegion>,
     /// Every step, in topological order (file order breaks ties). Steps with
     /// `compensation: true` come last and run only from an `on_failure`.
     pub steps: Vec<PlannedStep>,
@@ -480,21 +489,39 @@ pub fn load_and_build(
     raw_params: &[(String, String)],
     params_file: Option<&Path>,
 ) -> Result<Plan, crate::Error> {
-    load_and_build_signed(path, raw_params, params_file, None)
+    load_and_build_with(path, raw_params, params_file, &BuildOptions::default())
 }
 
-/// [`load_and_build`] with the signature asked for on the command line
-/// (`--signature`, `RUNBOOK_SIGNATURE`), which wins over the playbook's
-/// `defaults.signature`.
-pub fn load_and_build_signed(
+/// [`load_and_build`] with what the command line adds ([`BuildOptions`]).
+pub fn load_and_build_with(
     path: &Path,
     raw_params: &[(String, String)],
     params_file: Option<&Path>,
-    signature: Option<SignatureVersion>,
+    options: &BuildOptions,
 ) -> Result<Plan, crate::Error> {
     let pb = load_playbook(path)?;
     let params = params::bind(&pb, raw_params, params_file)?;
-    Plan::build_signed(&pb, &params, signature).map_err(diagnostics_error)
+    Plan::build_with(&pb, &params, options).map_err(diagnostics_error)
+}
+
+impl Plan {
+    /// A note when the default region found now differs from the one this
+    /// plan was made with (a saved plan, a journaled run): the plan's is
+    /// used, and the operator should know the other is not.
+    pub fn default_region_note(&self, now: &crate::cloud::region::RegionLookup) -> Option<String> {
+        let (Some(made), Ok(now)) = (&self.default_region, now) else {
+            return None;
+        };
+        (made.region != now.region).then(|| {
+            format!(
+                "the steps that name no region run in {} ({} when planned); {} now says {}, which is not used",
+                made.region,
+                made.origin(),
+                now.origin(),
+                now.region
+            )
+        })
+    }
 }
 
 /// Loads and checks a playbook, turning its diagnostics into an exit-3 error.

@@ -29,6 +29,9 @@ pub struct Diagnostic {
     pub loc: Option<Loc>,
     /// What to do about it.
     pub hint: Option<String>,
+    /// Whether it is a warning: the playbook is valid, but may not do what
+    /// its author means.
+    pub warning: bool,
 }
 
 impl Diagnostic {
@@ -38,6 +41,7 @@ impl Diagnostic {
             message: message.into(),
             loc: loc.is_known().then_some(loc),
             hint: None,
+            warning: false,
         }
     }
 
@@ -47,6 +51,7 @@ impl Diagnostic {
             message: message.into(),
             loc: None,
             hint: None,
+            warning: false,
         }
     }
 
@@ -54,6 +59,13 @@ impl Diagnostic {
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The same, as a warning.
+    #[must_use]
+    pub fn as_warning(mut self) -> Diagnostic {
+        self.warning = true;
         self
     }
 
@@ -125,13 +137,9 @@ impl Diagnostics {
             }
             render_one(&mut out, &self.source, d);
         }
-        if self.items.len() > 1 {
-            let _ = writeln!(
-                out,
-                "\nerror: `{}` has {} errors",
-                self.source.name(),
-                self.items.len()
-            );
+        let errors = self.items.iter().filter(|d| !d.warning).count();
+        if errors > 1 {
+            let _ = writeln!(out, "\nerror: `{}` has {errors} errors", self.source.name(),);
         }
         out
     }
@@ -146,7 +154,8 @@ impl Diagnostics {
 }
 
 fn render_one(out: &mut String, source: &Source, d: &Diagnostic) {
-    let _ = writeln!(out, "error: {}", d.message);
+    let severity = if d.warning { "warning" } else { "error" };
+    let _ = writeln!(out, "{severity}: {}", d.message);
     let Some(loc) = d.loc else {
         let _ = writeln!(out, "  --> {}", source.name());
         if let Some(hint) = &d.hint {

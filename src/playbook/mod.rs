@@ -60,6 +60,16 @@ impl Playbook {
         }
     }
 
+    /// What is valid but may not be what the author means (see
+    /// [`validate::warnings`]), to show after `validate`'s `ok`.
+    pub fn warnings(&self) -> Diagnostics {
+        let mut d = Diagnostics::new(Arc::clone(&self.source));
+        for w in validate::warnings(self) {
+            d.push(w);
+        }
+        d
+    }
+
     /// Parses and checks playbook text (shown in diagnostics as `name`).
     pub fn from_str(name: &str, text: &str) -> Result<Playbook, Diagnostics> {
         Playbook::from_source(Source::new(name, text))

@@ -179,6 +179,7 @@ fn plan(steps: Vec<PlannedStep>) -> Plan {
         concurrency: 4,
         window: None,
         signature: crate::cloud::signer::SignatureVersion::V1,
+        default_region: None,
         levels: vec![],
         critical_path: vec![],
         worst_case_secs: 0,

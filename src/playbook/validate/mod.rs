@@ -78,6 +78,42 @@ pub(crate) fn validate(pb: &Playbook, broken: &Broken<'_>, diags: &mut Diagnosti
     }
 }
 
+/// What is valid but may not be what the author means: steps that call an
+/// API with no region in the playbook (they take the region of the
+/// environment or the aliyun CLI profile when the plan is made; see
+/// [`crate::cloud::region`]).
+pub(crate) fn warnings(pb: &Playbook) -> Vec<Diagnostic> {
+    if pb.defaults.region.is_some() {
+        return Vec::new();
+    }
+    let regionless: Vec<&Step> = pb
+        .steps
+        .iter()
+        .filter(|s| s.region.is_none())
+        .filter(|s| matches!(s.kind, StepKindSpec::Call { .. } | StepKindSpec::Wait(_)))
+        .collect();
+    let Some(first) = regionless.first() else {
+        return Vec::new();
+    };
+    let ids: Vec<String> = regionless
+        .iter()
+        .map(|s| format!("`{}`", s.id.value))
+        .collect();
+    let what = if ids.len() == 1 {
+        format!("step {} calls an API but names no region", ids[0])
+    } else {
+        format!("steps {} call APIs but name no region", ids.join(", "))
+    };
+    vec![
+        Diagnostic::new(what, first.id.loc)
+            .hint(format!(
+                "`plan` and `run` use {}, else the region_id of the aliyun CLI profile, and fail when neither gives one; add `region:` to `defaults` (e.g. `region: \"{{{{params.region}}}}\"`) to say where it runs",
+                crate::cloud::region::ENV_REGION_ID
+            ))
+            .as_warning(),
+    ]
+}
+
 /// Where a template may look.
 #[derive(Clone, Copy)]
 struct Scope<'s> {

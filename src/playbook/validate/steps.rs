@@ -121,11 +121,9 @@ impl<'a> Checker<'a> {
         }
         match &s.kind {
             StepKindSpec::Call { call, with, .. } => {
-                self.region_required(s);
                 self.call(i, call, with.as_ref(), base, false);
             }
             StepKindSpec::Wait(w) => {
-                self.region_required(s);
                 self.call(i, &w.value.call, w.value.with.as_ref(), base, true);
                 self.wait_policy(i, w);
             }
@@ -234,20 +232,6 @@ impl<'a> Checker<'a> {
             )
             .hint(format!("declare `{p}` with `type: string`")),
         );
-    }
-
-    pub(super) fn region_required(&mut self, s: &Step) {
-        if s.region.is_none()
-            && self.pb.defaults.region.is_none()
-            && !self.broken_defaults
-            && !self.left_out("defaults.region")
-            && !self.left_out(&format!("steps.{}.region", s.id.value))
-        {
-            self.push(
-                Diagnostic::new(format!("step `{}` calls an API but has no region", s.id.value), s.id.loc)
-                    .hint("add `region:` to `defaults` (e.g. `region: \"{{params.region}}\"`) or to the step"),
-            );
-        }
     }
 
     pub(super) fn wait_policy(&mut self, i: usize, wait: &Located<WaitSpec>) {
