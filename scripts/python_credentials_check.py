@@ -3,7 +3,8 @@
 
 Starts `runbook sim` (STS, the ECS metadata service and a credentials URI on
 one loopback port) with identities, then for each source of the default
-chain sets up the same environment and config file for both:
+chain (the libraries' INI credentials file included) sets up the same
+environment and config files for both:
 
 - Alibaba's `DefaultCredentialsProvider` (Python), in a child process (the
   library reads HOME and the environment when it is imported), with its
@@ -71,6 +72,8 @@ SOURCES = {
     "profile-ramrolearn": ("default/cli_profile/ram_role_arn", f"role {MAINT} assumed with profile `role`"),
     "profile-chainable": ("default/cli_profile/ram_role_arn", f"role {DW} assumed with role {MAINT}"),
     "profile-oidc": ("default/cli_profile/oidc_role_arn", "OIDC role"),
+    "file-ak": ("default/profile/static_ak", "section [default] of"),
+    "file-ramrolearn": ("default/profile/ram_role_arn", f"role {MAINT} assumed with section [role] of"),
     "ecs": ("default/ecs_ram_role", "ECS instance RAM role `ecs-maint`"),
     "uri": ("default/credential_uri", "credentials URI"),
 }
@@ -170,6 +173,15 @@ def main():
         for name in ("profile-ak", "profile-ramrolearn", "profile-chainable", "profile-oidc"):
             with open(os.path.join(homes[name], ".aliyun", "config.json"), "w") as f:
                 json.dump(config, f)
+        # The libraries' own credentials file (credentials-python's name;
+        # runbook reads it when ~/.alibabacloud/credentials is absent).
+        ini = (f"[default]\ntype = access_key\naccess_key_id = {OPS_ID}\naccess_key_secret = {OPS_SECRET}\n\n"
+               f"[role]\ntype = ram_role_arn\naccess_key_id = {OPS_ID}\naccess_key_secret = {OPS_SECRET}\n"
+               f"role_arn = {MAINT}\nrole_session_name = check\n")
+        for name in ("file-ak", "file-ramrolearn"):
+            os.makedirs(os.path.join(homes[name], ".alibabacloud"))
+            with open(os.path.join(homes[name], ".alibabacloud", "credentials.ini"), "w") as f:
+                f.write(ini)
         base = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
         base["ALIBABA_CLOUD_ROLE_SESSION_NAME"] = "check"
         scenarios = {
@@ -180,6 +192,8 @@ def main():
             "profile-ramrolearn": {"ALIBABA_CLOUD_PROFILE": "role"},
             "profile-chainable": {"ALIBABA_CLOUD_PROFILE": "chain"},
             "profile-oidc": {"ALIBABA_CLOUD_PROFILE": "oidc"},
+            "file-ak": {},
+            "file-ramrolearn": {"ALIBABA_CLOUD_PROFILE": "role"},
             "ecs": {},
             "uri": {"ALIBABA_CLOUD_CREDENTIALS_URI": url + "/credentials",
                     "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"},

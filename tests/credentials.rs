@@ -479,6 +479,292 @@ async fn every_source_of_the_default_chain_works_against_the_simulator() {
     );
 }
 
+/// The libraries' INI credentials file, between the aliyun CLI profile and
+/// the ECS instance role: every type against the simulator's STS and
+/// metadata service, its place in the chain, and partial sections.
+#[tokio::test]
+async fn the_credentials_file_works_in_every_type_at_its_place_in_the_chain() {
+    use runbook::cloud::credentials_file::ENV_CREDENTIALS_FILE;
+    let sim = sim_with(&identities(None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_str().unwrap().to_owned();
+    let token = write(dir.path(), "oidc/token", "eyJhbGciOi.sim.token\n");
+    let meta = sim.base_url();
+    let ini = format!(
+        "# the libraries' credentials file\n\
+         [default]\n\
+         type = access_key\n\
+         access_key_id = {OPS_ID}\n\
+         access_key_secret = {OPS_SECRET}\n\
+         \n\
+         [role]\n\
+         type = ram_role_arn\n\
+         access_key_id = {OPS_ID}\n\
+         access_key_secret = {OPS_SECRET}\n\
+         role_arn = {MAINT_ROLE}\n\
+         role_session_name = from-ini\n\
+         \n\
+         [ecs]\n\
+         type = ecs_ram_role\n\
+         role_name = ecs-maint\n\
+         \n\
+         [oidc]\n\
+         type = oidc_role_arn\n\
+         role_arn = {MAINT_ROLE}\n\
+         oidc_provider_arn = {OIDC_PROVIDER}\n\
+         oidc_token_file_path = {token}\n\
+         role_session_name = ini-oidc\n\
+         \n\
+         [rsa]\n\
+         type = rsa_key_pair\n\
+         public_key_id = x\n"
+    );
+    let path = write(dir.path(), ".alibabacloud/credentials", &ini);
+    let home_only: &[(&str, &str)] = &[("HOME", &home)];
+
+    // `default` with no aliyun CLI config: an AccessKey.
+    let (source, arn) = chain(&sim, None, home_only).await.unwrap();
+    assert_eq!(
+        source,
+        CredentialSource::CredentialsFile {
+            path: path.clone().into(),
+            section: "default".into()
+        }
+    );
+    assert_eq!(arn, "acs:ram::1111111111111111:user/ops");
+    // ALIBABA_CLOUD_PROFILE picks the section: a role, assumed for 3600 s
+    // with the file's session name.
+    let (source, arn) = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_PROFILE", "role")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(arn, "acs:ram::2222222222222222:assumed-role/maint/from-ini");
+    assert!(source.to_string().contains("section [role] of"), "{source}");
+    let assumed = sim
+        .calls()
+        .into_iter()
+        .rfind(|c| c.action.as_deref() == Some("AssumeRole"))
+        .unwrap();
+    assert_eq!(assumed.param("DurationSeconds"), Some("3600"));
+    assert_eq!(assumed.param("RoleSessionName"), Some("from-ini"));
+    // The ECS instance role of the file, through the metadata service.
+    let (_, arn) = chain(
+        &sim,
+        None,
+        &[
+            ("HOME", &home),
+            ("ALIBABA_CLOUD_PROFILE", "ecs"),
+            (provider::ENV_ECS_METADATA_ENDPOINT, &meta),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        arn,
+        "acs:ram::2222222222222222:assumed-role/ecs-maint/ecs-instance"
+    );
+    // An OIDC role (credentials-python's type).
+    let (_, arn) = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_PROFILE", "oidc")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(arn, "acs:ram::2222222222222222:assumed-role/maint/ini-oidc");
+    // rsa_key_pair is refused, naming the line and the supported types.
+    let e = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_PROFILE", "rsa")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{path}:26: type `rsa_key_pair` (STS GenerateSessionAccessKey, Japan site only) is not supported; types: access_key, ecs_ram_role, ram_role_arn, oidc_role_arn"
+        )
+    );
+    // A section that is in neither file is an error, not a skip.
+    let e = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_PROFILE", "nope")],
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+
+    // The environment and the aliyun CLI profile come first.
+    let (source, _) = chain(
+        &sim,
+        None,
+        &[
+            ("HOME", &home),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", OWN_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", OWN_SECRET),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(source, CredentialSource::Environment);
+    write(
+        dir.path(),
+        ".aliyun/config.json",
+        &format!(
+            r#"{{"current": "ak", "profiles": [{{"name": "ak", "mode": "AK", "access_key_id": "{OWN_ID}", "access_key_secret": "{OWN_SECRET}"}}]}}"#
+        ),
+    );
+    let (source, _) = chain(&sim, None, home_only).await.unwrap();
+    assert!(
+        matches!(source, CredentialSource::AliyunProfile { .. }),
+        "{source}"
+    );
+    // ... unless ALIBABA_CLOUD_PROFILE names a section only the file has.
+    let (_, arn) = chain(
+        &sim,
+        None,
+        &[("HOME", &home), ("ALIBABA_CLOUD_PROFILE", "role")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(arn, "acs:ram::2222222222222222:assumed-role/maint/from-ini");
+    // --profile means the aliyun CLI profile: the file is not read.
+    let e = chain(&sim, Some("role"), home_only).await.unwrap_err();
+    assert!(e.to_string().contains("no profile `role`"), "{e}");
+    std::fs::remove_file(dir.path().join(".aliyun/config.json")).unwrap();
+
+    // ALIBABA_CLOUD_CREDENTIALS_FILE, and credentials-python's file name.
+    let other = write(
+        dir.path(),
+        "elsewhere.ini",
+        &format!(
+            "[default]\ntype=access_key\naccess_key_id={OWN_ID}\naccess_key_secret={OWN_SECRET}\n"
+        ),
+    );
+    let (source, _) = chain(
+        &sim,
+        None,
+        &[("HOME", &home), (ENV_CREDENTIALS_FILE, &other)],
+    )
+    .await
+    .unwrap();
+    assert!(source.to_string().contains("elsewhere.ini"), "{source}");
+    let py_home = tempfile::tempdir().unwrap();
+    let py = write(
+        py_home.path(),
+        ".alibabacloud/credentials.ini",
+        &std::fs::read_to_string(&other).unwrap(),
+    );
+    let (source, _) = chain(&sim, None, &[("HOME", py_home.path().to_str().unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(
+        source,
+        CredentialSource::CredentialsFile {
+            path: py.into(),
+            section: "default".into()
+        }
+    );
+    // No file: skipped, and said so when nothing else has credentials.
+    let empty = tempfile::tempdir().unwrap();
+    let e = chain(&sim, None, &[("HOME", empty.path().to_str().unwrap())])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(".alibabacloud/credentials: no such file"),
+        "{e}"
+    );
+}
+
+/// Every key each type needs, left out or left empty: an error naming the
+/// file, the line (the section's, or the empty key's) and the key; never a
+/// value of the file.
+#[tokio::test]
+async fn a_partial_section_of_the_credentials_file_names_the_file_line_and_key() {
+    let sim = sim_with(&identities(None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_str().unwrap().to_owned();
+    let types: &[(&str, &[&str])] = &[
+        ("access_key", &["access_key_id", "access_key_secret"]),
+        (
+            "ram_role_arn",
+            &["access_key_id", "access_key_secret", "role_arn"],
+        ),
+        (
+            "oidc_role_arn",
+            &["role_arn", "oidc_provider_arn", "oidc_token_file_path"],
+        ),
+    ];
+    for (kind, keys) in types {
+        for missing in keys.iter().copied() {
+            for empty in [false, true] {
+                // Two comment lines first, so the section is on line 3.
+                let mut ini = format!("# a\n# b\n[default]\ntype = {kind}\n");
+                let mut empty_line = 0;
+                for (i, key) in keys.iter().enumerate() {
+                    if *key != missing {
+                        ini.push_str(&format!("{key} = S3CR3T{i}\n"));
+                    } else if empty {
+                        ini.push_str(&format!("{key} =\n"));
+                        empty_line = ini.lines().count();
+                    }
+                }
+                let path = write(dir.path(), ".alibabacloud/credentials", &ini);
+                let e = chain(&sim, None, &[("HOME", &home)]).await.unwrap_err();
+                let want = if empty {
+                    format!("{path}:{empty_line}: `{missing}` of section [default] is empty")
+                } else {
+                    format!("{path}:3: section [default] has no `{missing}`, which its type needs")
+                };
+                assert_eq!(e.to_string(), want, "{kind} without {missing}");
+                assert!(!e.to_string().contains("S3CR3T"));
+                assert!(e.hint().contains("ALIBABA_CLOUD_CREDENTIALS_FILE"));
+            }
+        }
+    }
+    // No type, and a type nobody knows.
+    let path = write(
+        dir.path(),
+        ".alibabacloud/credentials",
+        "[default]\naccess_key_id = x\n",
+    );
+    let e = chain(&sim, None, &[("HOME", &home)]).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{path}:1: section [default] has no `type` (one of access_key, ecs_ram_role, ram_role_arn, oidc_role_arn)"
+        )
+    );
+    let path = write(
+        dir.path(),
+        ".alibabacloud/credentials",
+        "[default]\ntype = sts\n",
+    );
+    let e = chain(&sim, None, &[("HOME", &home)]).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{path}:2: unknown type `sts`")),
+        "{e}"
+    );
+    // Not INI at all: the line, not its text.
+    let path = write(
+        dir.path(),
+        ".alibabacloud/credentials",
+        "[default]\nLTAIkeyS3CR3T\n",
+    );
+    let e = chain(&sim, None, &[("HOME", &home)]).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{path}:2: expected `[section]`, `key = value` or a comment")
+    );
+}
+
 // ---- runs end to end (`runbook run` as a process) ---------------------------------------
 
 use std::process::{Command, Stdio};
@@ -661,6 +947,53 @@ fn role_arn_on_the_command_line_acts_for_the_whole_run_and_is_kept_by_resume() {
     let out = rig.run(&["run", &pb, "--yes", "--role-arn", "maint"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a RAM role ARN"));
+}
+
+/// `runbook run` with nothing but the libraries' credentials file: the
+/// role of its section signs every call.
+#[test]
+fn a_run_signs_with_the_credentials_file_alone() {
+    let rig = rig_with_identities(None);
+    let pb = rig.playbook(
+        "one.yaml",
+        "name: one\ndefaults: { region: cn-hangzhou }\nsteps:\n  - id: stop\n    call: dts.StopDtsJob\n    with: { DtsJobId: j1 }\n",
+    );
+    let home = rig.dir.path().join("home");
+    write(
+        &home,
+        ".alibabacloud/credentials",
+        &format!(
+            "[maint]\ntype = ram_role_arn\naccess_key_id = {OPS_ID}\naccess_key_secret = {OPS_SECRET}\nrole_arn = {MAINT_ROLE}\nrole_session_name = nightly-ini\n"
+        ),
+    );
+    let out = rig
+        .cmd(&["run", &pb, "--yes"])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env_remove("ALIBABA_CLOUD_CONFIG_FILE")
+        .env_remove("ALIBABA_CLOUD_CREDENTIALS_FILE")
+        .env("HOME", &home)
+        .env("ALIBABA_CLOUD_PROFILE", "maint")
+        .env(provider::ENV_ECS_METADATA_DISABLED, "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stop = rig
+        .calls()
+        .into_iter()
+        .find(|c| c.action.as_deref() == Some("StopDtsJob"))
+        .unwrap();
+    assert_eq!(
+        stop.caller.as_deref(),
+        Some("acs:ram::2222222222222222:assumed-role/maint/nightly-ini")
+    );
+    assert!(
+        journaled_identities(&rig).iter().any(|(who, action)| who
+            .ends_with("assumed-role/maint/nightly-ini")
+            && action == "StopDtsJob"),
+        "{:?}",
+        journaled_identities(&rig)
+    );
 }
 
 #[test]

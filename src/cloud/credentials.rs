@@ -77,6 +77,13 @@ pub enum CredentialSource {
         /// The profile's name.
         profile: String,
     },
+    /// A section of the credentials libraries' INI file.
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// The section.
+        section: String,
+    },
     /// STS `AssumeRoleWithOIDC` (RRSA).
     OidcRole {
         /// The role assumed.
@@ -108,6 +115,9 @@ impl fmt::Display for CredentialSource {
             CredentialSource::Environment => f.write_str("environment variables"),
             CredentialSource::AliyunProfile { path, profile } => {
                 write!(f, "profile `{profile}` in {}", path.display())
+            }
+            CredentialSource::CredentialsFile { path, section } => {
+                write!(f, "section [{section}] of {}", path.display())
             }
             CredentialSource::OidcRole { role_arn } => {
                 write!(f, "OIDC role {role_arn} (AssumeRoleWithOIDC)")
@@ -397,6 +407,17 @@ pub enum CredentialsError {
         /// What kind of problem.
         category: &'static str,
     },
+    /// The credentials libraries' INI file is unreadable, not INI, or its
+    /// section lacks what its type needs (line 0: the file as a whole).
+    #[error("{}{}: {reason}", path.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// Where (1-based; 0 for the whole file).
+        line: usize,
+        /// What is wrong (never a value from the file).
+        reason: String,
+    },
     /// The selected profile is not in the file.
     #[error("no profile `{profile}` in {} (profiles: {})", path.display(), list_or_none(available))]
     ProfileNotFound {
@@ -474,6 +495,10 @@ impl CredentialsError {
                 "list the profiles with `aliyun configure list` and pass one with --profile"
                     .to_owned()
             }
+            CredentialsError::CredentialsFile { .. } => format!(
+                "fix the file (see the README's credential chain), or point {} at another one",
+                super::credentials_file::ENV_CREDENTIALS_FILE
+            ),
             _ => format!(
                 "set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (plus {ENV_SECURITY_TOKEN} for STS), \
                  or run `aliyun configure` and pass --profile; to rehearse without an account use --sim"

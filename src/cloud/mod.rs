@@ -11,6 +11,7 @@ pub mod actions;
 pub mod client;
 pub mod common;
 pub mod credentials;
+pub mod credentials_file;
 pub mod endpoint;
 pub mod error;
 pub mod principal;

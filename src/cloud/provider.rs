@@ -14,7 +14,11 @@
 //!    `~/.aliyun/config.json`; skipped when `ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true`),
 //!    profile `--profile`, else `ALIBABA_CLOUD_PROFILE`, else the file's
 //!    `current`, in modes `AK`, `StsToken`, `RamRoleArn`, `EcsRamRole`,
-//!    `OIDC`, `ChainableRamRoleArn` and `CredentialsURI`;
+//!    `OIDC`, `ChainableRamRoleArn` and `CredentialsURI`; then (3b) the
+//!    libraries' own credentials file (an INI file,
+//!    `ALIBABA_CLOUD_CREDENTIALS_FILE`, else `~/.alibabacloud/credentials`,
+//!    else `~/.alibabacloud/credentials.ini`), section `ALIBABA_CLOUD_PROFILE`,
+//!    else `default` (see [`super::credentials_file`]);
 //! 4. the ECS instance RAM role through the metadata service (skipped when
 //!    `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`): a session token first
 //!    (`PUT /latest/api/token`, IMDSv2 style; required when
@@ -26,8 +30,7 @@
 //! error naming the source and the missing variable (the libraries skip to
 //! the next source and may sign with other credentials than intended), and
 //! `--profile` skips the sources before the config file (the operator said
-//! which credentials to use). The libraries' `~/.alibabacloud/credentials`
-//! INI file (between 3 and 4) is not read.
+//! which credentials to use, and the file of 3b is not read then).
 //!
 //! Endpoint overrides: STS as in [`super::sts::endpoint`]; the metadata
 //! service is `http://100.100.100.200` (fixed in the libraries), or
@@ -464,6 +467,7 @@ pub async fn resolve(
 ) -> Result<CredentialsProvider, CredentialsError> {
     let profile = profile.filter(|p| !p.is_empty());
     let mut tried = Vec::new();
+    let mut missing_profile = None;
     if profile.is_none() {
         if let Some(credentials) = Credentials::from_env_map(lookup)? {
             return Ok(CredentialsProvider::fixed(credentials));
@@ -488,6 +492,11 @@ pub async fn resolve(
                 Err(CredentialsError::ConfigNotFound { path }) if profile.is_none() => {
                     tried.push(format!("{}: no such file", path.display()));
                 }
+                // The profile of ALIBABA_CLOUD_PROFILE (or `current`) may be a
+                // section of the credentials file; if not, this error stands.
+                Err(e @ CredentialsError::ProfileNotFound { .. }) if profile.is_none() => {
+                    missing_profile = Some(e);
+                }
                 other => return other,
             },
         }
@@ -496,6 +505,22 @@ pub async fn resolve(
         // Unreachable: an explicit profile either resolved or failed above
         // (unless the config file is disabled, which is an error then).
         return Err(CredentialsError::NotFound { tried });
+    }
+
+    let file = super::credentials_file::source(
+        lookup,
+        || {
+            Ok((
+                metadata_endpoint(lookup)?,
+                is_true(lookup, ENV_IMDSV1_DISABLED),
+            ))
+        },
+        &|| session_name(lookup),
+    )?;
+    match (file, missing_profile) {
+        (super::credentials_file::FileSource::Found(provider), _) => return Ok(*provider),
+        (super::credentials_file::FileSource::Absent(_), Some(e)) => return Err(e),
+        (super::credentials_file::FileSource::Absent(why), None) => tried.push(why),
     }
 
     if is_true(lookup, ENV_ECS_METADATA_DISABLED) {
