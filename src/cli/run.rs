@@ -41,7 +41,7 @@ use crate::plan::Plan;
 use crate::run::approve::{self, Asking, PlanGate};
 use crate::run::launch::{self, StoredOptions};
 use crate::run::report::{self, ReportMode};
-use crate::run::resources::{self, LockAccount, LockRefusal, ResourceLocks};
+use crate::run::resources::{self, LockAccount};
 use crate::run::run_report;
 use crate::run::world::{self, Restored};
 use crate::run::{
@@ -542,22 +542,7 @@ async fn execute(
         })?;
     // The resources known from params, all at once, before anything is sent.
     let account = LockAccount::new(&run_id, target.account.as_deref(), target.sim.is_some());
-    let locks = match ResourceLocks::take_known(&journal, &plan, &run_id, account).await {
-        Ok(locks) => locks,
-        Err(LockRefusal::Held(holder)) => {
-            if resumed {
-                // It stays as it was, and is not taken for alive.
-                let _ = journal.let_go(&run_id);
-            } else {
-                // Nothing was sent: the new run ends before its first step.
-                let _ = journal
-                    .set_run_status(&run_id, RunStatus::Failed, true)
-                    .await;
-            }
-            return Err(resources::refused(&holder));
-        }
-        Err(LockRefusal::Journal(e)) => return Err(exit::journal_error(e)),
-    };
+    let locks = resources::take_before_start(&journal, &plan, &run_id, account, resumed).await?;
     let (notifier, unusable) = Notifier::new(&plan.notify, &exec.notify);
     for u in &unusable {
         eprintln!(

@@ -235,6 +235,9 @@ impl ResourceLocks {
     }
 
     async fn take(&self, step: Option<&str>, keys: Vec<ResourceKey>) -> Result<(), LockRefusal> {
+        // Not while the journal is known to be unreachable; a failure of
+        // the lock's own transaction stops the run (resumable), nothing sent.
+        self.journal.reachable().await?;
         let journal = self.journal.clone();
         let (run_id, step) = (self.run_id.clone(), step.map(str::to_owned));
         let wanted = keys.clone();
@@ -286,6 +289,35 @@ impl ResourceLocks {
         tokio::task::spawn_blocking(move || journal.release_locks(&run_id))
             .await
             .map_err(|e| JournalError::Corrupt(format!("the lock task ended abnormally: {e}")))?
+    }
+}
+
+/// Takes the locks of run `run_id` (claimed by this process; `resumed`:
+/// an earlier run taken up again) known from params, before anything is
+/// sent. Refused: exit 6 naming the holder; a new run then ends `failed`
+/// before its first step, a resumed one stays as it was, and is not taken
+/// for alive (its lease ends at once). A journal failure: exit as the
+/// journal's (nothing sent; resumable).
+pub async fn take_before_start(
+    journal: &Journal,
+    plan: &Plan,
+    run_id: &str,
+    account: LockAccount,
+    resumed: bool,
+) -> Result<ResourceLocks, Error> {
+    match ResourceLocks::take_known(journal, plan, run_id, account).await {
+        Ok(locks) => Ok(locks),
+        Err(LockRefusal::Held(holder)) => {
+            if resumed {
+                let _ = journal.let_go(run_id);
+            } else {
+                let _ = journal
+                    .set_run_status(run_id, super::RunStatus::Failed, true)
+                    .await;
+            }
+            Err(refused(&holder))
+        }
+        Err(LockRefusal::Journal(e)) => Err(super::exit::journal_error(e)),
     }
 }
 
