@@ -713,10 +713,13 @@ impl Session {
     /// off`): it survives a crash of this process, not of the server, as
     /// SQLite's `synchronous = NORMAL` does.
     /// `fence(fenced, rows changed)` refuses a write (and so the commit).
+    /// With `xid`, the transaction's id is learned (see [`Failure::Lost`]):
+    /// a round trip of its own for a durable commit, none for the others.
     pub(crate) fn commit(
         &mut self,
         writes: &[(&str, &[Val], bool)],
         durable: bool,
+        xid: bool,
         fence: &dyn Fn(bool, u64) -> Result<(), String>,
     ) -> Result<(), Failure> {
         let fail = |xid: Option<i64>| {
@@ -739,17 +742,17 @@ impl Session {
         // The transaction's id, to learn after a cut whether it committed;
         // in the same round trip, a commit that need not wait for the WAL
         // flush says so.
-        let id = if durable {
-            tx.query_one("SELECT txid_current()", &[])
-        } else {
-            tx.query_one(
+        let xid = match (durable, xid) {
+            (true, false) => None,
+            (true, true) => Some(tx.query_one("SELECT txid_current()", &[])),
+            (false, _) => Some(tx.query_one(
                 "SELECT txid_current(), set_config('synchronous_commit', 'off', true)",
                 &[],
-            )
+            )),
         }
-        .and_then(|r| r.try_get::<_, i64>(0))
+        .map(|r| r.and_then(|r| r.try_get::<_, i64>(0)))
+        .transpose()
         .map_err(fail(None))?;
-        let xid = Some(id);
         for (stmt, args, fenced) in prepared {
             let params: Vec<&(dyn ToSql + Sync)> =
                 args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
