@@ -20,8 +20,14 @@ pub enum ExitCode {
     Cancelled = 5,
     /// Refused before anything is sent: approval missing, another run holds
     /// the lock, the plan file no longer matches its playbook and params, or
-    /// a resume would cross between the simulator and the cloud.
+    /// a resume would cross between the simulator and the cloud; also a run
+    /// whose approval was rejected (`runbook reject`), which sends nothing
+    /// after the gate.
     Refused = 6,
+    /// The run waits for an approval given from elsewhere (`runbook
+    /// approve`), parked in the journal (`--detach`); `runbook resume`
+    /// continues it once approved.
+    WaitingApproval = 7,
     /// The journal could not be reached (or was locked) for longer than
     /// the run's `--journal-patience` (or its lease): the run stopped with
     /// nothing sent meanwhile, as journaled; resume it.

@@ -61,20 +61,13 @@ pub(crate) fn irreversible_details(s: &PlannedStep, account: Option<&str>) -> Ve
     lines
 }
 
-/// Asks on the terminal for the approval of `plan`, which changes cloud
-/// resources: lists each mutating step (what irreversible calls act on,
-/// with the signing `account`), then reads `yes`. The approval is
-/// `identity`'s (`by`, `user@host`).
-pub(crate) fn ask_plan(
-    plan: &Plan,
-    account: Option<&str>,
-    by: &str,
-    identity: Option<&VerifiedIdentity>,
-) -> Result<ApprovalDecision, Error> {
+/// What an approver reviews: the plan's digest, each mutating step (what
+/// irreversible calls act on, with the signing `account`) and the blast
+/// radius, as lines.
+pub(crate) fn plan_review(plan: &Plan, account: Option<&str>) -> Vec<String> {
     let mutating: Vec<&PlannedStep> = plan.steps.iter().filter(|s| s.risk.mutates()).collect();
     let short = short_digest(plan);
-    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
-    let _ = writeln!(err, "plan {short} of `{}`:", plan.name);
+    let mut lines = vec![format!("plan {short} of `{}`:", plan.name)];
     for s in &mutating {
         let mark = if s.risk == crate::cloud::Risk::Irreversible {
             "IRREVERSIBLE"
@@ -96,28 +89,52 @@ pub(crate) fn ask_plan(
         } else {
             ""
         };
-        let _ = writeln!(
-            err,
+        lines.push(format!(
             "  [{mark:>12}] {}{items}  {action}{only_on_failure}",
             s.id
-        );
+        ));
         if s.risk == crate::cloud::Risk::Irreversible {
             for line in irreversible_details(s, account) {
-                let _ = writeln!(err, "  {:>14} {line}", "");
+                lines.push(format!("  {:>14} {line}", ""));
             }
         }
     }
     let b = &plan.blast_radius;
-    let _ = write!(
-        err,
-        "{} mutating and {} irreversible calls. Type `yes` to run: ",
+    lines.push(format!(
+        "{} mutating and {} irreversible calls.",
         b.mutating, b.irreversible
-    );
+    ));
+    lines
+}
+
+/// Asks `question` on the terminal (stderr, after `lines`); whether the
+/// answer was `yes`.
+pub(crate) fn ask_yes(lines: &[String], question: &str) -> bool {
+    let mut err = crate::safe_text::SafeWriter::new(std::io::stderr().lock());
+    for line in lines {
+        let _ = writeln!(err, "{line}");
+    }
+    let _ = write!(err, "{question} ");
     let _ = err.flush();
     drop(err);
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
-    if answer.trim().eq_ignore_ascii_case("yes") {
+    answer.trim().eq_ignore_ascii_case("yes")
+}
+
+/// Asks on the terminal for the approval of `plan`, which changes cloud
+/// resources: lists each mutating step (what irreversible calls act on,
+/// with the signing `account`), then reads `yes`. The approval is
+/// `identity`'s (`by`, `user@host`).
+pub(crate) fn ask_plan(
+    plan: &Plan,
+    account: Option<&str>,
+    by: &str,
+    identity: Option<&VerifiedIdentity>,
+) -> Result<ApprovalDecision, Error> {
+    let mut lines = plan_review(plan, account);
+    let last = lines.pop().unwrap_or_default();
+    if ask_yes(&lines, &format!("{last} Type `yes` to run:")) {
         Ok(ApprovalDecision::Approved {
             by: by.to_owned(),
             method: "terminal".to_owned(),
@@ -185,6 +202,9 @@ impl Approver for StepApprover {
                 }
             }
         })
+    }
+    fn can_answer(&self, step: &str) -> bool {
+        self.interactive || self.flags.can_answer(step)
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct CheckedFlags {
     pub(crate) lease: Duration,
     /// `--journal-patience`: always shorter than the lease.
     pub(crate) journal_patience: Duration,
+    /// `--approval-timeout`.
+    pub(crate) approval_timeout: Option<Duration>,
 }
 
 impl CheckedFlags {
@@ -43,6 +45,11 @@ impl CheckedFlags {
             .run_timeout
             .as_deref()
             .map(|v| positive_duration("--run-timeout", v))
+            .transpose()?;
+        let approval_timeout = exec
+            .approval_timeout
+            .as_deref()
+            .map(|v| positive_duration("--approval-timeout", v))
             .transpose()?;
         for q in &target.qps {
             ratelimit::parse_limit(q).map_err(|e| Error::usage(format!("--qps: {e}")))?;
@@ -100,6 +107,7 @@ impl CheckedFlags {
             window,
             lease,
             journal_patience,
+            approval_timeout,
         })
     }
 

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod checks;
+mod decide;
 #[cfg(test)]
 mod deploy;
 mod graph;
@@ -39,7 +40,8 @@ Start with a rehearsal against the built-in simulator (no cloud account needed):
 
 Exit codes: 0 ok, 1 a step failed, 2 usage, 3 invalid playbook, 4 API or credentials error,
 5 cancelled by Ctrl-C or SIGTERM, or the change window closed (resumable), 6 refused
-(approval, lock, stale plan, rehearsal, outside the change window), 10 internal (journal).";
+(approval, lock, stale plan, rehearsal, outside the change window) or rejected, 7 waiting
+for an approval from elsewhere (--detach; resumable once approved), 10 internal (journal).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -60,6 +62,10 @@ pub(crate) enum Command {
     Cancel(runs::CancelArgs),
     /// End a dead or parked run for good and release its resource locks (journaled).
     Abandon(runs::AbandonArgs),
+    /// Approve a run that waits for an approval from elsewhere (any host).
+    Approve(decide::ApproveArgs),
+    /// Reject a run that waits for an approval: it ends `rejected`.
+    Reject(decide::RejectArgs),
     /// Write the report of a run for the change ticket (Markdown, JSON or HTML).
     Report(report::ReportArgs),
     /// Print the step graph as Graphviz dot or Mermaid.
@@ -102,6 +108,8 @@ fn exec(command: Command) -> Result<ExitCode, Error> {
         Command::Show(args) => args.exec(),
         Command::Cancel(args) => args.exec(),
         Command::Abandon(args) => args.exec(),
+        Command::Approve(args) => args.exec(),
+        Command::Reject(args) => args.exec(),
         Command::Report(args) => args.exec(),
         Command::Graph(args) => args.exec(),
         Command::Schema(args) => args.exec(),

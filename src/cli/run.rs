@@ -43,6 +43,7 @@ use crate::run::launch::{self, StoredOptions};
 use crate::run::report::{self, ReportMode};
 use crate::run::resources::{self, LockAccount};
 use crate::run::run_report;
+use crate::run::waiting::{self, Elsewhere, Gate, Park};
 use crate::run::world::{self, Restored};
 use crate::run::{
     ApprovalDecision, FlagApprover, Journal, JournalUrl, Prior, RunClaim, RunOptions, RunStatus,
@@ -127,9 +128,33 @@ pub(crate) struct ExecArgs {
     /// Approve the `approve` step STEP non-interactively (repeatable).
     /// Without a terminal to ask on (or with `--output json`), every
     /// `approve` step the run may reach needs it, or the run is refused
-    /// before it starts.
+    /// before it starts (unless --detach or --wait-approval leaves it to
+    /// someone else).
     #[arg(long = "approve", value_name = "STEP")]
     pub(crate) approve: Vec<String>,
+    /// Leave every approval this process is not given (no --yes for the
+    /// plan, no --approve for a step) to someone else, and exit at once
+    /// when the run gets there: the run is parked in the journal
+    /// (`waiting_approval`, with the gate and since when), `approval_needed`
+    /// is notified with the exact `runbook approve RUN_ID [STEP] --journal
+    /// URL` command, and this process exits 7. Once approved (from any
+    /// host that reaches the journal), `runbook resume RUN_ID` continues
+    /// it; `runbook reject` ends it (`rejected`). No terminal is asked.
+    #[arg(long, conflicts_with = "wait_approval")]
+    pub(crate) detach: bool,
+    /// Like --detach, but this process waits at the gate, reading the
+    /// journal, until the approval comes (then the run goes on), a
+    /// rejection ends it (`rejected`, exit 6) or the gate's time is up
+    /// (`failed`, exit 1, resumable; see --approval-timeout).
+    #[arg(long)]
+    pub(crate) wait_approval: bool,
+    /// How long an approval left to someone else is waited for: the plan's,
+    /// and an `approve` step's without a `timeout` of its own (default
+    /// 1h). Counted from when the run began to wait; a resumed wait keeps
+    /// its deadline. The run then fails (exit 1, resumable: a resume waits
+    /// again).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) approval_timeout: Option<String>,
     /// Steps in flight at once (default: the playbook's `concurrency`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) concurrency: Option<u16>,
@@ -294,12 +319,12 @@ impl RunArgs {
             let starter = target.identity.as_ref().map(|i| &i.principal);
             let gates = || approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), starter, |_| false);
             let pre = journal.pre_approvals(&plan.digest).map_err(exit::journal_error)?;
-            let approvals = approve_plan(&plan, &self.exec, &target, &pre, gates)?;
-            let run_id = launch::create(&journal, &lock, &plan, &stored, &approvals, target.identity.as_ref(), &drifts).await?;
+            let approval = approve_plan(&plan, &self.exec, &target, &pre, elsewhere_asked(&self.exec), gates)?;
+            let run_id = launch::create(&journal, &lock, &plan, &stored, &approval.given, target.identity.as_ref(), &drifts).await?;
             for d in &drifts {
                 eprintln!("warning: drift allowed (--allow-drift): {}", crate::safe_text::escape(&d.to_string()));
             }
-            let how = How { exec: &self.exec, flags, interrupts, concurrency: stored.concurrency, resumed: false };
+            let how = How { exec: &self.exec, flags, interrupts, concurrency: stored.concurrency, resumed: false, elsewhere: elsewhere_asked(&self.exec), plan_elsewhere: approval.elsewhere };
             execute(plan, target, journal, how, run_id, Prior::default()).await
         })
     }
@@ -360,6 +385,12 @@ impl ResumeArgs {
                 super::out(&format!("run {run_id} already succeeded; nothing to resume\n"));
                 return Ok(ExitCode::Ok);
             }
+            if record.run.status == RunStatus::Rejected {
+                return Err(resume::rejected(&record, &plan));
+            }
+            // A run parked at a gate goes on waiting there for the approval
+            // from elsewhere, whatever the flags of this resume.
+            let elsewhere = elsewhere_asked(&self.exec) || record.run.status == RunStatus::WaitingApproval;
             admit(&plan, &flags)?;
             let stored = StoredOptions::from_json(&record.options_json);
             let choice = resume::target(&run_id, &plan, &stored, self.target_args.choice())?;
@@ -374,25 +405,26 @@ impl ResumeArgs {
             }
             let prior = Prior::from_record(&record, &plan);
             let starter = target.identity.as_ref().map(|i| &i.principal);
+            let asking = if elsewhere { Asking::Elsewhere } else { asking(&self.exec) };
             let gates = || {
-                approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), starter, |s| {
+                approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking, starter, |s| {
                     prior.done_steps.contains_key(s)
                 })
             };
             let decisions = if carried.approved {
                 gates()?;
-                Vec::new()
+                PlanApproval { given: Vec::new(), elsewhere: false }
             } else {
                 let pre = journal.pre_approvals(&plan.digest).map_err(exit::journal_error)?;
-                approve_plan(&plan, &self.exec, &target, &pre, gates)?
+                approve_plan(&plan, &self.exec, &target, &pre, elsewhere, gates)?
             };
             let new_target = (!carried.same_target).then_some(&new_options);
-            resume::record(&journal, &run_id, &plan.digest, &decisions, target.identity.as_ref(), new_target).await?;
+            resume::record(&journal, &run_id, &plan.digest, &decisions.given, target.identity.as_ref(), new_target).await?;
             let sim = target.sim.as_ref().map(|s| SimWorld(s.simulator().clone()));
             if world::restore(&journal, &run_id, sim.as_ref())? == Restored::Fresh {
                 eprintln!("note: no simulated world was saved with run {run_id}; it goes on against a fresh simulator");
             }
-            let how = How { exec: &self.exec, flags, interrupts, concurrency: new_options.concurrency, resumed: true };
+            let how = How { exec: &self.exec, flags, interrupts, concurrency: new_options.concurrency, resumed: true, elsewhere, plan_elsewhere: decisions.elsewhere };
             execute(plan, target, journal, how, run_id, prior).await
         })
     }
@@ -430,9 +462,17 @@ fn is_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
+/// Whether the approvals this process is not given are left to someone
+/// else (`--detach`, `--wait-approval`).
+fn elsewhere_asked(exec: &ExecArgs) -> bool {
+    exec.detach || exec.wait_approval
+}
+
 /// Whether `approve` steps can be asked on this run's terminal.
 fn asking(exec: &ExecArgs) -> Asking {
-    if exec.output == OutputFormat::Json {
+    if elsewhere_asked(exec) {
+        Asking::Elsewhere
+    } else if exec.output == OutputFormat::Json {
         Asking::Json
     } else if is_terminal() {
         Asking::Terminal
@@ -451,26 +491,42 @@ fn admit(plan: &Plan, flags: &CheckedFlags) -> Result<(), Error> {
     Ok(())
 }
 
-/// The approval of the whole plan (see [`approve::gate_plan`]): the
-/// decisions to journal (pre-approvals, `--yes`, or the answer asked on
-/// the terminal when it comes to that); empty when none is needed.
+/// How the plan's approval goes, before the run starts: the decisions to
+/// journal (pre-approvals, `--yes`, or the answer asked on the terminal
+/// when it comes to that; empty when none is needed), and whether the run
+/// then waits for the rest from elsewhere (see [`crate::run::waiting`]).
+#[derive(Debug, PartialEq)]
+struct PlanApproval {
+    given: Vec<ApprovalDecision>,
+    elsewhere: bool,
+}
+
+/// The approval of the whole plan (see [`approve::gate_plan`]).
 fn approve_plan(
     plan: &Plan,
     exec: &ExecArgs,
     target: &Target,
     pre: &[crate::run::PreApprovalRow],
+    elsewhere: bool,
     gates: impl FnOnce() -> Result<(), Error>,
-) -> Result<Vec<ApprovalDecision>, Error> {
+) -> Result<PlanApproval, Error> {
     let by = approve::who();
     let starter = approve::Starter {
         yes: exec.yes,
         terminal: is_terminal(),
         by: &by,
         identity: target.identity.as_ref(),
+        elsewhere,
+    };
+    let given = |given| {
+        Ok(PlanApproval {
+            given,
+            elsewhere: false,
+        })
     };
     match approve::gate_plan(plan, &starter, pre, jiff::Timestamp::now(), gates)? {
-        PlanGate::NotNeeded => Ok(Vec::new()),
-        PlanGate::Approved(decisions) => Ok(decisions),
+        PlanGate::NotNeeded => given(Vec::new()),
+        PlanGate::Approved(decisions) => given(decisions),
         PlanGate::Ask { mut pre } => {
             pre.push(approvals::ask_plan(
                 plan,
@@ -478,8 +534,12 @@ fn approve_plan(
                 &by,
                 target.identity.as_ref(),
             )?);
-            Ok(pre)
+            given(pre)
         }
+        PlanGate::Elsewhere { given } => Ok(PlanApproval {
+            given,
+            elsewhere: true,
+        }),
     }
 }
 
@@ -490,6 +550,10 @@ struct How<'a> {
     interrupts: Interrupts,
     concurrency: usize,
     resumed: bool,
+    /// Gates this process is not given are left to others.
+    elsewhere: bool,
+    /// The plan's approval is one of them: the run waits for it first.
+    plan_elsewhere: bool,
 }
 
 /// Runs the plan and prints the outcome; shared by `run` and `resume`.
@@ -507,6 +571,8 @@ async fn execute(
         interrupts,
         concurrency,
         resumed,
+        elsewhere,
+        plan_elsewhere,
     } = how;
     let mode = match exec.output {
         OutputFormat::Json => ReportMode::Json,
@@ -544,6 +610,7 @@ async fn execute(
     let account = LockAccount::new(&run_id, target.account.as_deref(), target.sim.is_some());
     let locks = resources::take_before_start(&journal, &plan, &run_id, account, resumed).await?;
     let (notifier, unusable) = Notifier::new(&plan.notify, &exec.notify);
+    let notifier = Arc::new(notifier);
     for u in &unusable {
         eprintln!(
             "warning: {} notifications cannot be sent: {}",
@@ -565,6 +632,57 @@ async fn execute(
     if let Some(sim) = &target.sim {
         world::keep(&journal, &run_id, SimWorld(sim.simulator().clone()));
     }
+    let elsewhere = Elsewhere {
+        asked: elsewhere,
+        detach: exec.detach,
+        timeout: flags.approval_timeout,
+        journal: journal.url().for_command(),
+        notifier: Some(Arc::clone(&notifier)),
+    };
+    let sink: Arc<dyn crate::run::EventSink> = Arc::new(tx);
+    if plan_elsewhere {
+        let waited = {
+            let emit = |e: &crate::run::RunEvent| {
+                journal.event(&run_id, e);
+                sink.emit(e);
+            };
+            let timeout = elsewhere.timeout.unwrap_or(waiting::DEFAULT_TIMEOUT);
+            let park = Park {
+                journal: &journal,
+                run_id: &run_id,
+                plan: &plan,
+                gate: Gate::Plan,
+                elsewhere: &elsewhere,
+                timeout: target.time_scale.apply(timeout),
+                emit: &emit,
+            };
+            park.wait(prior.waiting.as_ref(), &cancel).await
+        };
+        let ended = match waited {
+            Ok(waited) => waiting::end_plan_wait(&journal, &run_id, &claim.holder, waited).await,
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(None) => {}
+            Ok(Some(end)) => {
+                drop(sink);
+                let _ = reporter.await;
+                if end.exit == ExitCode::WaitingApproval {
+                    let hint = end.hint.map(|h| format!("\n{h}\n")).unwrap_or_default();
+                    super::out(&format!("{}{hint}", end.message));
+                    return Ok(ExitCode::WaitingApproval);
+                }
+                // Ended at the gate (rejected, timed out, cancelled): its
+                // resource locks go.
+                if let Err(e) = locks.release().await {
+                    return Err(exit::failed_mid_run(e, &journal, &run_id).await);
+                }
+                notify_finished(&notifier, &journal, &plan, &run_id).await;
+                return Err(end);
+            }
+            Err(e) => return Err(exit::failed_mid_run(e, &journal, &run_id).await),
+        }
+    }
     let ledger = journal.clone();
     let window = crate::run::RunWindow::new(&plan, flags.window);
     let plan = Arc::new(plan);
@@ -572,7 +690,7 @@ async fn execute(
         Arc::clone(&plan),
         target.api,
         journal,
-        Arc::new(tx),
+        sink,
         Arc::new(target.limits),
         Arc::new(approver),
         cancel,
@@ -587,13 +705,20 @@ async fn execute(
         prior,
     )
     .with_window(window, Arc::new(crate::run::SystemClock))
-    .with_locks(locks);
+    .with_locks(locks)
+    .with_elsewhere(elsewhere);
     let summary = runner.execute(resumed).await;
     let _ = reporter.await;
     let summary: RunSummary = match summary {
         Ok(summary) => summary,
         Err(e) => return Err(exit::failed_mid_run(e, &ledger, &run_id).await),
     };
+    if summary.outcome == RunStatus::WaitingApproval {
+        // Parked (--detach): anyone may resume it once approved, at once.
+        if let Err(e) = ledger.release_run(&run_id, &claim.holder).await {
+            return Err(exit::failed_mid_run(e, &ledger, &run_id).await);
+        }
+    }
     notify_finished(&notifier, &ledger, &plan, &run_id).await;
     let credentials_failure = summary.credentials_failure.clone();
     if exec.output == OutputFormat::Text {
@@ -617,7 +742,11 @@ async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
         let _ = run_report::write_reported(&run_report::reported(plan, &record), &mut stdout);
     }
     drop(stdout);
-    if summary.outcome != RunStatus::Succeeded {
+    if summary.outcome == RunStatus::WaitingApproval {
+        super::out(&format!(
+            "parked: once approved (`runbook approve {run_id} ...`, from any host), continue with: runbook resume {run_id}\n"
+        ));
+    } else if summary.outcome != RunStatus::Succeeded {
         super::out(&format!("continue with: runbook resume {run_id}\n"));
     }
 }

@@ -255,7 +255,7 @@ fn run_json(r: &RunRow) -> serde_json::Value {
     serde_json::json!({"id": r.id, "name": r.name, "source": r.source, "digest": r.digest, "status": r.status,
         "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at,
         "host": r.holder.host, "operator": r.holder.operator, "target": r.holder.target,
-        "last_heartbeat": r.holder.last_heartbeat()})
+        "last_heartbeat": r.holder.last_heartbeat(), "waiting": crate::run::waiting::waiting_json(r)})
 }
 
 impl RunsArgs {
@@ -344,6 +344,10 @@ impl RunsArgs {
                     "", a.by, a.at, a.reason
                 );
             }
+            if let Some(line) = crate::run::waiting::waiting_line(&r, &journal.url().for_command())
+            {
+                let _ = writeln!(out, "{:<24} {line}", "");
+            }
         }
         Ok(ExitCode::Ok)
     }
@@ -416,6 +420,7 @@ impl ShowArgs {
                 "status": rec.run.status, "created_at": rec.run.created_at, "finished_at": rec.run.finished_at,
                 "host": rec.run.holder.host, "operator": rec.run.holder.operator, "target": rec.run.holder.target,
                 "last_heartbeat": rec.run.holder.last_heartbeat(),
+                "waiting": crate::run::waiting::waiting_json(&rec.run),
                 "approvals": rec.approvals.iter().map(|a| serde_json::json!({"step": a.step_id, "by": a.approved_by, "method": a.method, "digest": a.digest, "at": a.at})).collect::<Vec<_>>(),
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
@@ -479,14 +484,22 @@ impl ShowArgs {
             }
         }
         let _ = writeln!(out, "plan digest: {}", r.digest);
+        if let Some(line) = crate::run::waiting::waiting_line(r, &journal.url().for_command()) {
+            let _ = writeln!(out, "{line}");
+        }
         for a in &rec.approvals {
             let what = a
                 .step_id
                 .as_deref()
                 .map_or_else(|| "plan".to_owned(), |s| format!("step `{s}`"));
+            let verb = if a.verdict == crate::run::journal::Verdict::Rejected {
+                "rejected"
+            } else {
+                "approved"
+            };
             let _ = writeln!(
                 out,
-                "approved: {what} by {} via {} at {} (digest {})",
+                "{verb}: {what} by {} via {} at {} (digest {})",
                 a.approved_by,
                 a.method,
                 a.at,

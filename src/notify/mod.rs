@@ -191,10 +191,36 @@ impl Notification {
         })
     }
 
+    /// The notification that run `run_id` (of `playbook`, plan `digest`)
+    /// waits for an approval of `step` (`None`: the plan) given from
+    /// elsewhere; `command` gives it.
+    pub fn approval_needed(
+        run_id: &str,
+        playbook: &str,
+        digest: &str,
+        step: Option<&str>,
+        command: String,
+    ) -> Notification {
+        Notification {
+            event: NotifyEvent::ApprovalNeeded,
+            run_id: run_id.to_owned(),
+            playbook: playbook.to_owned(),
+            plan_digest: digest.to_owned(),
+            status: RunStatus::WaitingApproval,
+            step: step.map(str::to_owned),
+            error: None,
+            request_id: None,
+            command: Some(command),
+        }
+    }
+
     /// One line: what happened to which run.
     pub fn title(&self) -> String {
         let what = match self.event {
-            NotifyEvent::ApprovalNeeded => "needs an approval".to_owned(),
+            NotifyEvent::ApprovalNeeded => match &self.step {
+                Some(s) => format!("needs an approval of step `{s}`"),
+                None => "needs an approval of its plan".to_owned(),
+            },
             NotifyEvent::Failed => match &self.step {
                 Some(s) => format!("failed at step `{s}`"),
                 None => "failed".to_owned(),
@@ -286,6 +312,20 @@ pub struct Delivery {
     pub attempts: u32,
     /// Why it was not delivered (the last attempt's error).
     pub error: Option<String>,
+}
+
+impl From<Delivery> for crate::run::RunEvent {
+    /// The `notified` event that journals (and shows) a delivery.
+    fn from(d: Delivery) -> crate::run::RunEvent {
+        crate::run::RunEvent::Notified {
+            about: d.event,
+            kind: d.kind,
+            target: d.target,
+            delivered: d.delivered,
+            attempts: d.attempts,
+            error: d.error,
+        }
+    }
 }
 
 impl Notifier {

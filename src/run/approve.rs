@@ -19,6 +19,9 @@ use crate::plan::{Plan, PlannedStep, StepKind};
 pub enum Asking {
     /// A terminal asks them when the run gets there.
     Terminal,
+    /// They are left to others (`--detach`, `--wait-approval`): the run
+    /// waits for an approval from elsewhere (see [`super::waiting`]).
+    Elsewhere,
     /// stdin or stderr is not a terminal.
     NoTerminal,
     /// `--output json` asks nothing (its stdout is for machines).
@@ -47,7 +50,15 @@ pub fn check_answerable(
             _ => None,
         })
         .collect();
+    if asking == Asking::Elsewhere {
+        return Ok(());
+    }
     for (s, _) in gates.iter().filter(|(s, _)| !done(s.id.as_str())) {
+        // Asked here (a flag, a terminal), a step the starter cannot
+        // approve alone waits for the others (see `super::waiting`).
+        if approved.contains(s.id.as_str()) || asking == Asking::Terminal {
+            continue;
+        }
         let StepKind::Approve {
             policy: Some(policy),
             ..
@@ -75,11 +86,11 @@ pub fn check_answerable(
                     policy.describe()
                 ),
             )
-            .with_hint("run it as one of the step's approvers, or change the step's `approvers`"));
+            .with_hint("run it with --detach (or --wait-approval) to have the step's approvers answer it with `runbook approve` when the run gets there, or run it as one of them"));
         }
     }
     let why = match asking {
-        Asking::Terminal => return Ok(()),
+        Asking::Terminal | Asking::Elsewhere => return Ok(()),
         Asking::NoTerminal => "there is no terminal to ask on",
         Asking::Json => "--output json asks no questions",
     };
@@ -138,6 +149,14 @@ pub enum PlanGate {
         /// Pre-approvals that count toward the policy.
         pre: Vec<ApprovalDecision>,
     },
+    /// Left to others: the run is parked and waits for the approvals still
+    /// missing from elsewhere (see [`super::waiting`]); `given` (the
+    /// pre-approvals that count, and the starter's own `--yes` when it may
+    /// count) are journaled first.
+    Elsewhere {
+        /// Approvals given already that count toward the policy.
+        given: Vec<ApprovalDecision>,
+    },
 }
 
 /// Who starts the run and how it may approve its own plan.
@@ -152,6 +171,9 @@ pub struct Starter<'a> {
     /// Who, verified through STS (`None`: STS could not tell, and no
     /// policy needs it).
     pub identity: Option<&'a VerifiedIdentity>,
+    /// Approvals this process is not given are left to others
+    /// (`--detach`, `--wait-approval`).
+    pub elsewhere: bool,
 }
 
 /// Decides the plan's approval: needed when it changes anything. It is
@@ -218,16 +240,24 @@ pub fn gate_plan(
             Err(r) => Err(Some(r)),
         },
     );
+    // What cannot be had here is waited for: when asked (--detach,
+    // --wait-approval), or when the starter tried to approve (--yes, a
+    // terminal) and the policy needs others. An unattended run is refused.
+    let wait_for_others = starter.elsewhere
+        || (policy.is_some() && (starter.yes || starter.terminal) && own.is_err());
+    if wait_for_others {
+        gates()?;
+        let mut given = counted;
+        if starter.yes && matches!(own, Ok(()) | Err(None)) {
+            given.push(starter_yes(starter));
+        }
+        return Ok(PlanGate::Elsewhere { given });
+    }
     match own {
         Ok(()) if starter.yes => {
             gates()?;
             let mut all = counted;
-            all.push(ApprovalDecision::Approved {
-                by: starter.by.to_owned(),
-                method: "--yes".to_owned(),
-                channel: ApprovalChannel::Flag,
-                identity: starter.identity.cloned(),
-            });
+            all.push(starter_yes(starter));
             Ok(PlanGate::Approved(all))
         }
         Ok(()) if starter.terminal => {
@@ -299,6 +329,16 @@ fn missing(
         format!("{}; nothing was sent", why.join("; ")),
     )
     .with_hint(hint)
+}
+
+/// The starter's `--yes` as an approval of the plan.
+fn starter_yes(starter: &Starter<'_>) -> ApprovalDecision {
+    ApprovalDecision::Approved {
+        by: starter.by.to_owned(),
+        method: "--yes".to_owned(),
+        channel: ApprovalChannel::Flag,
+        identity: starter.identity.cloned(),
+    }
 }
 
 /// A pre-approval as the run's plan approval (journaled with the run).
@@ -431,6 +471,7 @@ steps:
             terminal,
             by: "me@host",
             identity,
+            elsewhere: false,
         }
     }
 
@@ -560,20 +601,47 @@ steps:
         let ok = || Ok(());
         let alice = who("acs:ram::1:user/alice");
         let bob_pre = pre(&p, "acs:ram::1:user/bob", "2026-12-01T00:00:00Z");
-        // alice (an approver, not the starter's self... she is the starter) may not approve her own run.
-        let e = gate_plan(
+        // alice started the run and may not approve it: her --yes does not
+        // count; the run waits for the rest from elsewhere, bob's
+        // pre-approval journaled first.
+        let Ok(PlanGate::Elsewhere { given }) = gate_plan(
             &p,
             &starter(true, false, Some(&alice)),
             std::slice::from_ref(&bob_pre),
             now(),
             ok,
+        ) else {
+            panic!("not left to others")
+        };
+        assert!(
+            matches!(
+                &given[..],
+                [ApprovalDecision::Approved {
+                    channel: ApprovalChannel::PreApproval,
+                    ..
+                }]
+            ),
+            "{given:?}"
+        );
+        // Unattended (no --yes, no terminal, no --detach): refused, saying why.
+        let e = gate_plan(
+            &p,
+            &starter(false, false, Some(&alice)),
+            std::slice::from_ref(&bob_pre),
+            now(),
+            ok,
         )
         .unwrap_err();
-        assert!(
-            e.message.contains("started the run and may not approve"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("1 of 2 given"), "{}", e.message);
+        // --detach / --wait-approval: left to others.
+        let detached = Starter {
+            elsewhere: true,
+            ..starter(false, false, Some(&alice))
+        };
+        assert!(matches!(
+            gate_plan(&p, &detached, &[], now(), ok),
+            Ok(PlanGate::Elsewhere { given }) if given.is_empty()
+        ));
         // With allow_self_approval she completes it with --yes.
         let allowed = plan(&format!(
             "approvers: [alice, bob]\nmin_approvals: 2\nallow_self_approval: true\n{GATES}"
@@ -594,21 +662,18 @@ steps:
             gate_plan(&allowed, &starter(false, true, Some(&alice)), &[bob_pre], now(), ok),
             Ok(PlanGate::Ask { pre }) if pre.len() == 1
         ));
-        // A stranger's --yes never counts.
+        // A stranger's --yes never counts: the approvers are waited for.
         let carol = who("acs:ram::1:user/carol");
-        let e = gate_plan(
-            &allowed,
-            &starter(true, false, Some(&carol)),
-            &[],
-            now(),
-            ok,
-        )
-        .unwrap_err();
-        assert!(
-            e.message.contains("not one of the approvers"),
-            "{}",
-            e.message
-        );
+        assert!(matches!(
+            gate_plan(&allowed, &starter(true, false, Some(&carol)), &[], now(), ok),
+            Ok(PlanGate::Elsewhere { given }) if given.is_empty()
+        ));
+        // An approver's own --yes counts toward a policy it cannot meet alone.
+        let bob = who("acs:ram::1:user/bob");
+        assert!(matches!(
+            gate_plan(&allowed, &starter(true, false, Some(&bob)), &[], now(), ok),
+            Ok(PlanGate::Elsewhere { given }) if given.len() == 1
+        ));
         // A policy needs a verified starter.
         let e = gate_plan(&allowed, &starter(true, false, None), &[], now(), ok).unwrap_err();
         assert!(e.message.contains("could not be verified"), "{}", e.message);
@@ -631,7 +696,7 @@ steps:
         let set = BTreeSet::new();
         let alice = who("acs:ram::1:user/alice");
         let carol = who("acs:ram::1:user/carol");
-        let e = check_answerable(&p, &set, Asking::Terminal, Some(&carol.principal), |_| {
+        let e = check_answerable(&p, &set, Asking::NoTerminal, Some(&carol.principal), |_| {
             false
         })
         .unwrap_err();
@@ -640,12 +705,11 @@ steps:
             "{}",
             e.message
         );
-        let e = check_answerable(&p, &set, Asking::Terminal, Some(&alice.principal), |_| {
-            false
-        })
-        .unwrap_err();
+        assert!(e.hint.unwrap().contains("--detach"));
+        let e = check_answerable(&p, &set, Asking::Json, Some(&alice.principal), |_| false)
+            .unwrap_err();
         assert!(e.message.contains("started the run"), "{}", e.message);
-        let e = check_answerable(&p, &set, Asking::Terminal, Some(&alice.principal), |s| {
+        let e = check_answerable(&p, &set, Asking::NoTerminal, Some(&alice.principal), |s| {
             s == "gate"
         })
         .unwrap_err();
@@ -654,6 +718,22 @@ steps:
             "{}",
             e.message
         );
-        assert!(check_answerable(&p, &set, Asking::Terminal, None, |_| true).is_ok());
+        assert!(check_answerable(&p, &set, Asking::NoTerminal, None, |_| true).is_ok());
+        // Asked here (a terminal, --approve) or left to others: the rest is
+        // waited for when the run gets there.
+        for asking in [Asking::Terminal, Asking::Elsewhere] {
+            assert!(check_answerable(&p, &set, asking, Some(&carol.principal), |_| false).is_ok());
+        }
+        let flagged: BTreeSet<String> = ["gate".to_owned(), "two".to_owned()].into();
+        assert!(
+            check_answerable(
+                &p,
+                &flagged,
+                Asking::NoTerminal,
+                Some(&carol.principal),
+                |_| false
+            )
+            .is_ok()
+        );
     }
 }

@@ -170,6 +170,7 @@ mod tests {
                 updated_at: "2026-01-01T00:00:00Z".into(),
                 finished_at: None,
                 holder: crate::run::journal::RunHolder::default(),
+                waiting: None,
             },
             plan_json: String::new(),
             options_json: String::new(),

@@ -149,6 +149,20 @@ pub enum RunEvent {
         /// Given or refused.
         approved: bool,
     },
+    /// The run waits at an approval to be given from elsewhere (`runbook
+    /// approve`): parked in the journal as `waiting_approval`.
+    WaitingApproval {
+        /// The `approve` step (`None`: the plan's approval).
+        step: Option<String>,
+        /// Since when (RFC 3339, UTC).
+        since: String,
+        /// Until when it waits before the run fails (RFC 3339, UTC).
+        until: Option<String>,
+        /// The command that approves it (`runbook approve RUN_ID [STEP] --journal URL`).
+        command: String,
+        /// Whether this process left it parked and exits (`--detach`).
+        detached: bool,
+    },
     /// A resource of a refreshed plan is not in the state it was reviewed
     /// in: the step would now do something else (see `plan::drift`).
     Drift {

@@ -32,10 +32,9 @@ pub fn exit_code(status: RunStatus) -> ExitCode {
         RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::WindowClosed => {
             ExitCode::Cancelled
         }
-        RunStatus::Failed
-        | RunStatus::Rejected
-        | RunStatus::Running
-        | RunStatus::WaitingApproval => ExitCode::StepFailed,
+        RunStatus::Rejected => ExitCode::Refused,
+        RunStatus::WaitingApproval => ExitCode::WaitingApproval,
+        RunStatus::Failed | RunStatus::Running => ExitCode::StepFailed,
     }
 }
 
@@ -131,8 +130,8 @@ mod tests {
         let code = |s| exit_code(s).code();
         assert_eq!(code(RunStatus::Succeeded), 0);
         assert_eq!(code(RunStatus::Failed), 1);
-        assert_eq!(code(RunStatus::Rejected), 1);
-        assert_eq!(code(RunStatus::WaitingApproval), 1);
+        assert_eq!(code(RunStatus::Rejected), 6);
+        assert_eq!(code(RunStatus::WaitingApproval), 7);
         assert_eq!(code(RunStatus::Cancelled), 5);
         assert_eq!(code(RunStatus::Interrupted), 5);
         assert_eq!(code(RunStatus::WindowClosed), 5);

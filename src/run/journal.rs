@@ -254,7 +254,16 @@ CREATE TABLE schema_version (version INTEGER NOT NULL);
 
 /// The steps that build the schema: `MIGRATIONS[i]` takes a journal from
 /// version `i` to `i + 1` (see the module doc).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, locks::V4, approvals::V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, locks::V4, approvals::V5, V6];
+
+/// Version 6: a run parked at an approval given from elsewhere
+/// (`waiting_approval`): which gate (`plan` or `step:ID`), since when,
+/// and until when it waits.
+const V6: &str = "
+ALTER TABLE runs ADD COLUMN waiting_gate TEXT;
+ALTER TABLE runs ADD COLUMN waiting_since TEXT;
+ALTER TABLE runs ADD COLUMN waiting_until TEXT;
+";
 
 /// Version 3: a request to stop a run, from any host (`runbook cancel`):
 /// who asked and when.
@@ -324,6 +333,20 @@ enum Location {
 }
 
 impl JournalUrl {
+    /// As a command to be run elsewhere names it (`--journal` of `runbook
+    /// approve`): a database file by its absolute path; never a password.
+    pub fn for_command(&self) -> String {
+        match &self.0 {
+            Location::Sqlite(path) => format!(
+                "sqlite:{}",
+                std::path::absolute(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display()
+            ),
+            Location::Postgres(t) => t.shown().to_owned(),
+        }
+    }
+
     /// The default: `journal.db` in the state directory.
     pub fn in_state_dir(state_dir: &Path) -> JournalUrl {
         JournalUrl(Location::Sqlite(state_dir.join("journal.db")))
@@ -630,6 +653,12 @@ impl RunHolder {
         Some(self.heartbeat_ms?.saturating_add(self.lease_ms?))
     }
 
+    /// Whether a process holds the run now (its lease has not run out); a
+    /// run left parked (`--detach`) has no holder.
+    pub fn holder_alive(&self, now_ms: i64) -> bool {
+        self.lease_until_ms().is_some_and(|until| now_ms <= until)
+    }
+
     /// The last heartbeat as a timestamp.
     pub fn last_heartbeat(&self) -> Option<String> {
         let ms = self.heartbeat_ms?;
@@ -666,6 +695,21 @@ pub struct RunRow {
     pub finished_at: Option<String>,
     /// Holder, target and liveness.
     pub holder: RunHolder,
+    /// The gate it last waited at for an approval from elsewhere (it
+    /// waits there now when its status is `waiting_approval`).
+    pub waiting: Option<Waiting>,
+}
+
+/// Where and since when a run waits (or last waited) for an approval given
+/// from elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// `plan` (the plan's approval) or the id of an `approve` step.
+    pub gate: String,
+    /// When it began to wait.
+    pub since: String,
+    /// When the wait times out (the run then fails, resumable).
+    pub until: Option<String>,
 }
 
 /// An approval (or a rejection), as stored.
@@ -1065,11 +1109,40 @@ impl Journal {
         .await
     }
 
+    /// Parks run `id` at `gate` (`plan` or a step id), waiting for an
+    /// approval from elsewhere since `since` until `until`: its status
+    /// becomes `waiting_approval`. It keeps its holder: a live process that
+    /// waits still holds it (see [`Journal::release_run`]).
+    pub async fn set_waiting(
+        &self,
+        id: &str,
+        gate: &str,
+        since: &str,
+        until: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.send_acked(
+            "UPDATE runs SET status = 'waiting_approval', waiting_gate = ?2, waiting_since = ?3, waiting_until = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
+            vec![id.sv(), gate.sv(), since.sv(), opt(until), now().sv()],
+        )
+        .await
+    }
+
+    /// Lets go of run `id` (held by `holder`, this process) without ending
+    /// it: a run left parked (`--detach`) can be taken over at once by
+    /// whoever resumes it, from any host.
+    pub async fn release_run(&self, id: &str, holder: &str) -> Result<(), JournalError> {
+        self.send_acked(
+            "UPDATE runs SET holder = NULL, heartbeat_ms = NULL WHERE id = ?1 AND holder = ?2",
+            vec![id.sv(), holder.sv()],
+        )
+        .await
+    }
+
     /// Takes run `id` over for this process (`claim.holder`, unique to it)
     /// on `claim.host`, for `claim.operator`, against `claim.target`,
     /// alive for `claim.lease` from now; [`Journal::heartbeat`] keeps it
     /// alive. Refused ([`JournalError::Held`]) while another process holds
-    /// it: its lease has not run out and it is on another host (on this
+    /// it (running, or waiting at an approval): its lease has not run out and it is on another host (on this
     /// host, the plan's lock, which the caller holds, already shows that
     /// process gone). One conditional statement, so two processes taking
     /// an expired run over at once cannot both succeed. From then on every
@@ -1080,7 +1153,7 @@ impl Journal {
         let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX);
         let taken = self.query(
             "UPDATE runs SET host = ?2, operator = ?3, target = ?4, holder = ?5, heartbeat_ms = ?6, lease_ms = ?7, updated_at = ?8
-             WHERE id = ?1 AND (holder IS NULL OR holder = ?5 OR host = ?2 OR status <> 'running'
+             WHERE id = ?1 AND (holder IS NULL OR holder = ?5 OR host = ?2 OR status NOT IN ('running', 'waiting_approval')
                                 OR heartbeat_ms IS NULL OR lease_ms IS NULL OR heartbeat_ms + lease_ms < ?6)
              RETURNING id",
             vec![
@@ -1138,10 +1211,11 @@ impl Journal {
     /// Asks run `id` to stop (`runbook cancel`), from any host: its
     /// holder sees the request at its next heartbeat and cancels as Ctrl-C
     /// does. `by` (who asked) is recorded. `None` when the run is not
-    /// `running`; else the host that holds it.
+    /// `running` (nor waiting at an approval in a live process); else the
+    /// host that holds it.
     pub fn request_cancel(&self, id: &str, by: &str) -> Result<Option<String>, JournalError> {
         let rows = self.query(
-            "UPDATE runs SET cancel_requested = ?2 WHERE id = ?1 AND status = 'running' RETURNING host",
+            "UPDATE runs SET cancel_requested = ?2 WHERE id = ?1 AND (status = 'running' OR (status = 'waiting_approval' AND heartbeat_ms IS NOT NULL)) RETURNING host",
             vec![id.sv(), format!("{by} at {}", now()).sv()],
         )?;
         Ok(rows.first().map(|r| {
@@ -1535,7 +1609,11 @@ impl Journal {
         let r = header
             .first()
             .ok_or_else(|| JournalError::NoSuchRun(id.clone()))?;
-        let (run, plan_json, options_json) = (run_row(r)?, r.text(13)?, r.text(14)?);
+        let (run, plan_json, options_json) = (
+            run_row(r)?,
+            r.text(N_RUN_COLUMNS)?,
+            r.text(N_RUN_COLUMNS + 1)?,
+        );
         let approvals = self.approvals(&id)?;
         let identities = self.run_identities(&id)?;
         let steps = self
@@ -1657,7 +1735,10 @@ impl Journal {
 }
 
 /// The columns of a [`RunRow`], in [`run_row`]'s order.
-const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at, host, operator, target, heartbeat_ms, lease_ms";
+const RUN_COLUMNS: &str = "id, name, source, digest, status, created_at, updated_at, finished_at, host, operator, target, heartbeat_ms, lease_ms, waiting_gate, waiting_since, waiting_until";
+
+/// How many columns [`RUN_COLUMNS`] has.
+const N_RUN_COLUMNS: usize = 16;
 
 fn run_row(r: &Row) -> Result<RunRow, JournalError> {
     Ok(RunRow {
@@ -1675,6 +1756,10 @@ fn run_row(r: &Row) -> Result<RunRow, JournalError> {
             target: r.opt_text(10)?,
             heartbeat_ms: r.opt_int(11)?,
             lease_ms: r.opt_int(12)?,
+        },
+        waiting: match (r.opt_text(13)?, r.opt_text(14)?, r.opt_text(15)?) {
+            (Some(gate), Some(since), until) => Some(Waiting { gate, since, until }),
+            _ => None,
         },
     })
 }

@@ -189,6 +189,7 @@ mod tests {
             updated_at: String::new(),
             finished_at: None,
             holder: super::super::journal::RunHolder::default(),
+            waiting: None,
         }
     }
 

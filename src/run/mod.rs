@@ -57,6 +57,7 @@ mod scheduler;
 pub mod status;
 pub mod time_scale;
 mod unit;
+pub mod waiting;
 pub mod window;
 pub mod world;
 
@@ -76,6 +77,7 @@ use crate::plan::Plan;
 pub use event::{EventSink, ItemRef, NoSink, Outcome, RunEvent};
 pub use journal::{
     Heartbeat, Journal, JournalError, JournalUrl, PreApprovalRow, RunClaim, RunHolder, Unreachable,
+    Waiting,
 };
 pub use ratelimit::RateLimits;
 pub use scheduler::Runner;
@@ -161,6 +163,14 @@ pub trait Approver: Send + Sync {
         message: &'a str,
         digest: &'a str,
     ) -> ApprovalFuture<'a>;
+
+    /// Whether this process can answer `step` (a flag, a terminal): when it
+    /// cannot and the run leaves such gates to others (`--detach`,
+    /// `--wait-approval`), the run waits for an approval from elsewhere
+    /// instead of asking (see [`waiting`]).
+    fn can_answer(&self, _step: &str) -> bool {
+        true
+    }
 }
 
 /// Approves only the steps named on the command line (`--approve STEP`).
@@ -197,6 +207,10 @@ impl Approver for FlagApprover {
             }
         })
     }
+
+    fn can_answer(&self, step: &str) -> bool {
+        self.steps.contains(step)
+    }
 }
 
 /// What is known from an earlier attempt at this run (for `resume`).
@@ -218,6 +232,9 @@ pub struct Prior {
     /// read was sent. A resumed check goes on with the same settle window
     /// instead of starting a new one.
     pub checking_since: HashMap<(String, usize), jiff::Timestamp>,
+    /// The gate the run was parked at (status `waiting_approval`): a
+    /// resumed wait there keeps its deadline.
+    pub waiting: Option<journal::Waiting>,
 }
 
 impl Prior {
@@ -270,7 +287,14 @@ impl Prior {
                     .get(step)
                     .is_some_and(|&undo| time(at).is_none_or(|t| t < undo))
         };
-        let mut prior = Prior::default();
+        let mut prior = Prior {
+            waiting: record
+                .run
+                .waiting
+                .clone()
+                .filter(|_| record.run.status == RunStatus::WaitingApproval),
+            ..Prior::default()
+        };
         for unit in &record.units {
             if unit.status == StepStatus::Succeeded
                 && !undone(&unit.step_id, unit.finished_at.as_deref())
@@ -434,6 +458,11 @@ pub(crate) struct Shared {
     pub(crate) credentials_failure: std::sync::Mutex<Option<String>>,
     /// The run's resource locks (see [`resources`]), when it takes any.
     pub(crate) resource_locks: std::sync::OnceLock<resources::ResourceLocks>,
+    /// How gates this process cannot answer are answered (see [`waiting`]).
+    pub(crate) elsewhere: waiting::Elsewhere,
+    /// How the run ends whatever its steps do, once a gate decided it
+    /// (rejected, or left parked with `--detach`).
+    pub(crate) gate_end: std::sync::OnceLock<(RunStatus, String)>,
 }
 
 impl Shared {
@@ -445,6 +474,16 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert(why);
         self.cancel.cancel();
+    }
+
+    /// Ends the run with `status` once the steps in flight finish (a gate
+    /// rejected, or left parked); `stop` also stops those steps (as Ctrl-C
+    /// does: calls in flight finish).
+    pub(crate) fn end_at_gate(&self, status: RunStatus, why: String, stop: bool) {
+        let _ = self.gate_end.set((status, why));
+        if stop {
+            self.cancel.cancel();
+        }
     }
 
     pub(crate) fn emit(&self, event: RunEvent) {

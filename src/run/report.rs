@@ -158,6 +158,27 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
                 format!("{what} not approved")
             }
         }
+        RunEvent::WaitingApproval {
+            step,
+            until,
+            command,
+            detached,
+            ..
+        } => {
+            let what = step
+                .as_deref()
+                .map_or_else(|| "the plan".to_owned(), |s| format!("step `{s}`"));
+            let until = until
+                .as_ref()
+                .map(|t| format!(" until {t}"))
+                .unwrap_or_default();
+            let how = if *detached {
+                "left parked in the journal (--detach); once approved, `runbook resume` continues it"
+            } else {
+                "this process waits, reading the journal"
+            };
+            format!("waiting for an approval of {what}{until} from elsewhere: {command} ({how})")
+        }
         RunEvent::Drift {
             step,
             item: i,
@@ -347,6 +368,7 @@ impl Live {
             }
             RunEvent::Reconciled { .. }
             | RunEvent::Approval { .. }
+            | RunEvent::WaitingApproval { .. }
             | RunEvent::Drift { .. }
             | RunEvent::WindowClosed { .. }
             | RunEvent::Abandoned { .. }

@@ -145,26 +145,32 @@ impl Carried {
 /// policy, any approval of its digest; with one, enough distinct verified
 /// approvers (the starter's own only when allowed) to satisfy it.
 pub fn plan_approved(record: &RunRecord, plan: &Plan) -> bool {
-    use super::journal::Verdict;
-    let rows = record
-        .approvals
-        .iter()
-        .filter(|a| a.step_id.is_none() && a.digest == plan.digest);
-    let Some(policy) = plan.approval.as_ref() else {
-        return rows.clone().any(|a| a.verdict == Verdict::Approved);
-    };
-    let starter = record
-        .starter()
-        .and_then(super::journal::IdentityRecord::principal);
-    let given: Vec<_> = rows
-        .filter(|a| a.verdict == Verdict::Approved)
-        .filter_map(|a| {
-            a.identity
-                .as_ref()
-                .and_then(super::journal::IdentityRecord::principal)
-        })
-        .collect();
-    super::approval_policy::tally(Some(policy), starter.as_ref(), &given).is_met()
+    use super::waiting::{Gate, Verdict, starter, verdict};
+    matches!(
+        verdict(
+            &record.approvals,
+            plan,
+            &Gate::Plan,
+            starter(record).as_ref()
+        ),
+        Verdict::Approved(_)
+    )
+}
+
+/// The refusal to resume a rejected run (exit 6): who rejected which
+/// gate, and why. A rejection is final; the plan may be run anew.
+pub fn rejected(record: &RunRecord, plan: &Plan) -> Error {
+    let run_id = &record.run.id;
+    let (gate, by, reason) = super::waiting::first_rejection(&record.approvals, &plan.digest)
+        .unwrap_or((super::waiting::Gate::Plan, "?".to_owned(), String::new()));
+    Error::new(
+        ExitCode::Refused,
+        format!(
+            "run {run_id} was rejected ({by} rejected {}: {reason}); a rejected run is not resumed",
+            gate.describe()
+        ),
+    )
+    .with_hint("to do the change after all, review the plan again and start a new run")
 }
 
 /// Journals what a resume decided before it runs: who resumes it

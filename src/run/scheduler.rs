@@ -26,8 +26,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::changed;
+use super::journal::ApprovalRow;
 use super::machine::{Command, Event, Machine, RunEnd, StepSpec, Stop};
 use super::unit::{Deadline, Unit, UnitError, humanize};
+use super::waiting::{self, Gate, Park, Verdict, Waited};
 use super::window::{Clock, RunWindow};
 use super::{
     ApprovalDecision, Approver, EventSink, Journal, JournalError, Outcome, Prior, RateLimits,
@@ -85,9 +87,21 @@ impl Runner {
                 window_reason: std::sync::OnceLock::new(),
                 credentials_failure: std::sync::Mutex::new(None),
                 resource_locks: std::sync::OnceLock::new(),
+                elsewhere: super::waiting::Elsewhere::default(),
+                gate_end: std::sync::OnceLock::new(),
             }),
             window: None,
         }
+    }
+
+    /// Leaves the gates this process cannot answer to others, as
+    /// `elsewhere` says (see [`super::waiting`]).
+    #[must_use]
+    pub fn with_elsewhere(mut self, elsewhere: super::waiting::Elsewhere) -> Runner {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.elsewhere = elsewhere;
+        }
+        self
     }
 
     /// Keeps the run to `window`, read by `clock` (the binary passes
@@ -259,6 +273,12 @@ impl Driver {
     /// Feeds `event`, after any stop the run was asked for since the last
     /// event, and queues the commands.
     fn feed(&mut self, event: Event, queue: &mut VecDeque<Command>) {
+        if let Some((status, reason)) = self.shared.gate_end.get() {
+            queue.extend(self.machine.on(Event::Stop(Stop::End {
+                status: *status,
+                reason: reason.clone(),
+            })));
+        }
         if self.timed_out.load(Ordering::SeqCst) {
             let scale = self.shared.options.time_scale;
             let limit = self
@@ -395,7 +415,7 @@ impl Driver {
         let run_id = shared.options.run_id.clone();
         shared
             .journal
-            .set_run_status(&run_id, end.status, true)
+            .set_run_status(&run_id, end.status, end.status.is_finished())
             .await?;
         if end.status.ends_run()
             && let Some(locks) = shared.resource_locks.get()
@@ -921,6 +941,139 @@ async fn finish_unit(unit: &Unit<'_>, result: UnitResult) -> UnitsResult {
 }
 
 async fn approve(
+    shared: &Shared,
+    step: &str,
+    message: &str,
+    cancel: &CancellationToken,
+) -> Result<Value, UnitError> {
+    let gate = Gate::Step(step.to_owned());
+    let run_id = &shared.options.run_id;
+    // Decided in the journal already: approved while the run was parked,
+    // or rejected.
+    match decided(shared, &gate)? {
+        Verdict::Approved(rows) => return Ok(approved_from_journal(shared, step, &rows)),
+        Verdict::Rejected { by, reason } => return Err(rejected_at(shared, &gate, &by, &reason)),
+        Verdict::Pending => {}
+    }
+    let policy = waiting::policy_of(&shared.plan, &gate);
+    let approver: &dyn Approver = shared.approver.as_ref();
+    if approver.can_answer(step) {
+        // Asked here (a flag, a terminal): enough, unless the step's
+        // policy needs more than this person (then the rest is waited for).
+        let output = ask_here(shared, step, message, cancel).await?;
+        if policy.is_none() {
+            return Ok(output);
+        }
+        match decided(shared, &gate)? {
+            Verdict::Approved(_) => return Ok(output),
+            Verdict::Rejected { by, reason } => {
+                return Err(rejected_at(shared, &gate, &by, &reason));
+            }
+            Verdict::Pending => {}
+        }
+    } else if !shared.elsewhere.asked && policy.is_none() {
+        // Nobody may answer it: refused, as the pre-start check says.
+        return ask_here(shared, step, message, cancel).await;
+    }
+    let timeout = shared
+        .plan
+        .step(step)
+        .and_then(|s| s.timeout_secs)
+        .map_or_else(
+            || shared.elsewhere.timeout.unwrap_or(waiting::DEFAULT_TIMEOUT),
+            Duration::from_secs,
+        );
+    let emit = |e: &RunEvent| shared.emit(e.clone());
+    let park = Park {
+        journal: &shared.journal,
+        run_id,
+        plan: &shared.plan,
+        gate: gate.clone(),
+        elsewhere: &shared.elsewhere,
+        timeout: shared.options.time_scale.apply(timeout),
+        emit: &emit,
+    };
+    let waited = tokio::select! {
+        w = park.wait(shared.prior.waiting.as_ref(), cancel) => w?,
+        // An approval after the window closed could start nothing.
+        () = shared.window_closed.cancelled() => Waited::Cancelled,
+    };
+    match waited {
+        Waited::Approved(rows) => {
+            shared
+                .journal
+                .set_run_status(run_id, RunStatus::Running, false)
+                .await?;
+            Ok(approved_from_journal(shared, step, &rows))
+        }
+        Waited::Rejected { by, reason } => Err(rejected_at(shared, &gate, &by, &reason)),
+        Waited::TimedOut(why) => {
+            shared
+                .journal
+                .set_run_status(run_id, RunStatus::Running, false)
+                .await?;
+            Err(UnitError::Failed(why))
+        }
+        Waited::Detached => {
+            shared.end_at_gate(
+                RunStatus::WaitingApproval,
+                format!(
+                    "waiting for an approval of {} from elsewhere (--detach)",
+                    gate.describe()
+                ),
+                true,
+            );
+            Err(UnitError::Cancelled)
+        }
+        Waited::Cancelled => Err(UnitError::Cancelled),
+    }
+}
+
+/// What the journal says of `gate` now.
+fn decided(shared: &Shared, gate: &Gate) -> Result<Verdict, JournalError> {
+    let record = shared.journal.load_run(&shared.options.run_id)?;
+    let starter = waiting::starter(&record);
+    Ok(waiting::verdict(
+        &record.approvals,
+        &shared.plan,
+        gate,
+        starter.as_ref(),
+    ))
+}
+
+/// The output of an `approve` step approved in the journal (from
+/// elsewhere, or before the run was resumed): who approved it last.
+fn approved_from_journal(shared: &Shared, step: &str, rows: &[ApprovalRow]) -> Value {
+    let last = rows.last();
+    let by = rows
+        .iter()
+        .map(waiting::who_of)
+        .collect::<Vec<_>>()
+        .join(", ");
+    shared.emit(RunEvent::Approval {
+        step: Some(step.to_owned()),
+        by: by.clone(),
+        approved: true,
+    });
+    json!({ "ApprovedBy": by, "Method": last.map(|r| r.method.clone()).unwrap_or_default() })
+}
+
+/// A rejected gate: the step fails (its `on_failure` applies, so a
+/// compensation it names runs), nothing new starts, and the run ends
+/// `rejected`.
+fn rejected_at(shared: &Shared, gate: &Gate, by: &str, reason: &str) -> UnitError {
+    shared.emit(RunEvent::Approval {
+        step: gate.step().map(str::to_owned),
+        by: by.to_owned(),
+        approved: false,
+    });
+    let why = format!("{by} rejected {}: {reason}", gate.describe());
+    shared.end_at_gate(RunStatus::Rejected, why.clone(), false);
+    UnitError::Failed(why)
+}
+
+/// Asks this process's approver (a flag, a terminal) for `step`.
+async fn ask_here(
     shared: &Shared,
     step: &str,
     message: &str,

@@ -533,7 +533,15 @@ CREATE TABLE worlds (
 
 /// `MIGRATIONS[i]` takes a PostgreSQL journal from version `i` to `i + 1`;
 /// versions count alike on both backends (see the journal's module doc).
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, super::locks::PG_V4, super::approvals::PG_V5];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[V1, V2, V3, super::locks::PG_V4, super::approvals::PG_V5, V6];
+
+/// Version 6 (see the SQLite one): where a run waits for an approval.
+const V6: &str = "
+ALTER TABLE runs ADD COLUMN waiting_gate TEXT;
+ALTER TABLE runs ADD COLUMN waiting_since TEXT;
+ALTER TABLE runs ADD COLUMN waiting_until TEXT;
+";
 
 /// Version 3 (see the SQLite one): cancel requests.
 const V3: &str = "ALTER TABLE runs ADD COLUMN cancel_requested TEXT;";
