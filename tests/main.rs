@@ -1,5 +1,6 @@
 //! The one integration-test binary: a module per topic.
 
+mod approvals;
 mod approvers;
 mod client;
 mod client_v3;

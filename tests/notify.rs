@@ -19,11 +19,11 @@ use crate::run::{Rig, text};
 
 /// A request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
-    path: String,
+pub(crate) struct Received {
+    pub(crate) path: String,
     query: String,
     headers: Vec<(String, String)>,
-    body: Value,
+    pub(crate) body: Value,
     raw: String,
 }
 
@@ -43,8 +43,8 @@ impl Received {
 }
 
 #[derive(Clone, Default)]
-struct Inbox {
-    got: Arc<Mutex<Vec<Received>>>,
+pub(crate) struct Inbox {
+    pub(crate) got: Arc<Mutex<Vec<Received>>>,
     /// Answer 500 to this many requests first.
     fail_first: Arc<Mutex<usize>>,
 }
@@ -83,7 +83,7 @@ async fn receive(State(inbox): State<Inbox>, req: Request) -> impl IntoResponse 
 }
 
 /// Starts the receiver on a free loopback port; returns its base URL.
-fn receiver(rig: &Rig, inbox: &Inbox) -> String {
+pub(crate) fn receiver(rig: &Rig, inbox: &Inbox) -> String {
     let app = axum::Router::new()
         .fallback(receive)
         .with_state(inbox.clone());
