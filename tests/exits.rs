@@ -159,6 +159,12 @@ const BAD_FLAGS: &[(&str, &str, &str)] = &[
         "`sqlite:` needs the database file's path",
     ),
     ("--lease", "0s", "--lease: `0s` must be longer than zero"),
+    (
+        "--approval-timeout",
+        "0s",
+        "--approval-timeout: `0s` must be longer than zero",
+    ),
+    ("--approval-timeout", "an hour", "--approval-timeout"),
     ("--lease", "soon", "--lease"),
     (
         "--journal-patience",
