@@ -144,6 +144,17 @@ fn run_notified_command(rig: &Rig, b: &HostB, command: &str, extra: &[&str]) -> 
     b.run(rig, &args)
 }
 
+/// [`crate::status::stable`], and the journal and who answered, which
+/// differ between backends and machines.
+fn stable(rig: &Rig) -> insta::Settings {
+    let mut settings = crate::status::stable(rig);
+    settings.add_filter(r"--journal \S+", "--journal [journal]");
+    settings.add_filter(r" as \S+@\S+;", " as [who];");
+    settings.add_filter(r"on host \S+ ", "on host [host] ");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings
+}
+
 fn terminated(rig: &Rig) -> usize {
     count(&rig.calls(), "TerminateDISyncInstance")
 }
@@ -169,8 +180,16 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
         "{}",
         text(&out)
     );
-    assert!(rig.calls().is_empty(), "nothing is sent before the approval");
+    assert!(
+        rig.calls().is_empty(),
+        "nothing is sent before the approval"
+    );
     let run_id = rig.last_run_id();
+    let waiting_show = stdout(&rig.run(&["show", &run_id]));
+    stable(&rig).bind(|| {
+        insta::assert_snapshot!("detached-at-the-plan", stdout(&out));
+        insta::assert_snapshot!("show-waiting-at-the-plan", waiting_show);
+    });
 
     // The receiver got the request, with the command to run.
     let asked = approval_requests(&inbox);
@@ -206,21 +225,43 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
     );
     let out = run_notified_command(&rig, &b, &command, &[]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    assert!(stderr(&out).contains("needs a `yes` on a terminal"), "{}", text(&out));
-    assert!(shown(&rig, &run_id)["approvals"].as_array().unwrap().is_empty());
+    assert!(
+        stderr(&out).contains("needs a `yes` on a terminal"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        shown(&rig, &run_id)["approvals"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // Bob approves with the notified command.
     let out = run_notified_command(&rig, &b, &command, &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    stable(&rig).bind(|| insta::assert_snapshot!("approved-parked", stdout(&out)));
     assert!(stdout(&out).contains("runbook resume"), "{}", text(&out));
     // A second approval of a decided gate is refused; the first stands.
     let out = run_notified_command(&rig, &b, &command, &["--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    assert!(stderr(&out).contains("is not waiting") || stderr(&out).contains("approved already"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is not waiting") || stderr(&out).contains("approved already"),
+        "{}",
+        text(&out)
+    );
 
     // Resumed on A: the stop goes out, then the run parks at `go`.
     let out = rig.run(&["resume", &run_id, "--detach", "--notify", &hook]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let table: String = stdout(&rig.run(&["runs"]))
+        .lines()
+        .filter(|l| l.contains("waiting for"))
+        .collect();
+    stable(&rig).bind(|| {
+        insta::assert_snapshot!("summary-detached-at-a-step", stdout(&out));
+        insta::assert_snapshot!("runs-waiting-at-a-step", table);
+    });
     assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1);
     assert_eq!(terminated(&rig), 0);
     let seen = shown(&rig, &run_id);
@@ -240,7 +281,11 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
     let out = rig.run(&["resume", &run_id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(terminated(&rig), 1);
-    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1, "not sent again");
+    assert_eq!(
+        count(&rig.calls(), "StopDISyncInstance"),
+        1,
+        "not sent again"
+    );
     let seen = shown(&rig, &run_id);
     assert_eq!(seen["status"], "succeeded");
     let approvals = seen["approvals"].as_array().unwrap();
@@ -290,9 +335,20 @@ fn a_waiting_process_goes_on_once_approved_and_a_killed_one_is_resumed_after_the
     assert_eq!(shown(&rig, &run_id)["status"], "succeeded");
 
     // The same, killed while it waits at the plan's gate.
-    let pb2 = rig.playbook("cutover2.yaml", &CUTOVER.replace("FileId: 81", "FileId: 82"));
+    let pb2 = rig.playbook(
+        "cutover2.yaml",
+        &CUTOVER.replace("FileId: 81", "FileId: 82"),
+    );
     let mut child = rig
-        .cmd(&["run", &pb2, "--approve", "go", "--wait-approval", "--lease", "2s"])
+        .cmd(&[
+            "run",
+            &pb2,
+            "--approve",
+            "go",
+            "--wait-approval",
+            "--lease",
+            "2s",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -356,7 +412,10 @@ fn a_rejected_run_ends_rejected_and_is_not_resumed() {
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
 
     // Parked (--detach) and rejected: ended at once.
-    let pb2 = rig.playbook("cutover2.yaml", &CUTOVER.replace("FileId: 81", "FileId: 83"));
+    let pb2 = rig.playbook(
+        "cutover2.yaml",
+        &CUTOVER.replace("FileId: 81", "FileId: 83"),
+    );
     let out = rig.run(&["run", &pb2, "--detach"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let run_id = rig.last_run_id();
@@ -376,9 +435,21 @@ fn a_wait_that_times_out_fails_the_run_and_a_resume_waits_again() {
     let rig = rig();
     let pb = rig.playbook("cutover.yaml", CUTOVER);
     let b = HostB::new(&rig);
-    let out = rig.run(&["run", &pb, "--wait-approval", "--approval-timeout", "1s", "--approve", "go"]);
+    let out = rig.run(&[
+        "run",
+        &pb,
+        "--wait-approval",
+        "--approval-timeout",
+        "1s",
+        "--approve",
+        "go",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("no approval of the plan came"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no approval of the plan came"),
+        "{}",
+        text(&out)
+    );
     let run_id = rig.last_run_id();
     assert_eq!(shown(&rig, &run_id)["status"], "failed");
     assert!(rig.calls().is_empty());
@@ -386,7 +457,15 @@ fn a_wait_that_times_out_fails_the_run_and_a_resume_waits_again() {
     assert_eq!(out.status.code(), Some(6), "not waiting: {}", text(&out));
 
     // Parked again (detached), with a deadline that passes.
-    let out = rig.run(&["resume", &run_id, "--detach", "--approval-timeout", "1s", "--approve", "go"]);
+    let out = rig.run(&[
+        "resume",
+        &run_id,
+        "--detach",
+        "--approval-timeout",
+        "1s",
+        "--approve",
+        "go",
+    ]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(1_500));
     let out = b.run(&rig, &["approve", &run_id, "--yes"]);
@@ -417,23 +496,45 @@ fn answers_that_do_not_fit_the_waiting_run_are_refused() {
     let done = rig.last_run_id();
     let out = b.run(&rig, &["approve", &done, "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    assert!(stderr(&out).contains("is not waiting for an approval (it is succeeded)"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is not waiting for an approval (it is succeeded)"),
+        "{}",
+        text(&out)
+    );
     let out = b.run(&rig, &["approve", "no-such-run", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
-    let pb2 = rig.playbook("cutover2.yaml", &CUTOVER.replace("FileId: 81", "FileId: 84"));
+    let pb2 = rig.playbook(
+        "cutover2.yaml",
+        &CUTOVER.replace("FileId: 81", "FileId: 84"),
+    );
     let out = rig.run(&["run", &pb2, "--detach"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let run_id = rig.last_run_id();
     let out = b.run(&rig, &["approve", &run_id, "kill", "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
-    assert!(stderr(&out).contains("no `approve` step `kill`"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no `approve` step `kill`"),
+        "{}",
+        text(&out)
+    );
     let other = "ab".repeat(32);
-    let out = b.run(&rig, &["approve", &run_id, "--yes", "--expect-digest", &other]);
+    let out = b.run(
+        &rig,
+        &["approve", &run_id, "--yes", "--expect-digest", &other],
+    );
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(stderr(&out).contains("not the"), "{}", text(&out));
-    assert!(shown(&rig, &run_id)["approvals"].as_array().unwrap().is_empty());
+    assert!(
+        shown(&rig, &run_id)["approvals"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let digest = shown(&rig, &run_id)["digest"].as_str().unwrap().to_owned();
-    let out = b.run(&rig, &["approve", &run_id, "--yes", "--expect-digest", &digest]);
+    let out = b.run(
+        &rig,
+        &["approve", &run_id, "--yes", "--expect-digest", &digest],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

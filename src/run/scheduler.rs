@@ -900,8 +900,14 @@ fn settle(shared: &Shared, result: Result<Value, UnitError>) -> UnitsResult {
         Ok(v) => (Outcome::Succeeded, Some(v), None),
         Err(UnitError::Failed(why)) => (Outcome::Failed, None, Some(why)),
         Err(UnitError::Cancelled) => {
+            let parked = shared
+                .gate_end
+                .get()
+                .is_some_and(|(status, _)| *status == RunStatus::WaitingApproval);
             let why = if shared.window_closed.is_cancelled() {
                 "stopped: the change window closed"
+            } else if parked {
+                "stopped: the run is parked at an approval (--detach)"
             } else {
                 "cancelled"
             };
