@@ -39,6 +39,19 @@ steps:
     with: { ProjectId: 10000, TaskType: DI_REALTIME, FileId: 81 }
 "#;
 
+/// The operator: the simulator's own key pair, RAM user `sim`.
+const SIM_ARN: &str = "acs:ram::1000000000000001:user/sim";
+
+/// [`CUTOVER`] whose plan needs one of bob and sim, not its starter.
+fn two_person() -> String {
+    format!("approvers: [bob, sim]\n{CUTOVER}")
+}
+
+/// The approvals `show --json` lists for run `run_id`.
+fn approvals_of(rig: &Rig, run_id: &str) -> Vec<Value> {
+    shown(rig, run_id)["approvals"].as_array().unwrap().clone()
+}
+
 fn rig() -> Rig {
     Rig::with("", Duration::ZERO, |c| {
         c.fixtures.identities.users.push(runbook::sim::UserFixture {
@@ -149,7 +162,8 @@ fn run_notified_command(rig: &Rig, b: &HostB, command: &str, extra: &[&str]) -> 
 fn stable(rig: &Rig) -> insta::Settings {
     let mut settings = crate::status::stable(rig);
     settings.add_filter(r"--journal \S+", "--journal [journal]");
-    settings.add_filter(r" as \S+@\S+;", " as [who];");
+    settings.add_filter(r"\(\S+@\S+, ", "([who], ");
+    settings.add_filter(r"\((\w+)@[^)\s]+\)", "($1@[host])");
     settings.add_filter(r"on host \S+ ", "on host [host] ");
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
     settings
@@ -170,7 +184,7 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
     let rig = rig();
     let inbox = Inbox::default();
     let hook = format!("webhook:{}/hook", receiver(&rig, &inbox));
-    let pb = rig.playbook("cutover.yaml", CUTOVER);
+    let pb = rig.playbook("cutover.yaml", &two_person());
     let b = HostB::new(&rig);
 
     let out = rig.run(&["run", &pb, "--detach", "--notify", &hook]);
@@ -230,12 +244,22 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
         "{}",
         text(&out)
     );
-    assert!(
-        shown(&rig, &run_id)["approvals"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(approvals_of(&rig, &run_id).is_empty());
+    // The operator may not approve their own run: approvers are set.
+    let out = rig
+        .cmd(&[
+            "approve",
+            &run_id,
+            "--yes",
+            "--state-dir",
+            &rig.state().to_string_lossy(),
+        ])
+        .env("RUNBOOK_STS_ENDPOINT", rig.sim().base_url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(stderr(&out).contains("started the run"), "{}", text(&out));
+    assert!(approvals_of(&rig, &run_id).is_empty());
 
     // Bob approves with the notified command.
     let out = run_notified_command(&rig, &b, &command, &["--yes"]);
@@ -298,6 +322,60 @@ fn a_detached_run_waits_at_its_gates_until_another_host_approves_and_resume_fini
     }
     let report = stdout(&rig.run(&["report", &run_id]));
     assert!(report.contains("bob@"), "{report}");
+    // Both verified identities: the operator's and the approver's.
+    assert!(
+        report.contains(BOB_ARN) && report.contains(SIM_ARN),
+        "{report}"
+    );
+}
+
+/// Approvers on the plan and on a step: the operator's own `--yes` and
+/// `--approve` do not count, so the run waits in the foreground (no flag
+/// needed) until Bob approves each gate from host B.
+#[test]
+fn a_policy_that_needs_someone_else_makes_the_run_wait_for_them() {
+    let rig = rig();
+    let pb = rig.playbook(
+        "cutover.yaml",
+        &two_person().replace(
+            "approve: \"Terminate node 81?\"",
+            "approve: { message: \"Terminate node 81?\", approvers: [bob] }",
+        ),
+    );
+    let b = HostB::new(&rig);
+    let child = rig
+        .cmd(&["run", &pb, "--yes", "--approve", "go"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waits_at = |gate: &str, step: Value| {
+        let runs = json(&b.run(&rig, &["runs", "--json"]));
+        runs[0]["status"] == "waiting_approval"
+            && runs[0]["waiting"]["gate"] == gate
+            && runs[0]["waiting"]["step"] == step
+    };
+    eventually("the run waits at the plan", || {
+        waits_at("plan", Value::Null)
+    });
+    let run_id = rig.last_run_id();
+    assert!(rig.calls().is_empty());
+    let out = b.run(&rig, &["approve", &run_id, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eventually("the run waits at `go`", || {
+        waits_at("step", Value::from("go"))
+    });
+    assert_eq!(terminated(&rig), 0);
+    let out = b.run(&rig, &["approve", &run_id, "go", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(terminated(&rig), 1);
+    let by_bob = approvals_of(&rig, &run_id)
+        .iter()
+        .filter(|a| a["arn"] == BOB_ARN && a["channel"] == "command")
+        .count();
+    assert_eq!(by_bob, 2, "{:?}", approvals_of(&rig, &run_id));
 }
 
 /// `--wait-approval`: the process waits at the gate and goes on by itself

@@ -735,6 +735,16 @@ async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
     let run_id = &summary.run_id;
     let mut stdout = crate::safe_text::SafeWriter::new(std::io::stdout().lock());
     let _ = report::summary(summary, &mut stdout);
+    if journal.flush().await.is_ok()
+        && let Ok(approvals) = journal.approvals(run_id)
+    {
+        for a in &approvals {
+            let _ = std::io::Write::write_all(
+                &mut stdout,
+                format!("{}\n", waiting::approval_line(a)).as_bytes(),
+            );
+        }
+    }
     if plan.steps.iter().any(|s| !s.report.is_empty())
         && journal.flush().await.is_ok()
         && let Ok(record) = journal.load_run(run_id)

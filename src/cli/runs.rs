@@ -421,7 +421,7 @@ impl ShowArgs {
                 "host": rec.run.holder.host, "operator": rec.run.holder.operator, "target": rec.run.holder.target,
                 "last_heartbeat": rec.run.holder.last_heartbeat(),
                 "waiting": crate::run::waiting::waiting_json(&rec.run),
-                "approvals": rec.approvals.iter().map(|a| serde_json::json!({"step": a.step_id, "by": a.approved_by, "method": a.method, "digest": a.digest, "at": a.at})).collect::<Vec<_>>(),
+                "approvals": rec.approvals.iter().map(|a| serde_json::json!({"step": a.step_id, "verdict": a.verdict.as_str(), "by": a.approved_by, "arn": a.identity.as_ref().map(|i| &i.arn), "account_id": a.identity.as_ref().map(|i| &i.account_id), "identity_request_id": a.identity.as_ref().and_then(|i| i.request_id.as_ref()), "method": a.method, "channel": a.channel.as_str(), "reason": a.reason, "digest": a.digest, "at": a.at})).collect::<Vec<_>>(),
                 "steps": rec.steps.iter().map(|s| serde_json::json!({"id": s.step_id, "status": s.status, "items": s.items, "detail": s.detail, "started_at": s.started_at, "finished_at": s.finished_at})).collect::<Vec<_>>(),
                 "attempts": rec.attempts.iter().map(|a| serde_json::json!({"step": a.step_id, "item": a.item, "attempt": a.attempt, "kind": a.kind, "action": a.action, "risk": a.risk, "outcome": a.outcome, "error_code": a.error_code, "error_message": a.error_message, "request_id": a.request_id, "http_status": a.http_status, "sent_at": a.sent_at, "finished_at": a.finished_at, "request": serde_json::from_str::<serde_json::Value>(&a.request_json).unwrap_or_default()})).collect::<Vec<_>>(),
                 "reported": reported,
@@ -488,23 +488,7 @@ impl ShowArgs {
             let _ = writeln!(out, "{line}");
         }
         for a in &rec.approvals {
-            let what = a
-                .step_id
-                .as_deref()
-                .map_or_else(|| "plan".to_owned(), |s| format!("step `{s}`"));
-            let verb = if a.verdict == crate::run::journal::Verdict::Rejected {
-                "rejected"
-            } else {
-                "approved"
-            };
-            let _ = writeln!(
-                out,
-                "{verb}: {what} by {} via {} at {} (digest {})",
-                a.approved_by,
-                a.method,
-                a.at,
-                &a.digest[..a.digest.len().min(12)]
-            );
+            let _ = writeln!(out, "{}", crate::run::waiting::approval_line(a));
         }
         let _ = writeln!(out, "steps:");
         for s in &rec.steps {

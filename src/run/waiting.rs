@@ -201,6 +201,39 @@ pub fn who_of(row: &ApprovalRow) -> String {
     }
 }
 
+/// One approval or rejection as `show` and the run's summary print it:
+/// `approved: step `go` by ARN (user@host) via approve (command) at T
+/// (digest D)`, with a rejection's reason.
+pub fn approval_line(a: &ApprovalRow) -> String {
+    let what = a
+        .step_id
+        .as_deref()
+        .map_or_else(|| "the plan".to_owned(), |s| format!("step `{s}`"));
+    let verb = match a.verdict {
+        RowVerdict::Approved => "approved",
+        RowVerdict::Rejected => "rejected",
+    };
+    let reason = a
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let request = a
+        .identity
+        .as_ref()
+        .and_then(|i| i.request_id.as_deref())
+        .map(|r| format!(", GetCallerIdentity RequestId {r}"))
+        .unwrap_or_default();
+    format!(
+        "{verb}: {what} by {} via {} ({}) at {} (digest {}{request}){reason}",
+        who_of(a),
+        a.method,
+        a.channel.as_str(),
+        a.at,
+        &a.digest[..a.digest.len().min(12)]
+    )
+}
+
 /// The first rejection among `approvals` of the plan `digest`: which
 /// gate, by whom, why.
 pub fn first_rejection(approvals: &[ApprovalRow], digest: &str) -> Option<(Gate, String, String)> {
