@@ -360,6 +360,7 @@ pub(crate) fn stable(rig: &Rig) -> insta::Settings {
         (r"digest [0-9a-f]{12}", "digest [digest]"),
         (r"\b\d+\.\ds\b", "[secs]"),
         (r"by [^ @]+@\S+", "by [who]"),
+        (r"\([^ @()]+@[^)\s]+\)", "([who])"),
         (r"operator: \S+", "operator: [who]"),
         (r"host: \S+", "host: [host]"),
         (r#""(operator|host)": "[^"]*""#, r#""$1": "[$1]""#),
