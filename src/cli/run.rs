@@ -668,8 +668,14 @@ async fn execute(
                 drop(sink);
                 let _ = reporter.await;
                 if end.exit == ExitCode::WaitingApproval {
-                    let hint = end.hint.map(|h| format!("\n{h}\n")).unwrap_or_default();
-                    super::out(&format!("{}{hint}", end.message));
+                    let hint = end.hint.map(|h| format!("\n{h}")).unwrap_or_default();
+                    let text = format!("{}{hint}\n", end.message);
+                    // JSON lines only on stdout with --output json.
+                    if exec.output == OutputFormat::Json {
+                        eprint!("{}", crate::safe_text::escape(&text));
+                    } else {
+                        super::out(&text);
+                    }
                     return Ok(ExitCode::WaitingApproval);
                 }
                 // Ended at the gate (rejected, timed out, cancelled): its
