@@ -166,6 +166,7 @@ fn stable(rig: &Rig) -> insta::Settings {
     settings.add_filter(r"\((\w+)@[^)\s]+\)", "($1@[host])");
     settings.add_filter(r"on host \S+ ", "on host [host] ");
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(r"plan [0-9a-f]{12} of", "plan [digest] of");
     settings
 }
 
@@ -615,4 +616,63 @@ fn answers_that_do_not_fit_the_waiting_run_are_refused() {
         &["approve", &run_id, "--yes", "--expect-digest", &digest],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `runbook approve` on a terminal (a pty, through util-linux `script`) as
+/// Bob on host B, answering `answer`.
+fn approve_on_terminal(rig: &Rig, b: &HostB, run_id: &str, answer: &str) -> Output {
+    use std::io::Write as _;
+    let line = format!(
+        "{} approve {run_id} --state-dir {}",
+        env!("CARGO_BIN_EXE_runbook"),
+        b.dir.join("state").display()
+    );
+    let mut script = b.cmd(rig, &[]);
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in script.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let _ = script.stdin(Stdio::null());
+    let mut child = cmd
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// On a terminal, the approver sees what they approve (the plan's
+/// irreversible step with its ids, the blast radius, the digest) before
+/// the question; anything but `yes` records nothing.
+#[test]
+fn the_approver_reviews_the_plan_on_a_terminal_before_answering() {
+    let rig = rig();
+    let pb = rig.playbook("cutover.yaml", &two_person());
+    let b = HostB::new(&rig);
+    let out = rig.run(&["run", &pb, "--detach"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let run_id = rig.last_run_id();
+    let out = approve_on_terminal(&rig, &b, &run_id, "no");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let prompt = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    stable(&rig).bind(|| insta::assert_snapshot!("approve-on-a-terminal", prompt));
+    assert!(approvals_of(&rig, &run_id).is_empty());
+    let out = approve_on_terminal(&rig, &b, &run_id, "yes");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let approvals = approvals_of(&rig, &run_id);
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0]["arn"], BOB_ARN);
+    assert_eq!(approvals[0]["channel"], "command");
 }

@@ -183,7 +183,11 @@ fn decide(
         }
         if matches!(answer, Answer::Approve) && !asked.yes {
             let mut lines = vec![format!("run {} of `{}`", record.run.id, plan.name)];
-            lines.extend(plan_review(&plan, None));
+            let account = crate::run::launch::StoredOptions::from_json(&record.options_json).account;
+            lines.extend(plan_review(&plan, account.as_deref()));
+            if let Some(policy) = waiting::policy_of(&plan, &gate) {
+                lines.push(format!("{} needs {}", gate.describe(), policy.describe()));
+            }
             lines.push(format!("plan digest: {}", plan.digest));
             if let Some(s) = gate.step()
                 && let Some(StepKind::Approve { message, .. }) = plan.step(s).map(|p| &p.kind)
