@@ -480,7 +480,18 @@ fn a_rejected_run_ends_rejected_and_is_not_resumed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        text(&out).contains("lag too high") && text(&out).contains(BOB_ARN),
+        "{}",
+        text(&out)
+    );
     assert_eq!(terminated(&rig), 0, "nothing after the gate");
+    let shown_text = stdout(&rig.run(&["show", &run_id]));
+    assert!(
+        shown_text.contains(&format!("rejected: step `go` by {BOB_ARN}"))
+            && shown_text.contains(": lag too high"),
+        "{shown_text}"
+    );
     let seen = shown(&rig, &run_id);
     assert_eq!(seen["status"], "rejected", "{seen}");
     let out = rig.run(&["resume", &run_id, "--approve", "go"]);
