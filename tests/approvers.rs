@@ -148,10 +148,33 @@ fn the_starter_may_not_approve_a_plan_that_names_its_approvers() {
         ),
     ] {
         let pb = rig.playbook("stop.yaml", &stop_node(head));
-        let out = as_starter(&rig, &["run", &pb, "--yes"]);
+        // The starter's --yes does not count: the run waits for the
+        // approvers (here left parked, --detach: exit 7), saying why.
+        let out = as_starter(&rig, &["run", &pb, "--yes", "--detach"]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(7), "{head}: {said}");
+        assert!(said.contains(why), "{head}: {said}");
+        assert!(said.contains("nothing was sent"), "{head}: {said}");
+        assert!(said.contains("runbook approve"), "{head}: {said}");
+        // Parked, it holds the node: abandoned, it lets go of it.
+        let state = rig.state().to_string_lossy().into_owned();
+        let parked = rig.last_run_id();
+        let out = rig
+            .cmd(&[
+                "abandon",
+                &parked,
+                "--reason",
+                "next case",
+                "--state-dir",
+                &state,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        // Unattended (no --yes, no terminal): refused, pointing at pre-approval.
+        let out = as_starter(&rig, &["run", &pb]);
         let said = text(&out);
         assert_eq!(out.status.code(), Some(6), "{head}: {said}");
-        assert!(said.contains(why), "{head}: {said}");
         assert!(said.contains("nothing was sent"), "{head}: {said}");
         assert!(
             said.contains("runbook approve --plan PLAN.json --expires 7d"),
@@ -202,7 +225,7 @@ fn a_plan_that_says_who_approves_does_not_start_unverified() {
 }
 
 #[test]
-fn a_step_whose_approvers_exclude_the_runner_is_refused_before_anything_is_sent() {
+fn a_step_whose_approvers_exclude_the_runner_is_refused_unattended_and_waited_for_attended() {
     let rig = rig();
     let pb = rig.playbook(
         "gated.yaml",
@@ -217,13 +240,19 @@ steps:
     with: { ProjectId: 10000, FileId: 101, TaskType: DI_REALTIME }
 "#,
     );
-    let out = as_starter(&rig, &["run", &pb, "--yes", "--approve", "go"]);
+    // Unattended (no --approve for it, no terminal): refused up front.
+    let out = as_starter(&rig, &["run", &pb, "--yes"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(6), "{said}");
     assert!(
         said.contains("approve step `go` needs 1 approver among alice"),
         "{said}"
     );
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
+    // The runner's own --approve does not count: the run parks at the step
+    // for alice (--detach: exit 7), nothing sent after it.
+    let out = as_starter(&rig, &["run", &pb, "--yes", "--approve", "go", "--detach"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
 }
 

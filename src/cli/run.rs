@@ -536,10 +536,18 @@ fn approve_plan(
             )?);
             given(pre)
         }
-        PlanGate::Elsewhere { given } => Ok(PlanApproval {
-            given,
-            elsewhere: true,
-        }),
+        PlanGate::Elsewhere { given, own } => {
+            if let Some(why) = own {
+                eprintln!(
+                    "note: {}; nothing was sent; the run waits for the approvers (`runbook approve`)",
+                    crate::safe_text::escape(&why)
+                );
+            }
+            Ok(PlanApproval {
+                given,
+                elsewhere: true,
+            })
+        }
     }
 }
 

@@ -156,6 +156,9 @@ pub enum PlanGate {
     Elsewhere {
         /// Approvals given already that count toward the policy.
         given: Vec<ApprovalDecision>,
+        /// Why the starter's own approval is not enough, when they gave
+        /// one (`--yes`, a terminal).
+        own: Option<String>,
     },
 }
 
@@ -251,7 +254,15 @@ pub fn gate_plan(
         if starter.yes && matches!(own, Ok(()) | Err(None)) {
             given.push(starter_yes(starter));
         }
-        return Ok(PlanGate::Elsewhere { given });
+        let own = match &own {
+            _ if !(starter.yes || starter.terminal) => None,
+            Err(Some(r)) => Some(format!("your own approval of the plan does not count: {r}")),
+            Err(None) => {
+                policy.map(|p| format!("your approval counts, but the plan needs {}", p.describe()))
+            }
+            Ok(()) => None,
+        };
+        return Ok(PlanGate::Elsewhere { given, own });
     }
     match own {
         Ok(()) if starter.yes => {
@@ -604,7 +615,7 @@ steps:
         // alice started the run and may not approve it: her --yes does not
         // count; the run waits for the rest from elsewhere, bob's
         // pre-approval journaled first.
-        let Ok(PlanGate::Elsewhere { given }) = gate_plan(
+        let Ok(PlanGate::Elsewhere { given, own }) = gate_plan(
             &p,
             &starter(true, false, Some(&alice)),
             std::slice::from_ref(&bob_pre),
@@ -613,6 +624,11 @@ steps:
         ) else {
             panic!("not left to others")
         };
+        assert!(
+            own.as_deref()
+                .is_some_and(|o| o.contains("started the run")),
+            "{own:?}"
+        );
         assert!(
             matches!(
                 &given[..],
@@ -640,7 +656,7 @@ steps:
         };
         assert!(matches!(
             gate_plan(&p, &detached, &[], now(), ok),
-            Ok(PlanGate::Elsewhere { given }) if given.is_empty()
+            Ok(PlanGate::Elsewhere { given, .. }) if given.is_empty()
         ));
         // With allow_self_approval she completes it with --yes.
         let allowed = plan(&format!(
@@ -666,13 +682,13 @@ steps:
         let carol = who("acs:ram::1:user/carol");
         assert!(matches!(
             gate_plan(&allowed, &starter(true, false, Some(&carol)), &[], now(), ok),
-            Ok(PlanGate::Elsewhere { given }) if given.is_empty()
+            Ok(PlanGate::Elsewhere { given, .. }) if given.is_empty()
         ));
         // An approver's own --yes counts toward a policy it cannot meet alone.
         let bob = who("acs:ram::1:user/bob");
         assert!(matches!(
             gate_plan(&allowed, &starter(true, false, Some(&bob)), &[], now(), ok),
-            Ok(PlanGate::Elsewhere { given }) if given.len() == 1
+            Ok(PlanGate::Elsewhere { given, .. }) if given.len() == 1
         ));
         // A policy needs a verified starter.
         let e = gate_plan(&allowed, &starter(true, false, None), &[], now(), ok).unwrap_err();
