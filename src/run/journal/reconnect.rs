@@ -9,9 +9,10 @@
 //!    bounded by the time left;
 //! 3. settles the interrupted transaction: ends the server process that
 //!    served the cut connection if it is still there (it may hold the
-//!    transaction, and the run's row locked), then asks the server whether
-//!    that transaction committed (`txid_status`: a cut while `COMMIT` was
-//!    on its way leaves it unknown to this side). A committed batch is
+//!    transaction, and the run's row locked), then learns whether that
+//!    transaction committed (a cut while `COMMIT` was on its way leaves it
+//!    unknown to this side): by the key of the intent a durable batch
+//!    inserts, else by its id (`txid_status`). A committed batch is
 //!    done, an aborted one is committed again, so every write lands once:
 //!    an intent is never lost nor doubled, and a call waits until its
 //!    intent is known committed;
