@@ -46,6 +46,26 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     })
 }
 
+/// Parses a duration that may also count days (`7d`, `90d`, `1d 12h`; a day
+/// is 24 hours), for ages and expiries on the command line.
+pub fn parse_days(text: &str) -> Result<Duration, DurationError> {
+    if let Ok(d) = parse(text) {
+        return Ok(d);
+    }
+    let trimmed = text.trim();
+    trimmed
+        .parse::<jiff::Span>()
+        .ok()
+        .and_then(|span| {
+            span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+        })
+        .and_then(|d| Duration::try_from(d).ok())
+        .ok_or_else(|| DurationError {
+            message: format!("invalid duration `{text}` (days count as well: `7d`)"),
+        })
+}
+
 /// Formats a duration the way playbooks write it (`1h 30m`, `500ms`).
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();

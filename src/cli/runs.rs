@@ -207,23 +207,11 @@ pub(crate) fn lookup_error(e: crate::run::JournalError) -> Error {
 /// An age: a duration (`30s`, `2h`) or days and weeks (`90d`, `2w`, a day
 /// being 24 hours).
 fn age(flag: &str, value: &str) -> Result<std::time::Duration, Error> {
-    if let Ok(d) = crate::duration::parse(value) {
-        return Ok(d);
-    }
-    value
-        .trim()
-        .parse::<jiff::Span>()
-        .ok()
-        .and_then(|span| {
-            span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                .ok()
-        })
-        .and_then(|d| std::time::Duration::try_from(d).ok())
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "{flag}: `{value}` is not a duration (e.g. 12h, 7d, 90d)"
-            ))
-        })
+    crate::duration::parse_days(value).map_err(|_| {
+        Error::usage(format!(
+            "{flag}: `{value}` is not a duration (e.g. 12h, 7d, 90d)"
+        ))
+    })
 }
 
 /// Parses `--since`: a duration back from now, or a timestamp.

@@ -46,6 +46,7 @@ pub mod launch;
 pub mod ledger;
 pub mod lock;
 mod machine;
+pub mod preapproval;
 pub(crate) mod private;
 pub mod ratelimit;
 pub mod report;
