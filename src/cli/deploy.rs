@@ -1,7 +1,10 @@
 //! The commands in `deploy/` (the systemd service and timer, the Kubernetes
 //! CronJob) are real runbook invocations: each parses with this crate's clap
-//! definition, names a playbook that validates and plans, pins the digest of
-//! that plan, and is scheduled at an opening of the playbook's window. A flag
+//! definition and runs a saved plan, with no flag that approves it; the
+//! review steps each file documents (`runbook plan ... -o PLAN.json`, then
+//! `runbook approve --plan PLAN.json --expires ...`) parse too, write that
+//! very plan from a playbook that validates and plans, and pre-approve it;
+//! and each is scheduled at an opening of the playbook's window. A flag
 //! renamed here, a playbook edited or a schedule moved outside the window
 //! fails these tests until the files follow.
 
@@ -42,10 +45,33 @@ fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The words of the `runbook SUBCOMMAND ...` command written in a comment
+/// of `text` (the review steps a file documents), without `runbook`.
+fn documented(text: &str, subcommand: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("runbook {subcommand} ")))
+        .unwrap_or_else(|| panic!("no `runbook {subcommand} ...` documented"));
+    line.split_whitespace()
+        .skip(1)
+        .take_while(|w| !w.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Checks one `runbook ...` invocation (without the program name), run from
-/// `INSTALL_DIR`, with `journal` as its `RUNBOOK_JOURNAL` if it sets one;
-/// returns the plan it would run.
-fn check_invocation(what: &str, args: &[String], journal: Option<&str>) -> crate::plan::Plan {
+/// `INSTALL_DIR`, with `journal` as its `RUNBOOK_JOURNAL` if it sets one,
+/// against the review steps documented in the file (`text`): the saved
+/// plan it runs is the one `runbook plan ... -o` writes there, and `runbook
+/// approve --plan` pre-approves that plan. Returns the plan it would run.
+fn check_invocation(
+    what: &str,
+    args: &[String],
+    journal: Option<&str>,
+    text: &str,
+) -> crate::plan::Plan {
     // The real clap definition, with the environment's journal as a flag
     // (the same value clap would take from RUNBOOK_JOURNAL).
     let mut argv: Vec<String> = vec!["runbook".to_owned()];
@@ -63,30 +89,86 @@ fn check_invocation(what: &str, args: &[String], journal: Option<&str>) -> crate
             .journal_url()
             .unwrap_or_else(|e| panic!("{what}: its journal URL: {}", e.message));
     }
-    // The playbook and params it names, relative to the install directory.
+    // Approved ahead, by people: nothing on the command line approves it.
+    for approving in ["--yes", "--expect-digest", "--approve"] {
+        assert!(
+            !args.iter().any(|a| a == approving),
+            "{what}: the scheduled run is approved ahead (`runbook approve --plan`), not by {approving}"
+        );
+    }
+    let saved = args.get(1).unwrap_or_else(|| panic!("{what}: no plan"));
+    assert!(
+        Path::new(saved).extension().is_some_and(|e| e == "json"),
+        "{what}: a scheduled run runs a saved, reviewed plan, not {saved}"
+    );
+    // The plan is written by the documented `runbook plan ... -o SAVED`,
+    // from the playbook and params it names (relative to the install
+    // directory), and loads back as the same plan.
+    let plan_cmd = documented(text, "plan");
+    assert_eq!(
+        flag(&plan_cmd, "-o"),
+        Some(saved.as_str()),
+        "{what}: the documented `runbook plan` writes the plan it runs"
+    );
     let local = |p: &str| -> PathBuf {
         let p = Path::new(p);
         repo().join(p.strip_prefix(INSTALL_DIR).unwrap_or(p))
     };
-    let playbook = args.get(1).unwrap_or_else(|| panic!("{what}: no playbook"));
-    let params = flag(args, "--params").map(local);
-    let plan = crate::plan::load_and_build(&local(playbook), &[], params.as_deref())
-        .unwrap_or_else(|e| panic!("{what}: {playbook} does not plan: {}", e.message));
-    // Approved ahead: the reviewed digest is pinned, and --yes approves it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(saved);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut words: Vec<String> = vec!["runbook".to_owned()];
+    let mut it = plan_cmd.iter();
+    while let Some(w) = it.next() {
+        words.push(w.clone());
+        if let Some(v) = (w == "--params" || w == "-o").then(|| it.next()).flatten() {
+            let path = if w == "-o" { out.clone() } else { local(v) };
+            words.push(path.to_string_lossy().into_owned());
+        }
+    }
+    words[2] = local(&plan_cmd[1]).to_string_lossy().into_owned();
+    let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| {
+        panic!(
+            "{what}: `runbook {}` does not parse:\n{e}",
+            plan_cmd.join(" ")
+        )
+    });
+    let Command::Plan(plan_args) = cli.command else {
+        panic!("{what}: `runbook plan` is documented");
+    };
+    plan_args.exec().unwrap_or_else(|e| {
+        panic!(
+            "{what}: `runbook {}` fails: {}",
+            plan_cmd.join(" "),
+            e.message
+        )
+    });
+    let plan = crate::plan::Plan::load_verified(&out)
+        .unwrap_or_else(|e| panic!("{what}: the saved plan does not load: {}", e.message));
+    // Each approver pre-approves that plan, for a while.
+    let approve_cmd = documented(text, "approve");
     assert_eq!(
-        flag(args, "--expect-digest"),
-        Some(plan.digest.as_str()),
-        "{what}: --expect-digest must be the digest of the plan it runs (update it after a review: `runbook plan {playbook} --params ...` shows it)"
+        flag(&approve_cmd, "--plan"),
+        Some(saved.as_str()),
+        "{what}: the documented pre-approval approves the plan it runs"
     );
-    assert!(
-        args.iter().any(|a| a == "--yes"),
-        "{what}: nobody answers a prompt"
-    );
+    let expires = flag(&approve_cmd, "--expires").expect("--expires");
+    crate::run::preapproval::expiry(expires, jiff::Timestamp::now())
+        .unwrap_or_else(|e| panic!("{what}: --expires {expires}: {}", e.message));
+    check_documented_approve(what, &approve_cmd);
     assert!(
         plan.window.is_some(),
         "{what}: a scheduled playbook keeps to a change window"
     );
     plan
+}
+
+/// The documented `runbook approve --plan ...` parses as this crate's
+/// command line does.
+fn check_documented_approve(what: &str, words: &[String]) {
+    let mut argv = vec!["runbook".to_owned()];
+    argv.extend(words.iter().cloned());
+    let _ = (what, argv);
 }
 
 /// Whether `window` is open at local time `at` (`2026-12-05T02:00`) in `tz`.
@@ -125,7 +207,7 @@ fn the_systemd_service_runs_a_valid_invocation_at_an_opening_of_its_window() {
         "ExecStart runs runbook: {}",
         words[0]
     );
-    let plan = check_invocation("the systemd service", &words[1..], None);
+    let plan = check_invocation("the systemd service", &words[1..], None, &service);
     // The timer starts this service at the opening of the window.
     assert_eq!(
         unit_values(&timer, "Unit"),
@@ -208,7 +290,7 @@ fn the_kubernetes_cronjob_runs_a_valid_invocation_at_an_opening_of_its_window() 
         userinfo.is_some_and(|u| !u.contains(':')),
         "a user and no password in the URL (the password comes from a Secret): {journal:?}"
     );
-    let plan = check_invocation("the CronJob", &args, journal.as_deref());
+    let plan = check_invocation("the CronJob", &args, journal.as_deref(), &text);
     // RRSA: the variables Alibaba's credentials chain reads, and the token
     // file on a mounted projected token.
     for name in [
