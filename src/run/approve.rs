@@ -324,6 +324,7 @@ fn missing(
     }
     match (&own, starter.yes || starter.terminal) {
         (Some(r), true) => why.push(format!("your own approval does not count: {r}")),
+        (Some(r), false) => why.push(format!("the run's own identity cannot approve it: {r}")),
         (None, false) => why.push("there is no terminal to ask on and no --yes".to_owned()),
         _ => {}
     }
