@@ -305,3 +305,265 @@ fn the_plan_shows_who_must_approve_and_its_json_carries_the_policy_only_when_set
         "{json}"
     );
 }
+
+/// `runbook ARGS` signed with `key` (another person's credentials), with
+/// the rig's state dir and journal, STS pointed at the simulator.
+pub(crate) fn as_user(rig: &Rig, key: (&str, &str), args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(rig.state())
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key.0)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.1)
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("RUNBOOK_STS_ENDPOINT", rig.sim().base_url())
+        .stdin(std::process::Stdio::null());
+    rig.journal.apply(&mut cmd);
+    cmd.output().unwrap()
+}
+
+/// `runbook plan PLAYBOOK -p file_id=ID -o DIR/NAME.json`: a saved plan.
+fn saved_plan(rig: &Rig, playbook: &str, file_id: u32, name: &str) -> String {
+    let out_path = rig.dir.path().join(name);
+    let out_path = out_path.to_string_lossy().into_owned();
+    let out = rig.run(&[
+        "plan",
+        playbook,
+        "-p",
+        &format!("file_id={file_id}"),
+        "-o",
+        &out_path,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    out_path
+}
+
+/// The stop of one node, chosen by a param, with a policy in `head`.
+fn stop_param(head: &str) -> String {
+    format!(
+        r"name: scheduled-stop
+{head}
+params:
+  file_id: {{ type: integer }}
+defaults: {{ region: cn-shanghai }}
+steps:
+  - id: stop
+    call: dataworks.StopDISyncInstance
+    with: {{ ProjectId: 10000, FileId: '{{{{params.file_id}}}}', TaskType: DI_REALTIME }}
+"
+    )
+}
+
+#[test]
+fn a_scheduled_run_goes_ahead_on_enough_unexpired_pre_approvals_of_its_digest() {
+    let rig = rig();
+    let pb = rig.playbook(
+        "stop.yaml",
+        &stop_param("approvers: [alice, bob]\nmin_approvals: 2"),
+    );
+    let plan = saved_plan(&rig, &pb, 101, "plan.json");
+    let run = || as_starter(&rig, &["run", &plan]);
+    let out = run();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(text(&out).contains("0 of 2 given"), "{}", text(&out));
+    // alice approves ahead, with her own key.
+    let out = as_user(
+        &rig,
+        ALICE,
+        &["approve", "--plan", &plan, "--expires", "1d", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!("as acs:ram::{ACCOUNT}:user/alice"))
+            && said.contains("1 of 2 approvals given; 1 more approval of this plan is needed"),
+        "{said}"
+    );
+    // Twice by alice is still one approver.
+    let out = as_user(
+        &rig,
+        ALICE,
+        &["approve", "--plan", &plan, "--expires", "1d", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(said.contains("1 of 2 given"), "{said}");
+    let mut stable = crate::status::stable(&rig);
+    stable.add_filter(
+        r"\([^ @(),]+@[^ ,]+, GetCallerIdentity",
+        "([who], GetCallerIdentity",
+    );
+    stable.add_filter(r"plan [0-9a-f]{12} ", "plan [digest] ");
+    stable.bind(|| {
+        insta::assert_snapshot!("preapproved-once-refused", said);
+        insta::assert_snapshot!(
+            "preapproval-by-bob",
+            text(&as_user(
+                &rig,
+                BOB,
+                &["approve", "--plan", &plan, "--expires", "1d", "--yes"]
+            ))
+        );
+    });
+    assert!(
+        said.contains(&format!("approved ahead by acs:ram::{ACCOUNT}:user/alice")),
+        "{said}"
+    );
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
+    // The run's own identity (sim) is no approver: refused, nothing recorded.
+    let out = as_starter(
+        &rig,
+        &[
+            "approve",
+            "--plan",
+            &plan,
+            "--expires",
+            "1d",
+            "--yes",
+            "--state-dir",
+            &rig.state().to_string_lossy(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not one of the approvers (alice, bob); nothing was recorded"),
+        "{}",
+        text(&out)
+    );
+    // bob completed it (above); the unattended run goes ahead.
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1);
+    let run_id = rig.last_run_id();
+    // Journaled as the run's plan approval: who (verified), how, the identity call.
+    let arns = rig.journal_texts(
+        "SELECT arn FROM approvals WHERE run_id = ?1 AND channel = 'pre-approval' ORDER BY arn",
+        &run_id,
+    );
+    assert_eq!(
+        arns,
+        [
+            format!("acs:ram::{ACCOUNT}:user/alice"),
+            format!("acs:ram::{ACCOUNT}:user/bob")
+        ]
+    );
+    let asked = identity_calls(&rig);
+    for id in rig.journal_texts(
+        "SELECT identity_request_id FROM approvals WHERE run_id = ?1",
+        &run_id,
+    ) {
+        assert!(asked.contains(&id), "{id} is a GetCallerIdentity answer");
+    }
+    let md = String::from_utf8(rig.run(&["report", &run_id]).stdout).unwrap();
+    assert!(
+        md.contains(&format!(
+            "| the plan | approved | `acs:ram::{ACCOUNT}:user/bob`"
+        )) && md.contains("pre-approval (`pre-approval`)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn expired_pre_approvals_and_those_of_another_digest_never_count_and_the_refusal_is_notified() {
+    let rig = rig();
+    let inbox = crate::notify::Inbox::default();
+    let hook = crate::notify::receiver(&rig, &inbox);
+    let pb = rig.playbook(
+        "stop.yaml",
+        &stop_param(&format!(
+            "approvers: [alice, bob]\nnotify:\n  - kind: webhook\n    url: {hook}/hook\n    events: [approval_needed]"
+        )),
+    );
+    let plan_101 = saved_plan(&rig, &pb, 101, "p101.json");
+    let plan_102 = saved_plan(&rig, &pb, 102, "p102.json");
+    // alice approves node 102's plan, and 101's for one second.
+    for (plan, expires) in [(&plan_102, "1d"), (&plan_101, "1s")] {
+        let out = as_user(
+            &rig,
+            ALICE,
+            &["approve", "--plan", plan, "--expires", expires, "--yes"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = as_starter(&rig, &["run", &plan_101]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(said.contains("0 of 1 given"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the pre-approval by acs:ram::{ACCOUNT}:user/alice expired at"
+        )),
+        "{said}"
+    );
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
+    // The playbook's webhook was told, with the command that approves.
+    let got = inbox.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = &got[0].body;
+    assert_eq!(body["event"], "approval_needed");
+    assert_eq!(body["status"], "rejected");
+    assert_eq!(
+        body["command"],
+        format!("runbook approve --plan {plan_101} --expires 7d").as_str()
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("expired at"),
+        "{body}"
+    );
+    assert!(said.contains("notified"), "{said}");
+    // The plan of node 102 has its approval.
+    let out = as_starter(&rig, &["run", &plan_102]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1);
+}
+
+#[test]
+fn a_listed_starter_may_pre_approve_but_never_counts_for_its_own_run() {
+    let rig = rig();
+    let pb = rig.playbook("stop.yaml", &stop_param("approvers: [sim, alice]"));
+    let plan = saved_plan(&rig, &pb, 101, "plan.json");
+    let state = rig.state().to_string_lossy().into_owned();
+    let out = as_starter(
+        &rig,
+        &[
+            "approve",
+            "--plan",
+            &plan,
+            "--expires",
+            "1d",
+            "--yes",
+            "--state-dir",
+            &state,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = as_starter(&rig, &["run", &plan]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the pre-approval by acs:ram::{ACCOUNT}:user/sim does not count"
+        )) && said.contains("started the run and may not approve it"),
+        "{said}"
+    );
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 0);
+    // The same plan started by alice: sim's pre-approval counts.
+    let mut args = vec!["run".to_owned(), plan.clone()];
+    args.extend(rig.endpoint_flags(&["run", &plan]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = as_user(&rig, ALICE, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(count(&rig.calls(), "StopDISyncInstance"), 1);
+    let run_id = rig.last_run_id();
+    assert_eq!(
+        rig.journal_texts(
+            "SELECT arn FROM run_identities WHERE run_id = ?1 AND role = 'started'",
+            &run_id
+        ),
+        [format!("acs:ram::{ACCOUNT}:user/alice")]
+    );
+}

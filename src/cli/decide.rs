@@ -25,8 +25,12 @@ use crate::run::{exit, resume};
 pub(crate) struct ApproveArgs {
     /// The run id (or a unique prefix), as the `approval_needed`
     /// notification, `runbook runs` or `runbook show` name it.
-    #[arg(value_parser = super::runs::run_id_arg)]
-    run_id: String,
+    #[arg(
+        value_parser = super::runs::run_id_arg,
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    run_id: Option<String>,
     /// The `approve` step the run waits at (none: the plan's approval).
     #[arg(value_name = "STEP")]
     step: Option<String>,
@@ -34,6 +38,19 @@ pub(crate) struct ApproveArgs {
     /// you reviewed, e.g. from the change ticket).
     #[arg(long, value_name = "SHA256")]
     expect_digest: Option<String>,
+    /// Pre-approve a saved plan (`runbook plan ... -o PLAN.json`) ahead of
+    /// the unattended run that will carry it out (`runbook run PLAN.json`,
+    /// with no --yes): the plan is rebuilt from its playbook (refused on any
+    /// difference) and shown, and your approval of its digest is journaled,
+    /// with who you are (verified through STS), until --expires. A run of
+    /// that digest uses the unexpired pre-approvals that satisfy the
+    /// playbook's `approvers`/`min_approvals` (never its own starter's).
+    #[arg(long, value_name = "PLAN.json", requires = "expires")]
+    plan: Option<std::path::PathBuf>,
+    /// With --plan: how long the pre-approval may be used (`7d`, `12h`; at
+    /// most 90 days).
+    #[arg(long, value_name = "DURATION", requires = "plan")]
+    expires: Option<String>,
     /// Approve without asking (no terminal needed). Without it, the plan is
     /// shown and `yes` is asked for on a terminal.
     #[arg(long)]
@@ -59,6 +76,7 @@ struct WhoArgs {
 const APPROVE_EXAMPLES: &str = "\
 Examples:
   runbook runs --status waiting_approval               # which runs wait, at which gate, since when
+  runbook approve --plan plans/weekly.json --expires 30d   # pre-approve a saved plan for scheduled runs
   runbook approve 20261205T020000Z-3f9a1c              # the plan's approval (shows it, asks `yes`)
   runbook approve 20261205T020000Z-3f9a1c go-ahead     # the `approve` step go-ahead
   runbook approve RUN_ID --journal postgres://runbook@db.internal:5432/runbook --yes
@@ -98,11 +116,26 @@ its `on_failure` names still runs.";
 
 impl ApproveArgs {
     pub(crate) fn exec(self) -> Result<ExitCode, Error> {
+        if let (Some(plan), Some(expires)) = (&self.plan, &self.expires) {
+            if self.step.is_some() || self.expect_digest.is_some() {
+                return Err(Error::usage(
+                    "--plan approves a whole saved plan: no STEP and no --expect-digest (its digest is the file's)",
+                ));
+            }
+            return super::preapprove::pre_approve(&super::preapprove::PreApproval {
+                plan,
+                expires,
+                yes: self.yes,
+                profile: self.who.profile.as_deref(),
+                state: &self.state,
+            });
+        }
+        let run_id = self.run_id.as_deref().unwrap_or_default();
         let answer = Answer::Approve;
         decide(
             &self.state,
             &self.who,
-            &self.run_id,
+            run_id,
             self.step.as_deref(),
             &answer,
             Asked {
@@ -251,9 +284,18 @@ async fn verify(
     who: &WhoArgs,
     signature: crate::cloud::signer::SignatureVersion,
 ) -> Result<crate::run::identity::VerifiedIdentity, Error> {
+    verify_as(who.profile.as_deref(), signature).await
+}
+
+/// Who the credentials of `profile` (or the environment's, as `run` finds
+/// them) are, verified through STS, signed with `signature`.
+pub(crate) async fn verify_as(
+    profile: Option<&str>,
+    signature: crate::cloud::signer::SignatureVersion,
+) -> Result<crate::run::identity::VerifiedIdentity, Error> {
     let (client, _) = super::target::connect(
         false,
-        who.profile.as_deref(),
+        profile,
         crate::cloud::Endpoints::new(),
         crate::cloud::client::ClientOptions::default(),
         |_| {},

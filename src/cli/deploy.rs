@@ -168,7 +168,12 @@ fn check_invocation(
 fn check_documented_approve(what: &str, words: &[String]) {
     let mut argv = vec!["runbook".to_owned()];
     argv.extend(words.iter().cloned());
-    let _ = (what, argv);
+    let cli = Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("{what}: `{}` does not parse:\n{e}", argv.join(" ")));
+    assert!(
+        matches!(cli.command, Command::Approve(_)),
+        "{what}: the pre-approval is `runbook approve`: {argv:?}"
+    );
 }
 
 /// Whether `window` is open at local time `at` (`2026-12-05T02:00`) in `tz`.

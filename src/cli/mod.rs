@@ -10,6 +10,7 @@ mod deploy;
 mod graph;
 mod interrupt;
 mod plan;
+mod preapprove;
 mod report;
 mod run;
 mod runs;
@@ -62,7 +63,8 @@ pub(crate) enum Command {
     Cancel(runs::CancelArgs),
     /// End a dead or parked run for good and release its resource locks (journaled).
     Abandon(runs::AbandonArgs),
-    /// Approve a run that waits for an approval from elsewhere (any host).
+    /// Approve a run that waits for an approval from elsewhere (any host),
+    /// or a saved plan ahead of its scheduled run (`--plan PLAN.json --expires 7d`).
     Approve(decide::ApproveArgs),
     /// Reject a run that waits for an approval: it ends `rejected`.
     Reject(decide::RejectArgs),

@@ -319,7 +319,15 @@ impl RunArgs {
             let starter = target.identity.as_ref().map(|i| &i.principal);
             let gates = || approve::check_answerable(&plan, &self.exec.approve.iter().cloned().collect(), asking(&self.exec), starter, |_| false);
             let pre = journal.pre_approvals(&plan.digest).map_err(exit::journal_error)?;
-            let approval = approve_plan(&plan, &self.exec, &target, &pre, elsewhere_asked(&self.exec), gates)?;
+            let approval = match approve_plan(&plan, &self.exec, &target, &pre, elsewhere_asked(&self.exec), gates) {
+                Ok(approval) => approval,
+                Err(e) => {
+                    if e.exit == ExitCode::Refused {
+                        notify_refused(&plan, &self.exec, &self.target, &e).await;
+                    }
+                    return Err(e);
+                }
+            };
             let run_id = launch::create(&journal, &lock, &plan, &stored, &approval.given, target.identity.as_ref(), &drifts).await?;
             for d in &drifts {
                 eprintln!("warning: drift allowed (--allow-drift): {}", crate::safe_text::escape(&d.to_string()));
@@ -772,6 +780,35 @@ async fn print_summary(plan: &Plan, summary: &RunSummary, journal: &Journal) {
         ));
     } else if summary.outcome != RunStatus::Succeeded {
         super::out(&format!("continue with: runbook resume {run_id}\n"));
+    }
+}
+
+/// Tells the run's notification targets that it was refused before it
+/// started for want of the plan's approval (`refusal`), with the command
+/// that gives one; each delivery is shown (there is no run to journal it
+/// with). Never fails.
+async fn notify_refused(plan: &Plan, exec: &ExecArgs, target: &std::path::Path, refusal: &Error) {
+    let (notifier, _) = Notifier::new(&plan.notify, &exec.notify);
+    if !notifier.wants(crate::plan::NotifyEvent::ApprovalNeeded) {
+        return;
+    }
+    let saved = target
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let command = if saved {
+        format!("runbook approve --plan {} --expires 7d", target.display())
+    } else {
+        format!(
+            "runbook plan {} ... -o PLAN.json, then runbook approve --plan PLAN.json --expires 7d",
+            target.display()
+        )
+    };
+    let n = Notification::refused(&plan.name, &plan.digest, &refusal.message, command);
+    for d in notifier.send(&n).await {
+        let event: crate::run::RunEvent = d.into();
+        if let Some(line) = report::notified_line(&event) {
+            eprintln!("{}", crate::safe_text::escape(&line));
+        }
     }
 }
 

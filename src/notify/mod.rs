@@ -214,8 +214,33 @@ impl Notification {
         }
     }
 
+    /// The notification that a run of `playbook` (plan `digest`) was
+    /// refused before it started (so it has no run id, and its status is
+    /// `rejected`) for want of the plan's approval: `reason` says what is
+    /// missing or expired, `command` how to give it
+    /// (`runbook approve --plan ...`).
+    pub fn refused(playbook: &str, digest: &str, reason: &str, command: String) -> Notification {
+        Notification {
+            event: NotifyEvent::ApprovalNeeded,
+            run_id: String::new(),
+            playbook: playbook.to_owned(),
+            plan_digest: digest.to_owned(),
+            status: RunStatus::Rejected,
+            step: None,
+            error: Some(reason.to_owned()),
+            request_id: None,
+            command: Some(command),
+        }
+    }
+
     /// One line: what happened to which run.
     pub fn title(&self) -> String {
+        if self.run_id.is_empty() {
+            return format!(
+                "runbook: a run of `{}` was refused before it started: its plan needs an approval",
+                self.playbook
+            );
+        }
         let what = match self.event {
             NotifyEvent::ApprovalNeeded => match &self.step {
                 Some(s) => format!("needs an approval of step `{s}`"),

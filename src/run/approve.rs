@@ -313,8 +313,11 @@ fn missing(
         let who: Vec<String> = tally.counted.iter().map(ToString::to_string).collect();
         why.push(format!("approved ahead by {}", who.join(", ")));
     }
+    // A second approval of one principal is no news: left out.
     for (who, r) in &tally.ignored {
-        why.push(format!("the pre-approval by {who} does not count: {r}"));
+        if !matches!(r, approval_policy::Refusal::AlreadyApproved { .. }) {
+            why.push(format!("the pre-approval by {who} does not count: {r}"));
+        }
     }
     for e in expired {
         why.push(format!(

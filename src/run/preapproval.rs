@@ -41,7 +41,9 @@ pub fn expiry(expires: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, Er
     }
     let span =
         jiff::SignedDuration::try_from(d).map_err(|_| Error::usage("--expires is too long"))?;
+    // To the second: it is shown, and compared with the clock, not finer.
     now.checked_add(span)
+        .and_then(|t| t.round(jiff::Unit::Second))
         .map_err(|_| Error::usage("--expires is too long"))
 }
 
