@@ -595,7 +595,11 @@ steps:
         let e = gate_plan(&p, &me, &[ops.clone(), ops_again], now(), ok).unwrap_err();
         assert_eq!(e.exit, ExitCode::Refused);
         assert!(e.message.contains("1 of 2 given"), "{}", e.message);
-        assert!(e.message.contains("has approved already"), "{}", e.message);
+        assert!(
+            e.message.contains("approved ahead by acs:ram::1:role/ops;"),
+            "{}",
+            e.message
+        );
         // Expired, or of another digest: never counted.
         let old = pre(&p, "acs:ram::1:user/bob", "2026-11-29T06:59:59Z");
         let mut other = pre(&p, "acs:ram::1:user/bob", "2026-12-01T00:00:00Z");
