@@ -834,14 +834,7 @@ async fn notify_finished(notifier: &Notifier, journal: &Journal, plan: &Plan, ru
         return;
     }
     for d in notifier.send(&n).await {
-        let event = crate::run::RunEvent::Notified {
-            about: d.event,
-            kind: d.kind,
-            target: d.target,
-            delivered: d.delivered,
-            attempts: d.attempts,
-            error: d.error,
-        };
+        let event = crate::run::RunEvent::from(d);
         if let Some(line) = report::notified_line(&event) {
             let prefix = if matches!(
                 event,
